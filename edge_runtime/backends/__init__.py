@@ -1,0 +1,1 @@
+"""Inference backends: ONNX Runtime (CPU, CUDA, TensorRT providers) and native TensorRT."""

@@ -1,0 +1,297 @@
+"""Labelled and unlabelled image collections, read without torch.
+
+``open_dataset(source, split)`` understands:
+
+* ``digits``: scikit-learn's built-in 8x8 digits (the embedded default);
+* a MedMNIST ``.npz`` (``train_images``, ``train_labels``, ``val_*``, ``test_*``);
+* an MVTec-AD directory (``train/good``, ``test/<class>``, optional ``ground_truth/<class>/*_mask.png``);
+* an ImageFolder directory (``<split>/<class>/*`` or ``<class>/*``);
+* a plain folder of unlabelled images.
+
+Splits are ``train``, ``val`` and ``test``. A source without a ``val`` split gets one carved
+deterministically from ``train`` (``VAL_FRACTION``); a source without any split gets all three
+carved from its images. Unlabelled images carry label ``-1``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgesslError
+from .images import canonical_image, is_image_file, read_image
+
+SPLITS = ("train", "val", "test")
+VAL_FRACTION = 0.15
+TEST_FRACTION = 0.25
+UNLABELLED = -1
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # HxW or HxWx3 RGB, uint8/uint16
+    label: int  # UNLABELLED when the source has no labels
+    name: str  # file path, or "<source>:<split>:<index>"
+    mask: np.ndarray | None = None  # HxW uint8, >0 where anomalous
+
+
+class ImageDataset:
+    """A split of a source: images by index, their labels, class names, optional masks."""
+
+    def __init__(self, source: str, split: str, labels: np.ndarray, class_names: list[str]):
+        self.source = source
+        self.split = split
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.class_names = class_names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def name(self, i: int) -> str:
+        return f"{self.source}:{self.split}:{i}"
+
+    def mask(self, i: int) -> np.ndarray | None:
+        return None
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels != UNLABELLED).all())
+
+    def sample(self, i: int) -> Sample:
+        return Sample(self.image(i), int(self.labels[i]), self.name(i), self.mask(i))
+
+    def subset(self, indices: np.ndarray) -> "ImageDataset":
+        return SubsetDataset(self, np.asarray(indices, dtype=np.int64))
+
+
+class ArrayDataset(ImageDataset):
+    """Images held in one array (N x H x W or N x H x W x C)."""
+
+    def __init__(self, source, split, images: np.ndarray, labels, class_names):
+        super().__init__(source, split, labels, class_names)
+        self.images = images
+
+    def image(self, i: int) -> np.ndarray:
+        return canonical_image(self.images[i], name=self.name(i))
+
+
+class FileDataset(ImageDataset):
+    """Images read from files on demand; masks from files where given."""
+
+    def __init__(self, source, split, paths: list[Path], labels, class_names,
+                 mask_paths: list[Path | None] | None = None):
+        super().__init__(source, split, labels, class_names)
+        self.paths = paths
+        self.mask_paths = mask_paths
+
+    def image(self, i: int) -> np.ndarray:
+        return read_image(self.paths[i])
+
+    def name(self, i: int) -> str:
+        return str(self.paths[i])
+
+    @property
+    def has_masks(self) -> bool:
+        return self.mask_paths is not None and any(p is not None for p in self.mask_paths)
+
+    def mask(self, i: int) -> np.ndarray | None:
+        if self.mask_paths is None:
+            return None
+        path = self.mask_paths[i]
+        if path is None:  # a normal image: an all-zero mask of its size
+            return np.zeros(self.image(i).shape[:2], np.uint8)
+        m = read_image(path)
+        return (m if m.ndim == 2 else m.max(axis=2)).astype(np.uint8)
+
+
+class SubsetDataset(ImageDataset):
+    """A view of some indices of another dataset."""
+
+    def __init__(self, parent: ImageDataset, indices: np.ndarray):
+        super().__init__(parent.source, parent.split, parent.labels[indices], parent.class_names)
+        self.parent, self.indices = parent, indices
+
+    def image(self, i: int) -> np.ndarray:
+        return self.parent.image(int(self.indices[i]))
+
+    def name(self, i: int) -> str:
+        return self.parent.name(int(self.indices[i]))
+
+    def mask(self, i: int) -> np.ndarray | None:
+        return self.parent.mask(int(self.indices[i]))
+
+    @property
+    def has_masks(self) -> bool:
+        return self.parent.has_masks
+
+
+def _carve(n: int, fractions: dict[str, float], seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic disjoint index sets: each named split gets its fraction, the rest is train."""
+    order = np.random.RandomState(seed).permutation(n)
+    out, start = {}, 0
+    for split, frac in fractions.items():
+        k = int(round(n * frac))
+        out[split] = np.sort(order[start : start + k])
+        start += k
+    out["train"] = np.sort(order[start:])
+    return out
+
+
+def _with_carved_val(train: ImageDataset, split: str) -> ImageDataset:
+    """``train`` or ``val``: a deterministic ``VAL_FRACTION`` of ``train`` held out as ``val``."""
+    parts = _carve(len(train), {"val": VAL_FRACTION})
+    ds = train.subset(parts[split])
+    ds.split = split
+    return ds
+
+
+def _carved_split(full: ImageDataset, split: str) -> ImageDataset:
+    parts = _carve(len(full), {"val": VAL_FRACTION, "test": TEST_FRACTION})
+    ds = full.subset(parts[split])
+    ds.split = split
+    return ds
+
+
+def _digits(split: str) -> ImageDataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.clip(d.images * (255.0 / 16.0) + 0.5, 0, 255).astype(np.uint8)
+    full = ArrayDataset("digits", "all", images, d.target, [str(c) for c in range(10)])
+    return _carved_split(full, split)
+
+
+def _npz(path: Path, split: str) -> ImageDataset:
+    try:
+        data = np.load(path, allow_pickle=False)
+        keys = set(data.files)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise EdgesslError(f"{path}: not a readable .npz file ({exc})") from None
+    if "train_images" not in keys:
+        raise EdgesslError(f"{path}: a MedMNIST .npz needs 'train_images' (found {sorted(keys)})")
+
+    def load(s: str) -> ImageDataset:
+        images = data[f"{s}_images"]
+        labels = data[f"{s}_labels"].reshape(len(images), -1)[:, 0] if f"{s}_labels" in keys else \
+            np.full(len(images), UNLABELLED)
+        n_classes = int(data["train_labels"].max()) + 1 if "train_labels" in keys else 0
+        return ArrayDataset(str(path), s, images, labels, [str(c) for c in range(n_classes)])
+
+    if f"{split}_images" in keys:
+        return load(split)
+    if split == "test":
+        raise EdgesslError(f"{path}: has no 'test_images'")
+    return _with_carved_val(load("train"), split)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _images_in(p))
+
+
+def _image_folder(root: Path, split_dir: Path, split: str, classes: list[str]) -> FileDataset:
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        d = split_dir / cls
+        if d.is_dir():
+            files = _images_in(d)
+            paths += files
+            labels += [label] * len(files)
+    return FileDataset(str(root), split, paths, np.asarray(labels), classes)
+
+
+def _mvtec(root: Path, split: str) -> ImageDataset:
+    test_classes = [p.name for p in _class_dirs(root / "test")] if (root / "test").is_dir() else []
+    classes = ["good"] + sorted(c for c in test_classes if c != "good")
+    if split in ("train", "val"):
+        train = _image_folder(root, root / "train", "train", classes)
+        return _with_carved_val(train, split)
+    ds = _image_folder(root, root / "test", "test", classes)
+    gt = root / "ground_truth"
+    if gt.is_dir():
+        masks: list[Path | None] = []
+        for p, label in zip(ds.paths, ds.labels):
+            m = gt / classes[label] / f"{p.stem}_mask.png"
+            masks.append(m if label != 0 and m.is_file() else None)
+        if any(m is not None for m in masks):
+            ds.mask_paths = masks
+    return ds
+
+
+def detect_kind(source: str) -> str:
+    """One of ``digits``, ``npz``, ``mvtec``, ``imagefolder_splits``, ``imagefolder``, ``folder``."""
+    if source == "digits":
+        return "digits"
+    path = Path(source)
+    if not path.exists():
+        raise EdgesslError(f"data source not found: {source} (give a .npz, a directory, or 'digits')")
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return "npz"
+        raise EdgesslError(f"{source}: a data source file must be a MedMNIST .npz")
+    if (path / "train" / "good").is_dir():
+        return "mvtec"
+    if any((path / s).is_dir() and _class_dirs(path / s) for s in SPLITS):
+        return "imagefolder_splits"
+    if _class_dirs(path):
+        return "imagefolder"
+    if _images_in(path):
+        return "folder"
+    raise EdgesslError(f"{source}: no images found (expected images, <class>/ folders, or train/ test/)")
+
+
+def open_dataset(source: str, split: str = "train") -> ImageDataset:
+    """Open one split of a data source. Raises ``EdgesslError`` for anything unusable."""
+    if split not in SPLITS:
+        raise EdgesslError(f"unknown split {split!r}; use one of {SPLITS}")
+    kind = detect_kind(source)
+    root = Path(source)
+    if kind == "digits":
+        ds = _digits(split)
+    elif kind == "npz":
+        ds = _npz(root, split)
+    elif kind == "mvtec":
+        ds = _mvtec(root, split)
+    elif kind == "imagefolder_splits":
+        classes = sorted({p.name for s in SPLITS if (root / s).is_dir() for p in _class_dirs(root / s)})
+        if (root / split).is_dir():
+            ds = _image_folder(root, root / split, split, classes)
+        elif split == "val" and (root / "train").is_dir():
+            ds = _with_carved_val(_image_folder(root, root / "train", "train", classes), "val")
+        else:
+            raise EdgesslError(f"{source}: has no '{split}' split")
+        if split == "train" and not (root / "val").is_dir():
+            ds = _with_carved_val(ds, "train")
+    elif kind == "imagefolder":
+        classes = [p.name for p in _class_dirs(root)]
+        ds = _carved_split(_image_folder(root, root, "all", classes), split)
+    else:
+        paths = _images_in(root)
+        ds = _carved_split(FileDataset(str(root), "all", paths, np.full(len(paths), UNLABELLED), []), split)
+    if len(ds) == 0:
+        raise EdgesslError(f"{source}: the '{split}' split is empty")
+    return ds
+
+
+def resolve_label(ds: ImageDataset, label: str | int) -> int:
+    """A class given by index or by name (``good``, ``normal``, ``3``) to its index."""
+    text = str(label)
+    if text in ds.class_names:
+        return ds.class_names.index(text)
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(ds.class_names):
+        return int(text)
+    known = ", ".join(ds.class_names) or "none: the data is unlabelled"
+    raise EdgesslError(f"label {text!r} is not in {ds.source} (classes: {known})")

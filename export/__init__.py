@@ -1,0 +1,1 @@
+"""Checkpoint to bundle: ONNX export with verification, manifest writing, TensorRT engine building."""

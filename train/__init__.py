@@ -1,0 +1,1 @@
+"""Training side (torch): backbones, self-supervised pretext tasks, fine-tuning, detector fitting, evaluation."""

@@ -1,0 +1,98 @@
+"""Backbones: torchvision ResNet-18 (default) and MobileNetV3-Small (light, Jetson-friendly).
+
+Randomly initialised (no weights are downloaded). For small inputs the stem is replaced:
+
+* ``image_size <= 40``: 3x3 stride-1 conv, no max-pool (the CIFAR stem; 32 px -> 32x32 at layer1);
+* ``40 < image_size <= 96``: 3x3 stride-2 conv, no max-pool (64 px -> 32x32 at layer1);
+* larger: the ImageNet stem (7x7 stride-2 conv and max-pool for ResNet).
+
+``Backbone.forward`` returns the pooled embedding ``(B, D)``; ``feature_maps`` returns the
+intermediate maps the patch detector uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torchvision import models
+
+from edgessl.edge_runtime.errors import EdgesslError
+
+BACKBONES = ("resnet18", "mobilenet_v3_small")
+MIN_IMAGE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "resnet18"
+    in_channels: int = 3
+    image_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKBONES:
+            raise EdgesslError(f"unknown backbone {self.name!r}; choose one of {', '.join(BACKBONES)}")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise EdgesslError(f"image size {self.image_size} is too small for {self.name} (at least {MIN_IMAGE_SIZE} px)")
+
+    @property
+    def stem_stride(self) -> int:
+        return 1 if self.image_size <= 40 else 2 if self.image_size <= 96 else 0  # 0: ImageNet stem
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backbone(nn.Module):
+    """Trunk + global average pooling. ``feature_dim`` is the embedding size."""
+
+    def __init__(self, config: BackboneConfig, stages: nn.ModuleList, stage_names: list[str], feature_dim: int):
+        super().__init__()
+        self.config = config
+        self.stages = stages
+        self.stage_names = stage_names
+        self.feature_dim = feature_dim
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every stage's output, by name (``stem``, ``layer1`` ... ``layer4`` for ResNet)."""
+        out = {}
+        for name, stage in zip(self.stage_names, self.stages):
+            x = stage(x)
+            out[name] = x
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+def _resnet18(cfg: BackboneConfig) -> Backbone:
+    net = models.resnet18(weights=None)
+    if cfg.stem_stride:
+        conv = nn.Conv2d(cfg.in_channels, 64, 3, cfg.stem_stride, 1, bias=False)
+        stem = nn.Sequential(conv, net.bn1, net.relu)
+    else:
+        conv = nn.Conv2d(cfg.in_channels, 64, 7, 2, 3, bias=False)
+        stem = nn.Sequential(conv, net.bn1, net.relu, net.maxpool)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    stages = nn.ModuleList([stem, net.layer1, net.layer2, net.layer3, net.layer4])
+    return Backbone(cfg, stages, ["stem", "layer1", "layer2", "layer3", "layer4"], 512)
+
+
+def _mobilenet_v3_small(cfg: BackboneConfig) -> Backbone:
+    net = models.mobilenet_v3_small(weights=None)
+    feats = net.features
+    first = feats[0][0]
+    stride = cfg.stem_stride or 2
+    feats[0][0] = nn.Conv2d(cfg.in_channels, first.out_channels, 3, stride, 1, bias=False)
+    nn.init.kaiming_normal_(feats[0][0].weight, mode="fan_out")
+    # Group MobileNet's blocks at the resolutions where ResNet's layers sit.
+    stages = nn.ModuleList([feats[0:1], feats[1:2], feats[2:4], feats[4:9], feats[9:]])
+    return Backbone(cfg, stages, ["stem", "layer1", "layer2", "layer3", "layer4"], 576)
+
+
+def build_backbone(config: BackboneConfig) -> Backbone:
+    """A randomly initialised backbone for the given name, channels and input size."""
+    return {"resnet18": _resnet18, "mobilenet_v3_small": _mobilenet_v3_small}[config.name](config)

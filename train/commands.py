@@ -1,0 +1,103 @@
+"""CLI registration of the training-side commands. Handlers import torch only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, fields
+
+
+def _to_config(cls, args: argparse.Namespace):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _save_config(out: str, cfg) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import PretrainConfig, pretrain
+
+    cfg = _to_config(PretrainConfig, args)
+    summary = pretrain(cfg)
+    if summary.get("world_size", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
+        _save_config(cfg.out, cfg)
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvaluateConfig, evaluate_run
+
+    result = evaluate_run(_to_config(EvaluateConfig, args))
+    print(json.dumps(result, indent=2 if not args.json else None))
+    return 0
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda (default: auto)")
+
+
+# One line per pretext task (kept torch-free for --help; a test checks it names every method).
+METHOD_SUMMARIES = {
+    "rotation": "predict which of 0/90/180/270 degrees each image was rotated by",
+    "jigsaw": "reassemble 3x3 shuffled tiles: predict which of K permutations was applied",
+    "simclr": "contrast two augmented views of each image against the batch (NT-Xent)",
+    "byol": "predict an EMA target network's view embedding, no negatives",
+    "moco": "MoCo v2: contrast against a queue of momentum-encoder keys",
+    "gan": "train a DCGAN; the discriminator's trunk is the feature extractor",
+}
+METHOD_HELP = "\n".join(f"  {k:<9} {v}" for k, v in METHOD_SUMMARIES.items())
+
+
+def register(sub) -> dict[str, argparse.ArgumentParser]:
+    p = sub.add_parser(
+        "pretrain", help="self-supervised pretraining on unlabelled images",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a backbone with a pretext task on the train split of --data (labels unused).\n\n"
+                    "Methods:\n" + METHOD_HELP + "\n\nMulti-GPU / multi-process: "
+                    "torchrun --nproc_per_node=N -m edgessl pretrain ...\n"
+                    "Example: edgessl pretrain --data digits --method simclr --epochs 5 --out runs/digits")
+    p.add_argument("--data", default="digits", help="data source: digits, a .npz, or a directory (default: digits)")
+    p.add_argument("--method", default="simclr", choices=list(METHOD_SUMMARIES), help="pretext task (default: simclr)")
+    p.add_argument("--backbone", default="resnet18", help="resnet18 or mobilenet_v3_small (default: resnet18)")
+    p.add_argument("--image-size", type=int, default=32, help="model input size in pixels (default: 32)")
+    p.add_argument("--channels", type=int, default=0, choices=(0, 1, 3), help="input channels; 0 infers from the data")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default: 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS", help="stop after this wall time")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps")
+    p.add_argument("--max-images", type=int, default=0, help="use only the first N training images")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    _add_device(p)
+    p.set_defaults(handler=_pretrain)
+
+    e = sub.add_parser(
+        "evaluate", help="feature quality (kNN, linear probe) and anomaly metrics of a run",
+        description="Embed the train and test splits of --data with the run's frozen backbone and report "
+                    "weighted-kNN accuracy (k=200, cosine), linear-probe accuracy and, with --normal-label, "
+                    "one-class AUROC (5-NN cosine distance to normal training embeddings).")
+    e.add_argument("--run", required=True, metavar="RUN_DIR")
+    e.add_argument("--data", default="digits")
+    e.add_argument("--normal-label", default=None, help="class index or name of the normal class (MVTec: good)")
+    e.add_argument("--ignore-label", dest="ignore_labels", action="append", default=[],
+                   help="leave a class out of the test metrics (repeatable; e.g. ELPV's 'uncertain')")
+    e.add_argument("--k", type=int, default=200, help="neighbours for the kNN classifier (default: 200)")
+    e.add_argument("--no-linear-probe", dest="linear_probe", action="store_false")
+    e.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    e.add_argument("--batch-size", type=int, default=256)
+    _add_device(e)
+    e.set_defaults(handler=_evaluate)
+    return {"pretrain": p, "evaluate": e}

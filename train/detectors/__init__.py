@@ -1,0 +1,1 @@
+"""Fitting the anomaly detectors on normal-image features (torch allowed here)."""

@@ -1,0 +1,28 @@
+"""Embeddings of a dataset through a frozen backbone, batched, on any device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgessl.edge_runtime.datasets import ImageDataset
+from edgessl.edge_runtime.preprocess import PreprocessSpec
+
+from .backbones import Backbone
+from .data import load_uint8, normalise
+
+
+@torch.no_grad()
+def embed_tensor(backbone: Backbone, images: torch.Tensor, spec: PreprocessSpec,
+                 device: torch.device | str = "cpu", batch_size: int = 256) -> np.ndarray:
+    """Pooled embeddings ``(N, D)`` float32 of a uint8 image tensor."""
+    backbone.eval().to(device)
+    out = [backbone(normalise(images[i : i + batch_size].to(device), spec)).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, backbone.feature_dim), np.float32)
+
+
+def embed_dataset(backbone: Backbone, ds: ImageDataset, spec: PreprocessSpec,
+                  device: torch.device | str = "cpu", batch_size: int = 256) -> np.ndarray:
+    """Pooled embeddings of every image of ``ds``, preprocessed exactly as the runtime does."""
+    return embed_tensor(backbone, load_uint8(ds, spec), spec, device, batch_size)
