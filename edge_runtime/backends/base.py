@@ -1,0 +1,23 @@
+"""What every inference backend offers: named outputs for a float32 ``N x C x H x W`` batch."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+BACKEND_NAMES = ("tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu")  # best first: what `auto` tries
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """``run(batch)`` -> ``{output name: array with the batch as first axis}``.
+
+    ``name`` is one of ``BACKEND_NAMES``; ``providers`` lists what actually executes the model
+    (ONNX Runtime execution providers, or ``["TensorRT <version>"]``).
+    """
+
+    name: str
+    providers: list[str]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...

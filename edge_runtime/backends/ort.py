@@ -1,0 +1,105 @@
+"""ONNX Runtime backend: CPU, CUDA and TensorRT execution providers.
+
+The TensorRT provider takes ``fp16``/``int8`` (for Q/DQ models) and caches its engines in
+``engine_cache_dir``; the session refuses to start when the requested provider silently falls
+back to another one, so ``backend.name`` is always what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgesslError
+
+PROVIDERS = {
+    "ort-cpu": "CPUExecutionProvider",
+    "ort-cuda": "CUDAExecutionProvider",
+    "ort-tensorrt": "TensorrtExecutionProvider",
+}
+GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass
+class OrtOptions:
+    """Session options. ``intra_op_threads`` 0 lets ONNX Runtime choose (one per core)."""
+
+    intra_op_threads: int = 0
+    graph_optimization: str = "all"
+    fp16: bool = False
+    int8: bool = False
+    engine_cache_dir: str | None = None
+    device_id: int = 0
+
+
+def available_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+def _provider_list(kind: str, opts: OrtOptions) -> list:
+    cuda = ("CUDAExecutionProvider", {"device_id": opts.device_id})
+    if kind == "ort-tensorrt":
+        trt = {"device_id": opts.device_id, "trt_fp16_enable": opts.fp16, "trt_int8_enable": opts.int8}
+        if opts.engine_cache_dir:
+            Path(opts.engine_cache_dir).mkdir(parents=True, exist_ok=True)
+            trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(opts.engine_cache_dir),
+                       trt_timing_cache_enable=True, trt_timing_cache_path=str(opts.engine_cache_dir))
+        return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+    if kind == "ort-cuda":
+        return [cuda, "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def session_options(opts: OrtOptions):
+    import onnxruntime as ort
+
+    if opts.graph_optimization not in GRAPH_LEVELS:
+        raise EdgesslError(f"graph optimisation level must be one of {GRAPH_LEVELS}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(opts.intra_op_threads)
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[opts.graph_optimization]
+    so.log_severity_level = 3
+    return so
+
+
+class OrtBackend:
+    """One ONNX Runtime session on one model file."""
+
+    def __init__(self, model_path: str | Path, kind: str = "ort-cpu", options: OrtOptions | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise EdgesslError("onnxruntime is not installed (pip install 'edgessl[runtime]')") from None
+        if kind not in PROVIDERS:
+            raise EdgesslError(f"unknown ONNX Runtime backend {kind!r}; use one of {list(PROVIDERS)}")
+        if PROVIDERS[kind] not in ort.get_available_providers():
+            raise EdgesslError(f"backend {kind} needs ONNX Runtime's {PROVIDERS[kind]}, which this install lacks "
+                               f"(has: {', '.join(ort.get_available_providers())})")
+        opts = options or OrtOptions()
+        try:
+            self.session = ort.InferenceSession(str(model_path), sess_options=session_options(opts),
+                                                providers=_provider_list(kind, opts))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+            raise EdgesslError(f"{model_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        self.providers = list(self.session.get_providers())
+        if self.providers[0] != PROVIDERS[kind]:
+            raise EdgesslError(f"backend {kind}: ONNX Runtime fell back to {self.providers[0]} "
+                               f"(is the GPU driver/CUDA/TensorRT installed?)")
+        self.name = kind
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        return dict(zip(self.output_names, outs))
