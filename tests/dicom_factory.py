@@ -1,0 +1,65 @@
+"""Writes real DICOM Part 10 files with pydicom for the tests (stored values given as integers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+pydicom = __import__("pytest").importorskip("pydicom", reason="pydicom (optional group 'medical') is not installed")
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+MULTIFRAME_GREY_WORD = "1.2.840.10008.5.1.4.1.1.7.3"
+
+
+def write_dicom(path: Path, stored: np.ndarray, *, bits_stored: int = 8, signed: bool = False,
+                photometric: str = "MONOCHROME2", slope: float | None = None, intercept: float | None = None,
+                window: tuple | None = None, voi_function: str | None = None, modality: str = "CR",
+                study_uid: str | None = None, series_uid: str | None = None,
+                transfer_syntax: str = ExplicitVRLittleEndian, pixel_data: bool = True,
+                raw_pixel_bytes: bytes | None = None) -> Dataset:
+    """``stored``: ``HxW`` or ``FxHxW`` (multi-frame) stored values, or ``HxWx3`` uint8 RGB.
+
+    ``window`` is ``(centre, width)`` or ``([c1, c2], [w1, w2])`` for multi-valued windows.
+    """
+    stored = np.asarray(stored)
+    colour = photometric in ("RGB",)
+    allocated = 8 if bits_stored <= 8 else 16
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE if stored.ndim == 2 or colour else MULTIFRAME_GREY_WORD
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.Modality = modality
+    ds.PatientID = "ANON"
+    h, w = stored.shape[-3:-1] if colour else stored.shape[-2:]
+    ds.Rows, ds.Columns = int(h), int(w)
+    ds.SamplesPerPixel = 3 if colour else 1
+    if colour:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = allocated, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    if stored.ndim == 3 and not colour:
+        ds.NumberOfFrames = stored.shape[0]
+    if slope is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept or 0.0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if voi_function is not None:
+        ds.VOILUTFunction = voi_function
+    if pixel_data:
+        if raw_pixel_bytes is not None:
+            ds.PixelData = raw_pixel_bytes
+        else:
+            masked = stored.astype(np.int64) & ((1 << bits_stored) - 1)  # two's complement in bits_stored bits
+            ds.PixelData = masked.astype("<u1" if allocated == 8 else "<u2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return ds

@@ -1,0 +1,185 @@
+"""DICOM reading: photometric interpretations, bit depths, rescale, windows, frames, and bad files."""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from dicom_factory import write_dicom
+from edgessl.edge_runtime.dicom import DicomFile, GreyMapping, is_dicom_file, read_dicom
+from edgessl.edge_runtime.errors import EdgesslError
+
+
+def _expected_minmax(v: np.ndarray, top: int, invert: bool = False) -> np.ndarray:
+    v = v.astype(np.float64)
+    y = (v - v.min()) / (v.max() - v.min())
+    y = 1 - y if invert else y
+    return np.floor(y * top + 0.5)
+
+
+def test_monochrome2_8bit_full_range(tmp_path):
+    stored = np.array([[0, 50], [100, 200]])
+    write_dicom(tmp_path / "a.dcm", stored)
+    info, frames = read_dicom(tmp_path / "a.dcm")
+    assert info.photometric == "MONOCHROME2" and info.frames == 1
+    assert frames[0].dtype == np.uint8
+    np.testing.assert_array_equal(frames[0], [[0, 64], [128, 255]])
+
+
+def test_monochrome1_is_inverted(tmp_path):
+    stored = np.array([[0, 50], [100, 200]])
+    write_dicom(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1")
+    _, frames = read_dicom(tmp_path / "m1.dcm")
+    np.testing.assert_array_equal(frames[0], [[255, 191], [128, 0]])
+    np.testing.assert_array_equal(frames[0], _expected_minmax(stored, 255, invert=True))
+
+
+def test_12bit_unsigned_gives_uint16(tmp_path):
+    stored = np.array([[0, 4095], [2048, 1024]])
+    write_dicom(tmp_path / "b.dcm", stored, bits_stored=12)
+    _, frames = read_dicom(tmp_path / "b.dcm")
+    assert frames[0].dtype == np.uint16
+    np.testing.assert_array_equal(frames[0], _expected_minmax(stored, 65535))
+    assert frames[0][0, 0] == 0 and frames[0][0, 1] == 65535
+
+
+def test_12bit_signed_is_sign_extended(tmp_path):
+    stored = np.array([[-2048, -5], [100, 2047]])
+    write_dicom(tmp_path / "s.dcm", stored, bits_stored=12, signed=True)
+    _, frames = read_dicom(tmp_path / "s.dcm")
+    # read as unsigned, -5 would be 4091 and the brightest pixel
+    np.testing.assert_array_equal(frames[0], _expected_minmax(stored, 65535))
+    assert frames[0][0, 0] < frames[0][0, 1] < frames[0][1, 0] < frames[0][1, 1]
+
+
+def test_16bit_signed_rescale_and_window(tmp_path):
+    stored = np.array([[-1000, 0], [1000, 3000]])
+    write_dicom(tmp_path / "ct.dcm", stored, bits_stored=16, signed=True, slope=1.0, intercept=-1024.0,
+                window=(40.0, 400.0), modality="CT")
+    info, frames = read_dicom(tmp_path / "ct.dcm")
+    assert info.modality == "CT"
+    # HU = stored - 1024 = [-2024, -1024, -24, 1976]; LINEAR window c=40 w=400 spans (-160, 239]
+    y = (-24 - 39.5) / 399 + 0.5
+    np.testing.assert_array_equal(frames[0], [[0, 0], [np.floor(y * 65535 + 0.5), 65535]])
+
+
+def test_rescale_slope_applies_before_window(tmp_path):
+    stored = np.array([[0, 10], [20, 30]])
+    # v = 2 * stored + 10 = [10, 30, 50, 70]; window centred on 40.5 with width 41 maps v linearly over [20, 60]
+    write_dicom(tmp_path / "r.dcm", stored, bits_stored=16, slope=2.0, intercept=10.0, window=(40.5, 41.0))
+    _, frames = read_dicom(tmp_path / "r.dcm")
+    v = stored * 2.0 + 10.0
+    y = np.clip((v - 40.0) / 40.0 + 0.5, 0, 1)
+    np.testing.assert_array_equal(frames[0], np.floor(y * 65535 + 0.5))
+    assert frames[0][0, 0] == 0 and frames[0][1, 1] == 65535 and 0 < frames[0][0, 1] < frames[0][1, 0]
+
+
+def test_multivalued_window_uses_first(tmp_path):
+    stored = np.array([[0, 100], [200, 300]])
+    write_dicom(tmp_path / "mv.dcm", stored, bits_stored=12, window=([150.5, 1000.0], [101.0, 2000.0]))
+    _, frames = read_dicom(tmp_path / "mv.dcm")
+    np.testing.assert_array_equal(frames[0], [[0, 0], [65535, 65535]])
+
+
+def test_voi_functions():
+    stored = np.array([[0, 50], [100, 150]])
+    exact = GreyMapping(window=(75.0, 100.0), voi_function="LINEAR_EXACT").unit(stored)
+    np.testing.assert_allclose(exact, [[0, 0.25], [0.75, 1]])
+    sig = GreyMapping(window=(75.0, 100.0), voi_function="SIGMOID").unit(stored)
+    np.testing.assert_allclose(sig, 1 / (1 + np.exp(-4 * (stored - 75.0) / 100.0)))
+
+
+def test_multiframe_frame_by_frame(tmp_path):
+    rng = np.random.RandomState(0)
+    stored = rng.randint(0, 4096, size=(3, 5, 6))
+    write_dicom(tmp_path / "mf.dcm", stored, bits_stored=12, photometric="MONOCHROME1")
+    info, frames = read_dicom(tmp_path / "mf.dcm")
+    assert info.frames == 3 and len(frames) == 3
+    for f, s in zip(frames, stored):
+        assert f.shape == (5, 6) and f.dtype == np.uint16
+        np.testing.assert_array_equal(f, _expected_minmax(s, 65535, invert=True))
+
+
+def test_rgb_passes_through(tmp_path):
+    rgb = np.random.RandomState(1).randint(0, 256, size=(4, 5, 3)).astype(np.uint8)
+    write_dicom(tmp_path / "rgb.dcm", rgb, photometric="RGB")
+    _, frames = read_dicom(tmp_path / "rgb.dcm")
+    np.testing.assert_array_equal(frames[0], rgb)
+
+
+def test_uids_and_modality(tmp_path):
+    ds = write_dicom(tmp_path / "u.dcm", np.zeros((4, 4)), modality="DX", study_uid="1.2.3", series_uid="1.2.3.4")
+    f = DicomFile(tmp_path / "u.dcm")
+    assert (f.info.study_uid, f.info.series_uid, f.info.modality) == ("1.2.3", "1.2.3.4", "DX")
+    assert f.info.instance_uid == ds.SOPInstanceUID
+    assert f.info.transfer_syntax == "Explicit VR Little Endian"
+
+
+def test_dicom_detected_without_suffix(tmp_path):
+    write_dicom(tmp_path / "IM0001", np.zeros((4, 4)))
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    assert is_dicom_file(tmp_path / "IM0001") and not is_dicom_file(tmp_path / "x.png")
+
+
+def test_flat_image_is_black(tmp_path):
+    write_dicom(tmp_path / "flat.dcm", np.full((3, 3), 7))
+    _, frames = read_dicom(tmp_path / "flat.dcm")
+    assert not frames[0].any()
+
+
+# -- bad input: an EdgesslError whose message is the reason, never a crash
+
+
+def test_png_named_dcm(tmp_path):
+    ok, png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "fake.dcm").write_bytes(png.tobytes())
+    with pytest.raises(EdgesslError, match="not a DICOM file"):
+        read_dicom(tmp_path / "fake.dcm")
+
+
+def test_empty_and_truncated_files(tmp_path):
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    with pytest.raises(EdgesslError):
+        read_dicom(tmp_path / "empty.dcm")
+    write_dicom(tmp_path / "full.dcm", np.arange(400).reshape(20, 20), bits_stored=12)
+    data = (tmp_path / "full.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 300])
+    with pytest.raises(EdgesslError):
+        read_dicom(tmp_path / "cut.dcm")
+
+
+def test_no_pixel_data_keeps_uids(tmp_path):
+    write_dicom(tmp_path / "sr.dcm", np.zeros((4, 4)), pixel_data=False, study_uid="9.8.7")
+    f = DicomFile(tmp_path / "sr.dcm")
+    assert f.info.study_uid == "9.8.7"
+    with pytest.raises(EdgesslError, match="no pixel data"):
+        list(f.frames())
+
+
+def test_unsupported_transfer_syntax(tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder is installed here, so JPEG-LS is supported")
+    write_dicom(tmp_path / "jls.dcm", np.zeros((4, 4)), transfer_syntax=JPEGLSLossless,
+                raw_pixel_bytes=encapsulate([b"\xff\xd8junk\xff\xd9"]))
+    with pytest.raises(EdgesslError, match="unsupported transfer syntax JPEG-LS"):
+        read_dicom(tmp_path / "jls.dcm")
+
+
+def test_unsupported_photometric(tmp_path):
+    write_dicom(tmp_path / "pal.dcm", np.zeros((4, 4)), photometric="PALETTE COLOR")
+    with pytest.raises(EdgesslError, match="photometric interpretation 'PALETTE COLOR'"):
+        read_dicom(tmp_path / "pal.dcm")
+
+
+def test_missing_pydicom_is_a_clear_error(tmp_path, monkeypatch):
+    write_dicom(tmp_path / "a.dcm", np.zeros((4, 4)))
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    with pytest.raises(EdgesslError, match=r"pip install 'edgessl\[medical\]'"):
+        read_dicom(tmp_path / "a.dcm")
