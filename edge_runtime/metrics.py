@@ -16,7 +16,7 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if labels.shape != scores.shape:
         raise EdgesslError("labels and scores differ in length")
     if labels.all() or not labels.any():
-        raise EdgesslError("AUROC needs both normal and anomalous examples")
+        raise EdgesslError("these metrics need both normal and anomalous examples")
     return labels, scores
 
 
@@ -37,3 +37,57 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_pos = labels.sum()
     n_neg = len(labels) - n_pos
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _ranked(labels: np.ndarray, scores: np.ndarray):
+    """Cumulative true/false positives at each distinct score, taken as threshold (``score >= t``), descending."""
+    labels, scores = _check(labels, scores)
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]  # last index of each tie group
+    tp = np.cumsum(y)[last].astype(np.float64)
+    fp = (last + 1 - tp).astype(np.float64)
+    return tp, fp, s[last], float(labels.sum()), float((~labels).sum())
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` for every distinct score as threshold, starting at (0, 0)."""
+    tp, fp, thr, n_pos, n_neg = _ranked(labels, scores)
+    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos], np.r_[np.inf, thr]
+
+
+def aupr(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision: ``sum_i (R_i - R_{i-1}) P_i`` over distinct thresholds (scikit-learn's definition)."""
+    tp, fp, _, n_pos, _ = _ranked(labels, scores)
+    recall = tp / n_pos
+    precision = tp / (tp + fp)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The best F1 over thresholds ``score >= t``, and that ``t`` (the lowest score reaching it)."""
+    tp, fp, thr, n_pos, _ = _ranked(labels, scores)
+    f1 = 2 * tp / (tp + fp + n_pos)  # 2PR/(P+R) with P = tp/(tp+fp), R = tp/n_pos
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(thr[best])
+
+
+def rates_at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    """``(fpr, tpr)`` of the decision ``score >= threshold``."""
+    labels, scores = _check(labels, scores)
+    flagged = scores >= threshold
+    return float(flagged[~labels].mean()), float(flagged[labels].mean())
+
+
+def pixel_auroc(masks: list[np.ndarray], maps: list[np.ndarray]) -> float:
+    """AUROC over all pixels of all images: mask > 0 is positive, the map value the score.
+
+    Each mask must have its map's shape (resize both to the model input first:
+    ``edge_runtime.heatmaps``).
+    """
+    if len(masks) != len(maps) or not masks:
+        raise EdgesslError(f"pixel AUROC needs one mask per map (got {len(masks)} masks, {len(maps)} maps)")
+    for i, (m, a) in enumerate(zip(masks, maps)):
+        if np.shape(m) != np.shape(a):
+            raise EdgesslError(f"mask {i} has shape {np.shape(m)} but its anomaly map {np.shape(a)}")
+    return auroc(np.concatenate([np.ravel(m) > 0 for m in masks]), np.concatenate([np.ravel(a) for a in maps]))

@@ -1,15 +1,19 @@
-"""Embeddings of a dataset through a frozen backbone, batched, on any device."""
+"""Embeddings (and the exported network's other outputs) of a dataset through a frozen backbone, batched, on any device."""
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from edgessl.edge_runtime.datasets import ImageDataset
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from .backbones import Backbone
 from .data import load_uint8, normalise
+from .feature_model import FeatureModel
 
 
 @torch.no_grad()
@@ -26,3 +30,15 @@ def embed_dataset(backbone: Backbone, ds: ImageDataset, spec: PreprocessSpec,
                   device: torch.device | str = "cpu", batch_size: int = 256) -> np.ndarray:
     """Pooled embeddings of every image of ``ds``, preprocessed exactly as the runtime does."""
     return embed_tensor(backbone, load_uint8(ds, spec), spec, device, batch_size)
+
+
+@torch.no_grad()
+def feature_batches(model: FeatureModel, ds: ImageDataset, spec: PreprocessSpec,
+                    device: torch.device | str = "cpu", batch_size: int = 256) -> Iterator[dict[str, np.ndarray]]:
+    """The exported network's named outputs (float32 numpy), one batch of ``ds`` at a time, in order."""
+    images = load_uint8(ds, spec)
+    model.eval().to(device)
+    for i in tqdm(range(0, len(images), batch_size), desc=f"features {ds.split}", unit="batch",
+                  leave=False, disable=len(images) <= 4 * batch_size):
+        outs = model(normalise(images[i : i + batch_size].to(device), spec))
+        yield {name: o.float().cpu().numpy() for name, o in zip(model.output_names, outs)}

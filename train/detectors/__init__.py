@@ -1,1 +1,12 @@
-"""Fitting the anomaly detectors on normal-image features (torch allowed here)."""
+"""Fitting the anomaly detectors on normal images (torch/scikit-learn); scoring lives in
+``edge_runtime.detectors`` (numpy), so evaluation and the device compute the same score."""
+
+from __future__ import annotations
+
+from .gaussian import fit_gaussian
+from .knn import fit_knn
+from .patch import fit_patch
+
+DEFAULT_K = {"gaussian": 0, "knn": 5, "patch": 1}
+
+__all__ = ["DEFAULT_K", "fit_gaussian", "fit_knn", "fit_patch"]

@@ -1,0 +1,40 @@
+"""kNN detector: mean cosine distance of the embedding to its k nearest normal embeddings.
+
+    raw(x) = 1/k * sum_{j in kNN(x)} (1 - cos(x, b_j)),
+
+over a memory bank ``b`` of L2-normalised normal training embeddings (all of them, or a greedy
+k-center coreset of them: ``train/detectors/knn.py``). The same distance as ``edgessl evaluate``'s
+plain kNN AUROC (``neighbours.mean_cosine_distance``).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .base import Detector, DetectorOutput
+from .neighbours import l2_normalise, mean_cosine_distance
+
+
+class KnnDetector(Detector):
+    kind = "knn"
+    inputs = ("embedding",)
+
+    def __init__(self, bank: np.ndarray, k: int = 5):
+        self.bank = l2_normalise(bank)
+        self.k = int(k)
+
+    def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
+        x = self.output(outputs, "embedding", 2, self.bank.shape[1])
+        return DetectorOutput(mean_cosine_distance(x, self.bank, self.k))
+
+    def params(self) -> dict:
+        return {"k": self.k, "bank_size": len(self.bank), "distance": "cosine"}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"bank": self.bank}
+
+    @classmethod
+    def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "KnnDetector":
+        return cls(arrays["bank"], params["k"])

@@ -1,0 +1,52 @@
+"""Patch detector (PatchCore style): per-location distance to a memory bank of normal patch features.
+
+For every location (i, j) of the ``patches`` output ``(B, C, h, w)``:
+
+    map(i, j) = 1/k * sum_{n in kNN(f_ij)} ||f_ij - m_n||_2      (Euclidean, k = 1 by default)
+    raw       = max_{i,j} map(i, j)
+
+over a memory bank ``m`` of normal training patch features (a greedy k-center coreset:
+``train/detectors/patch.py``). The map is at feature resolution; ``edge_runtime.heatmaps``
+upsamples it to the model input (bilinear, OpenCV) for display and pixel metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .base import Detector, DetectorOutput
+from .neighbours import nearest
+
+BLOCK_IMAGES = 64
+
+
+class PatchDetector(Detector):
+    kind = "patch"
+    inputs = ("patches",)
+    has_maps = True
+
+    def __init__(self, bank: np.ndarray, k: int = 1):
+        self.bank = np.asarray(bank, np.float32)
+        self.k = int(k)
+
+    def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
+        x = self.output(outputs, "patches", 4, self.bank.shape[1])
+        b, c, h, w = x.shape
+        maps = np.empty((b, h, w), np.float32)
+        for s in range(0, b, BLOCK_IMAGES):
+            rows = x[s : s + BLOCK_IMAGES].transpose(0, 2, 3, 1).reshape(-1, c)
+            sq, _ = nearest(rows, self.bank, self.k)
+            maps[s : s + BLOCK_IMAGES] = np.sqrt(sq).mean(axis=1).reshape(-1, h, w)
+        return DetectorOutput(maps.reshape(b, -1).max(axis=1).astype(np.float64), maps)
+
+    def params(self) -> dict:
+        return {"k": self.k, "bank_size": len(self.bank), "distance": "euclidean", "image_score": "max"}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"bank": self.bank}
+
+    @classmethod
+    def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PatchDetector":
+        return cls(arrays["bank"], params["k"])

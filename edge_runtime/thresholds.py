@@ -1,0 +1,154 @@
+"""Operating thresholds from held-out normal scores alone, and the score normalisation.
+
+**Rule** (an order-statistic / conformal bound). Let ``s_(1) <= ... <= s_(n)`` be the raw scores of
+``n`` held-out normal images, exchangeable with future normal images (continuous scores). With
+the threshold ``t = s_(k)`` and the decision *anomalous iff raw >= t*, the false-positive rate
+on new normal images, ``FPR = P(X >= s_(k))``, is distributed as ``Beta(n + 1 - k, k)``, so
+
+    P(FPR <= a) = P(Binomial(n, a) >= n + 1 - k).
+
+We take the smallest ``k`` for which that probability is at least ``confidence`` (default 0.9),
+for the target rate ``a`` (default 0.01): the lowest threshold whose FPR is at most the target
+with the stated confidence. It exists only when ``k = n`` qualifies, i.e. when
+``1 - (1 - a)^n >= confidence``, so ``n >= log(1 - confidence) / log(1 - a)`` (230 images for
+1% at 90%); fewer raise ``EdgesslError`` saying how many are needed.
+
+**Normalisation** (affine, stored with the threshold)::
+
+    normalised = (raw - offset) / scale,   offset = median held-out normal score,
+                                           scale  = raw_threshold - offset
+
+so the median normal maps to 0 and the threshold to 1.0. **Decision**: anomalous iff
+``raw >= raw_threshold``, the same as ``normalised >= 1.0`` (``is_anomaly`` compares raw scores,
+so rounding can never flip an image at the boundary). Anomaly maps normalise the same way.
+
+For another precision (INT8), score the same held-out images with that model and call
+``fit_threshold`` again with the record's ``target_fpr`` and ``confidence``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import write_atomic
+from .errors import EdgesslError
+
+
+def binomial_sf(m: int, n: int, p: float) -> float:
+    """``P(Binomial(n, p) >= m)``, summed in log space (exact to float rounding)."""
+    if m <= 0:
+        return 1.0
+    if m > n:
+        return 0.0
+    j = np.arange(m, n + 1)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
+    log_pmf = log_fact[n] - log_fact[j] - log_fact[n - j] + j * math.log(p) + (n - j) * math.log1p(-p)
+    top = log_pmf.max()
+    return float(min(1.0, math.exp(top) * np.exp(log_pmf - top).sum()))
+
+
+def fpr_confidence(n: int, k: int, target_fpr: float) -> float:
+    """``P(FPR <= target_fpr)`` for the threshold at the ``k``-th smallest of ``n`` held-out scores."""
+    return binomial_sf(n + 1 - k, n, target_fpr)
+
+
+def required_holdout(target_fpr: float, confidence: float) -> int:
+    """The fewest held-out normal scores for which the rule can meet the target."""
+    _check_rates(target_fpr, confidence)
+    n = max(1, math.ceil(math.log1p(-confidence) / math.log1p(-target_fpr)))
+    while fpr_confidence(n, n, target_fpr) < confidence:  # guard the float rounding of the bound
+        n += 1
+    return n
+
+
+def order_statistic_rank(n: int, target_fpr: float, confidence: float) -> int:
+    """The smallest ``k`` (1-based) with ``P(FPR of s_(k) <= target_fpr) >= confidence``."""
+    need = required_holdout(target_fpr, confidence)
+    if n < need:
+        raise EdgesslError(
+            f"{n} held-out normal images are too few for a false-positive rate of {target_fpr:g} at "
+            f"{confidence:g} confidence: the rule needs at least {need}. Add normal images to the "
+            f"validation split, or raise --target-fpr (or lower --confidence)")
+    lo, hi = 1, n  # fpr_confidence increases with k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fpr_confidence(n, mid, target_fpr) >= confidence:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _check_rates(target_fpr: float, confidence: float) -> None:
+    if not 0.0 < target_fpr < 1.0:
+        raise EdgesslError(f"target false-positive rate must be in (0, 1), got {target_fpr}")
+    if not 0.0 < confidence < 1.0:
+        raise EdgesslError(f"confidence must be in (0, 1), got {confidence}")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold at a target FPR, its normalisation, and the held-out scores it came from."""
+
+    target_fpr: float
+    confidence: float
+    n_holdout: int
+    k: int  # 1-based rank of raw_threshold among the sorted held-out scores
+    raw_threshold: float
+    offset: float  # normalised = (raw - offset) / scale
+    scale: float
+    achieved_confidence: float  # P(FPR <= target_fpr) at this k (>= confidence)
+    holdout_fpr: float  # fraction of held-out scores >= raw_threshold
+    holdout_summary: dict  # min, median, mean, std, max of the held-out raw scores
+
+    def normalise(self, raw: np.ndarray | float) -> np.ndarray | float:
+        """``(raw - offset) / scale``: median normal -> 0, threshold -> 1."""
+        return (np.asarray(raw, np.float64) - self.offset) / self.scale
+
+    def is_anomaly(self, raw: np.ndarray | float) -> np.ndarray | bool:
+        """``raw >= raw_threshold`` (equivalently ``normalise(raw) >= 1``)."""
+        return np.asarray(raw, np.float64) >= self.raw_threshold
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Threshold":
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        write_atomic(Path(path), (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Threshold":
+        path = Path(path)
+        if not path.is_file():
+            raise EdgesslError(f"{path}: no threshold (fit one with `edgessl fit`)")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise EdgesslError(f"{path}: not a threshold record ({exc})") from None
+
+
+def fit_threshold(holdout_scores: np.ndarray, target_fpr: float = 0.01, confidence: float = 0.9) -> Threshold:
+    """The rule above applied to raw scores of held-out normal images."""
+    s = np.sort(np.asarray(holdout_scores, np.float64).ravel())
+    if not np.isfinite(s).all():
+        raise EdgesslError("held-out normal scores contain NaN or infinity; check the detector and the images")
+    n = len(s)
+    k = order_statistic_rank(n, target_fpr, confidence)
+    t = float(s[k - 1])
+    median = float(np.median(s))
+    if t <= median:
+        raise EdgesslError(
+            f"the threshold ({t:g}) equals the median held-out normal score: the detector gives too few "
+            "distinct scores to normalise; check that the backbone and images are not degenerate")
+    summary = {"min": float(s[0]), "median": median, "mean": float(s.mean()), "std": float(s.std()),
+               "max": float(s[-1])}
+    return Threshold(target_fpr, confidence, n, k, t, median, t - median,
+                     fpr_confidence(n, k, target_fpr), float((s >= t).mean()), summary)

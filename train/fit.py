@@ -1,0 +1,159 @@
+"""``edgessl fit``: fit an anomaly detector on normal training images, then its threshold on
+normal validation images.
+
+Only normal images are ever read: the detector sees the ``train`` split's normal images, the
+threshold the ``val`` split's (``open_dataset`` carves ``val`` from ``train`` when the source has
+none). Writes ``RUN_DIR/detector/``:
+
+    detector.json, detector.npz   the detector (``edge_runtime.detectors``)
+    threshold.json                ``edge_runtime.thresholds.Threshold`` (fp32, this run's network)
+    fit.json                      data, normal label, image counts, and the held-out images'
+                                  ``val`` indices and raw scores (to re-derive INT8 thresholds)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.edge_runtime.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.detectors import DETECTORS, Detector
+from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
+
+from .checkpoint import load_model, write_json
+from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
+from .detectors.coreset import check_coreset
+from .distributed import pick_device
+from .features import feature_batches
+from .scoring import feature_model_for, score_dataset
+
+DETECTOR_DIR = "detector"
+PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a random subset per image beyond)
+
+
+@dataclass
+class FitConfig:
+    run: str = ""
+    data: str = "digits"
+    normal_label: str | None = None
+    detector: str = "knn"
+    target_fpr: float = 0.01
+    confidence: float = 0.9
+    coreset: int = 0  # 0: knn keeps every embedding, patch keeps 2048 patches
+    k: int = 0  # 0: the detector's default (knn 5, patch 1)
+    max_images: int = 0  # 0: every normal training image
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+
+
+def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
+    """The normal images of ``ds`` and the normal class's name (None: unlabelled, all taken as normal).
+
+    Without ``normal_label``, labelled data must have a single class in this split (MVTec's ``good``).
+    """
+    if normal_label is None:
+        if not ds.labelled:
+            return ds.subset(np.arange(len(ds))), None
+        present = np.unique(ds.labels)
+        if len(present) > 1:
+            names = ", ".join(ds.class_names[i] for i in present)
+            raise EdgesslError(f"{ds.source}: the {ds.split} split has several classes ({names}); "
+                               "say which one is normal with --normal-label")
+        normal = int(present[0])
+    else:
+        if not ds.labelled:
+            raise EdgesslError(f"{ds.source}: the data is unlabelled, so --normal-label {normal_label} cannot "
+                               "select images; drop --normal-label to take every image as normal")
+        normal = resolve_label(ds, normal_label)
+    subset = ds.subset(np.flatnonzero(ds.labels == normal))
+    if len(subset) == 0:
+        raise EdgesslError(f"{ds.source}: no normal images (label {ds.class_names[normal]!r}) in the "
+                           f"{ds.split} split; check --normal-label")
+    return subset, ds.class_names[normal]
+
+
+def _features(backbone, kind: str, ds: ImageDataset, spec, device, batch_size: int, seed: int) -> np.ndarray:
+    """Embeddings ``(N, D)`` or a pool of patch feature rows ``(P, C)`` of the normal images."""
+    model = feature_model_for(backbone, DETECTORS[kind].inputs)
+    rng = np.random.default_rng(seed)
+    per_image = max(1, PATCH_POOL // len(ds))
+    rows = []
+    for out in feature_batches(model, ds, spec, device, batch_size):
+        if kind != "patch":
+            rows.append(out["embedding"])
+            continue
+        p = out["patches"]
+        flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (B, h*w, C)
+        if flat.shape[1] > per_image:
+            keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
+            flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
+        rows.append(flat.reshape(-1, p.shape[1]))
+    return np.concatenate(rows)
+
+
+def _fit_detector(cfg: FitConfig, feats: np.ndarray) -> Detector:
+    k = cfg.k or DEFAULT_K[cfg.detector]
+    if cfg.detector == "gaussian":
+        return fit_gaussian(feats)
+    if cfg.detector == "knn":
+        return fit_knn(feats, k, cfg.coreset, cfg.seed)
+    return fit_patch(feats, k, cfg.coreset, cfg.seed)
+
+
+def _check_options(cfg: FitConfig, n_train: int, n_holdout: int) -> None:
+    """The cheap checks, before any feature is computed."""
+    if cfg.detector not in DETECTORS:
+        raise EdgesslError(f"unknown detector {cfg.detector!r}; choose one of {', '.join(DETECTORS)}")
+    if cfg.detector == "gaussian" and (cfg.coreset or cfg.k):
+        raise EdgesslError("--coreset and --k apply to the knn and patch detectors, not gaussian")
+    need = required_holdout(cfg.target_fpr, cfg.confidence)
+    if n_holdout < need:
+        raise EdgesslError(
+            f"the val split has {n_holdout} normal images; a false-positive rate of {cfg.target_fpr:g} at "
+            f"{cfg.confidence:g} confidence needs at least {need}. Add normal images to the validation split, "
+            "or raise --target-fpr (or lower --confidence)")
+    if cfg.detector == "knn":
+        check_coreset(cfg.coreset, n_train, "normal training images")
+
+
+def fit_run(cfg: FitConfig) -> dict:
+    """Fit, threshold and save the detector of ``cfg.run``; returns a JSON-able summary."""
+    start = time.process_time()
+    backbone, spec, _ = load_model(Path(cfg.run))
+    device = pick_device(cfg.device)
+    train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
+    holdout_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
+    if cfg.max_images:
+        train_ds = train_ds.subset(np.arange(min(cfg.max_images, len(train_ds))))
+    _check_options(cfg, len(train_ds), len(holdout_ds))
+
+    feats = _features(backbone, cfg.detector, train_ds, spec, device, cfg.batch_size, cfg.seed)
+    detector = _fit_detector(cfg, feats)
+    holdout = score_dataset(backbone, detector, holdout_ds, spec, device, cfg.batch_size).raw_scores
+    threshold = fit_threshold(holdout, cfg.target_fpr, cfg.confidence)
+
+    out = Path(cfg.run) / DETECTOR_DIR
+    tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    detector.save(tmp)
+    threshold.save(tmp / "threshold.json")
+    record = {
+        "data": cfg.data, "normal_label": label, "detector": detector.kind, "params": detector.params(),
+        "train_images": len(train_ds), "feature_rows": len(feats),
+        "holdout": {"split": "val", "indices": [int(i) for i in holdout_ds.indices],
+                    "names": [holdout_ds.name(i) for i in range(len(holdout_ds))],
+                    "raw_scores": [float(s) for s in holdout]},
+    }
+    write_json(tmp / "fit.json", record)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return {"detector_dir": str(out), "detector": detector.kind, "params": detector.params(),
+            "normal_label": label, "train_images": len(train_ds), "holdout_images": len(holdout_ds),
+            "threshold": threshold.to_dict(), "cpu_seconds": round(time.process_time() - start, 2)}

@@ -1,0 +1,32 @@
+"""Scores of a dataset: the exported network in torch, then the runtime's own numpy detector.
+
+Evaluation and fitting's held-out scores go through here, so they are the numbers the device
+computes (the device runs the same network through ONNX Runtime and the same ``Detector.score``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgessl.edge_runtime.datasets import ImageDataset
+from edgessl.edge_runtime.detectors import Detector, DetectorOutput
+from edgessl.edge_runtime.preprocess import PreprocessSpec
+
+from .backbones import Backbone
+from .feature_model import FeatureModel
+from .features import feature_batches
+
+
+def feature_model_for(backbone: Backbone, detector_kind_inputs: tuple[str, ...]) -> FeatureModel:
+    """The exported network with the outputs a detector consumes."""
+    return FeatureModel(backbone, with_patches="patches" in detector_kind_inputs)
+
+
+def score_dataset(backbone: Backbone, detector: Detector, ds: ImageDataset, spec: PreprocessSpec,
+                  device: torch.device | str = "cpu", batch_size: int = 256) -> DetectorOutput:
+    """Raw scores ``(N,)`` and maps ``(N, h, w)`` (or None) of every image of ``ds``, in order."""
+    model = feature_model_for(backbone, detector.inputs)
+    parts = [detector.score(outputs) for outputs in feature_batches(model, ds, spec, device, batch_size)]
+    maps = np.concatenate([p.maps for p in parts]) if detector.has_maps else None
+    return DetectorOutput(np.concatenate([p.raw_scores for p in parts]), maps)
