@@ -1,0 +1,82 @@
+"""ROS messages <-> runtime data: images in, results and health out. No node, no logic of its own.
+
+Pixel layout is done by ``edge_runtime.ros_image``; health values by ``edge_runtime.stream_health``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool, Float32, Float32MultiArray, Header, MultiArrayDimension
+
+from edgessl.edge_runtime.pipeline import Result
+from edgessl.edge_runtime.ros_image import (FLOAT_ENCODING, image_from_compressed, image_from_raw,
+                                            raw_from_image)
+from edgessl.edge_runtime.stream_health import HealthReport
+
+from .names import NODE
+
+
+def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:
+    """The pixels of an Image or CompressedImage (``EdgesslError`` when malformed)."""
+    if isinstance(msg, CompressedImage):
+        return image_from_compressed(msg.format, msg.data)
+    return image_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+
+
+def image_msg(img: np.ndarray, encoding: str, header: Header) -> Image:
+    """An Image of ``img`` laid out as ``encoding`` (``32FC1`` for float maps), with ``header``."""
+    raw = raw_from_image(img, encoding)
+    return Image(header=header, height=raw.height, width=raw.width, encoding=raw.encoding,
+                 is_bigendian=raw.is_bigendian, step=raw.step, data=raw.data)
+
+
+def score_msg(result: Result) -> Float32:
+    return Float32(data=result.score)
+
+
+def decision_msg(result: Result) -> Bool:
+    return Bool(data=result.is_anomaly)
+
+
+def score_stamped_msg(result: Result, header: Header) -> DiagnosticArray:
+    """Score and decision with the input header: level WARN for an anomaly, OK otherwise."""
+    values = {"score": f"{result.score:.6g}", "raw_score": f"{result.raw_score:.6g}",
+              "threshold": f"{result.threshold:.6g}", "is_anomaly": str(result.is_anomaly).lower(),
+              "processing_ms": f"{result.latency_ms['total']:.2f}"}
+    status = DiagnosticStatus(level=DiagnosticStatus.WARN if result.is_anomaly else DiagnosticStatus.OK,
+                              name=f"{NODE}: anomaly score", message="anomaly" if result.is_anomaly else "normal",
+                              hardware_id=result.bundle_hash[:12], values=_key_values(values))
+    return DiagnosticArray(header=header, status=[status])
+
+
+def features_msg(features: np.ndarray) -> Float32MultiArray:
+    vec = np.asarray(features, np.float32).reshape(-1)
+    msg = Float32MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label="feature", size=vec.size, stride=vec.size)]
+    msg.data = vec.tolist()
+    return msg
+
+
+def features_stamped_msg(features: np.ndarray, header: Header) -> Image:
+    """The embedding as a 1 x D ``32FC1`` image carrying the input header."""
+    return image_msg(np.asarray(features, np.float32).reshape(1, -1), FLOAT_ENCODING, header)
+
+
+def heatmap_msg(anomaly_map: np.ndarray, header: Header) -> Image:
+    """The normalised anomaly map (1.0 = threshold), ``32FC1`` at the input image's size."""
+    return image_msg(np.asarray(anomaly_map, np.float32), FLOAT_ENCODING, header)
+
+
+def diagnostics_msg(report: HealthReport, stamp) -> DiagnosticArray:
+    status = DiagnosticStatus(level=bytes([int(report.level)]), name=f"{NODE}: status", message=report.message,
+                              hardware_id=report.values.get("bundle hash", "")[:12],
+                              values=_key_values(report.values))
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = stamp
+    return msg
+
+
+def _key_values(values: dict[str, str]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -1,0 +1,89 @@
+"""The node's interface, defined once: its name, its topics, its parameters and their defaults.
+
+The node, the launch file, ``config/params.yaml`` and the tests all read these names from here.
+This module imports neither rclpy nor the runtime's heavy parts, so a launch file can use it.
+
+Topics are relative, so they land in the node's namespace and can be remapped as usual:
+    anomaly/score             std_msgs/Float32            normalised score (1.0 = decision threshold)
+    anomaly/score_stamped     diagnostic_msgs/DiagnosticArray
+                              header = input header; one status, level OK (normal) / WARN (anomaly),
+                              values score, raw_score, threshold, is_anomaly, processing_ms
+    anomaly/decision          std_msgs/Bool               score >= threshold
+    anomaly/features          std_msgs/Float32MultiArray  the embedding (D floats)
+    anomaly/features_stamped  sensor_msgs/Image           the embedding as a 1 x D 32FC1 image, input header
+    anomaly/heatmap           sensor_msgs/Image           anomaly map, 32FC1 at the input size, input header
+    /diagnostics              diagnostic_msgs/DiagnosticArray  node health, about once per second
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+PACKAGE = "edgessl_ros"
+NODE = "edgessl_node"
+EXECUTABLE = "edgessl_node"
+
+SCORE = "anomaly/score"
+SCORE_STAMPED = "anomaly/score_stamped"
+DECISION = "anomaly/decision"
+FEATURES = "anomaly/features"
+FEATURES_STAMPED = "anomaly/features_stamped"
+HEATMAP = "anomaly/heatmap"
+DIAGNOSTICS = "/diagnostics"
+
+# The `outputs` parameter's choices and the topics each one publishes.
+OUTPUT_TOPICS = {
+    "score": (SCORE, SCORE_STAMPED),
+    "decision": (DECISION,),
+    "features": (FEATURES, FEATURES_STAMPED),
+    "heatmap": (HEATMAP,),
+}
+RELIABILITIES = ("best_effort", "reliable")
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Every node parameter: the field name is the ROS parameter name, the value its default.
+
+    bundle: path of an edgessl bundle (required).  backend: auto | ort-cpu | ort-cuda | ort-tensorrt |
+    tensorrt.  precision: fp32 | int8.  threshold: decision threshold override in normalised units
+    (<= 0 keeps the bundle's, which is 1.0).  input_topic: the camera topic.  compressed: subscribe to
+    sensor_msgs/CompressedImage instead of sensor_msgs/Image.  qos_reliability / qos_depth: the input
+    subscription's QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
+    OUTPUT_TOPICS to publish.  max_rate_hz: process at most this many frames per second (<= 0:
+    as fast as inference allows).  diagnostics_period_s: /diagnostics period.  stale_after_s: input
+    older than this is reported as stalled.
+    """
+
+    bundle: str = ""
+    backend: str = "auto"
+    precision: str = "fp32"
+    threshold: float = 0.0
+    input_topic: str = "image"
+    compressed: bool = False
+    qos_reliability: str = "best_effort"
+    qos_depth: int = 5
+    outputs: tuple[str, ...] = tuple(OUTPUT_TOPICS)
+    max_rate_hz: float = 0.0
+    diagnostics_period_s: float = 1.0
+    stale_after_s: float = 5.0
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, one line each (empty when they are usable)."""
+        out = []
+        if not self.bundle:
+            out.append("parameter 'bundle' is required: the path of a bundle made by `edgessl export`")
+        if self.qos_reliability not in RELIABILITIES:
+            out.append(f"parameter 'qos_reliability' must be one of {RELIABILITIES}, got {self.qos_reliability!r}")
+        if self.qos_depth < 1:
+            out.append(f"parameter 'qos_depth' must be at least 1, got {self.qos_depth}")
+        unknown = sorted(set(self.outputs) - set(OUTPUT_TOPICS))
+        if unknown:
+            out.append(f"parameter 'outputs' has unknown entries {unknown}; choose from {list(OUTPUT_TOPICS)}")
+        if self.diagnostics_period_s <= 0:
+            out.append("parameter 'diagnostics_period_s' must be positive")
+        return out
