@@ -74,7 +74,7 @@ def steps_per_epoch(n: int, batch_size: int, dist: DistInfo) -> int:
 
 def train(
     method: torch.nn.Module,
-    data: torch.Tensor,
+    data: torch.Tensor | tuple[torch.Tensor, ...],
     cfg: LoopConfig,
     run_dir: Path,
     device: torch.device,
@@ -84,19 +84,27 @@ def train(
 ) -> dict:
     """Train ``method`` on the uint8 image tensor ``data``; returns a summary of the run.
 
+    ``data`` may also be a tuple of tensors of equal length (images, labels): each step then calls
+    ``method(*batch)``. ``method`` may define ``param_groups()`` (a group's ``lr_scale`` scales
+    the scheduled learning rate) and ``on_step_end(progress)``.
+
     ``on_checkpoint(epoch)`` is called on the main process to write the model files.
     """
     cuda = device.type == "cuda"
     method.to(device)
     if cuda:
         method.to(memory_format=torch.channels_last)
-    params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = method.param_groups() if hasattr(method, "param_groups") else \
+        [{"params": [p for p in method.parameters() if p.requires_grad]}]
+    params = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     model = method
     if dist.enabled:
         model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if cuda else None)
 
-    per_epoch = steps_per_epoch(len(data), cfg.batch_size, dist)
+    tensors = data if isinstance(data, tuple) else (data,)
+    n = len(tensors[0])
+    per_epoch = steps_per_epoch(n, cfg.batch_size, dist)
     total = per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -111,18 +119,18 @@ def train(
     seen, stopped_early, last = 0, False, {}
     method.train()
     for epoch in range(start_epoch, cfg.epochs):
-        bar = tqdm(_batches(len(data), cfg.batch_size, epoch, cfg.seed, dist), total=per_epoch,
+        bar = tqdm(_batches(n, cfg.batch_size, epoch, cfg.seed, dist), total=per_epoch,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not dist.is_main, leave=False)
         for idx in bar:
             if step >= total:
                 break
-            batch = data[idx].to(device, non_blocking=True)
-            if cuda:
-                batch = batch.contiguous(memory_format=torch.channels_last)
+            batch = [t[idx].to(device, non_blocking=True) for t in tensors]
+            if cuda and batch[0].dim() == 4:
+                batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, total, warmup)
+                group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_factor(step, total, warmup)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss, metrics = model(batch)
+                loss, metrics = model(*batch)
             if not torch.isfinite(loss):
                 raise EdgesslError(f"training diverged at step {step} (loss {float(loss.detach())}); lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -130,7 +138,8 @@ def train(
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
-            method.on_step_end(step / max(1, total - 1))
+            if hasattr(method, "on_step_end"):
+                method.on_step_end(step / max(1, total - 1))
             step += 1
             seen += len(idx) * dist.world_size
             elapsed = time.perf_counter() - started

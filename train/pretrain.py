@@ -62,7 +62,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     spec = PreprocessSpec(cfg.image_size, channels, mean, std)
 
     backbone = build_backbone(backbone_cfg)
-    method = METHODS[cfg.method](backbone, spec)
+    method = METHODS[cfg.method].for_data(backbone, spec, len(images))
     loop_cfg = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
                           cfg.seed, cfg.time_budget, cfg.max_steps)
 

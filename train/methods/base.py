@@ -1,7 +1,8 @@
 """What every pretext task shares: a backbone, the input normalisation, and the loop's contract.
 
 The training loop calls ``loss, metrics = method(batch_uint8)`` (through DistributedDataParallel
-when distributed), back-propagates ``loss`` through one optimizer, then ``method.on_step_end``.
+when distributed), back-propagates ``loss`` through one optimizer (over ``method.param_groups()``), then
+``method.on_step_end``.
 A method whose parts must not share gradients (the GAN) routes them inside ``forward``.
 """
 
@@ -51,6 +52,15 @@ class PretextMethod(nn.Module):
         """``n`` independently augmented, normalised views of a uint8 batch."""
         x = batch.float() * (1.0 / 255.0)
         return [normalise(augment(x, self.augment_config) * 255.0, self.spec) for _ in range(n)]
+
+    @classmethod
+    def for_data(cls, backbone: Backbone, spec: PreprocessSpec, num_images: int) -> "PretextMethod":
+        """The method with its defaults, for a training set of ``num_images`` (MoCo sizes its queue by it)."""
+        return cls(backbone, spec)
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer parameter groups; a group's ``lr_scale`` multiplies the scheduled learning rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
