@@ -18,6 +18,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 
 COMMAND_MODULES = (
     "edgessl.train.commands",
+    "edgessl.edge_runtime.commands",
 )
 
 DESCRIPTION = """\

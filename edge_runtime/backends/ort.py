@@ -97,6 +97,7 @@ class OrtBackend:
             raise EdgesslError(f"backend {kind}: ONNX Runtime fell back to {self.providers[0]} "
                                f"(is the GPU driver/CUDA/TensorRT installed?)")
         self.name = kind
+        self.model_path = Path(model_path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -1,0 +1,81 @@
+"""Latency and throughput of a bundle through the runtime, beside the same model in a bare session.
+
+Every contender runs the same batches in interleaved rounds (``BLOCK`` calls each per round, after
+a warm-up), so a busy machine slows them alike. Per contender: p50/p90/p99 latency per batch call
+(ms) and throughput (``batch_size / p50``, images/s).
+
+* ``runtime``: ``Pipeline.score_batch`` on the raw images: preprocessing, inference, detector
+  scoring, normalisation, result records;
+* ``bare_ort``: a separate ``onnxruntime.InferenceSession`` of the same model file with the same
+  execution providers and default session options, ``session.run`` on tensors preprocessed
+  beforehand: what a user would write by hand, inference alone;
+* any ``extra`` contender (e.g. the PyTorch checkpoint in eager mode) gets the preprocessed batch.
+
+``runtime_overhead`` is ``p50(runtime) / p50(bare_ort) - 1``; ``ratios`` give each contender's
+throughput relative to ``runtime``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from .backends.ort import OrtBackend
+from .pipeline import Pipeline
+from .preprocess import preprocess_batch
+from .sinks import percentiles
+
+BLOCK = 5
+
+
+def synthetic_images(n: int, size: int, channels: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` random uint8 images at the model's input size (grey or RGB)."""
+    rng = np.random.RandomState(seed)
+    shape = (size, size) if channels == 1 else (size, size, 3)
+    return [rng.randint(0, 256, shape, dtype=np.uint8) for _ in range(n)]
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1, iterations: int = 50,
+                   warmup: int = 5, extra: dict[str, Callable[[np.ndarray], object]] | None = None) -> dict:
+    """The figures above as a JSON-able dict."""
+    batches = [images[(i * batch_size) % len(images):][:batch_size] for i in range(max(1, len(images) // batch_size))]
+    batches = [b if len(b) == batch_size else (b * batch_size)[:batch_size] for b in batches]
+    tensors = [preprocess_batch(b, pipe.spec) for b in batches]
+    contenders: dict[str, Callable[[int], object]] = {"runtime": lambda i: pipe.score_batch(batches[i])}
+    if isinstance(pipe.runner, OrtBackend):
+        import onnxruntime as ort
+
+        bare = ort.InferenceSession(str(pipe.runner.model_path), providers=pipe.runner.session.get_providers())
+        names = [o.name for o in bare.get_outputs()]
+        input_name = bare.get_inputs()[0].name
+        contenders["bare_ort"] = lambda i: bare.run(names, {input_name: tensors[i]})
+    for name, fn in (extra or {}).items():
+        contenders[name] = (lambda f: (lambda i: f(tensors[i])))(fn)
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for name, fn in contenders.items():
+        for r in range(warmup):
+            fn(r % len(batches))
+    for start in range(0, iterations, BLOCK):
+        for name, fn in contenders.items():
+            for r in range(start, min(start + BLOCK, iterations)):
+                times[name].append(_timed(lambda: fn(r % len(batches))))
+    out = {"bundle": str(pipe.bundle.root), "bundle_hash": pipe.bundle.hash, "backend": pipe.backend,
+           "providers": list(pipe.runner.providers), "precision": pipe.precision_key, "batch_size": batch_size,
+           "image_size": pipe.spec.image_size, "iterations": iterations, "warmup": warmup, "results": {}}
+    for name, ts in times.items():
+        p = percentiles(ts)
+        out["results"][name] = {"latency_ms": p, "images_per_s": round(batch_size * 1e3 / p["p50"], 2)}
+    res = out["results"]
+    if "bare_ort" in res:
+        out["runtime_overhead"] = round(res["runtime"]["latency_ms"]["p50"] / res["bare_ort"]["latency_ms"]["p50"] - 1, 4)
+    out["ratios"] = {f"runtime_vs_{k}": round(res["runtime"]["images_per_s"] / v["images_per_s"], 3)
+                     for k, v in res.items() if k != "runtime"}
+    return out

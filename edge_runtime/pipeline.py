@@ -1,0 +1,193 @@
+"""The runtime's public API: load a bundle once, score images.
+
+    from edgessl.edge_runtime.pipeline import Pipeline
+    pipe = Pipeline.load("bundle/", backend="auto", precision="int8")
+    r = pipe.score(image)            # HxW or HxWx3 RGB, uint8/uint16
+    r.score, r.is_anomaly, r.anomaly_map, r.latency_ms
+
+Per image: ``preprocess`` (the manifest's spec) -> backend -> the bundle's detector -> raw score ->
+``score = (raw - offset) / scale`` with the threshold record of the chosen precision, so the
+decision threshold is 1.0. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
+when the caller overrides the threshold, in normalised units). Anomaly maps are normalised the
+same way and resized to the input image's size, undoing the resize/crop policy.
+
+Scoring is split in two so callers can overlap them: ``prepare`` (decode-side, any thread) and
+``score_prepared`` (inference + scoring). In a batch, the inference and scoring times of each
+result are the batch's times divided by its size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .backends import select_backend
+from .backends.ort import OrtBackend, OrtOptions
+from .bundle import Bundle, precision_key
+from .detectors import Detector, load_detector
+from .heatmaps import upsample_map
+from .images import canonical_image
+from .preprocess import PreprocessSpec, preprocess
+from .thresholds import Threshold
+
+
+@dataclass
+class Result:
+    """One image's outcome. ``score`` is normalised (threshold -> 1.0); ``raw_score`` is the detector's."""
+
+    score: float
+    raw_score: float
+    is_anomaly: bool
+    threshold: float
+    features: np.ndarray | None
+    anomaly_map: np.ndarray | None
+    latency_ms: dict[str, float]
+    bundle_hash: str
+    precision: str
+    backend: str
+
+    def to_dict(self) -> dict:
+        """The JSON-able fields (no arrays)."""
+        return {"score": self.score, "raw_score": self.raw_score, "is_anomaly": self.is_anomaly,
+                "threshold": self.threshold, "latency_ms": self.latency_ms, "bundle_hash": self.bundle_hash,
+                "precision": self.precision, "backend": self.backend}
+
+
+@dataclass
+class Prepared:
+    """An image made ready for inference: its model tensor, its shape, and the time it took."""
+
+    tensor: np.ndarray  # C x H x W float32
+    shape: tuple[int, ...]  # the input image's shape
+    preprocess_ms: float
+    image: np.ndarray | None = field(default=None, repr=False)
+
+
+def map_to_image(amap: np.ndarray, shape: tuple[int, ...], spec: PreprocessSpec) -> np.ndarray:
+    """A map over the model input, brought back to an image of ``shape`` (inverse of the resize policy).
+
+    ``stretch``: one bilinear resize. ``shorter_center_crop``: the map covers the centre crop; the
+    cropped-away borders get the map's minimum.
+    """
+    h, w = shape[:2]
+    size = spec.image_size
+    m = upsample_map(amap, size)
+    if spec.resize == "shorter_center_crop":
+        scale = size / min(h, w)
+        th, tw = max(size, round(h * scale)), max(size, round(w * scale))
+        canvas = np.full((th, tw), m.min(), np.float32)
+        top, left = (th - size) // 2, (tw - size) // 2
+        canvas[top : top + size, left : left + size] = m
+        m = canvas
+    if m.shape != (h, w):
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    return m
+
+
+def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None):
+    if name == "tensorrt":
+        from .backends.tensorrt_native import TensorRTBackend
+        from .engines import engine_for
+
+        return TensorRTBackend(engine_for(bundle, key))
+    opts = options or OrtOptions()
+    if name == "ort-tensorrt" and key.startswith("int8"):
+        opts = OrtOptions(**{**opts.__dict__, "int8": True})
+    return OrtBackend(bundle.model_file(key), name, opts)
+
+
+class Pipeline:
+    """A loaded bundle on one backend at one precision. Not thread-safe for ``score_prepared``."""
+
+    def __init__(self, bundle: Bundle, backend, detector: Detector, precision: str,
+                 threshold: Threshold, threshold_override: float | None = None):
+        self.bundle = bundle
+        self.runner = backend
+        self.backend: str = backend.name
+        self.detector = detector
+        self.precision_key = precision
+        self.threshold_record = threshold
+        self.threshold_override = threshold_override
+        self.spec = PreprocessSpec.from_dict(bundle.manifest["preprocess"])
+
+    @classmethod
+    def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
+             threshold: float | None = None, options: OrtOptions | None = None) -> "Pipeline":
+        """Verify the bundle (version, every file's sha256), pick the backend, check the precision
+        has a model and a threshold, and load the model and the detector."""
+        bundle = Bundle.load(bundle_path, verify=True)
+        name = select_backend(backend)
+        key = precision_key(precision, name)
+        bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
+        record = Threshold.from_dict(bundle.threshold(key))
+        detector_dir = bundle.path(bundle.manifest.get("detector", {}).get("directory", "detector"))
+        detector = load_detector(detector_dir)
+        return cls(bundle, _make_backend(bundle, name, key, options), detector, key, record, threshold)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold in normalised units (1.0 unless overridden)."""
+        return 1.0 if self.threshold_override is None else float(self.threshold_override)
+
+    def prepare(self, image: np.ndarray, keep_image: bool = False) -> Prepared:
+        """Check and preprocess one image (``EdgesslError`` when it cannot be used)."""
+        t0 = time.perf_counter()
+        img = canonical_image(np.asarray(image))
+        tensor = preprocess(img, self.spec)
+        return Prepared(tensor, img.shape, (time.perf_counter() - t0) * 1e3, img if keep_image else None)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The backend's raw outputs for a preprocessed ``N x C x H x W`` batch."""
+        return self.runner.run(batch)
+
+    def score_prepared(self, items: Sequence[Prepared], with_features: bool = False,
+                       map_space: str = "image") -> list[Result]:
+        """Inference and scoring of prepared images, as one batch.
+
+        ``map_space``: anomaly maps at each input image's size (``image``) or at the model input's
+        ``image_size`` square (``model``, where evaluation compares them with resized masks).
+        """
+        if not items:
+            return []
+        t0 = time.perf_counter()
+        outputs = self.infer(np.stack([p.tensor for p in items]))
+        t1 = time.perf_counter()
+        out = self.detector.score(outputs)
+        raw = np.asarray(out.raw_scores, np.float64)
+        scores = self.threshold_record.normalise(raw)
+        if self.threshold_override is None:
+            decisions = self.threshold_record.is_anomaly(raw)
+        else:
+            decisions = scores >= self.threshold_override
+        maps = [None] * len(items)
+        if out.maps is not None:
+            norm = [self.threshold_record.normalise(m).astype(np.float32) for m in out.maps]
+            maps = [upsample_map(m, self.spec.image_size) if map_space == "model" else map_to_image(m, p.shape, self.spec)
+                    for m, p in zip(norm, items)]
+        t2 = time.perf_counter()
+        features = outputs.get("embedding") if with_features else None
+        n = len(items)
+        infer_ms, score_ms = (t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n
+        return [
+            Result(score=float(scores[i]), raw_score=float(raw[i]), is_anomaly=bool(decisions[i]),
+                   threshold=self.threshold,
+                   features=None if features is None else np.array(features[i], np.float32),
+                   anomaly_map=maps[i],
+                   latency_ms={"preprocess": p.preprocess_ms, "inference": infer_ms, "score": score_ms,
+                               "total": p.preprocess_ms + infer_ms + score_ms},
+                   bundle_hash=self.bundle.hash, precision=self.precision_key, backend=self.backend)
+            for i, p in enumerate(items)
+        ]
+
+    def score(self, image: np.ndarray, with_features: bool = False) -> Result:
+        """One image (numpy, edgessl image convention) to its ``Result``."""
+        return self.score_prepared([self.prepare(image)], with_features)[0]
+
+    def score_batch(self, images: Sequence[np.ndarray], with_features: bool = False) -> list[Result]:
+        """Several images in one inference batch; an unusable image raises ``EdgesslError``."""
+        return self.score_prepared([self.prepare(img) for img in images], with_features)

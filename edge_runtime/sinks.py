@@ -1,0 +1,123 @@
+"""Where ``edgessl run`` puts its results: a JSONL line per input, overlay images, a summary.
+
+JSONL record (one per input, scored or not)::
+
+    {"source", "index", "name", "label", "score", "raw_score", "is_anomaly", "threshold",
+     "latency_ms": {"preprocess", "inference", "score", "total"}, "error"}
+
+``error`` is null for a scored input; for an input that could not be scored, the score fields are
+null and ``error`` says why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .heatmaps import overlay
+from .images import to_uint8
+from .pipeline import Result
+from .streams import Frame
+
+
+def record(source: str, frame: Frame, result: Result | None, error: str | None) -> dict:
+    """The JSONL record of one input."""
+    rec = {"source": source, "index": frame.index, "name": frame.name, "label": frame.label,
+           "score": None, "raw_score": None, "is_anomaly": None, "threshold": None, "latency_ms": None,
+           "error": error}
+    if result is not None:
+        rec.update(score=result.score, raw_score=result.raw_score, is_anomaly=result.is_anomaly,
+                   threshold=result.threshold, latency_ms={k: round(v, 3) for k, v in result.latency_ms.items()})
+    return rec
+
+
+class JsonlSink:
+    """One JSON line per input to a file (``-`` or None: standard output), flushed per line."""
+
+    def __init__(self, path: str | Path | None):
+        self.to_stdout = path in (None, "-")
+        if not self.to_stdout:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = sys.stdout if self.to_stdout else open(path, "w")
+
+    def write(self, rec: dict) -> None:
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if not self.to_stdout:
+            self.file.close()
+
+
+def _safe_name(index: int, name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[-60:]
+    return f"{index:06d}_{stem}.png"
+
+
+class OverlaySink:
+    """An image per scored input in ``directory``: the anomaly map blended over the input (JET
+    colour map: 0 = median normal, 1 = threshold, 2+ = red) when the detector gives maps, otherwise
+    the input itself; the normalised score is written in the corner, red when anomalous."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: Frame, image: np.ndarray, result: Result) -> Path:
+        img = to_uint8(image)
+        if result.anomaly_map is not None:
+            pic = overlay(img, result.anomaly_map)
+        else:
+            pic = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        pic = np.ascontiguousarray(pic[:, :, ::-1])  # RGB -> BGR for OpenCV
+        h = pic.shape[0]
+        scale = max(0.3, h / 400)
+        colour = (0, 0, 255) if result.is_anomaly else (0, 200, 0)
+        cv2.putText(pic, f"{result.score:.2f}", (2, max(10, int(18 * scale))), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale * 0.6, colour, 1, cv2.LINE_AA)
+        path = self.directory / _safe_name(frame.index, frame.name)
+        cv2.imwrite(str(path), pic)
+        return path
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p90, p99 of ``values`` (None when empty)."""
+    if not values:
+        return {"p50": None, "p90": None, "p99": None}
+    p = np.percentile(np.asarray(values, np.float64), [50, 90, 99])
+    return {"p50": round(float(p[0]), 3), "p90": round(float(p[1]), 3), "p99": round(float(p[2]), 3)}
+
+
+class Summary:
+    """Counts and latency over a run: scored, failed, dropped, anomalies, total-latency percentiles."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.scored = self.failed = self.anomalies = self.dropped = 0
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+        self.start = time.perf_counter()
+
+    def add(self, result: Result | None, error: str | None) -> None:
+        if result is None:
+            self.failed += 1
+            if len(self.errors) < 20:
+                self.errors.append(error or "unknown error")
+            return
+        self.scored += 1
+        self.anomalies += int(result.is_anomaly)
+        self.latencies.append(result.latency_ms["total"])
+
+    def to_dict(self) -> dict:
+        wall = time.perf_counter() - self.start
+        return {"source": self.source, "scored": self.scored, "failed": self.failed, "dropped": self.dropped,
+                "anomalies": self.anomalies, "latency_ms": percentiles(self.latencies),
+                "wall_s": round(wall, 3), "images_per_s": round(self.scored / wall, 2) if wall > 0 else None,
+                "errors": self.errors, "notes": self.notes}

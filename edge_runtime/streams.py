@@ -1,0 +1,179 @@
+"""Image sources for ``edgessl run``: files, folders, globs, datasets, video files and cameras.
+
+``open_source(text)`` understands:
+
+* an image file, a folder (every image file below it, sorted), or a glob (``"imgs/*.png"``);
+* a MedMNIST ``.npz`` or an MVTec-AD folder (one split, ``test`` by default; labels kept);
+* a video file (``.mp4``, ``.avi``, ...), read frame by frame;
+* a camera: ``camera:N``, a bare device index ``N``, ``/dev/videoN``, or an ``rtsp://``/``http://`` URL.
+
+Iterating a source yields ``Frame`` records. A file that cannot be decoded yields a frame with an
+``error`` instead of stopping the iteration. Cameras and URLs are *live* (``source.live``): their
+consumer may drop frames; files and videos are read in full. Problems that are not about a single
+frame (a video that ends before its announced length) are collected in ``source.notes``.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .datasets import detect_kind, open_dataset
+from .errors import EdgesslError
+from .images import IMAGE_SUFFIXES, canonical_image, read_image
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+
+
+@dataclass
+class Frame:
+    """One input: its position, a name for reports, the image or why there is none, a label if known."""
+
+    index: int
+    name: str
+    image: np.ndarray | None
+    error: str | None = None
+    label: int | None = None
+
+
+class Source:
+    """Base class: ``name``, ``live``, ``notes``; iterate for frames; ``close`` releases devices."""
+
+    live = False
+
+    def __init__(self, name: str):
+        self.name = name
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # best known count, 0 when unknown
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class FileSource(Source):
+    """Image files read one by one; a file that fails to decode becomes an error frame."""
+
+    def __init__(self, name: str, paths: list[Path]):
+        super().__init__(name)
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, path in enumerate(self.paths):
+            try:
+                yield Frame(i, str(path), read_image(path))
+            except EdgesslError as exc:
+                yield Frame(i, str(path), None, str(exc))
+
+
+class DatasetSource(Source):
+    """One split of a labelled dataset (MedMNIST ``.npz``, MVTec-AD)."""
+
+    def __init__(self, name: str, ds):
+        super().__init__(name)
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(len(self.ds)):
+            label = int(self.ds.labels[i])
+            try:
+                yield Frame(i, self.ds.name(i), self.ds.image(i), label=label)
+            except EdgesslError as exc:
+                yield Frame(i, self.ds.name(i), None, str(exc), label=label)
+
+
+class VideoSource(Source):
+    """Frames of a video file or a camera through ``cv2.VideoCapture`` (BGR converted to RGB)."""
+
+    def __init__(self, name: str, target: str | int, live: bool):
+        super().__init__(name)
+        self.live = live
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            what = "camera" if live else "video file"
+            raise EdgesslError(f"{what} {name} did not open (check the device/path, permissions and codecs)")
+        self.expected = 0 if live else int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def __len__(self) -> int:
+        return self.expected
+
+    def __iter__(self) -> Iterator[Frame]:
+        i = 0
+        while True:
+            ok, img = self.cap.read()
+            if not ok or img is None:
+                break
+            try:
+                yield Frame(i, f"{self.name}#{i}", canonical_image(img, bgr=True, name=self.name))
+            except EdgesslError as exc:
+                yield Frame(i, f"{self.name}#{i}", None, str(exc))
+            i += 1
+        if self.live:
+            self.notes.append(f"camera {self.name} stopped delivering frames after {i}")
+        elif i < self.expected:
+            self.notes.append(f"video {self.name} ended early: {i} of {self.expected} frames could be read")
+        self.close()
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def _camera_target(text: str) -> int | str | None:
+    if text.startswith("camera:") and text[7:].isdigit():
+        return int(text[7:])
+    if text.isdigit():
+        return int(text)
+    if text.startswith("/dev/video"):
+        return text
+    if text.startswith(LIVE_PREFIXES):
+        return text
+    return None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_source(text: str, split: str = "test") -> Source:
+    """The source ``text`` names (see the module docstring); ``EdgesslError`` when there is none."""
+    camera = _camera_target(text)
+    if camera is not None:
+        return VideoSource(text, camera, live=True)
+    path = Path(text)
+    if any(c in text for c in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not paths:
+            raise EdgesslError(f"no files match {text}")
+        return FileSource(text, paths)
+    if not path.exists():
+        raise EdgesslError(f"source not found: {text} (give an image, a folder, a glob, a .npz, a video, "
+                           "or camera:N)")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            return DatasetSource(text, open_dataset(text, split))
+        if suffix in VIDEO_SUFFIXES:
+            return VideoSource(text, text, live=False)
+        return FileSource(text, [path])
+    if detect_kind(text) == "mvtec":
+        return DatasetSource(text, open_dataset(text, split))
+    paths = _image_files(path)
+    if not paths:
+        raise EdgesslError(f"{text}: no image files in this folder (suffixes: {', '.join(IMAGE_SUFFIXES)})")
+    return FileSource(text, paths)
