@@ -18,7 +18,9 @@ from edgessl.edge_runtime.errors import EdgesslError
 
 COMMAND_MODULES = (
     "edgessl.train.commands",
+    "edgessl.export.commands",
     "edgessl.edge_runtime.commands",
+    "edgessl.edge_runtime.replay_command",
 )
 
 DESCRIPTION = """\

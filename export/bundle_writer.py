@@ -1,0 +1,159 @@
+"""``edgessl export``: a run directory (backbone + fitted detector + threshold) to a verified bundle.
+
+The bundle is assembled in a hidden sibling directory (``.BUNDLE.<pid>.tmp``), verified, sealed, and
+only then renamed to ``BUNDLE``: a crash or a failed verification leaves no bundle, or the old
+bundle untouched (``--force`` replaces an existing bundle only after the new one is complete).
+
+A run without a fitted detector is refused (run ``edgessl fit`` first): a bundle is a detector with
+a threshold, and every consumer (runtime, ROS node, triage) scores with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgessl import __version__
+from edgessl.edge_runtime.bundle import MANIFEST, file_sha256, seal
+from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.detectors import load_detector
+from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
+from edgessl.edge_runtime.thresholds import Threshold
+
+DETECTOR_FILES = ("detector.json", "detector.npz", "fit.json")
+MODEL_FILE = "model.onnx"
+
+
+@dataclass
+class ExportConfig:
+    run: str = ""
+    out: str = ""
+    data: str | None = None  # images to verify on; default: the data the detector was fitted on
+    verify_images: int = 64
+    opset: int = 17
+    force: bool = False
+
+
+def verification_images(source: str, spec: PreprocessSpec, n: int) -> tuple[np.ndarray, str]:
+    """``n`` real images of ``source`` (test split, evenly spaced over it), preprocessed by the runtime."""
+    if n < 1:
+        raise EdgesslError("--verify-images must be at least 1")
+    try:
+        ds = open_dataset(source, "test")
+    except EdgesslError as exc:
+        raise EdgesslError(f"cannot read images to verify the export ({exc}); pass --data SOURCE") from None
+    idx = np.unique(np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int))
+    return preprocess_batch((ds.image(int(i)) for i in idx), spec), f"{source}:test"
+
+
+def read_run(run: Path):
+    """The run's backbone, spec, metadata, detector, threshold and fit record, or a clear refusal."""
+    import json
+
+    from edgessl.train.checkpoint import load_model
+
+    backbone, spec, meta = load_model(run)
+    det_dir = run / "detector"
+    missing = [f for f in ("detector.json", "detector.npz", "threshold.json") if not (det_dir / f).is_file()]
+    if missing:
+        raise EdgesslError(f"{run}: no fitted detector ({', '.join(missing)} missing in {det_dir}); "
+                           f"run `edgessl fit --run {run} --data SOURCE` first")
+    detector = load_detector(det_dir)
+    threshold = Threshold.load(det_dir / "threshold.json")
+    fit = json.loads((det_dir / "fit.json").read_text()) if (det_dir / "fit.json").is_file() else {}
+    return backbone, spec, meta, detector, threshold, fit
+
+
+def _provenance(run: Path, meta: dict, fit: dict) -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+    import yaml
+
+    config = run / "config.yaml"
+    return {
+        "tool_version": __version__,
+        "run_dir": str(run.resolve()),
+        "checkpoint_sha256": file_sha256(run / "model.safetensors"),
+        "detector_sha256": {f: file_sha256(run / "detector" / f) for f in DETECTOR_FILES
+                            if (run / "detector" / f).is_file()},
+        "training": {k: meta.get(k) for k in ("method", "backbone", "data", "epochs_done", "tool_version")},
+        "training_config": yaml.safe_load(config.read_text()) if config.is_file() else None,
+        "fit": {k: fit.get(k) for k in ("data", "normal_label", "detector", "params", "train_images")},
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+    }
+
+
+def _install(staging: Path, out: Path, force: bool) -> None:
+    """Rename the finished ``staging`` to ``out``; with ``force``, swap out an existing bundle."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_bundle(cfg: ExportConfig) -> dict:
+    """Export, verify and seal; returns the manifest. Raises ``EdgesslError`` and writes nothing on failure."""
+    from edgessl.train.feature_model import FeatureModel
+
+    from .onnx_export import check_opset, export_onnx
+    from .verify import verify_export
+
+    run, out = Path(cfg.run), Path(cfg.out)
+    check_opset(cfg.opset)
+    if out.exists() and not cfg.force:
+        what = "a bundle" if (out / MANIFEST).is_file() else "a file or directory"
+        raise EdgesslError(f"{out} already exists ({what}); choose another --out or pass --force to replace it")
+    backbone, spec, meta, detector, threshold, fit = read_run(run)
+    source = cfg.data or fit.get("data") or meta.get("data")
+    if not source:
+        raise EdgesslError(f"{run}: the run does not record its data; pass --data SOURCE to verify on")
+    batch, verified_on = verification_images(source, spec, cfg.verify_images)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        model = FeatureModel(backbone, with_patches="patches" in detector.inputs)
+        model_info = export_onnx(model, spec, staging / MODEL_FILE, cfg.opset)
+        check = verify_export(model, staging / MODEL_FILE, batch, detector, threshold)
+        if not check.passed:
+            raise EdgesslError(f"ONNX Runtime does not match PyTorch on {check.describe()}; bundle not written")
+        (staging / "detector").mkdir()
+        for f in DETECTOR_FILES:
+            if (run / "detector" / f).is_file():
+                shutil.copy2(run / "detector" / f, staging / "detector" / f)
+        manifest = {
+            "tool_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {**model_info, "verification": {**check.to_dict(), "images_from": verified_on}},
+            "preprocess": spec.to_dict(),
+            "detector": {"kind": detector.kind, "directory": "detector", "inputs": list(detector.inputs),
+                         "has_maps": bool(detector.has_maps), "params": detector.params(),
+                         "normal_label": fit.get("normal_label"), "data": fit.get("data"),
+                         "normalisation": "normalised = (raw - offset) / scale; anomalous iff raw >= raw_threshold"},
+            "precisions": {"fp32": {"model": MODEL_FILE, "dtype": "float32",
+                                    "threshold_from": "edgessl fit: PyTorch scores of the held-out val normals"}},
+            "thresholds": {"fp32": threshold.to_dict()},
+            "engines": [],
+            "provenance": _provenance(run, meta, fit),
+        }
+        manifest = seal(staging, manifest)
+        _install(staging, out, cfg.force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest

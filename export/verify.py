@@ -1,0 +1,83 @@
+"""ONNX Runtime against PyTorch on real images: the check an export must pass.
+
+For each output and for the detector's raw scores, ``rel = max|ort - torch| / max|torch|`` (the
+largest absolute difference over the largest magnitude of the reference). The export passes when
+every ``rel <= tolerance`` and no image changes its decision at the threshold (``raw >= t``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.train.feature_model import FeatureModel
+
+TOLERANCE = 1e-4
+
+
+@dataclass
+class Verification:
+    images: int
+    tolerance: float
+    outputs: dict  # output name -> {"max_abs_diff", "max_magnitude", "rel"}
+    scores: dict | None  # same figures for the detector's raw scores
+    decision_flips: int | None
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+    def describe(self) -> str:
+        parts = [f"{n} rel {v['rel']:.2e}" for n, v in self.outputs.items()]
+        if self.scores is not None:
+            parts.append(f"scores rel {self.scores['rel']:.2e}, {self.decision_flips} decision flips")
+        return f"{self.images} images: " + ", ".join(parts) + f" (tolerance {self.tolerance:g})"
+
+
+def relative_diff(ref: np.ndarray, other: np.ndarray) -> dict:
+    ref, other = np.asarray(ref, np.float64), np.asarray(other, np.float64)
+    diff = float(np.abs(ref - other).max()) if ref.size else 0.0
+    mag = float(np.abs(ref).max()) if ref.size else 0.0
+    return {"max_abs_diff": diff, "max_magnitude": mag, "rel": diff / mag if mag > 0 else diff}
+
+
+def torch_outputs(model: FeatureModel, batch: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The PyTorch model's named outputs for a preprocessed ``N x C x H x W`` batch."""
+    model = model.eval()
+    parts: list[tuple[torch.Tensor, ...]] = []
+    with torch.no_grad():
+        for i in range(0, len(batch), batch_size):
+            parts.append(model(torch.from_numpy(batch[i : i + batch_size])))
+    return {n: torch.cat([p[j] for p in parts]).numpy() for j, n in enumerate(model.output_names)}
+
+
+def ort_outputs(session, batch: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """An ONNX Runtime session's named outputs for a batch (run in chunks, concatenated)."""
+    names = [o.name for o in session.get_outputs()]
+    input_name = session.get_inputs()[0].name
+    chunks = [session.run(names, {input_name: batch[i : i + batch_size]}) for i in range(0, len(batch), batch_size)]
+    return {n: np.concatenate([c[j] for c in chunks]) for j, n in enumerate(names)}
+
+
+def verify_export(model: FeatureModel, onnx_path, batch: np.ndarray, detector=None, threshold=None,
+                  tolerance: float = TOLERANCE) -> Verification:
+    """Compare the ONNX file with ``model`` on ``batch`` (features, and scores/decisions when given)."""
+    import onnxruntime as ort
+
+    if len(batch) == 0:
+        raise EdgesslError("no images to verify the export on")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ref, got = torch_outputs(model, batch), ort_outputs(session, batch)
+    outputs = {n: relative_diff(ref[n], got[n]) for n in model.output_names}
+    scores = flips = None
+    if detector is not None:
+        s_ref, s_got = detector.score(ref).raw_scores, detector.score(got).raw_scores
+        scores = relative_diff(s_ref, s_got)
+        if threshold is not None:
+            flips = int((threshold.is_anomaly(s_ref) != threshold.is_anomaly(s_got)).sum())
+    passed = all(v["rel"] <= tolerance for v in outputs.values()) and \
+        (scores is None or scores["rel"] <= tolerance) and not flips
+    return Verification(len(batch), tolerance, outputs, scores, flips, passed)
