@@ -41,6 +41,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    import os
+
+    from .finetune import FinetuneConfig, finetune
+
+    cfg = _to_config(FinetuneConfig, args)
+    summary = finetune(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _save_config(cfg.out, cfg)
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _register_finetune(sub) -> argparse.ArgumentParser:
+    f = sub.add_parser(
+        "finetune", help="linear probe or full fine-tuning on a labelled fraction of the data",
+        description="Train a classifier on a pretrained run's backbone with a stratified, seeded fraction of the "
+                    "train split's labels; report test accuracy. --linear freezes the backbone (linear probe); "
+                    "otherwise backbone and head are fine-tuned. Writes a run directory (backbone + "
+                    "head.safetensors) that evaluate, fit and export load.\n"
+                    "Example: edgessl finetune --run runs/digits --data digits --label-fraction 0.1 --linear "
+                    "--out runs/digits-probe")
+    f.add_argument("--run", required=True, metavar="RUN_DIR", help="pretrained run directory")
+    f.add_argument("--data", default="digits", help="labelled data source (default: digits)")
+    f.add_argument("--label-fraction", type=float, default=0.1, help="fraction of train labels used (default: 0.1)")
+    f.add_argument("--linear", action="store_true", help="linear probe: freeze the backbone")
+    f.add_argument("--epochs", type=int, default=0, help="training epochs (default 0: 100 linear, 30 full)")
+    f.add_argument("--batch-size", type=int, default=64)
+    f.add_argument("--lr", type=float, default=0.0, help="peak AdamW learning rate (default: 1e-2 linear, 1e-3 full)")
+    f.add_argument("--weight-decay", type=float, default=1e-4)
+    f.add_argument("--warmup-epochs", type=float, default=1.0)
+    f.add_argument("--seed", type=int, default=0, help="seeds the labelled subset and the training")
+    f.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS", help="stop after this wall time")
+    f.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps")
+    f.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    _add_device(f)
+    f.set_defaults(handler=_finetune)
+    return f
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda (default: auto)")
 
@@ -100,4 +140,4 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     e.add_argument("--batch-size", type=int, default=256)
     _add_device(e)
     e.set_defaults(handler=_evaluate)
-    return {"pretrain": p, "evaluate": e}
+    return {"pretrain": p, "evaluate": e, "finetune": _register_finetune(sub)}
