@@ -41,6 +41,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from .fit import FitConfig, fit_run
+
+    print(json.dumps(fit_run(_to_config(FitConfig, args)), indent=2))
+    return 0
+
+
+def _register_fit(sub) -> argparse.ArgumentParser:
+    f = sub.add_parser(
+        "fit", help="fit an anomaly detector and its threshold on normal images",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fit a detector on the run's features of the normal images of --data's train split, and its "
+                    "threshold on the normal images of the val split (carved from train when the source has "
+                    "none). Anomalous images are never read. Writes RUN_DIR/detector/.\n\n"
+                    "Detectors:\n"
+                    "  gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)\n"
+                    "  knn       mean cosine distance to the k nearest normal embeddings (coreset optional)\n"
+                    "  patch     PatchCore: per-patch distance to a coreset of normal patch features; heatmaps\n\n"
+                    "Threshold: the smallest order statistic of the held-out normal scores whose false-positive\n"
+                    "rate is at most --target-fpr with probability --confidence; scores are normalised so the\n"
+                    "median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0).")
+    f.add_argument("--run", required=True, metavar="RUN_DIR")
+    f.add_argument("--data", default="digits", help="data source (default: digits)")
+    f.add_argument("--normal-label", default=None,
+                   help="class index or name of the normal class; omit for unlabelled data (every image is "
+                        "taken as normal) or a train split of one class (MVTec's good)")
+    f.add_argument("--detector", default="knn", choices=("gaussian", "knn", "patch"), help="(default: knn)")
+    f.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate to hold (default: 0.01)")
+    f.add_argument("--confidence", type=float, default=0.9,
+                   help="probability that the true false-positive rate is at most the target (default: 0.9)")
+    f.add_argument("--coreset", type=int, default=0, metavar="N",
+                   help="memory-bank size: knn embeddings (default 0: all), patch features (default 0: 2048)")
+    f.add_argument("--k", type=int, default=0, help="neighbours averaged (default 0: knn 5, patch 1)")
+    f.add_argument("--max-images", type=int, default=0, help="fit on the first N normal training images only")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--batch-size", type=int, default=128)
+    _add_device(f)
+    f.set_defaults(handler=_fit)
+    return f
+
+
 def _finetune(args: argparse.Namespace) -> int:
     import os
 
@@ -127,8 +168,12 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     e = sub.add_parser(
         "evaluate", help="feature quality (kNN, linear probe) and anomaly metrics of a run",
         description="Embed the train and test splits of --data with the run's frozen backbone and report "
-                    "weighted-kNN accuracy (k=200, cosine), linear-probe accuracy and, with --normal-label, "
-                    "one-class AUROC (5-NN cosine distance to normal training embeddings).")
+                    "weighted-kNN accuracy (k=200, cosine), linear-probe accuracy and, with a normal label, "
+                    "knn_auroc: one-class AUROC of the 5-NN cosine distance to normal training embeddings. "
+                    "When the run has a fitted detector (`edgessl fit`), 'auroc' is the detector's (scored by "
+                    "the runtime's numpy code) and the output adds aupr, f1_max, f1_threshold, threshold, "
+                    "fpr_at_threshold, tpr_at_threshold and, with ground-truth masks, pixel_auroc; without "
+                    "one, 'auroc' equals knn_auroc. The normal label defaults to the detector's.")
     e.add_argument("--run", required=True, metavar="RUN_DIR")
     e.add_argument("--data", default="digits")
     e.add_argument("--normal-label", default=None, help="class index or name of the normal class (MVTec: good)")
@@ -138,6 +183,9 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     e.add_argument("--no-linear-probe", dest="linear_probe", action="store_false")
     e.add_argument("--json", action="store_true", help="print one JSON object on one line")
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--plots", default=None, metavar="DIR",
+                   help="write roc.png, histogram.png and top_scoring.png (heatmaps) here (needs a fitted detector)")
     _add_device(e)
     e.set_defaults(handler=_evaluate)
-    return {"pretrain": p, "evaluate": e, "finetune": _register_finetune(sub)}
+    return {"pretrain": p, "evaluate": e, "fit": _register_fit(sub),
+            "finetune": _register_finetune(sub)}

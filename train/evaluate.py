@@ -2,8 +2,11 @@
 
 * ``knn_accuracy``: weighted kNN (k=200, cosine, T=0.1) from train to test embeddings;
 * ``linear_probe_accuracy``: multinomial logistic regression on standardised train embeddings;
-* ``auroc`` (with ``--normal-label``): one-class, the mean cosine distance to the 5 nearest
-  normal training embeddings as the anomaly score, normal test images vs all others.
+* ``knn_auroc`` (with ``--normal-label``): one-class, the mean cosine distance to the 5 nearest
+  normal training embeddings as the anomaly score, normal test images vs all others;
+* ``auroc``: the fitted detector's (``edgessl fit``) when the run has one, else ``knn_auroc``;
+  with a detector also ``aupr``, ``f1_max``, ``fpr_at_threshold``, ... (``detector_eval``). The
+  normal label defaults to the one the detector was fitted with.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.metrics import auroc
 
 from .checkpoint import load_model
+from .detector_eval import detector_metrics, fitted_normal_label, has_detector
 from .distributed import pick_device
 from .features import embed_dataset
 from .knn import knn_distance, knn_predict
@@ -32,6 +36,7 @@ class EvaluateConfig:
     linear_probe: bool = True
     device: str = "auto"
     batch_size: int = 256
+    plots: str | None = None
 
 
 def linear_probe_accuracy(train_x, train_y, test_x, test_y, seed: int = 0) -> float:
@@ -56,6 +61,10 @@ def drop_labels(ds: ImageDataset, names: list[str]) -> ImageDataset:
 def evaluate_run(cfg: EvaluateConfig) -> dict:
     """The metrics above as a JSON-able dict."""
     backbone, spec, meta = load_model(cfg.run)
+    fitted = has_detector(cfg.run)
+    if cfg.plots and not fitted:
+        raise EdgesslError(f"{cfg.run}: --plots needs a fitted detector; run `edgessl fit --run {cfg.run}` first")
+    normal_label = cfg.normal_label if cfg.normal_label is not None else fitted_normal_label(cfg.run)
     device = pick_device(cfg.device)
     train_ds = open_dataset(cfg.data, "train")
     test_ds = drop_labels(open_dataset(cfg.data, "test"), cfg.ignore_labels)
@@ -72,11 +81,18 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
         result["knn_accuracy"] = float((knn_predict(train_x, train_y, test_x, cfg.k) == test_y).mean())
         if cfg.linear_probe:
             result["linear_probe_accuracy"] = linear_probe_accuracy(train_x, train_y, test_x, test_y)
-    if cfg.normal_label is not None:
-        normal = resolve_label(train_ds, cfg.normal_label)
+    if normal_label is not None:
+        normal = resolve_label(train_ds, normal_label)
         bank = train_x[train_y == normal]
         if len(bank) == 0:
-            raise EdgesslError(f"no training images carry the normal label {cfg.normal_label!r}")
+            raise EdgesslError(f"no training images carry the normal label {normal_label!r}")
         result["normal_label"] = train_ds.class_names[normal]
-        result["auroc"] = auroc(test_y != normal, knn_distance(bank, test_x, k=5))
+        result["knn_auroc"] = auroc(test_y != normal, knn_distance(bank, test_x, k=5))
+        result["auroc"] = result["knn_auroc"]
+        if fitted:
+            result.update(detector_metrics(cfg.run, backbone, spec, test_ds, normal, device, cfg.batch_size,
+                                           cfg.plots))
+    elif fitted:
+        raise EdgesslError("the run's detector was fitted on unlabelled data; give --normal-label to say which "
+                           "test class is normal")
     return result

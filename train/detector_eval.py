@@ -1,0 +1,82 @@
+"""Anomaly metrics of a run's fitted detector on a labelled test split.
+
+Scores come from ``scoring.score_dataset`` (the runtime's numpy detector), so they are the
+device's numbers. Keys: ``auroc``, ``aupr``, ``f1_max``, ``f1_threshold`` (raw), ``threshold``
+(the fitted raw threshold), ``fpr_at_threshold`` and ``tpr_at_threshold`` (decision ``raw >=
+threshold``), and ``pixel_auroc`` when the data has masks and the detector makes maps (maps
+upsampled, masks resized, both to the model input).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgessl.edge_runtime.datasets import ImageDataset
+from edgessl.edge_runtime.detectors import load_detector
+from edgessl.edge_runtime.heatmaps import mask_at_input, upsample_map
+from edgessl.edge_runtime.metrics import aupr, auroc, f1_max, pixel_auroc, rates_at_threshold
+from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
+from edgessl.edge_runtime.thresholds import Threshold
+
+from .backbones import Backbone
+from .fit import DETECTOR_DIR
+from .scoring import score_dataset
+
+TOP_IMAGES = 8
+
+
+def has_detector(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / DETECTOR_DIR / "detector.json").is_file()
+
+
+def fitted_normal_label(run_dir: str | Path) -> str | None:
+    path = Path(run_dir) / DETECTOR_DIR / "fit.json"
+    return json.loads(path.read_text()).get("normal_label") if path.is_file() else None
+
+
+def _pixel_auroc(ds: ImageDataset, maps: np.ndarray, spec: PreprocessSpec) -> float:
+    masks = [mask_at_input(ds.mask(i), ds.image(i).shape, spec, ds.name(i)) for i in range(len(ds))]
+    return pixel_auroc(masks, [upsample_map(m, spec.image_size) for m in maps])
+
+
+def detector_metrics(run_dir: str | Path, backbone: Backbone, spec: PreprocessSpec, test_ds: ImageDataset,
+                     normal: int, device, batch_size: int, plots_dir: str | None = None) -> dict:
+    """The metrics above (and the plots, when ``plots_dir`` is given) as a JSON-able dict."""
+    folder = Path(run_dir) / DETECTOR_DIR
+    detector = load_detector(folder)
+    threshold = Threshold.load(folder / "threshold.json")
+    out = score_dataset(backbone, detector, test_ds, spec, device, batch_size)
+    y, raw = test_ds.labels != normal, out.raw_scores
+    f1, f1_t = f1_max(y, raw)
+    fpr, tpr = rates_at_threshold(y, raw, threshold.raw_threshold)
+    result = {
+        "detector": detector.kind, "auroc": auroc(y, raw), "aupr": aupr(y, raw), "f1_max": f1,
+        "f1_threshold": f1_t, "f1_threshold_normalised": float(threshold.normalise(f1_t)),
+        "threshold": threshold.raw_threshold, "target_fpr": threshold.target_fpr,
+        "fpr_at_threshold": fpr, "tpr_at_threshold": tpr,
+    }
+    if test_ds.has_masks and out.maps is not None:
+        result["pixel_auroc"] = _pixel_auroc(test_ds, out.maps, spec)
+    if plots_dir:
+        result["plots"] = _plots(Path(plots_dir), test_ds, spec, y, raw, out.maps, threshold, result)
+    return result
+
+
+def _plots(folder: Path, ds: ImageDataset, spec: PreprocessSpec, y: np.ndarray, raw: np.ndarray,
+           maps: np.ndarray | None, threshold: Threshold, result: dict) -> list[str]:
+    from . import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    top = np.argsort(-raw, kind="stable")[:TOP_IMAGES]
+    images = [resize_image(ds.image(int(i)), spec) for i in top]
+    heat = None if maps is None else [threshold.normalise(upsample_map(maps[i], spec.image_size)) for i in top]
+    titles = [("anomalous" if y[i] else "normal") + f" #{i}" for i in top]
+    return [str(p) for p in (
+        plots.roc_plot(y, raw, (result["fpr_at_threshold"], result["tpr_at_threshold"]), result["auroc"],
+                       folder / "roc.png"),
+        plots.histogram_plot(y, threshold.normalise(raw), folder / "histogram.png"),
+        plots.top_scoring_plot(images, heat, threshold.normalise(raw[top]), titles, folder / "top_scoring.png"),
+    )]
