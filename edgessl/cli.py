@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "edgessl.export.commands",
     "edgessl.edge_runtime.commands",
     "edgessl.edge_runtime.replay_command",
+    "edgessl.edge_runtime.triage_commands",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,233 @@
+"""Medical-image triage: score every study with a bundle, rank them, report, and audit each decision.
+
+``run_triage`` writes into ``out``: ``worklist.csv`` (``worklist``), ``report.html``
+(``report_html``), and appends one line per study to ``audit.jsonl`` (``audit_log``).
+
+Decision: *abnormal iff raw score >= raw threshold*, where the raw threshold is the operating point's
+(``operating_point``, chosen for a sensitivity on labelled validation images) when the bundle has one
+for this precision, else the bundle's normal-only threshold (normalised score 1.0). A study is not
+scored, with the reason, when it cannot be read or is outside the bundle's ``intended_use``.
+``set_operating_point`` scores labelled validation images the same way and stores the point.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from . import operating_point as opmod
+from .audit_log import AuditLog
+from .datasets import open_dataset
+from .errors import EdgesslError
+from .intended_use import IntendedUse, reference_size
+from .metrics import auroc
+from .report_html import thumbnail, write_report
+from .studies import Study, dataset_studies, image_sha256, iter_studies, read_labels
+from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
+
+WORKLIST, REPORT, AUDIT = "worklist.csv", "report.html", "audit.jsonl"
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _progress(items: Iterable, desc: str) -> Iterable:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the device install has no tqdm: plain iteration
+        return items
+    return tqdm(items, desc=desc, unit="study", leave=False)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The threshold a run decides with: raw units (the comparison) and normalised (for display)."""
+
+    kind: str  # "operating_point" or "normal_only"
+    raw_threshold: float
+    threshold: float
+    point: opmod.OperatingPoint | None = None
+
+
+def decision_rule(pipe, request: str) -> Decision:
+    """The operating point ``request`` selects for the pipeline's precision, or the normal-only threshold."""
+    point = opmod.select_point(pipe.bundle.manifest, pipe.precision_key, request)
+    if point is None:
+        rec = pipe.threshold_record
+        return Decision("normal_only", float(rec.raw_threshold), 1.0)
+    opmod.check_current(pipe.bundle.manifest, pipe.precision_key, point)
+    return Decision("operating_point", point.raw_threshold,
+                    float(pipe.threshold_record.normalise(point.raw_threshold)), point)
+
+
+def _anomalous(label: str | None, normal_label: str | None) -> bool | None:
+    return None if label is None or normal_label is None else label != str(normal_label)
+
+
+def score_study(pipe, study: Study, use: IntendedUse, rule: Decision,
+                normal_label: str | None = None) -> TriageRecord:
+    """One study to its record (never raises ``EdgesslError``: a problem becomes the record's reason)."""
+    rec = TriageRecord(study.file, study.file_sha256, study.frame, study.study_uid, study.series_uid,
+                       study.instance_uid, study.modality, label=study.label,
+                       anomalous=_anomalous(study.label, normal_label))
+    if study.image is None:
+        rec.reason = study.reason
+        return rec
+    rec.image_sha256 = image_sha256(study.image)
+    rec.reason = use.reason(study.image, study.modality)
+    if rec.reason:
+        return rec
+    try:
+        r = pipe.score(study.image)
+    except EdgesslError as exc:
+        rec.reason = str(exc)
+        return rec
+    rec.status, rec.score, rec.raw_score, rec.threshold = SCORED, r.score, r.raw_score, rule.threshold
+    rec.decision = ABNORMAL if r.raw_score >= rule.raw_threshold else NORMAL
+    rec.thumbnail = thumbnail(study.image)
+    if r.anomaly_map is not None:
+        h, w = rec.thumbnail.shape[:2]
+        rec.heatmap = cv2.resize(r.anomaly_map, (w, h), interpolation=cv2.INTER_AREA)
+    return rec
+
+
+def audit_entry(rec: TriageRecord, run: dict) -> dict:
+    """The audit log line of a record: the study, the model, the settings, the outcome."""
+    return {**run, "time": _utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
+            "image_sha256": rec.image_sha256 or None, "study_uid": rec.study_uid, "series_uid": rec.series_uid,
+            "instance_uid": rec.instance_uid, "modality": rec.modality, "status": rec.status,
+            "reason": rec.reason, "score": rec.score, "raw_score": rec.raw_score,
+            "decision": rec.decision or None, "label": rec.label}
+
+
+def test_metrics(records: list[TriageRecord]) -> dict | None:
+    """Sensitivity/specificity at the run's decisions and AUROC, over scored studies with a known label."""
+    known = [r for r in records if r.status == SCORED and r.anomalous is not None]
+    truth = np.array([r.anomalous for r in known], bool)
+    if not known or truth.all() or not truth.any():
+        return None
+    sens, spec = opmod.rates(truth, np.array([r.decision == ABNORMAL for r in known]))
+    return {"sensitivity": sens, "specificity": spec, "auroc": auroc(truth, [r.raw_score for r in known]),
+            "n_anomalous": int(truth.sum()), "n_normal": int((~truth).sum())}
+
+
+@dataclass
+class TriageConfig:
+    bundle: str
+    input: list[str]
+    out: str
+    operating_point: str = "auto"
+    backend: str = "auto"
+    precision: str = "fp32"
+    labels: str | None = None
+    normal_label: str | None = None
+    npz_split: str = "test"
+    report_images: int = 200
+
+
+def run_triage(cfg: TriageConfig) -> dict:
+    """Score, rank, report and audit every study of ``cfg.input``; return the run's summary."""
+    from .pipeline import Pipeline
+
+    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)  # refuses a tampered bundle
+    rule = decision_rule(pipe, cfg.operating_point)
+    use = IntendedUse.from_manifest(pipe.bundle.manifest)
+    labels = read_labels(cfg.labels) if cfg.labels else None
+    from edgessl import __version__
+
+    run = {"run_id": uuid.uuid4().hex, "tool_version": __version__, "bundle": str(Path(cfg.bundle).resolve()),
+           "bundle_hash": pipe.bundle.hash, "manifest_version": pipe.bundle.manifest.get("manifest_version"),
+           "backend": pipe.backend, "precision": pipe.precision_key, "threshold_kind": rule.kind,
+           "threshold": rule.threshold, "raw_threshold": rule.raw_threshold,
+           "operating_point": rule.point.name if rule.point else None}
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    with AuditLog(out / AUDIT) as log:
+        for study in _progress(iter_studies(cfg.input, labels, cfg.npz_split), "triage"):
+            rec = score_study(pipe, study, use, rule, cfg.normal_label)
+            log.append(audit_entry(rec, run))
+            records.append(rec)
+    records = rank(records)
+    n_scored = sum(r.status == SCORED for r in records)
+    summary = {**run, "time": _utc_now(), "n_records": len(records), "n_scored": n_scored,
+               "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
+               "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
+               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}
+    if rule.point:
+        summary["operating_point"]["threshold"] = rule.threshold
+    write_worklist(records, out / WORKLIST)
+    write_report(records, summary, out / REPORT, cfg.report_images)
+    return summary
+
+
+@dataclass
+class OperatingPointConfig:
+    bundle: str
+    sensitivity: str
+    normal_label: str
+    data: str | None = None
+    split: str = "val"
+    input: list[str] = field(default_factory=list)
+    labels: str | None = None
+    backend: str = "auto"
+    precision: str = "fp32"
+    max_images: int = 0
+    modality: list[str] | None = None
+
+
+def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
+    if bool(cfg.data) == bool(cfg.input):
+        raise EdgesslError("give the validation images either as --data SOURCE or as --input PATH... --labels CSV")
+    if cfg.data:
+        ds = open_dataset(cfg.data, cfg.split)
+        if cfg.max_images and len(ds) > cfg.max_images:
+            ds = ds.subset(np.sort(np.random.RandomState(0).permutation(len(ds))[: cfg.max_images]))
+        return dataset_studies(ds)
+    if not cfg.labels:
+        raise EdgesslError("--input needs --labels CSV (columns file,label) to know which images are anomalous")
+    return iter_studies(cfg.input, read_labels(cfg.labels))
+
+
+def set_operating_point(cfg: OperatingPointConfig) -> dict:
+    """Score labelled validation images, choose the point for the target sensitivity, store it in the bundle."""
+    from .pipeline import Pipeline
+
+    target = opmod.parse_target(cfg.sensitivity)
+    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)
+    rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
+    raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
+    for study in _progress(_validation_studies(cfg), "validation"):
+        if study.label is None:
+            raise EdgesslError(f"{study.key}: no label (every validation image needs one)")
+        rec = score_study(pipe, study, IntendedUse(), rule, cfg.normal_label)
+        if rec.status != SCORED:
+            skipped.append(f"{study.key}: {rec.reason}")
+            continue
+        raw.append(rec.raw_score)
+        anomalous.append(rec.anomalous)
+        shapes.append(study.image.shape)
+        if study.modality:
+            modalities.add(study.modality)
+    source = cfg.data or ", ".join(cfg.input)
+    point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
+                                      pipe.threshold_record.normalise, source=f"{source} ({cfg.split})"
+                                      if cfg.data else source, backend=pipe.backend,
+                                      model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
+    use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
+                      reference_size=reference_size(shapes))
+    bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict())
+    return {"bundle": str(cfg.bundle), "bundle_hash": bundle.hash, "precision": pipe.precision_key,
+            "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}
+
+
+def print_json(summary: dict) -> None:
+    print(json.dumps(summary, indent=2, default=str))

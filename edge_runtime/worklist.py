@@ -1,0 +1,73 @@
+"""The triage worklist: one record per study, ranked from most to least abnormal, written as CSV.
+
+Ranking: scored studies by raw score, highest first (ties by file and frame, so the order is
+reproducible); rank 1 is the most abnormal. Studies that could not be scored follow, without a
+rank, with their reason: they need a reader's attention as much as the flagged ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import write_atomic
+
+SCORED, NOT_SCORED = "scored", "not_scored"
+ABNORMAL, NORMAL = "abnormal", "normal"
+COLUMNS = ("rank", "file", "frame", "study_uid", "series_uid", "instance_uid", "modality", "score",
+           "raw_score", "threshold", "decision", "status", "reason", "label", "file_sha256")
+
+
+@dataclass
+class TriageRecord:
+    """One study's outcome. ``score``/``threshold`` are normalised (the normal-only threshold is 1.0)."""
+
+    file: str
+    file_sha256: str
+    frame: int | None = None
+    study_uid: str = ""
+    series_uid: str = ""
+    instance_uid: str = ""
+    modality: str = ""
+    status: str = NOT_SCORED
+    reason: str = ""
+    score: float | None = None
+    raw_score: float | None = None
+    threshold: float | None = None
+    decision: str = ""
+    label: str | None = None
+    anomalous: bool | None = None  # the label's meaning, when a label is known
+    image_sha256: str = ""
+    rank: int | None = None
+    thumbnail: np.ndarray | None = field(default=None, repr=False)  # small uint8 grey/RGB
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # small float32 anomaly map (normalised)
+
+    def row(self) -> dict:
+        return {c: "" if getattr(self, c) is None else getattr(self, c) for c in COLUMNS}
+
+
+def rank(records: list[TriageRecord]) -> list[TriageRecord]:
+    """Scored records by raw score (highest first, ranked 1..n), then the unscored ones."""
+    scored = sorted((r for r in records if r.status == SCORED),
+                    key=lambda r: (-r.raw_score, r.file, -1 if r.frame is None else r.frame))
+    for i, r in enumerate(scored, 1):
+        r.rank = i
+    return scored + [r for r in records if r.status != SCORED]
+
+
+def worklist_csv(records: list[TriageRecord]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow(r.row())
+    return buf.getvalue()
+
+
+def write_worklist(records: list[TriageRecord], path: Path) -> None:
+    """Write the ranked records (``rank`` first) atomically."""
+    write_atomic(Path(path), worklist_csv(records).encode())
