@@ -128,6 +128,8 @@ class VideoSource(Source):
             self.notes.append(f"camera {self.name} stopped delivering frames after {i}")
         elif i < self.expected:
             self.notes.append(f"video {self.name} ended early: {i} of {self.expected} frames could be read")
+        elif i == 0:
+            self.notes.append(f"video {self.name} gave no frames (truncated file or unsupported codec?)")
         self.close()
 
     def close(self) -> None:

@@ -1,0 +1,138 @@
+"""The runtime API (``Pipeline``/``Result``) on real bundles made without torch (tests/runtime_bundle.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgessl.edge_runtime.backends import Backend, available_backends, select_backend
+from edgessl.edge_runtime.backends.ort import OrtBackend, OrtOptions
+from edgessl.edge_runtime.backends.tensorrt_native import tensorrt_available
+from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.pipeline import Pipeline, map_to_image
+from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
+from runtime_bundle import make_bundle
+
+
+@pytest.fixture(scope="module")
+def knn_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("knn"), "knn")
+
+
+@pytest.fixture(scope="module")
+def patch_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("patch"), "patch")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = open_dataset("digits", "test")
+    return [ds.image(i) for i in range(12)], ds.labels[:12]
+
+
+def test_scores_are_normalised_raw_scores_with_the_bundle_threshold(knn_bundle, digits):
+    pipe = Pipeline.load(knn_bundle)
+    assert pipe.backend in available_backends() and pipe.precision_key == "fp32"
+    rec = pipe.threshold_record
+    for r in pipe.score_batch(digits[0]):
+        assert r.score == pytest.approx((r.raw_score - rec.offset) / rec.scale)
+        assert r.is_anomaly == (r.raw_score >= rec.raw_threshold)
+        assert r.threshold == 1.0 and r.bundle_hash == pipe.bundle.hash and r.backend == pipe.backend
+        assert set(r.latency_ms) == {"preprocess", "inference", "score", "total"}
+        assert r.features is None and r.anomaly_map is None  # knn on embeddings: no map
+        json.dumps(r.to_dict())
+
+
+def test_batch_scores_equal_single_scores(knn_bundle, digits):
+    pipe = Pipeline.load(knn_bundle)
+    batch = [r.raw_score for r in pipe.score_batch(digits[0])]
+    single = [pipe.score(img).raw_score for img in digits[0]]
+    np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-6)
+
+
+def test_features_are_the_models_embedding(knn_bundle, digits):
+    import onnxruntime as ort
+
+    pipe = Pipeline.load(knn_bundle)
+    sess = ort.InferenceSession(str(knn_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    want = sess.run(["embedding"], {"input": preprocess_batch(digits[0][:3], pipe.spec)})[0]
+    got = np.stack([r.features for r in pipe.score_batch(digits[0][:3], with_features=True)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_threshold_override_is_in_normalised_units(knn_bundle, digits):
+    pipe = Pipeline.load(knn_bundle, threshold=0.5)
+    for r in pipe.score_batch(digits[0]):
+        assert r.threshold == 0.5 and r.is_anomaly == (r.score >= 0.5)
+
+
+def test_anomaly_maps_have_the_input_image_size(patch_bundle, digits):
+    pipe = Pipeline.load(patch_bundle)
+    for shape in [(8, 8), (20, 30), (37, 23, 3)]:
+        img = np.random.RandomState(0).randint(0, 255, shape, dtype=np.uint8)
+        r = pipe.score(img)
+        assert r.anomaly_map.shape == shape[:2] and r.anomaly_map.dtype == np.float32
+    # the map's maximum is the image score (normalised alike), up to bilinear smoothing
+    r = pipe.score(digits[0][0])
+    assert r.anomaly_map.max() <= r.score + 1e-4
+
+
+def test_map_to_image_undoes_the_centre_crop():
+    spec = PreprocessSpec(image_size=16, channels=1, mean=(0.5,), std=(0.25,), resize="shorter_center_crop")
+    m = map_to_image(np.arange(64, dtype=np.float32).reshape(8, 8), (20, 40), spec)
+    assert m.shape == (20, 40)
+    assert (m[:, :5] == 0).all() and (m[:, -5:] == 0).all()  # the cropped-away sides: the map's minimum
+    assert m[:, 10:30].max() > 50
+
+
+def test_unusable_image_raises_edgessl_error(knn_bundle):
+    pipe = Pipeline.load(knn_bundle)
+    for bad in [np.zeros((0, 4), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4), np.int64)]:
+        with pytest.raises(EdgesslError):
+            pipe.score(bad)
+
+
+def test_tampered_bundle_is_refused(knn_bundle, tmp_path):
+    copy = shutil.copytree(knn_bundle, tmp_path / "b")
+    with open(copy / "detector" / "detector.npz", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(EdgesslError, match="sha256"):
+        Pipeline.load(copy)
+
+
+def test_missing_precision_and_non_bundle_are_refused(knn_bundle, tmp_path):
+    with pytest.raises(EdgesslError, match="no int8-cpu model.*calibrate"):
+        Pipeline.load(knn_bundle, backend="ort-cpu", precision="int8")
+    with pytest.raises(EdgesslError, match="not a bundle"):
+        Pipeline.load(tmp_path)
+    with pytest.raises(EdgesslError, match="unknown precision"):
+        Pipeline.load(knn_bundle, precision="fp8")
+
+
+def test_unavailable_backend_lists_the_available_ones(knn_bundle):
+    missing = [b for b in ("ort-cuda", "ort-tensorrt", "tensorrt") if b not in available_backends()]
+    if not missing:
+        pytest.skip("every backend is available on this machine")
+    with pytest.raises(EdgesslError, match=r"not available.*available: .*ort-cpu"):
+        Pipeline.load(knn_bundle, backend=missing[0])
+    with pytest.raises(EdgesslError, match="choose one of"):
+        select_backend("openvino")
+    assert select_backend("auto") == available_backends()[0]
+
+
+def test_ort_backend_follows_the_protocol_and_options(knn_bundle):
+    be = OrtBackend(knn_bundle / "model.onnx", "ort-cpu", OrtOptions(intra_op_threads=1, graph_optimization="basic"))
+    assert isinstance(be, Backend) and be.providers == ["CPUExecutionProvider"]
+    out = be.run(np.zeros((2, 1, 16, 16), np.float32))
+    assert out["embedding"].shape == (2, 8) and out["patches"].shape == (2, 8, 8, 8)
+    with pytest.raises(EdgesslError, match="optimisation level"):
+        OrtBackend(knn_bundle / "model.onnx", "ort-cpu", OrtOptions(graph_optimization="max"))
+
+
+@pytest.mark.skipif(not tensorrt_available(), reason="needs TensorRT, the CUDA Python bindings and an NVIDIA GPU")
+def test_tensorrt_backend_is_auto_when_present():
+    assert select_backend("auto") == "tensorrt"

@@ -1,0 +1,80 @@
+"""The runtime works where torch cannot be imported: a subprocess whose import system refuses torch."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime_bundle import make_bundle
+
+RUNTIME = Path(__file__).resolve().parents[1] / "edge_runtime"
+FORBIDDEN = ("torch", "torchvision", "edgessl.train", "edgessl.export", "edgessl.calibration")
+
+BLOCKER = """
+import importlib.abc, sys
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("bundle"), "patch")
+
+
+def _run_blocked(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = {"PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_blocker_really_blocks_torch(tmp_path):
+    proc = _run_blocked("import torch", tmp_path)
+    assert proc.returncode != 0 and "blocked in this test" in proc.stderr
+
+
+def test_load_and_score_without_torch(bundle, tmp_path):
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.random.RandomState(0).randint(0, 255, (30, 20), dtype=np.uint8))
+    code = f"""
+    import json, sys
+    from edgessl.edge_runtime.pipeline import Pipeline
+    from edgessl.edge_runtime.images import read_image
+    from edgessl.edge_runtime import streams, sinks, runner, bench, evaluation, commands
+    pipe = Pipeline.load({str(bundle)!r})
+    r = pipe.score(read_image({str(img)!r}), with_features=True)
+    loaded = sorted(m for m in sys.modules if m.startswith({FORBIDDEN!r}))
+    from edgessl.cli import main  # registers every stage's commands (torch-free registration modules)
+    rc = main(["run", "--bundle", {str(bundle)!r}, "--source", {str(img)!r}, "--out", {str(tmp_path / 'r.jsonl')!r}])
+    loaded += sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
+    print(json.dumps({{"score": r.score, "map": list(r.anomaly_map.shape), "features": len(r.features),
+                      "rc": rc, "loaded": loaded}}))
+    """
+    proc = _run_blocked(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0 and out["map"] == [30, 20] and out["features"] == 8 and out["loaded"] == []
+    assert json.loads((tmp_path / "r.jsonl").read_text())["error"] is None
+
+
+def test_no_runtime_module_imports_torch_or_another_stage():
+    for path in RUNTIME.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                assert not name.startswith(FORBIDDEN), f"{path.relative_to(RUNTIME.parent)} imports {name}"
