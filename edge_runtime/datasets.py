@@ -187,6 +187,8 @@ def _npz(path: Path, split: str) -> ImageDataset:
         n_classes = int(data["train_labels"].max()) + 1 if "train_labels" in keys else 0
         return ArrayDataset(str(path), s, images, labels, [str(c) for c in range(n_classes)])
 
+    if split == "train" and "val_images" not in keys:  # val is carved from train: keep them disjoint
+        return _with_carved_val(load("train"), "train")
     if f"{split}_images" in keys:
         return load(split)
     if split == "test":
