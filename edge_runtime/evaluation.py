@@ -1,15 +1,19 @@
 """``edgessl evaluate --bundle``: anomaly metrics of a bundle, computed through the runtime.
 
 The test split of ``data`` goes through ``Pipeline`` exactly as on the device (same
-preprocessing, backend, precision, detector and threshold); the metrics use the same numpy
-functions as ``evaluate --run``: image ``auroc``, ``aupr``, ``f1_max``, ``fpr_at_threshold`` /
-``tpr_at_threshold`` at the bundle's threshold for that precision, and ``pixel_auroc`` when the
-data has ground-truth masks and the detector gives maps (both at the model input's resolution).
+preprocessing, backend, precision, detector and threshold); the metrics are the same numpy
+functions, with the same keys, as ``evaluate --run`` (``train/detector_eval.py``): ``auroc``,
+``aupr``, ``f1_max``, ``f1_threshold`` (raw), ``f1_threshold_normalised``, ``threshold`` (raw, of
+this precision), ``target_fpr``, ``fpr_at_threshold``/``tpr_at_threshold`` (decision ``raw >=
+threshold``), and ``pixel_auroc`` when the data has masks and the detector gives maps (both at the
+model input's resolution). ``feature_metrics``, when given, adds the embedding-based keys of
+``evaluate --run`` (kNN accuracy, linear probe, kNN AUROC) from the runtime's own embeddings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +37,13 @@ class BundleEvalConfig:
     batch_size: int = 64
 
 
+@dataclass
+class Scored:
+    raw: np.ndarray  # (N,) float64
+    features: np.ndarray | None  # (N, D) float32 embeddings
+    maps: list[np.ndarray] | None  # normalised maps at the model input's size
+
+
 def _without(ds: ImageDataset, names: list[str]) -> ImageDataset:
     if not names:
         return ds
@@ -40,54 +51,59 @@ def _without(ds: ImageDataset, names: list[str]) -> ImageDataset:
     return ds.subset(np.flatnonzero(~np.isin(ds.labels, ignored)))
 
 
-def _normal_label(cfg: BundleEvalConfig, pipe: Pipeline, ds: ImageDataset) -> int:
-    label = cfg.normal_label
-    if label is None:
-        label = pipe.bundle.manifest.get("detector", {}).get("normal_label")
-    if label is None:
-        raise EdgesslError("say which class is normal with --normal-label (the bundle does not record it)")
-    return resolve_label(ds, label)
-
-
-def score_dataset(pipe: Pipeline, ds: ImageDataset, batch_size: int = 64, with_maps: bool = False):
-    """Raw scores, decisions and (optionally) model-resolution maps of every image of ``ds``.
-
-    An image that cannot be scored raises ``EdgesslError``: evaluation needs them all."""
+def score_dataset(pipe: Pipeline, ds: ImageDataset, batch_size: int = 64, with_features: bool = False,
+                  with_maps: bool = False) -> Scored:
+    """Every image of ``ds`` through the pipeline; one that cannot be scored raises ``EdgesslError``."""
     raw = np.empty(len(ds), np.float64)
-    flagged = np.zeros(len(ds), bool)
-    maps: list[np.ndarray | None] = [None] * len(ds)
-    source = DatasetSource(ds.source, ds)
-    for batch in Prefetcher(source, lambda f: pipe.prepare(f.image), batch_size):
+    feats: list = [None] * len(ds)
+    maps: list = [None] * len(ds)
+    for batch in Prefetcher(DatasetSource(ds.source, ds), lambda f: pipe.prepare(f.image), batch_size):
         bad = next((it for it in batch if it.error), None)
         if bad is not None:
             raise EdgesslError(f"cannot evaluate: {bad.error}")
-        results = pipe.score_prepared([it.prepared for it in batch], map_space="model")
-        for it, r in zip(batch, results):
-            raw[it.frame.index], flagged[it.frame.index] = r.raw_score, r.is_anomaly
-            if with_maps:
-                maps[it.frame.index] = r.anomaly_map
-    return raw, flagged, maps
+        for it, r in zip(batch, pipe.score_prepared([it.prepared for it in batch], with_features, "model")):
+            i = it.frame.index
+            raw[i], feats[i], maps[i] = r.raw_score, r.features, r.anomaly_map
+    return Scored(raw, np.stack(feats) if with_features else None, maps if with_maps else None)
 
 
-def evaluate_bundle(cfg: BundleEvalConfig) -> dict:
-    """The metrics above as a JSON-able dict."""
+FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], dict]
+
+
+def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | None = None) -> dict:
+    """The metrics above as a JSON-able dict. ``feature_metrics(train_x, train_y, test_x, test_y,
+    normal)`` receives runtime embeddings of the train and test splits."""
     pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)
-    ds = _without(open_dataset(cfg.data, "test"), cfg.ignore_labels)
-    if not ds.labelled:
+    test_ds = _without(open_dataset(cfg.data, "test"), cfg.ignore_labels)
+    if not test_ds.labelled:
         raise EdgesslError(f"{cfg.data}: evaluation needs a labelled test split")
-    normal = _normal_label(cfg, pipe, ds)
-    with_maps = ds.has_masks and pipe.detector.has_maps
-    raw, flagged, maps = score_dataset(pipe, ds, cfg.batch_size, with_maps)
-    anomalous = ds.labels != normal
-    fpr, tpr = rates_at_threshold(anomalous, flagged.astype(np.float64), 1.0)
-    best_f1, _ = f1_max(anomalous, raw)
+    label = cfg.normal_label if cfg.normal_label is not None else pipe.bundle.manifest["detector"].get("normal_label")
+    if label is None:
+        raise EdgesslError("say which class is normal with --normal-label (the bundle does not record it)")
+    normal = resolve_label(test_ds, label)
+    with_maps = test_ds.has_masks and pipe.detector.has_maps
+    test = score_dataset(pipe, test_ds, cfg.batch_size, feature_metrics is not None, with_maps)
+    training = pipe.bundle.manifest.get("provenance", {}).get("training", {})
+    rec = pipe.threshold_record
+    y, raw = test_ds.labels != normal, test.raw
+    f1, f1_t = f1_max(y, raw)
+    fpr, tpr = rates_at_threshold(y, raw, rec.raw_threshold)
     result = {
         "bundle": str(cfg.bundle), "bundle_hash": pipe.bundle.hash, "data": cfg.data, "backend": pipe.backend,
-        "precision": pipe.precision_key, "detector": pipe.detector.kind, "test_images": len(ds),
-        "normal_label": ds.class_names[normal], "auroc": auroc(anomalous, raw), "aupr": aupr(anomalous, raw),
-        "f1_max": best_f1, "fpr_at_threshold": fpr, "tpr_at_threshold": tpr,
+        "precision": pipe.precision_key, "method": training.get("method"),
+        "backbone": (training.get("backbone") or {}).get("name"), "test_images": len(test_ds),
+        "normal_label": test_ds.class_names[normal], "detector": pipe.detector.kind,
+        "auroc": auroc(y, raw), "aupr": aupr(y, raw), "f1_max": f1, "f1_threshold": f1_t,
+        "f1_threshold_normalised": float(rec.normalise(f1_t)), "threshold": rec.raw_threshold,
+        "target_fpr": rec.target_fpr, "fpr_at_threshold": fpr, "tpr_at_threshold": tpr,
     }
     if with_maps:
-        masks = [mask_at_input(ds.mask(i), ds.image(i).shape, pipe.spec, ds.name(i)) for i in range(len(ds))]
-        result["pixel_auroc"] = pixel_auroc(masks, maps)
+        masks = [mask_at_input(test_ds.mask(i), test_ds.image(i).shape, pipe.spec, test_ds.name(i))
+                 for i in range(len(test_ds))]
+        result["pixel_auroc"] = pixel_auroc(masks, test.maps)
+    if feature_metrics is not None:
+        train_ds = open_dataset(cfg.data, "train")
+        train = score_dataset(pipe, train_ds, cfg.batch_size, with_features=True)
+        result["train_images"] = len(train_ds)
+        result.update(feature_metrics(train.features, train_ds.labels, test.features, test_ds.labels, normal))
     return result

@@ -91,8 +91,7 @@ def map_to_image(amap: np.ndarray, shape: tuple[int, ...], spec: PreprocessSpec)
 
 def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None):
     if name == "tensorrt":
-        from .backends.tensorrt_native import TensorRTBackend
-        from .engines import engine_for
+        from .backends.tensorrt_native import TensorRTBackend, engine_for
 
         return TensorRTBackend(engine_for(bundle, key))
     opts = options or OrtOptions()

@@ -34,9 +34,21 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.bundle:
+        return _evaluate_bundle(args)
     from .evaluate import EvaluateConfig, evaluate_run
 
     result = evaluate_run(_to_config(EvaluateConfig, args))
+    print(json.dumps(result, indent=2 if not args.json else None))
+    return 0
+
+
+def _evaluate_bundle(args: argparse.Namespace) -> int:
+    from edgessl.edge_runtime.evaluation import BundleEvalConfig, evaluate_bundle
+
+    from .bundle_evaluate import feature_metrics
+
+    result = evaluate_bundle(_to_config(BundleEvalConfig, args), feature_metrics(args.k, args.linear_probe))
     print(json.dumps(result, indent=2 if not args.json else None))
     return 0
 
@@ -174,7 +186,12 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
                     "the runtime's numpy code) and the output adds aupr, f1_max, f1_threshold, threshold, "
                     "fpr_at_threshold, tpr_at_threshold and, with ground-truth masks, pixel_auroc; without "
                     "one, 'auroc' equals knn_auroc. The normal label defaults to the detector's.")
-    e.add_argument("--run", required=True, metavar="RUN_DIR")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="RUN_DIR")
+    which.add_argument("--bundle", metavar="BUNDLE", help="evaluate an exported bundle through the torch-free runtime "
+                       "instead (same keys; --precision/--backend choose the model)")
+    e.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="with --bundle (default: fp32)")
+    e.add_argument("--backend", default="auto", help="with --bundle: auto, ort-cpu, ort-cuda, ort-tensorrt, tensorrt")
     e.add_argument("--data", default="digits")
     e.add_argument("--normal-label", default=None, help="class index or name of the normal class (MVTec: good)")
     e.add_argument("--ignore-label", dest="ignore_labels", action="append", default=[],

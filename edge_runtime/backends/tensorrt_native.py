@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import Bundle
+from ..engines import gpu_compute_capability, select_engine
 from ..errors import EdgesslError
+
+# Engine precisions (``edgessl build-engine``) usable for a bundle precision key, preferred first.
+ENGINE_PRECISIONS = {"fp32": ("fp16",), "int8-tensorrt": ("int8", "best")}
 
 
 def import_cudart():
@@ -47,6 +52,23 @@ def tensorrt_available() -> bool:
     except Exception:  # any failure here only means "not available"
         return False
     return int(err) == 0 and count > 0
+
+
+def engine_for(bundle: Bundle, key: str) -> Path:
+    """The bundle's engine for precision ``key`` on this device (TensorRT version, GPU), checked for
+    staleness by ``engines.select_engine``: ``fp32`` runs the fp16 engine built from the fp32 model,
+    ``int8-tensorrt`` the int8 (or ``best``) engine built from the Q/DQ model."""
+    trt = import_tensorrt()
+    if key not in ENGINE_PRECISIONS:
+        raise EdgesslError(f"no TensorRT engine kind for precision {key}")
+    cc = gpu_compute_capability()
+    error: EdgesslError | None = None
+    for precision in ENGINE_PRECISIONS[key]:
+        try:
+            return bundle.path(select_engine(bundle.manifest, trt.__version__, cc, precision)["file"])
+        except EdgesslError as exc:
+            error = error or exc
+    raise error
 
 
 def _check(result):
