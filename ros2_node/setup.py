@@ -27,5 +27,6 @@ setup(
     maintainer_email="edgessl@example.org",
     description="edgessl anomaly detection on a ROS 2 camera topic",
     license="Apache-2.0",
-    entry_points={"console_scripts": [f"edgessl_node = {PACKAGE}.node:main"]},
+    entry_points={"console_scripts": [f"edgessl_node = {PACKAGE}.node:main",
+                                      f"edgessl_camera = {PACKAGE}.camera:main"]},
 )

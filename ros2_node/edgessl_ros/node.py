@@ -51,7 +51,7 @@ class EdgesslNode(Node):
         p = self.params
         self.pipeline = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision,
                                       threshold=p.threshold if p.threshold > 0 else None)
-        self._publishers = self._make_publishers(p.outputs)
+        self._outputs = self._make_publishers(p.outputs)
         self._diagnostics = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
         topic = self.resolve_topic_name(p.input_topic)
         self.stats = StreamStats(topic, {"backend": self.pipeline.backend, "precision": self.pipeline.precision_key,
@@ -111,7 +111,7 @@ class EdgesslNode(Node):
     def _process(self, msg, received: float) -> None:
         try:
             image = messages.image_from_msg(msg)
-            result = self.pipeline.score(image, with_features=names.FEATURES in self._publishers)
+            result = self.pipeline.score(image, with_features=names.FEATURES in self._outputs)
         except EdgesslError as exc:
             self._fail(f"{exc}")
             return
@@ -127,7 +127,7 @@ class EdgesslNode(Node):
         self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
 
     def _publish(self, result, header) -> None:
-        pub = self._publishers
+        pub = self._outputs
         if names.SCORE in pub:
             pub[names.SCORE].publish(messages.score_msg(result))
             pub[names.SCORE_STAMPED].publish(messages.score_stamped_msg(result, header))
