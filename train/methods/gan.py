@@ -90,7 +90,8 @@ class GAN(PretextMethod):
         emb = functional_call(self.backbone, _frozen_state(self.backbone), (x,))
         return F.linear(emb, self.head.weight.detach(), self.head.bias.detach()).squeeze(1)
 
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def losses(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """``(L_D, L_G, metrics)`` for a uint8 batch of real images."""
         real = self.inputs(batch)
         fake = self.fake(len(real), real.device)
         d_real = self.discriminate(real)
@@ -102,4 +103,8 @@ class GAN(PretextMethod):
         metrics = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
                    "d_real": float(torch.sigmoid(d_real.detach()).mean()),
                    "d_fake": float(torch.sigmoid(d_fake.detach()).mean())}
+        return loss_d, loss_g, metrics
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        loss_d, loss_g, metrics = self.losses(batch)
         return loss_d + loss_g, metrics

@@ -72,14 +72,17 @@ class Jigsaw(PretextMethod):
             out.append(x[rows_b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2))
         return torch.stack(out, dim=1)
 
+    def puzzle(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``(B, 9, C, t, t)``: position j of image i shows the tile of cell ``permutations[target_i, j]``."""
+        tiles = self.tiles(x)
+        order = self.permutations[target].view(len(x), -1, 1, 1, 1)
+        return torch.gather(tiles, 1, order.expand_as(tiles))
+
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         x = self.inputs(batch)
         b, c = x.shape[:2]
         target = torch.randint(0, len(self.permutations), (b,), device=x.device)
-        order = self.permutations[target]  # (B, 9): position j shows tile order[j]
-        tiles = self.tiles(x)
-        shuffled = torch.gather(tiles, 1, order.view(b, -1, 1, 1, 1).expand_as(tiles))
-        flat = shuffled.reshape(b * GRID * GRID, c, self.tile, self.tile)
+        flat = self.puzzle(x, target).reshape(b * GRID * GRID, c, self.tile, self.tile)
         if self.tile_input != self.tile:
             flat = F.interpolate(flat, size=self.tile_input, mode="bilinear", align_corners=False)
         logits = self.head(self.backbone(flat).reshape(b, -1))

@@ -1,0 +1,213 @@
+"""Pretext tasks: their pieces, one epoch of each on BreastMNIST that `evaluate` loads, resume,
+``--config``, and two gloo processes under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+
+from edgessl.cli import main  # noqa: E402
+from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402
+from edgessl.train.backbones import BackboneConfig, build_backbone  # noqa: E402
+from edgessl.train.checkpoint import load_model  # noqa: E402
+from edgessl.train.commands import METHOD_SUMMARIES  # noqa: E402
+from edgessl.train.methods import METHODS  # noqa: E402
+from edgessl.train.methods.byol import BYOL  # noqa: E402
+from edgessl.train.methods.ema import cosine_momentum, ema_update  # noqa: E402
+from edgessl.train.methods.gan import GAN  # noqa: E402
+from edgessl.train.methods.jigsaw import Jigsaw, hamming_permutations  # noqa: E402
+from edgessl.train.methods.moco import MoCo  # noqa: E402
+
+BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist" / "breastmnist.npz"
+SMALL = ["--backbone", "mobilenet_v3_small", "--image-size", "16", "--device", "cpu"]
+
+
+def small(size: int = 16, name: str = "mobilenet_v3_small"):
+    return build_backbone(BackboneConfig(name, 1, size)), PreprocessSpec(size, 1, (0.5,), (0.25,))
+
+
+def images(n: int = 8, size: int = 16) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_every_method_is_registered_and_summarised():
+    assert list(METHODS) == list(METHOD_SUMMARIES)
+    assert {m.name for m in METHODS.values()} == set(METHOD_SUMMARIES)
+
+
+def test_hamming_permutations_are_distinct_far_apart_and_seeded():
+    p = hamming_permutations(100, seed=0)
+    assert p.shape == (100, 9) and len({tuple(r) for r in p}) == 100
+    assert all(sorted(r) == list(range(9)) for r in p)
+    dist = (p[:, None] != p[None]).sum(2) + 9 * np.eye(100, dtype=int)
+    assert dist.min() >= 5  # a random set of 100 has pairs at distance 2
+    np.testing.assert_array_equal(p[:20], hamming_permutations(20, seed=0))
+    assert not np.array_equal(p[:20], hamming_permutations(20, seed=1))
+
+
+def test_jigsaw_tiles_follow_the_permutation():
+    backbone, spec = small(48)
+    jig = Jigsaw(backbone, spec, num_permutations=10)
+    x = torch.zeros(2, 1, 48, 48)
+    for cell in range(9):
+        r, c = divmod(cell, 3)
+        x[:, :, 16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = cell
+    target = torch.tensor([3, 7])
+    pieces = jig.puzzle(x, target)
+    assert pieces.shape == (2, 9, 1, 12, 12)
+    for i in range(2):
+        for j in range(9):
+            assert (pieces[i, j] == jig.permutations[target[i], j]).all()
+
+
+def test_gan_gradients_reach_only_their_player():
+    backbone, spec = small()
+    gan = GAN(backbone, spec)
+    bn = next(m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = int(bn.num_batches_tracked)
+    loss_d, loss_g, _ = gan.losses(images())
+    assert int(bn.num_batches_tracked) == before + 2  # real and fake passes; the frozen pass leaves stats alone
+    d_params = [*gan.backbone.parameters(), *gan.head.parameters()]
+    g_params = list(gan.generator.parameters())
+    assert all(g is None for g in torch.autograd.grad(loss_g, d_params, retain_graph=True, allow_unused=True))
+    assert all(g is None for g in torch.autograd.grad(loss_d, g_params, retain_graph=True, allow_unused=True))
+    assert any(g is not None for g in torch.autograd.grad(loss_g, g_params, retain_graph=True, allow_unused=True))
+    assert any(g is not None for g in torch.autograd.grad(loss_d, d_params, allow_unused=True))
+    groups = gan.param_groups()
+    assert sum(len(g["params"]) for g in groups) == len(d_params) + len(g_params)
+
+
+def test_generator_makes_images_of_any_size():
+    for size in (16, 28, 64):
+        backbone, spec = small(size)
+        assert GAN(backbone, spec).fake(2, torch.device("cpu")).shape == (2, 1, size, size)
+
+
+def test_momentum_schedule_and_ema_update():
+    assert cosine_momentum(0.99, 0.0) == pytest.approx(0.99) and cosine_momentum(0.99, 1.0) == pytest.approx(1.0)
+    assert cosine_momentum(0.99, 0.5) == pytest.approx(0.995)
+    online, target = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    w0 = target.weight.detach().clone()
+    ema_update([online], [target], 1.0)
+    torch.testing.assert_close(target.weight, w0)
+    ema_update([online], [target], 0.75)
+    torch.testing.assert_close(target.weight, 0.75 * w0 + 0.25 * online.weight.detach())
+
+
+def test_byol_target_is_frozen_and_follows_the_online_network():
+    backbone, spec = small()
+    byol = BYOL(backbone, spec)
+    trainable = {id(p) for g in byol.param_groups() for p in g["params"]}
+    assert not any(id(p) in trainable for p in byol.target_backbone.parameters())
+    loss, _ = byol(images())
+    loss.backward()
+    with torch.no_grad():
+        for p in byol.backbone.parameters():
+            p.add_(1.0)
+    t0 = next(byol.target_backbone.parameters()).clone()
+    byol.on_step_end(0.0)
+    assert byol.momentum == pytest.approx(0.99)
+    torch.testing.assert_close(next(byol.target_backbone.parameters()), 0.99 * t0 + 0.01 * next(byol.backbone.parameters()))
+
+
+def test_moco_queue_is_capped_and_cycles():
+    backbone, spec = small()
+    assert len(MoCo.for_data(backbone, spec, 50).queue) == 50
+    assert len(MoCo.for_data(backbone, spec, 100_000).queue) == 4096
+    moco = MoCo(backbone, spec, queue_size=5, proj_dim=4)
+    keys = torch.eye(4)[:3]
+    moco._enqueue(keys)
+    moco._enqueue(keys)
+    assert int(moco.queue_ptr) == 1
+    torch.testing.assert_close(moco.queue[[0, 1, 2, 3, 4]], keys[[2, 1, 2, 0, 1]])
+    loss, metrics = moco(images())
+    assert torch.isfinite(loss) and 0.0 <= metrics["acc"] <= 1.0
+
+
+@pytest.fixture(scope="module")
+def breast_runs(tmp_path_factory):
+    """One epoch of a method on BreastMNIST's 546 training images (mobilenet_v3_small, 16 px, batch 64)."""
+    if not BREAST.is_file():
+        pytest.skip(f"{BREAST} is not here (real data lives in ../shared/data)")
+    runs: dict[str, Path] = {}
+
+    def run(method: str) -> Path:
+        if method not in runs:
+            out = tmp_path_factory.mktemp(method) / "run"
+            assert main(["pretrain", "--data", str(BREAST), "--method", method, *SMALL, "--batch-size", "64",
+                         "--epochs", "1", "--out", str(out)]) == 0
+            runs[method] = out
+        return runs[method]
+
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(METHODS))
+def test_one_epoch_on_breastmnist_then_evaluate(method, breast_runs, capsys):
+    run = breast_runs(method)
+    summary = json.loads((run / "pretrain_summary.json").read_text())
+    assert summary["epochs_done"] == 1 and summary["steps"] == 546 // 64 and summary["images"] == 546
+    assert json.loads((run / "model.json").read_text())["method"] == method
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--data", str(BREAST), "--normal-label", "1", "--json",
+                 "--no-linear-probe", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["method"] == method and 0.0 <= result["knn_accuracy"] <= 1.0 and 0.0 <= result["auroc"] <= 1.0
+
+
+DIGITS_RUN = ["--data", "digits", *SMALL, "--max-images", "128", "--batch-size", "32"]
+
+
+@pytest.mark.slow
+def test_resume_continues_the_step_count(tmp_path):
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--method", "gan", "--epochs", "1", "--out", str(out)]) == 0
+    assert json.loads((out / "state.json").read_text())["step"] == 4
+    first = (out / "model.safetensors").read_bytes()
+    assert main(["pretrain", *DIGITS_RUN, "--method", "gan", "--epochs", "2", "--resume", "--out", str(out)]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["step"] == 8 and state["epoch"] == 2
+    steps = [int(line.split(",")[1]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, 9))
+    assert (out / "model.safetensors").read_bytes() != first
+
+
+@pytest.mark.slow
+def test_config_file_options_and_the_saved_config_reproduce_a_run(tmp_path):
+    cfg = tmp_path / "pretrain.yaml"
+    cfg.write_text(yaml.safe_dump({"data": "digits", "method": "rotation", "backbone": "mobilenet_v3_small",
+                                   "image-size": 16, "batch_size": 32, "max-images": 64, "max_steps": 1,
+                                   "device": "cpu"}))
+    out = tmp_path / "run"
+    assert main(["pretrain", "--config", str(cfg), "--max-steps", "2", "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["method"] == "rotation" and saved["image_size"] == 16 and saved["max_steps"] == 2  # CLI wins
+    assert json.loads((out / "pretrain_summary.json").read_text())["steps"] == 2
+    again = tmp_path / "again"
+    assert main(["pretrain", "--config", str(out / "config.yaml"), "--out", str(again)]) == 0
+    assert yaml.safe_load((again / "config.yaml").read_text()) == {**saved, "out": str(again)}
+    assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()  # seeded
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_processes(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "edgessl", "pretrain", *DIGITS_RUN, "--batch-size", "16", "--method", "moco", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 128 // 32 and summary["images_seen"] == 128
+    backbone, spec, meta = load_model(out)
+    assert meta["method"] == "moco" and spec.image_size == 16
