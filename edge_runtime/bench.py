@@ -79,3 +79,19 @@ def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1
     out["ratios"] = {f"runtime_vs_{k}": round(res["runtime"]["images_per_s"] / v["images_per_s"], 3)
                      for k, v in res.items() if k != "runtime"}
     return out
+
+
+def bench_table(result: dict) -> str:
+    """A plain-text table of ``bench_pipeline``'s result: one row per contender, ratios to ``runtime``."""
+    rows = [f"{'contender':<15} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'images/s':>10} {'runtime x':>10}"]
+    res = result["results"]
+    for name, r in res.items():
+        lat = r["latency_ms"]
+        ratio = res["runtime"]["images_per_s"] / r["images_per_s"]
+        rows.append(f"{name:<15} {lat['p50']:>8.2f} {lat['p90']:>8.2f} {lat['p99']:>8.2f} "
+                    f"{r['images_per_s']:>10.1f} {ratio:>10.2f}")
+    head = (f"{result['backend']} {result['precision']} batch {result['batch_size']} at {result['image_size']} px, "
+            f"{result['iterations']} iterations after {result['warmup']} warm-up")
+    tail = f"runtime overhead over bare ONNX Runtime (p50): {100 * result['runtime_overhead']:+.1f}%" \
+        if "runtime_overhead" in result else ""
+    return "\n".join([head, *rows, tail]).rstrip()

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "edgessl.train.commands",
     "edgessl.export.commands",
     "edgessl.edge_runtime.commands",
+    "edgessl.commands",
     "edgessl.edge_runtime.replay_command",
     "edgessl.edge_runtime.triage_commands",
 )
