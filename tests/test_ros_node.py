@@ -1,0 +1,241 @@
+"""The edgessl ROS 2 node in-process with real rclpy over real DDS (loopback profile, own domain):
+outputs carry the input header and the runtime's score, malformed frames are counted and reported
+while the node keeps running, a silent topic is reported, a bad bundle is refused. Also the ament
+package's files (package.xml, setup.py, params.yaml, launch file) against names.py."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import yaml
+
+from ros_support import REPO, fresh_domain_id, image_msg, python, ros_env, sample_image, spin_until
+
+pytestmark = pytest.mark.ros
+PKG = REPO / "ros2_node"
+
+
+# ---- the package's files (no rclpy needed) -------------------------------------------------------
+
+def test_package_xml_is_an_ament_python_format_3_package():
+    root = ET.parse(PKG / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    assert root.findtext("name") == "edgessl_ros"
+    deps = {e.text for e in root if e.tag.endswith("depend")}
+    assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "python3-numpy", "python3-opencv"} <= deps
+    assert root.find("export/build_type").text == "ament_python"
+    assert (PKG / "resource" / "edgessl_ros").is_file()
+    assert "script_dir=$base/lib/edgessl_ros" in (PKG / "setup.cfg").read_text()
+
+
+def test_setup_py_installs_marker_launch_and_config():
+    out = subprocess.run([python(), "setup.py", "--name"], cwd=PKG, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "edgessl_ros"
+    src = (PKG / "setup.py").read_text()
+    for piece in ("resource_index/packages", "package.xml", "launch/*.launch.py", "config/*.yaml",
+                  "edgessl_node = ", ".node:main"):
+        assert piece in src
+
+
+def test_params_yaml_and_launch_file_use_the_names_defined_once():
+    from edgessl_ros.names import NODE, NodeParams
+
+    params = yaml.safe_load((PKG / "config" / "params.yaml").read_text())[NODE]["ros__parameters"]
+    assert tuple(params) == NodeParams.names()
+    defaults = NodeParams()
+    for name, value in params.items():
+        if name != "bundle":
+            assert value == (list(getattr(defaults, name)) if name == "outputs" else getattr(defaults, name))
+    launch = PKG / "launch" / "edgessl.launch.py"
+    tree = ast.parse(launch.read_text())
+    top_imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(getattr(n, "module", "") == "edgessl_ros.names" for n in top_imports)  # launch imported lazily
+    spec = importlib.util.spec_from_file_location("edgessl_launch", launch)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.generate_launch_description) and module.NODE == NODE
+
+
+def test_param_problems_are_reported_in_one_line_each():
+    from edgessl_ros.names import NodeParams
+
+    problems = NodeParams(bundle="", qos_reliability="sometimes", outputs=("score", "mood")).problems()
+    assert any("'bundle' is required" in p for p in problems)
+    assert any("qos_reliability" in p for p in problems)
+    assert any("'mood'" in p for p in problems)
+
+
+# ---- the node over DDS ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def patch_bundle(tmp_path_factory):
+    """A fast torch-free bundle whose detector gives anomaly maps (for the heatmap)."""
+    from runtime_bundle import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("ros_node") / "bundle", detector="patch")
+
+
+@pytest.fixture
+def ros(monkeypatch):
+    """A fresh rclpy context on a fresh domain over the loopback profile; torn down after the test."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    domain = fresh_domain_id()
+    for key, value in ros_env(domain).items():
+        monkeypatch.setenv(key, value)
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    executor = SingleThreadedExecutor(context=ctx)
+    nodes = []
+    try:
+        yield ctx, executor, nodes
+    finally:
+        for node in nodes:
+            (node.close if hasattr(node, "close") else node.destroy_node)()
+        executor.shutdown()
+        rclpy.try_shutdown(context=ctx)
+
+
+def start_node(ros, bundle, **params):
+    from rclpy.parameter import Parameter
+
+    from edgessl_ros.node import EdgesslNode
+
+    ctx, executor, nodes = ros
+    overrides = [Parameter(k, value=list(v) if isinstance(v, tuple) else v) for k, v in {"bundle": str(bundle), **params}.items()]
+    node = EdgesslNode(context=ctx, parameter_overrides=overrides)
+    nodes.append(node)
+    executor.add_node(node)
+    return node
+
+
+class Probe:
+    """A test node: publishes camera frames, records every output of the edgessl node."""
+
+    def __init__(self, ros, compressed: bool = False, reliable: bool = False):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import Bool, Float32, Float32MultiArray
+
+        from edgessl_ros import names
+
+        ctx, executor, nodes = ros
+        self.node = rclpy.create_node("probe", context=ctx)
+        nodes.append(self.node)
+        executor.add_node(self.node)
+        self.pub = self.node.create_publisher(CompressedImage if compressed else Image, "image",
+                                              10 if reliable else qos_profile_sensor_data)
+        self.got: dict[str, list] = {}
+        types = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
+                 names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image,
+                 names.DIAGNOSTICS: DiagnosticArray}
+        for topic, msg_type in types.items():
+            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self.got.setdefault(t, []).append(m), 10)
+
+    def latest_diagnostics(self) -> dict:
+        status = self.got["/diagnostics"][-1].status[0]
+        return {"level": status.level[0], "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+
+def test_outputs_carry_the_input_header_and_the_runtime_score(ros, patch_bundle):
+    from edgessl.edge_runtime.pipeline import Pipeline
+    from edgessl_ros import names
+
+    node = start_node(ros, patch_bundle, diagnostics_period_s=0.3)
+    probe = Probe(ros)
+    img = sample_image(3, 30, 40)
+    msg = image_msg(img, "bgr8", "cam_test", 1_700_000_000_123_456_789, row_padding=4)
+    want = Pipeline.load(patch_bundle).score(img, with_features=True)
+    everything = [names.SCORE, names.SCORE_STAMPED, names.DECISION, names.FEATURES, names.FEATURES_STAMPED,
+                  names.HEATMAP]
+    assert spin_until(ros[1], lambda: all(t in probe.got for t in everything), 15, lambda: probe.pub.publish(msg))
+    for topic in (names.SCORE_STAMPED, names.FEATURES_STAMPED, names.HEATMAP):
+        header = probe.got[topic][-1].header
+        assert header.frame_id == "cam_test"
+        assert (header.stamp.sec, header.stamp.nanosec) == (1_700_000_000, 123_456_789)
+    assert probe.got[names.SCORE][-1].data == pytest.approx(want.score, rel=1e-6)
+    assert probe.got[names.DECISION][-1].data == want.is_anomaly
+    stamped = {kv.key: kv.value for kv in probe.got[names.SCORE_STAMPED][-1].status[0].values}
+    assert float(stamped["score"]) == pytest.approx(want.score, rel=1e-5)
+    assert stamped["is_anomaly"] == str(want.is_anomaly).lower()
+    np.testing.assert_allclose(probe.got[names.FEATURES][-1].data, want.features, rtol=1e-6)
+    feats = probe.got[names.FEATURES_STAMPED][-1]
+    assert (feats.encoding, feats.height, feats.width) == ("32FC1", 1, want.features.size)
+    heat = probe.got[names.HEATMAP][-1]
+    assert (heat.encoding, heat.height, heat.width) == ("32FC1", 30, 40)
+    np.testing.assert_allclose(np.frombuffer(heat.data, "<f4").reshape(30, 40), want.anomaly_map, rtol=1e-5, atol=1e-6)
+    assert spin_until(ros[1], lambda: "/diagnostics" in probe.got and int(probe.latest_diagnostics()["frames processed"]) > 0)
+    diag = probe.latest_diagnostics()
+    assert diag["bundle hash"] == node.pipeline.bundle.hash and diag["backend"] == "ort-cpu"
+    assert diag["precision"] == "fp32" and diag["latency p99 (ms)"] != "n/a"
+
+
+def test_malformed_frames_are_counted_reported_and_the_node_goes_on(ros, patch_bundle):
+    from edgessl_ros import names
+
+    start_node(ros, patch_bundle, diagnostics_period_s=0.3, outputs=("score",))
+    probe = Probe(ros)
+    bad = image_msg(sample_image(3), "rgb8", "cam", 5)
+    bad.step = 7  # smaller than a row
+    assert spin_until(ros[1], lambda: "/diagnostics" in probe.got and probe.latest_diagnostics()["frames failed"] != "0",
+                      15, lambda: probe.pub.publish(bad))
+    diag = probe.latest_diagnostics()
+    assert "step 7 is smaller than" in diag["last error"]
+    assert names.SCORE not in probe.got
+    good = image_msg(sample_image(1), "mono8", "cam", 6)
+    assert spin_until(ros[1], lambda: names.SCORE in probe.got, 15, lambda: probe.pub.publish(good))
+    assert names.FEATURES not in probe.got  # only the requested outputs are published
+
+
+def test_compressed_input(ros, patch_bundle):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from edgessl.edge_runtime.pipeline import Pipeline
+    from edgessl_ros import names
+
+    start_node(ros, patch_bundle, compressed=True, qos_reliability="reliable", outputs=("score",))
+    probe = Probe(ros, compressed=True, reliable=True)
+    img = sample_image(3)
+    msg = CompressedImage(format="rgb8; png compressed rgb8", data=cv2.imencode(".png", img[:, :, ::-1].copy())[1].tobytes())
+    assert spin_until(ros[1], lambda: names.SCORE_STAMPED in probe.got, 15, lambda: probe.pub.publish(msg))
+    assert probe.got[names.SCORE][-1].data == pytest.approx(Pipeline.load(patch_bundle).score(img).score, rel=1e-6)
+
+
+def test_a_topic_that_never_publishes_is_reported(ros, patch_bundle):
+    start_node(ros, patch_bundle, diagnostics_period_s=0.2, input_topic="/nobody/publishes/this")
+    probe = Probe(ros)
+    assert spin_until(ros[1], lambda: len(probe.got.get("/diagnostics", [])) >= 2)
+    diag = probe.latest_diagnostics()
+    assert diag["level"] == 1 and "no input received on /nobody/publishes/this" in diag["message"]
+
+
+def test_bundle_failing_its_checks_is_refused(ros, patch_bundle, tmp_path):
+    from edgessl.edge_runtime.errors import EdgesslError
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(patch_bundle, tampered)
+    (tampered / "model.onnx").write_bytes((tampered / "model.onnx").read_bytes() + b"\0")
+    with pytest.raises(EdgesslError, match="model.onnx does not match its sha256"):
+        start_node(ros, tampered)
+    with pytest.raises(EdgesslError, match="'bundle' is required"):
+        start_node(ros, "")
+
+
+def test_node_process_exits_non_zero_with_the_reason(tmp_path):
+    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    proc = subprocess.run([python(), "-m", "edgessl_ros.node", "--ros-args", "-p", f"bundle:={tmp_path}"],
+                          env=ros_env(fresh_domain_id()), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "edgessl_node: error:" in proc.stderr and "not a bundle (no manifest.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
