@@ -19,6 +19,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 COMMAND_MODULES = (
     "edgessl.train.commands",
     "edgessl.export.commands",
+    "edgessl.calibration.commands",
     "edgessl.edge_runtime.commands",
     "edgessl.commands",
     "edgessl.edge_runtime.replay_command",

@@ -1,0 +1,220 @@
+"""``edgessl calibrate``: INT8 Q/DQ models for a bundle, judged by the accuracy gate, thresholds re-derived.
+
+Steps: load and verify the bundle; read calibration and held-out images through the runtime's
+preprocessing (``calib_data``); pre-process the fp32 model; collect activation ranges
+(``collect_ranges``); per target write the Q/DQ model (``qdq``) and run the gate (``gate``), keeping
+the costliest layers in float when it fails; re-derive each INT8 threshold from the held-out
+normal scores with the fp32 threshold's own rule and settings (``edge_runtime.thresholds``).
+
+Only when every target passes are files written into the bundle: the INT8 models, TensorRT's
+calibration cache (``calibration.cache``, with ``--target tensorrt``), ``calibration_report.json``,
+``calibration_summary.txt``, then the manifest (``seal``, last). A failed gate or bad input leaves
+the bundle as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgessl import __version__
+from edgessl.edge_runtime.bundle import Bundle, seal, write_atomic
+from edgessl.edge_runtime.detectors import load_detector
+from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.preprocess import PreprocessSpec
+from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
+
+from .calib_data import batch_digest, calibration_images, check_batch, held_out
+from .collect_ranges import collect_stats, tensor_ranges
+from .compare import compare
+from .gate import GateCriteria, run_gate
+from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
+from .report import REPORT_FILE, SUMMARY_FILE, summary_text, write_report
+from .trt_cache import version_number, write_cache
+
+MIN_QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
+TRT_CACHE_FILE = "calibration.cache"
+SENSITIVITY_IMAGES = 64
+
+
+@dataclass
+class CalibrateConfig:
+    bundle: str = ""
+    data: str | None = None  # default: the data the detector was fitted on
+    target: str = "both"
+    method: str = "entropy"
+    num_images: int = 256
+    normal_label: str | None = None  # default: the detector's
+    percentile: float = 99.99
+    holdout_images: int = 512  # most test images the gate scores
+    tensorrt_version: str = "10.3.0"  # header of the TensorRT calibration cache (JetPack 6.2)
+    min_cosine: float = 0.99
+    max_auroc_change: float = 0.01
+    max_float_nodes: int = 8
+    batch_size: int = 32
+
+
+def _targets(name: str) -> list[Target]:
+    if name == "both":
+        return [TARGETS["tensorrt"], TARGETS["cpu"]]
+    if name not in TARGETS:
+        raise EdgesslError(f"unknown target {name!r}; use tensorrt, cpu or both")
+    return [TARGETS[name]]
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+class _Scorer:
+    """Runs a model over the held-out images: named outputs and the detector's raw scores."""
+
+    def __init__(self, detector, images: np.ndarray, batch_size: int):
+        self.detector, self.images, self.batch_size = detector, images, batch_size
+
+    def __call__(self, model: Path, images: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+        from edgessl.export.verify import ort_outputs
+
+        outs = ort_outputs(_session(model), self.images if images is None else images, self.batch_size)
+        return outs, np.asarray(self.detector.score(outs).raw_scores, np.float64)
+
+
+def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _Scorer, ref: dict,
+                 ref_scores: np.ndarray, labels: np.ndarray | None, criteria: GateCriteria) -> dict:
+    counter = iter(range(1_000_000))
+    sub = scorer.images[:SENSITIVITY_IMAGES]
+    ref_sub = {k: v[:SENSITIVITY_IMAGES] for k, v in ref.items()}
+
+    def quantize(exclude: tuple[str, ...], only: tuple[str, ...] | None) -> Path:
+        out = work / f"{target.name}.{next(counter)}.onnx"
+        write_qdq(pre, ranges, target, out, exclude, only)
+        return out
+
+    def evaluate(model: Path) -> dict:
+        got, scores = scorer(model)
+        return compare(ref, got, ref_scores, scores, labels)
+
+    def cost(model: Path) -> float:
+        got, _ = scorer(model, sub)
+        return 1.0 - compare(ref_sub, got, np.zeros(len(sub)), np.zeros(len(sub)))["embedding_cosine_mean"]
+
+    return run_gate(quantize, evaluate, quantizable_nodes(pre, target), criteria, cost)
+
+
+def _threshold_figures(t32: Threshold, n_normals: int, model: Path, scorer: _Scorer, ref_scores: np.ndarray,
+                       normals: np.ndarray) -> tuple[Threshold, dict]:
+    """The INT8 threshold from held-out normal scores (same rule and settings as fp32), and its shift."""
+    _, scores = scorer(model)
+    t8 = fit_threshold(scores[:n_normals], t32.target_fpr, t32.confidence)
+    agree = float((t8.is_anomaly(scores) == t32.is_anomaly(ref_scores)).mean())
+    return t8, {"threshold_shift": (t8.raw_threshold - t32.raw_threshold) / t32.scale, "decision_agreement": agree}
+
+
+def calibrate_bundle(cfg: CalibrateConfig) -> dict:
+    """Calibrate, gate and (when every target passes) write into the bundle; returns the report."""
+    from edgessl.export.onnx_export import model_opset
+
+    targets = _targets(cfg.target)
+    bundle = Bundle.load(cfg.bundle)
+    m = bundle.manifest
+    fp32 = bundle.model_file("fp32")
+    opset = model_opset(fp32)
+    if opset < MIN_QDQ_OPSET:
+        raise EdgesslError(f"{fp32.name} has ONNX opset {opset}; INT8 Q/DQ needs opset {MIN_QDQ_OPSET} or newer "
+                           "(re-export with `edgessl export --opset 17`)")
+    spec = PreprocessSpec.from_dict(m["preprocess"])
+    det_dir = bundle.path(m.get("detector", {}).get("directory", "detector"))
+    detector = load_detector(det_dir)
+    fit = json.loads((det_dir / "fit.json").read_text()) if (det_dir / "fit.json").is_file() else {}
+    data = cfg.data or m["detector"].get("data") or fit.get("data")
+    if not data:
+        raise EdgesslError("the bundle does not record its data: pass --data SOURCE")
+    normal_label = cfg.normal_label if cfg.normal_label is not None else m["detector"].get("normal_label")
+    t32 = Threshold.from_dict(bundle.threshold("fp32"))
+    input_shape = tuple(int(d) for d in m["model"]["input"]["shape"][1:])
+    input_name = m["model"]["input"]["name"]
+
+    x_cal = calibration_images(data, spec, normal_label, cfg.num_images)
+    check_batch(x_cal, input_shape, "calibration")
+    hold = held_out(data, spec, normal_label, fit, cfg.holdout_images)
+    check_batch(hold.test, input_shape, "held-out")
+    images = np.concatenate([hold.normals, hold.test])
+    labels = None if hold.test_labels is None else np.r_[np.full(len(hold.normals), -1), hold.test_labels]
+    criteria = GateCriteria(min_cosine_mean=cfg.min_cosine, max_auroc_change=cfg.max_auroc_change,
+                            max_float_nodes=cfg.max_float_nodes)
+    scorer = _Scorer(detector, images, cfg.batch_size)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="edgessl-calibrate-") as tmp:
+        work = Path(tmp)
+        pre = work / "model.pre.onnx"
+        pre_process(fp32, pre)
+        started = time.perf_counter()
+        stats = collect_stats(pre, x_cal, histograms=cfg.method != "minmax", batch_size=cfg.batch_size)
+        ranges = tensor_ranges(stats, cfg.method, cfg.percentile, keep_full=(input_name,))
+        range_seconds = time.perf_counter() - started
+        ref, ref_scores = scorer(fp32)
+        for target in targets:
+            r = _gate_target(target, pre, ranges, work, scorer, ref, ref_scores, labels, criteria)
+            t8, shift = _threshold_figures(t32, len(hold.normals), r["model"], scorer, ref_scores, hold.normals)
+            r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
+            results[target.key] = r
+
+        report = {
+            "tool_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "bundle_hash_before": bundle.hash,
+            "calibration": {"method": cfg.method, "percentile": cfg.percentile if cfg.method == "percentile" else None,
+                            "num_images": len(x_cal), "calibration_set_sha256": batch_digest(x_cal), "data": data,
+                            "normal_label": normal_label, "split": "train (normal images)",
+                            "activation_tensors": len(ranges), "range_seconds": round(range_seconds, 2)},
+            "held_out": {"normals": len(hold.normals), "normals_from": hold.source, "test_images": len(hold.test),
+                         "test_anomalies": None if hold.test_labels is None else int(hold.test_labels.sum())},
+            "gate_criteria": criteria.to_dict(),
+            "targets": {k: {"model": TARGETS_BY_KEY[k].model_file, **TARGETS_BY_KEY[k].describe(),
+                            "passed": r["passed"], "failed": r["failed"], "metrics": r["metrics"],
+                            "float_nodes": r["float_nodes"], "attempts": r["attempts"],
+                            "sensitivity": r["sensitivity"], "threshold": r["threshold"].to_dict(),
+                            "threshold_shift": r["threshold_shift"], "decision_agreement": r["decision_agreement"]}
+                        for k, r in results.items()},
+        }
+        if not all(r["passed"] for r in results.values()):
+            raise EdgesslError("INT8 failed the accuracy gate; the bundle is unchanged.\n" + summary_text(report).rstrip())
+        _write(bundle, cfg, results, report, ranges)
+    return report
+
+
+TARGETS_BY_KEY = {t.key: t for t in TARGETS.values()}
+
+
+def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ranges: dict) -> None:
+    """Models, TensorRT cache, report, then the manifest (sealed last)."""
+    m = dict(bundle.manifest)
+    precisions, thresholds = dict(m.get("precisions", {})), dict(m.get("thresholds", {}))
+    cal = report["calibration"]
+    for key, r in results.items():
+        target = TARGETS_BY_KEY[key]
+        write_atomic(bundle.path(target.model_file), r["model_bytes"])
+        precisions[key] = {"model": target.model_file, "dtype": "int8", "target": target.name, **target.describe(),
+                           "float_nodes": r["float_nodes"],
+                           "calibration": {k: cal[k] for k in ("method", "num_images", "calibration_set_sha256")},
+                           "gate": {"passed": True, **{k: v for k, v in r["metrics"].items()
+                                                       if k.endswith(("mean", "p5", "spearman", "change"))}},
+                           "threshold_from": f"{report['held_out']['normals']} held-out normal scores of this model"}
+        thresholds[key] = r["threshold"].to_dict()
+    cache = None
+    if "int8-tensorrt" in results:
+        write_cache(bundle.path(TRT_CACHE_FILE), ranges, cfg.tensorrt_version)
+        cache = {"file": TRT_CACHE_FILE, "tensorrt_version": cfg.tensorrt_version,
+                 "header": f"TRT-{version_number(cfg.tensorrt_version)}-EntropyCalibration2",
+                 "note": "TensorRT 10 implicit-quantization fallback; TensorRT 11 uses the Q/DQ model"}
+    write_report(bundle.root, report)
+    m["calibration"] = {**cal, "targets": list(results), "report": REPORT_FILE, "summary": SUMMARY_FILE,
+                        "tensorrt_cache": cache, "created": report["created"]}
+    m.update(precisions=precisions, thresholds=thresholds)
+    seal(bundle.root, m)

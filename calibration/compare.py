@@ -1,0 +1,64 @@
+"""How an INT8 model's outputs compare with fp32's on the same images: the gate's figures.
+
+* feature cosine per image ``cos(f_fp32, f_int8)`` of each output (flattened): mean and 5th percentile;
+* Spearman rank correlation of the detector's raw scores (Pearson correlation of average ranks);
+* AUROC of each precision and its change, when the images include labelled anomalies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgessl.edge_runtime.metrics import auroc
+
+
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row (image) of ``a`` and ``b``, flattened beyond the first axis."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-30), 1.0)
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    sx = x[order]
+    starts = np.flatnonzero(np.r_[True, sx[1:] != sx[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = 0.5 * (s + e - 1)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get average ranks); 1.0 for constant identical inputs."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / den) if den > 0 else 1.0
+
+
+def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], ref_scores: np.ndarray,
+            got_scores: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """The gate's figures for one INT8 model against fp32.
+
+    ``labels``: per image 1 = anomaly, 0 = normal, -1 = left out of the AUROC; or None.
+    """
+    out: dict = {"images": int(len(ref_scores))}
+    for name in ref:
+        c = row_cosine(ref[name], got[name])
+        out[f"{name}_cosine_mean"] = float(c.mean())
+        out[f"{name}_cosine_p5"] = float(np.percentile(c, 5))
+    out["score_spearman"] = spearman(ref_scores, got_scores)
+    rel = np.abs(got_scores - ref_scores) / max(float(np.abs(ref_scores).max()), 1e-30)
+    out["score_rel_diff_max"] = float(rel.max())
+    if labels is not None:
+        m = labels >= 0
+        y = labels[m]
+        if 0 < y.sum() < len(y):
+            a32, a8 = auroc(y, ref_scores[m]), auroc(y, got_scores[m])
+            out.update(auroc_fp32=a32, auroc_int8=a8, auroc_change=a8 - a32, auroc_images=int(m.sum()),
+                       anomalies=int(y.sum()))
+    return out
