@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/edgessl pretrain --data digits --method simclr --epochs 2 --out runs/demo
-	$(VENV)/bin/edgessl evaluate --run runs/demo --data digits --normal-label 0 --json
+	$(VENV)/bin/edgessl demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
