@@ -239,3 +239,26 @@ def test_node_process_exits_non_zero_with_the_reason(tmp_path):
     assert proc.returncode == 2
     assert "edgessl_node: error:" in proc.stderr and "not a bundle (no manifest.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_bundle):
+    from edgessl_ros import names
+
+    start_node(ros, patch_bundle, max_rate_hz=1.0, threshold=-1e6, diagnostics_period_s=0.2,
+               qos_reliability="reliable", qos_depth=20, outputs=("score", "decision"))
+    probe = Probe(ros, reliable=True)
+    frames = [image_msg(sample_image(1), "mono8", "cam", stamp) for stamp in range(1, 11)]
+    assert spin_until(ros[1], lambda: probe.pub.get_subscription_count() > 0)
+    for msg in frames:  # a burst much faster than 1 Hz
+        probe.pub.publish(msg)
+
+    def settled() -> bool:
+        d = probe.latest_diagnostics() if "/diagnostics" in probe.got else {}
+        return d.get("frames received") == "10" and \
+            int(d["frames processed"]) + int(d["frames dropped"]) == 10 and int(d["frames processed"]) >= 2
+
+    assert spin_until(ros[1], settled, 15)
+    d = probe.latest_diagnostics()
+    assert int(d["frames dropped"]) >= 1
+    assert probe.got[names.SCORE_STAMPED][-1].header.stamp.nanosec == 10  # the newest frame won
+    assert all(m.data for m in probe.got[names.DECISION])  # threshold -1e6: everything is an anomaly

@@ -47,7 +47,7 @@ class NodeParams:
 
     bundle: path of an edgessl bundle (required).  backend: auto | ort-cpu | ort-cuda | ort-tensorrt |
     tensorrt.  precision: fp32 | int8.  threshold: decision threshold override in normalised units
-    (<= 0 keeps the bundle's, which is 1.0).  input_topic: the camera topic.  compressed: subscribe to
+    (0 keeps the bundle's, which is 1.0; 0 is the median normal score, so overrides are non-zero).  input_topic: the camera topic.  compressed: subscribe to
     sensor_msgs/CompressedImage instead of sensor_msgs/Image.  qos_reliability / qos_depth: the input
     subscription's QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
     OUTPUT_TOPICS to publish.  max_rate_hz: process at most this many frames per second (<= 0:

@@ -50,7 +50,7 @@ class EdgesslNode(Node):
             raise EdgesslError("; ".join(problems))
         p = self.params
         self.pipeline = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision,
-                                      threshold=p.threshold if p.threshold > 0 else None)
+                                      threshold=p.threshold if p.threshold != 0 else None)
         self._outputs = self._make_publishers(p.outputs)
         self._diagnostics = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
         topic = self.resolve_topic_name(p.input_topic)
