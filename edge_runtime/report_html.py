@@ -90,16 +90,17 @@ def svg_histogram(scores: np.ndarray, anomalous: list[bool | None], lines: list[
                  f'<text x="{ml - 4}" y="{mt + ph}" text-anchor="end">0</text>'
                  f'<text x="{ml + pw / 2}" y="{height - 4}" text-anchor="middle">score (normalised: '
                  f'normal-only threshold = 1)</text>')
-    for n, (v, label, colour) in enumerate(lines):
+    for n, (v, label, colour) in enumerate(lines):  # labels inside the plot, staggered, on the roomier side
+        right = x(v) < ml + pw * 0.7
         parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{mt}" y2="{mt + ph}" stroke="{colour}" '
                      f'stroke-width="2" stroke-dasharray="5,3"/>'
-                     f'<text x="{x(v) + 3:.1f}" y="{mt - 6 - 12 * (n % 2) + 12}" fill="{colour}">'
-                     f'{html.escape(label)}</text>')
+                     f'<text x="{x(v) + (4 if right else -4):.1f}" y="{mt + 14 + 14 * n}" fill="{colour}" '
+                     f'text-anchor="{"start" if right else "end"}" font-weight="bold">{html.escape(label)}</text>')
     legend = [(c, name) for g, (c, name) in enumerate(groups) if counts[g].any()]
-    for n, (colour, name) in enumerate(legend):
-        lx = ml + pw - 90
-        parts.append(f'<rect x="{lx}" y="{mt + 6 + 14 * n}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{lx + 14}" y="{mt + 15 + 14 * n}">{name}</text>')
+    for n, (colour, name) in enumerate(legend):  # one row above the plot
+        lx = ml + 90 * n
+        parts.append(f'<rect x="{lx}" y="{mt - 18}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{lx + 14}" y="{mt - 9}">{name}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -8,8 +8,8 @@ instead of an image; reading never stops at a bad file.
 Inputs: a file; a folder (every DICOM, image or ``.npz`` file below it, sorted; files without a
 suffix are DICOM when they carry the ``DICM`` magic); a glob (``"scans/**/*.dcm"``); or a dataset
 source given with ``dataset=`` (``open_dataset``: MedMNIST ``.npz``, MVTec-AD, ImageFolder).
-Labels for files come from a CSV with columns ``file,label`` (matched on the path as found, then
-on the file name); ``.npz`` and dataset studies keep the dataset's labels.
+Labels for files come from a CSV with columns ``file,label`` (``file`` is the path as found or the
+file name, with ``#frame`` for a frame of a multi-frame file); ``.npz`` and dataset studies keep the dataset's labels.
 """
 
 from __future__ import annotations
@@ -156,8 +156,9 @@ def read_labels(path: str | Path) -> dict[str, str]:
 
 
 def label_for(study: Study, labels: dict[str, str]) -> str | None:
-    """The label of a study: matched on its path, its key (``file#frame``), then its file name."""
-    for k in (study.key, study.file, Path(study.file).name):
+    """The label of a study: matched on its key (``file#frame``), its path, then the same by file name."""
+    name = Path(study.file).name
+    for k in (study.key, study.file, name if study.frame is None else f"{name}#{study.frame}", name):
         if k in labels:
             return labels[k]
     return study.label
