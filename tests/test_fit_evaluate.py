@@ -1,0 +1,239 @@
+"""``edgessl fit`` / ``evaluate`` on real images: normal-only fitting (proved by poisoning), the FPR
+bound on held-out normal images, evaluation == runtime (ONNX Runtime + numpy detector), CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from edgessl.cli import main  # noqa: E402
+from edgessl.edge_runtime.datasets import open_dataset  # noqa: E402
+from edgessl.edge_runtime.detectors import load_detector  # noqa: E402
+from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch  # noqa: E402
+from edgessl.edge_runtime.thresholds import Threshold  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEVICE = ["--device", "cpu"]
+
+
+def _random_run(path: Path, size: int = 16) -> Path:
+    """A run directory holding a randomly initialised grey resnet18 (detector tests need no training)."""
+    from edgessl.train.backbones import BackboneConfig, build_backbone
+    from edgessl.train.checkpoint import save_model
+
+    torch.manual_seed(0)
+    save_model(path, build_backbone(BackboneConfig("resnet18", 1, size)), PreprocessSpec(size, 1, (0.5,), (0.25,)),
+               {"method": "random-init"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return _random_run(tmp_path_factory.mktemp("fit") / "run")
+
+
+def _fresh_run(run_dir: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    return out
+
+
+def _write_split(root: Path, split: str, cls: str, images: list[np.ndarray], corrupt: bool = False) -> None:
+    d = root / split / cls
+    d.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        if corrupt:
+            (d / f"{i:04d}.png").write_bytes(b"")  # any attempt to read it raises
+        else:
+            cv2.imwrite(str(d / f"{i:04d}.png"), img)
+
+
+def _digits_folder(root: Path, anomalous_train: str) -> Path:
+    """ImageFolder with train/val/test of digits: 0 is ``normal``, 1 and 7 ``anomalous``.
+
+    ``anomalous_train``: ``real``, ``corrupt`` (zero-byte files) or ``absent`` in train and val.
+    """
+    for split in ("train", "val", "test"):
+        ds = open_dataset("digits", split)
+        imgs = [ds.image(i) for i in range(len(ds))]
+        _write_split(root, split, "normal", [im for im, y in zip(imgs, ds.labels) if y == 0])
+        bad = [im for im, y in zip(imgs, ds.labels) if y in (1, 7)]
+        if split == "test" or anomalous_train == "real":
+            _write_split(root, split, "anomalous", bad)
+        elif anomalous_train == "corrupt":
+            _write_split(root, split, "anomalous", bad, corrupt=True)
+    return root
+
+
+def _fit(run: Path, data: str, *extra: str) -> int:
+    return main(["fit", "--run", str(run), "--data", data, *extra, *DEVICE])
+
+
+@pytest.fixture(scope="module")
+def poisoned_and_clean(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("digits_folders")
+    return _digits_folder(root / "poisoned", "corrupt"), _digits_folder(root / "clean", "absent")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("detector,extra", [("gaussian", []), ("knn", ["--coreset", "40"]),
+                                            ("patch", ["--coreset", "256"])])
+def test_fit_never_reads_anomalous_training_images(run_dir, tmp_path, poisoned_and_clean, detector, extra):
+    """Anomalous train and val images are zero-byte files: reading any one would fail the fit. The
+    detector and threshold equal those fitted on a copy of the data with no anomalous images at all."""
+    poisoned, clean = poisoned_and_clean
+    args = ["--normal-label", "normal", "--detector", detector, "--target-fpr", "0.2", *extra]
+    a, b = _fresh_run(run_dir, tmp_path / "a"), _fresh_run(run_dir, tmp_path / "b")
+    assert _fit(a, str(poisoned), *args) == 0
+    assert _fit(b, str(clean), *args) == 0
+    with np.load(a / "detector/detector.npz") as x, np.load(b / "detector/detector.npz") as y:
+        assert x.files == y.files
+        for k in x.files:
+            np.testing.assert_array_equal(x[k], y[k])
+    assert Threshold.load(a / "detector/threshold.json") == Threshold.load(b / "detector/threshold.json")
+
+
+@pytest.mark.slow
+def test_fpr_on_held_out_normal_images_is_within_target(run_dir, tmp_path):
+    """ELPV: threshold from the val normals (carved from train/good), FPR measured on test/good."""
+    from edgessl.train.checkpoint import load_model
+    from edgessl.train.fit import FitConfig, fit_run, normal_images
+    from edgessl.train.scoring import score_dataset
+
+    elpv = DATA / "elpv" / "solar_cell"
+    if not elpv.is_dir():
+        pytest.skip(f"real data not found at {elpv}")
+    run = _fresh_run(run_dir, tmp_path)
+    target = 0.05
+    backbone, spec, _ = load_model(run)
+    test_normals, _ = normal_images(open_dataset(str(elpv), "test"), "good")
+    for detector in ("gaussian", "knn"):
+        fit_run(FitConfig(run=str(run), data=str(elpv), detector=detector, target_fpr=target, max_images=200,
+                          device="cpu"))
+        threshold = Threshold.load(run / "detector/threshold.json")
+        raw = score_dataset(backbone, load_detector(run / "detector"), test_normals, spec, "cpu").raw_scores
+        assert len(test_normals) == 452 and threshold.n_holdout == 158
+        assert threshold.is_anomaly(raw).mean() <= target, detector
+
+
+@pytest.mark.slow
+def test_evaluation_scores_equal_the_runtime_path_through_onnx_runtime(run_dir, tmp_path):
+    """The same images: torch FeatureModel -> numpy detector (evaluation) vs the runtime's numpy
+    preprocessing -> ONNX Runtime -> the detector loaded from its files (the device)."""
+    ort = pytest.importorskip("onnxruntime")
+    from edgessl.train.checkpoint import load_model
+    from edgessl.train.feature_model import FeatureModel
+    from edgessl.train.scoring import score_dataset
+
+    run = _fresh_run(run_dir, tmp_path)
+    backbone, spec, _ = load_model(run)
+    model = FeatureModel(backbone, with_patches=True).eval()
+    onnx_path = tmp_path / "model.onnx"
+    torch.onnx.export(model, torch.zeros(1, 1, 16, 16), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=model.output_names,
+                      dynamic_axes={n: {0: "batch"} for n in ["input", *model.output_names]})
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    test = open_dataset("digits", "test").subset(np.arange(48))
+    images = [test.image(i) for i in range(len(test))]
+    outputs = dict(zip(model.output_names, session.run(None, {"input": preprocess_batch(images, spec)})))
+    for detector, extra in [("gaussian", []), ("knn", []), ("patch", ["--coreset", "256"])]:
+        assert _fit(run, "digits", "--normal-label", "0", "--detector", detector, "--target-fpr", "0.2", *extra) == 0
+        device_det = load_detector(run / "detector")
+        on_device = device_det.score(outputs)
+        evaluated = score_dataset(backbone, device_det, test, spec, "cpu")
+        np.testing.assert_allclose(on_device.raw_scores, evaluated.raw_scores, rtol=1e-4)
+        if device_det.has_maps:
+            np.testing.assert_allclose(on_device.maps, evaluated.maps, rtol=1e-4, atol=1e-6)
+
+
+def _tile_subset(root: Path, wrong_mask: bool = False) -> Path:
+    """A small MVTec-layout copy of magnetic tile: 80 good train images, 20 good + 20 crack test images."""
+    src = DATA / "magnetic_tile" / "tile"
+    if not src.is_dir():
+        pytest.skip(f"real data not found at {src}")
+    for sub, n in [("train/good", 80), ("test/good", 20), ("test/crack", 20)]:
+        (root / sub).mkdir(parents=True)
+        for p in sorted((src / sub).iterdir())[:n]:
+            shutil.copy(p, root / sub / p.name)
+    (root / "ground_truth/crack").mkdir(parents=True)
+    for p in sorted((root / "test/crack").iterdir()):
+        mask = cv2.imread(str(src / "ground_truth/crack" / f"{p.stem}_mask.png"), cv2.IMREAD_GRAYSCALE)
+        if wrong_mask:
+            mask = mask[:-3]
+        cv2.imwrite(str(root / "ground_truth/crack" / f"{p.stem}_mask.png"), mask)
+    return root
+
+
+@pytest.mark.slow
+def test_cli_fit_then_evaluate_json_plots_and_pixel_auroc(run_dir, tmp_path, capsys):
+    run = _fresh_run(run_dir, tmp_path)
+    tile = _tile_subset(tmp_path / "tile")
+    assert _fit(run, str(tile), "--detector", "patch", "--target-fpr", "0.2", "--coreset", "512") == 0
+    fitted = json.loads(capsys.readouterr().out)
+    assert fitted["normal_label"] == "good" and fitted["threshold"]["n_holdout"] == 12
+    assert {p.name for p in (run / "detector").iterdir()} == {"detector.json", "detector.npz", "threshold.json",
+                                                               "fit.json"}
+    plots = tmp_path / "plots"
+    assert main(["evaluate", "--run", str(run), "--data", str(tile), "--json", "--plots", str(plots), *DEVICE]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("auroc", "knn_auroc", "aupr", "f1_max", "f1_threshold", "threshold", "fpr_at_threshold",
+                "tpr_at_threshold", "pixel_auroc"):
+        assert 0.0 <= result[key] <= 1.0 or key in ("threshold", "f1_threshold"), key
+    assert result["detector"] == "patch" and result["normal_label"] == "good"
+    assert sorted(p.name for p in plots.iterdir()) == ["histogram.png", "roc.png", "top_scoring.png"]
+    assert all(cv2.imread(str(p)) is not None for p in plots.iterdir())
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_masks_of_the_wrong_size(run_dir, tmp_path, capsys):
+    run = _fresh_run(run_dir, tmp_path)
+    tile = _tile_subset(tmp_path / "tile", wrong_mask=True)
+    assert _fit(run, str(tile), "--detector", "patch", "--target-fpr", "0.2", "--coreset", "128") == 0
+    assert main(["evaluate", "--run", str(run), "--data", str(tile), "--json", *DEVICE]) == 2
+    assert "masks must have their image's size" in capsys.readouterr().err
+
+
+def _unlabelled_folder(root: Path) -> Path:
+    root.mkdir()
+    ds = open_dataset("digits", "train")
+    for i in range(40):
+        cv2.imwrite(str(root / f"{i:03d}.png"), ds.image(i))
+    return root
+
+
+def _no_normal_folder(root: Path) -> Path:
+    ds = open_dataset("digits", "test")
+    _write_split(root, "train", "anomalous", [ds.image(i) for i in range(20)])
+    _write_split(root, "test", "normal", [ds.image(i) for i in range(20, 30)])
+    return root
+
+
+@pytest.mark.parametrize("make_data,args,message", [
+    (None, ["--normal-label", "cat"], "label 'cat' is not in digits"),
+    (None, [], "say which one is normal with --normal-label"),
+    (None, ["--normal-label", "0"], "needs at least 230"),
+    (None, ["--normal-label", "0", "--target-fpr", "0.2", "--coreset", "5000"], "--coreset 5000 is more than"),
+    (None, ["--normal-label", "0", "--target-fpr", "0.2", "--detector", "gaussian", "--coreset", "9"],
+     "apply to the knn and patch detectors"),
+    (_unlabelled_folder, ["--normal-label", "0"], "the data is unlabelled"),
+    (_no_normal_folder, ["--normal-label", "normal"], "no normal images"),
+])
+def test_fit_bad_input_is_one_clear_line(run_dir, tmp_path, capsys, make_data, args, message):
+    data = str(make_data(tmp_path / "data")) if make_data else "digits"
+    assert _fit(run_dir, data, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (run_dir / "detector").exists()
+
+
+def test_evaluate_plots_need_a_detector(run_dir, tmp_path, capsys):
+    assert main(["evaluate", "--run", str(run_dir), "--data", "digits", "--normal-label", "0", "--json",
+                 "--plots", str(tmp_path), *DEVICE]) == 2
+    assert "--plots needs a fitted detector" in capsys.readouterr().err
