@@ -176,6 +176,7 @@ def test_outputs_carry_the_input_header_and_the_runtime_score(ros, patch_bundle)
     np.testing.assert_allclose(np.frombuffer(heat.data, "<f4").reshape(30, 40), want.anomaly_map, rtol=1e-5, atol=1e-6)
     assert spin_until(ros[1], lambda: "/diagnostics" in probe.got and int(probe.latest_diagnostics()["frames processed"]) > 0)
     diag = probe.latest_diagnostics()
+    assert probe.got["/diagnostics"][-1].status[0].name == "/edgessl_node: status"
     assert diag["bundle hash"] == node.pipeline.bundle.hash and diag["backend"] == "ort-cpu"
     assert diag["precision"] == "fp32" and diag["latency p99 (ms)"] != "n/a"
 

@@ -15,8 +15,6 @@ from edgessl.edge_runtime.ros_image import (FLOAT_ENCODING, image_from_compresse
                                             raw_from_image)
 from edgessl.edge_runtime.stream_health import HealthReport
 
-from .names import NODE
-
 
 def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:
     """The pixels of an Image or CompressedImage (``EdgesslError`` when malformed)."""
@@ -40,13 +38,13 @@ def decision_msg(result: Result) -> Bool:
     return Bool(data=result.is_anomaly)
 
 
-def score_stamped_msg(result: Result, header: Header) -> DiagnosticArray:
+def score_stamped_msg(result: Result, header: Header, node_name: str) -> DiagnosticArray:
     """Score and decision with the input header: level WARN for an anomaly, OK otherwise."""
     values = {"score": f"{result.score:.6g}", "raw_score": f"{result.raw_score:.6g}",
               "threshold": f"{result.threshold:.6g}", "is_anomaly": str(result.is_anomaly).lower(),
               "processing_ms": f"{result.latency_ms['total']:.2f}"}
     status = DiagnosticStatus(level=DiagnosticStatus.WARN if result.is_anomaly else DiagnosticStatus.OK,
-                              name=f"{NODE}: anomaly score", message="anomaly" if result.is_anomaly else "normal",
+                              name=f"{node_name}: anomaly score", message="anomaly" if result.is_anomaly else "normal",
                               hardware_id=result.bundle_hash[:12], values=_key_values(values))
     return DiagnosticArray(header=header, status=[status])
 
@@ -69,8 +67,9 @@ def heatmap_msg(anomaly_map: np.ndarray, header: Header) -> Image:
     return image_msg(np.asarray(anomaly_map, np.float32), FLOAT_ENCODING, header)
 
 
-def diagnostics_msg(report: HealthReport, stamp) -> DiagnosticArray:
-    status = DiagnosticStatus(level=bytes([int(report.level)]), name=f"{NODE}: status", message=report.message,
+def diagnostics_msg(report: HealthReport, stamp, node_name: str) -> DiagnosticArray:
+    """Node health; ``node_name`` (fully qualified) keeps several nodes apart on /diagnostics."""
+    status = DiagnosticStatus(level=bytes([int(report.level)]), name=f"{node_name}: status", message=report.message,
                               hardware_id=report.values.get("bundle hash", "")[:12],
                               values=_key_values(report.values))
     msg = DiagnosticArray(status=[status])

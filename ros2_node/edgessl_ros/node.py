@@ -51,6 +51,7 @@ class EdgesslNode(Node):
         p = self.params
         self.pipeline = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision,
                                       threshold=p.threshold if p.threshold != 0 else None)
+        self._qualified_name = self.get_fully_qualified_name()
         self._outputs = self._make_publishers(p.outputs)
         self._diagnostics = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
         topic = self.resolve_topic_name(p.input_topic)
@@ -130,7 +131,7 @@ class EdgesslNode(Node):
         pub = self._outputs
         if names.SCORE in pub:
             pub[names.SCORE].publish(messages.score_msg(result))
-            pub[names.SCORE_STAMPED].publish(messages.score_stamped_msg(result, header))
+            pub[names.SCORE_STAMPED].publish(messages.score_stamped_msg(result, header, self._qualified_name))
         if names.DECISION in pub:
             pub[names.DECISION].publish(messages.decision_msg(result))
         if names.FEATURES in pub and result.features is not None:
@@ -141,7 +142,7 @@ class EdgesslNode(Node):
 
     def _publish_diagnostics(self) -> None:
         report = self.stats.report(dropped=self._frames.dropped)
-        self._diagnostics.publish(messages.diagnostics_msg(report, self.get_clock().now().to_msg()))
+        self._diagnostics.publish(messages.diagnostics_msg(report, self.get_clock().now().to_msg(), self._qualified_name))
 
     def close(self) -> None:
         """Stop the worker (it finishes the frame in hand) and destroy the node."""
