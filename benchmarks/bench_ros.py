@@ -1,7 +1,7 @@
 """The ROS 2 node under a camera: 640x480 rgb8 at 30 Hz from one process to the node in another.
 
     .venv/bin/python benchmarks/bench_ros.py [--duration 60] [--bundle BUNDLE | --work /tmp/edgessl_bench_ros]
-                                             [--precision int8] [--rate 30] [--reliable]
+                                             [--precision int8] [--rate 30] [--reliable] [--threads N]
 
 Without --bundle, builds (once, in --work) a resnet18 bundle at 64 px RGB (random init: enough for
 timing) with a knn detector fitted on the digits' class 0, and calibrates INT8 for the CPU when the
@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of camera frames")
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--reliable", action="store_true", help="reliable QoS on the camera and the node's input")
+    ap.add_argument("--threads", type=int, default=0, help="the node's ONNX Runtime threads (0: one per core)")
     args = ap.parse_args()
 
     bundle = Path(args.bundle) if args.bundle else build_bundle(Path(args.work))
@@ -127,7 +128,7 @@ def main() -> None:
     reliability = "reliable" if args.reliable else "best_effort"
     node_cmd = [sys.executable, "-m", "edgessl_ros.node", "--ros-args", "-p", f"bundle:={bundle}",
                 "-p", f"precision:={precision}", "-p", "backend:=ort-cpu", "-p", "input_topic:=/bench/image",
-                "-p", f"qos_reliability:={reliability}"]
+                "-p", f"qos_reliability:={reliability}", "-p", f"threads:={args.threads}"]
     cam_cmd = [sys.executable, "-m", "edgessl_ros.camera", "--topic", "/bench/image", "--width", "640",
                "--height", "480", "--encoding", "rgb8", "--rate", str(args.rate), "--duration", str(args.duration)]
     cam_cmd += ["--reliable"] if args.reliable else []

@@ -46,7 +46,8 @@ class NodeParams:
     """Every node parameter: the field name is the ROS parameter name, the value its default.
 
     bundle: path of an edgessl bundle (required).  backend: auto | ort-cpu | ort-cuda | ort-tensorrt |
-    tensorrt.  precision: fp32 | int8.  threshold: decision threshold override in normalised units
+    tensorrt.  precision: fp32 | int8.  threads: ONNX Runtime intra-op threads (0: one per core; fewer
+    leave cores to camera drivers).  threshold: decision threshold override in normalised units
     (0 keeps the bundle's, which is 1.0; 0 is the median normal score, so overrides are non-zero).  input_topic: the camera topic.  compressed: subscribe to
     sensor_msgs/CompressedImage instead of sensor_msgs/Image.  qos_reliability / qos_depth: the input
     subscription's QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
@@ -58,6 +59,7 @@ class NodeParams:
     bundle: str = ""
     backend: str = "auto"
     precision: str = "fp32"
+    threads: int = 0
     threshold: float = 0.0
     input_topic: str = "image"
     compressed: bool = False
@@ -84,6 +86,8 @@ class NodeParams:
         unknown = sorted(set(self.outputs) - set(OUTPUT_TOPICS))
         if unknown:
             out.append(f"parameter 'outputs' has unknown entries {unknown}; choose from {list(OUTPUT_TOPICS)}")
+        if self.threads < 0:
+            out.append(f"parameter 'threads' must be 0 (one per core) or more, got {self.threads}")
         if self.diagnostics_period_s <= 0:
             out.append("parameter 'diagnostics_period_s' must be positive")
         return out

@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 
+from edgessl.edge_runtime.backends.ort import OrtOptions
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline
 from edgessl.edge_runtime.prefetch import DropOldestQueue
@@ -50,7 +51,8 @@ class EdgesslNode(Node):
             raise EdgesslError("; ".join(problems))
         p = self.params
         self.pipeline = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision,
-                                      threshold=p.threshold if p.threshold != 0 else None)
+                                      threshold=p.threshold if p.threshold != 0 else None,
+                                      options=OrtOptions(intra_op_threads=p.threads))
         self._qualified_name = self.get_fully_qualified_name()
         self._outputs = self._make_publishers(p.outputs)
         self._diagnostics = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
