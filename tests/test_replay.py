@@ -114,3 +114,27 @@ def test_replay_refuses_what_is_not_a_bag(bundle, tmp_path, capsys):
     (tmp_path / "notabag").mkdir()
     assert replay(str(tmp_path / "notabag"), "--bundle", str(bundle)) == 2
     assert "cannot read as a ROS bag" in capsys.readouterr().err
+
+
+def test_replay_needs_neither_torch_nor_rclpy(bundle, tmp_path):
+    """The device-side path: a process whose imports refuse torch and rclpy replays a bag."""
+    import subprocess
+    import sys
+    import textwrap
+
+    bag = tmp_path / "bag"
+    content = write_bag(bag, "mcap")
+    out = tmp_path / "r.jsonl"
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "torchvision", "rclpy"):
+                    raise ImportError("refused: " + name)
+        sys.meta_path.insert(0, Refuse())
+        from edgessl.cli import main
+        sys.exit(main(["replay", {str(bag)!r}, "--bundle", {str(bundle)!r}, "--out", {str(out)!r}]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == len(content)
