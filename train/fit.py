@@ -30,6 +30,7 @@ from .checkpoint import load_model, write_json
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
+from .feature_model import FeatureModel
 from .features import feature_batches
 from .scoring import feature_model_for, score_dataset
 
@@ -79,32 +80,35 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
     return subset, ds.class_names[normal]
 
 
-def _features(backbone, kind: str, ds: ImageDataset, spec, device, batch_size: int, seed: int) -> np.ndarray:
-    """Embeddings ``(N, D)`` or a pool of patch feature rows ``(P, C)`` of the normal images."""
-    model = feature_model_for(backbone, DETECTORS[kind].inputs)
+def collect_features(model: FeatureModel, ds: ImageDataset, spec, device, batch_size: int,
+                     patch_pool: int = PATCH_POOL, seed: int = 0) -> dict[str, np.ndarray]:
+    """The model's outputs for every image of ``ds``: ``embedding`` ``(N, D)`` and, with patches, a
+    random sample of ``m = min(h * w, max(1, patch_pool // N))`` patch feature vectors per image,
+    ``patches`` ``(N, m, C)`` (all of them when they fit in ``patch_pool``)."""
     rng = np.random.default_rng(seed)
-    per_image = max(1, PATCH_POOL // len(ds))
-    rows = []
-    for out in feature_batches(model, ds, spec, device, batch_size):
-        if kind != "patch":
-            rows.append(out["embedding"])
-            continue
-        p = out["patches"]
-        flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (B, h*w, C)
-        if flat.shape[1] > per_image:
-            keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
-            flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
-        rows.append(flat.reshape(-1, p.shape[1]))
-    return np.concatenate(rows)
+    per_image = max(1, patch_pool // len(ds))
+    out: dict[str, list[np.ndarray]] = {name: [] for name in model.output_names}
+    for batch in feature_batches(model, ds, spec, device, batch_size):
+        out["embedding"].append(batch["embedding"])
+        if "patches" in batch:
+            p = batch["patches"]
+            flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (B, h*w, C)
+            if flat.shape[1] > per_image:
+                keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
+                flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
+            out["patches"].append(flat)
+    return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
-def _fit_detector(cfg: FitConfig, feats: np.ndarray) -> Detector:
-    k = cfg.k or DEFAULT_K[cfg.detector]
-    if cfg.detector == "gaussian":
-        return fit_gaussian(feats)
-    if cfg.detector == "knn":
-        return fit_knn(feats, k, cfg.coreset, cfg.seed)
-    return fit_patch(feats, k, cfg.coreset, cfg.seed)
+def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0) -> Detector:
+    """Fit a detector of ``kind`` on ``collect_features`` output of normal images."""
+    k = k or DEFAULT_K[kind]
+    if kind == "gaussian":
+        return fit_gaussian(features["embedding"])
+    if kind == "knn":
+        return fit_knn(features["embedding"], k, coreset, seed)
+    patches = features["patches"]
+    return fit_patch(patches.reshape(-1, patches.shape[-1]), k, coreset, seed)
 
 
 def _check_options(cfg: FitConfig, n_train: int, n_holdout: int) -> None:
@@ -134,8 +138,9 @@ def fit_run(cfg: FitConfig) -> dict:
         train_ds = train_ds.subset(np.arange(min(cfg.max_images, len(train_ds))))
     _check_options(cfg, len(train_ds), len(holdout_ds))
 
-    feats = _features(backbone, cfg.detector, train_ds, spec, device, cfg.batch_size, cfg.seed)
-    detector = _fit_detector(cfg, feats)
+    model = feature_model_for(backbone, DETECTORS[cfg.detector].inputs)
+    feats = collect_features(model, train_ds, spec, device, cfg.batch_size, seed=cfg.seed)
+    detector = fit_detector(cfg.detector, feats, cfg.k, cfg.coreset, cfg.seed)
     holdout = score_dataset(backbone, detector, holdout_ds, spec, device, cfg.batch_size).raw_scores
     threshold = fit_threshold(holdout, cfg.target_fpr, cfg.confidence)
 
@@ -146,7 +151,7 @@ def fit_run(cfg: FitConfig) -> dict:
     threshold.save(tmp / "threshold.json")
     record = {
         "data": cfg.data, "normal_label": label, "detector": detector.kind, "params": detector.params(),
-        "train_images": len(train_ds), "feature_rows": len(feats),
+        "train_images": len(train_ds),
         "holdout": {"split": "val", "indices": [int(i) for i in holdout_ds.indices],
                     "names": [holdout_ds.name(i) for i in range(len(holdout_ds))],
                     "raw_scores": [float(s) for s in holdout]},
