@@ -1,0 +1,163 @@
+"""Calibration: both INT8 models run in ONNX Runtime, Q/DQ structure per target, real entropy
+calibration, the gate's report, thresholds per precision, and bad input that changes nothing."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from edgessl.calibration.calib_data import check_batch  # noqa: E402
+from edgessl.calibration.calibrate import CalibrateConfig, calibrate_bundle  # noqa: E402
+from edgessl.calibration.collect_ranges import TensorStats, entropy_threshold, tensor_ranges  # noqa: E402
+from edgessl.calibration.compare import spearman  # noqa: E402
+from edgessl.calibration.gate import GateCriteria, gate_failures, run_gate  # noqa: E402
+from edgessl.edge_runtime.bundle import Bundle  # noqa: E402
+from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
+from edgessl.edge_runtime.thresholds import Threshold  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_bundle, tmp_path_factory):
+    b = tmp_path_factory.mktemp("calibrated") / "bundle"
+    shutil.copytree(tiny_bundle, b)
+    report = calibrate_bundle(CalibrateConfig(bundle=str(b), target="both", method="minmax", num_images=48,
+                                              holdout_images=120))
+    return b, report
+
+
+def _zero_points(path):
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    acts = [init[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    weights = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in init and init[n.input[0]].ndim == 4]
+    return acts, weights, init
+
+
+def test_both_int8_models_run_in_onnxruntime_cpu(calibrated):
+    import onnxruntime as ort
+
+    b, _ = calibrated
+    bundle = Bundle.load(b)
+    from edgessl.edge_runtime.preprocess import PreprocessSpec
+    from edgessl.export.bundle_writer import verification_images
+
+    x, _ = verification_images("digits", PreprocessSpec.from_dict(bundle.manifest["preprocess"]), 3)
+    ref = ort.InferenceSession(str(bundle.model_file("fp32")), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    for key in ("int8-cpu", "int8-tensorrt"):
+        sess = ort.InferenceSession(str(bundle.model_file(key)), providers=["CPUExecutionProvider"])
+        out = sess.run(None, {"input": x})[0]
+        assert out.shape == ref.shape == (3, 512)
+        cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+        assert cos.min() > 0.95
+
+
+def test_qdq_structure_per_target(calibrated):
+    b, _ = calibrated
+    acts, weights, init = _zero_points(b / "model.int8-tensorrt.onnx")
+    assert acts and all(z.dtype == np.int8 and (z == 0).all() for z in acts)  # symmetric int8 activations
+    assert weights and all(init[w.input[1]].size > 1 for w in weights)  # per-channel weight scales
+    acts, weights, _ = _zero_points(b / "model.int8-cpu.onnx")
+    assert acts and all(z.dtype == np.uint8 for z in acts)  # asymmetric uint8 activations
+    assert any((z != 0).any() for z in acts)
+    import onnx
+
+    trt = onnx.load(str(b / "model.int8-tensorrt.onnx"))
+    produced_by_q = {o for n in trt.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in trt.graph.node if n.op_type == "Conv"]
+    assert all(c.input[0] in produced_by_q for c in convs)  # every Conv reads a dequantized input
+
+
+def test_thresholds_and_report_per_precision(calibrated, tiny_bundle):
+    b, report = calibrated
+    bundle = Bundle.load(b)
+    m = bundle.manifest
+    assert set(m["precisions"]) == set(m["thresholds"]) == {"fp32", "int8-cpu", "int8-tensorrt"}
+    t32 = Threshold.from_dict(bundle.threshold("fp32"))
+    assert t32 == Threshold.from_dict(Bundle.load(tiny_bundle).threshold("fp32"))
+    for key in ("int8-cpu", "int8-tensorrt"):
+        t8 = Threshold.from_dict(bundle.threshold(key))
+        assert (t8.target_fpr, t8.confidence, t8.n_holdout) == (t32.target_fpr, t32.confidence, t32.n_holdout)
+        metrics = report["targets"][key]["metrics"]
+        for k in ("embedding_cosine_mean", "embedding_cosine_p5", "score_spearman", "auroc_fp32", "auroc_int8",
+                  "auroc_change"):
+            assert k in metrics
+        assert metrics["embedding_cosine_mean"] >= 0.99 and report["targets"][key]["passed"]
+    on_disk = json.loads((b / "calibration_report.json").read_text())
+    assert set(on_disk["targets"]) == {"int8-cpu", "int8-tensorrt"}
+    assert "embedding cosine mean" in (b / "calibration_summary.txt").read_text()
+    assert m["calibration"]["num_images"] == 48 and len(m["calibration"]["calibration_set_sha256"]) == 64
+    assert (b / "calibration.cache").read_text().startswith("TRT-100300-EntropyCalibration2\ninput: ")
+
+
+def test_entropy_is_not_minmax_on_a_skewed_histogram():
+    rng = np.random.RandomState(0)
+    x = np.abs(np.r_[rng.randn(200_000), [40.0, 55.0]])  # a bulk near 0-4 and two far outliers
+    absmax = float(x.max())
+    hist = np.bincount(np.minimum((x * 2048 / absmax).astype(int), 2047), minlength=2048)
+    t = entropy_threshold(hist, absmax)
+    assert 2.0 < t < 0.2 * absmax
+    stats = {"a": TensorStats(0.0, absmax, hist), "input": TensorStats(0.0, absmax, hist)}
+    ent, mm = tensor_ranges(stats, "entropy", keep_full=("input",)), tensor_ranges(stats, "minmax")
+    assert mm["a"] == (0.0, absmax) and ent["a"][1] == pytest.approx(t) and ent["input"] == (0.0, absmax)
+    assert tensor_ranges(stats, "percentile", 99.0)["a"][1] < 4.0
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.RandomState(1)
+    a = rng.randn(50)
+    b = a + 0.5 * rng.randn(50)
+    b[:5] = b[5]  # ties
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_gate_keeps_costliest_layers_in_float_until_it_passes():
+    costs = {"conv1": 0.02, "conv2": 0.001, "add": 0.005}
+
+    def quantize(exclude, only):
+        return {"exclude": exclude, "only": only}
+
+    def cos_of(model):
+        nodes = model["only"] or [n for n in costs if n not in model["exclude"]]
+        return 1.0 - sum(costs[n] for n in nodes)
+
+    def evaluate(model):
+        c = cos_of(model)
+        return {"embedding_cosine_mean": c, "embedding_cosine_p5": c, "score_spearman": 1.0, "images": 10}
+
+    r = run_gate(quantize, evaluate, list(costs), GateCriteria(), lambda m: 1.0 - cos_of(m))
+    assert r["passed"] and r["float_nodes"] == ["conv1"]
+    assert [s["node"] for s in r["sensitivity"]] == ["conv1", "add", "conv2"]
+    assert len(r["attempts"]) == 2 and r["attempts"][0]["failed"]
+    assert gate_failures({"embedding_cosine_mean": 1.0, "embedding_cosine_p5": 1.0, "score_spearman": 1.0,
+                          "auroc_change": -0.02}, GateCriteria()) == ["AUROC change -0.0200 beyond +-0.01"]
+
+
+def test_bad_input_changes_nothing(tiny_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(EdgesslError, match="at least 32"):
+        calibrate_bundle(CalibrateConfig(bundle=str(b), num_images=8))
+    with pytest.raises(EdgesslError, match="failed the accuracy gate"):
+        calibrate_bundle(CalibrateConfig(bundle=str(b), num_images=32, method="minmax", target="cpu",
+                                         min_cosine=1.01, max_float_nodes=0, holdout_images=40))
+    assert (b / "manifest.json").read_bytes() == before and sorted(p.name for p in b.iterdir()) == \
+        ["detector", "manifest.json", "model.onnx"]
+    with pytest.raises(EdgesslError, match="disagree"):
+        check_batch(np.zeros((2, 3, 16, 16), np.float32), (1, 16, 16), "calibration")
+    shutil.move(b / "detector" / "detector.npz", tmp_path / "detector.npz")
+    with pytest.raises(EdgesslError, match="detector/detector.npz listed in the manifest is missing"):
+        calibrate_bundle(CalibrateConfig(bundle=str(b)))
+    m = json.loads(before)
+    m["manifest_version"] = 0
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EdgesslError, match="format version 0"):
+        calibrate_bundle(CalibrateConfig(bundle=str(b)))
