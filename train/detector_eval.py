@@ -1,10 +1,8 @@
 """Anomaly metrics of a run's fitted detector on a labelled test split.
 
 Scores come from ``scoring.score_dataset`` (the runtime's numpy detector), so they are the
-device's numbers. Keys: ``auroc``, ``aupr``, ``f1_max``, ``f1_threshold`` (raw), ``threshold``
-(the fitted raw threshold), ``fpr_at_threshold`` and ``tpr_at_threshold`` (decision ``raw >=
-threshold``), and ``pixel_auroc`` when the data has masks and the detector makes maps (maps
-upsampled, masks resized, both to the model input).
+device's numbers; the keys are ``edge_runtime.anomaly_report``'s (shared with ``evaluate --bundle``)
+plus ``detector``.
 """
 
 from __future__ import annotations
@@ -14,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgessl.edge_runtime.anomaly_report import anomaly_report, pixel_auroc_from_dataset
 from edgessl.edge_runtime.datasets import ImageDataset
 from edgessl.edge_runtime.detectors import load_detector
-from edgessl.edge_runtime.heatmaps import mask_at_input, upsample_map
-from edgessl.edge_runtime.metrics import aupr, auroc, f1_max, pixel_auroc, rates_at_threshold
+from edgessl.edge_runtime.heatmaps import upsample_map
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
 from edgessl.edge_runtime.thresholds import Threshold
 
@@ -37,11 +35,6 @@ def fitted_normal_label(run_dir: str | Path) -> str | None:
     return json.loads(path.read_text()).get("normal_label") if path.is_file() else None
 
 
-def _pixel_auroc(ds: ImageDataset, maps: np.ndarray, spec: PreprocessSpec) -> float:
-    masks = [mask_at_input(ds.mask(i), ds.image(i).shape, spec, ds.name(i)) for i in range(len(ds))]
-    return pixel_auroc(masks, [upsample_map(m, spec.image_size) for m in maps])
-
-
 def detector_metrics(run_dir: str | Path, backbone: Backbone, spec: PreprocessSpec, test_ds: ImageDataset,
                      normal: int, device, batch_size: int, plots_dir: str | None = None) -> dict:
     """The metrics above (and the plots, when ``plots_dir`` is given) as a JSON-able dict."""
@@ -49,19 +42,12 @@ def detector_metrics(run_dir: str | Path, backbone: Backbone, spec: PreprocessSp
     detector = load_detector(folder)
     threshold = Threshold.load(folder / "threshold.json")
     out = score_dataset(backbone, detector, test_ds, spec, device, batch_size)
-    y, raw = test_ds.labels != normal, out.raw_scores
-    f1, f1_t = f1_max(y, raw)
-    fpr, tpr = rates_at_threshold(y, raw, threshold.raw_threshold)
-    result = {
-        "detector": detector.kind, "auroc": auroc(y, raw), "aupr": aupr(y, raw), "f1_max": f1,
-        "f1_threshold": f1_t, "f1_threshold_normalised": float(threshold.normalise(f1_t)),
-        "threshold": threshold.raw_threshold, "target_fpr": threshold.target_fpr,
-        "fpr_at_threshold": fpr, "tpr_at_threshold": tpr,
-    }
+    y = test_ds.labels != normal
+    result = {"detector": detector.kind, **anomaly_report(y, out.raw_scores, threshold)}
     if test_ds.has_masks and out.maps is not None:
-        result["pixel_auroc"] = _pixel_auroc(test_ds, out.maps, spec)
+        result["pixel_auroc"] = pixel_auroc_from_dataset(test_ds, out.maps, spec)
     if plots_dir:
-        result["plots"] = _plots(Path(plots_dir), test_ds, spec, y, raw, out.maps, threshold, result)
+        result["plots"] = _plots(Path(plots_dir), test_ds, spec, y, out.raw_scores, out.maps, threshold, result)
     return result
 
 
