@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.edge_runtime.datasets import ImageDataset, open_dataset, resolve_label
-from edgessl.edge_runtime.detectors import DETECTORS, Detector
+from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
 
@@ -140,25 +140,26 @@ def fit_run(cfg: FitConfig) -> dict:
 
     model = feature_model_for(backbone, DETECTORS[cfg.detector].inputs)
     feats = collect_features(model, train_ds, spec, device, cfg.batch_size, seed=cfg.seed)
-    detector = fit_detector(cfg.detector, feats, cfg.k, cfg.coreset, cfg.seed)
-    holdout = score_dataset(backbone, detector, holdout_ds, spec, device, cfg.batch_size).raw_scores
-    threshold = fit_threshold(holdout, cfg.target_fpr, cfg.confidence)
-
     out = Path(cfg.run) / DETECTOR_DIR
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    detector.save(tmp)
-    threshold.save(tmp / "threshold.json")
-    record = {
-        "data": cfg.data, "normal_label": label, "detector": detector.kind, "params": detector.params(),
-        "train_images": len(train_ds),
-        "holdout": {"split": "val", "indices": [int(i) for i in holdout_ds.indices],
-                    "names": [holdout_ds.name(i) for i in range(len(holdout_ds))],
-                    "raw_scores": [float(s) for s in holdout]},
-    }
-    write_json(tmp / "fit.json", record)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    try:
+        fit_detector(cfg.detector, feats, cfg.k, cfg.coreset, cfg.seed).save(tmp)
+        detector = load_detector(tmp)  # the threshold comes from exactly the files that ship
+        holdout = score_dataset(backbone, detector, holdout_ds, spec, device, cfg.batch_size).raw_scores
+        threshold = fit_threshold(holdout, cfg.target_fpr, cfg.confidence)
+        threshold.save(tmp / "threshold.json")
+        write_json(tmp / "fit.json", {
+            "data": cfg.data, "normal_label": label, "detector": detector.kind, "params": detector.params(),
+            "train_images": len(train_ds),
+            "holdout": {"split": "val", "indices": [int(i) for i in holdout_ds.indices],
+                        "names": [holdout_ds.name(i) for i in range(len(holdout_ds))],
+                        "raw_scores": [float(s) for s in holdout]},
+        })
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # only left behind when a step above failed
     return {"detector_dir": str(out), "detector": detector.kind, "params": detector.params(),
             "normal_label": label, "train_images": len(train_ds), "holdout_images": len(holdout_ds),
             "threshold": threshold.to_dict(), "cpu_seconds": round(time.process_time() - start, 2)}
