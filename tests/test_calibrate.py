@@ -161,3 +161,28 @@ def test_bad_input_changes_nothing(tiny_bundle, tmp_path):
     (b / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EdgesslError, match="format version 0"):
         calibrate_bundle(CalibrateConfig(bundle=str(b)))
+
+
+def test_opset_too_low_for_qdq_is_refused(tiny_bundle, tmp_path):
+    import onnx
+
+    from edgessl.edge_runtime.bundle import seal
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    old = onnx.load(str(b / "model.onnx"))
+    old.opset_import[0].version = 11  # Conv, Relu, Add, GlobalAveragePool, Flatten: the same in opset 11
+    onnx.save(old, str(b / "model.onnx"))
+    seal(b, Bundle.load(b, verify=False).manifest)  # a consistent bundle whose model is opset 11
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(EdgesslError, match="opset 11; INT8 Q/DQ needs opset 13"):
+        calibrate_bundle(CalibrateConfig(bundle=str(b)))
+    assert (b / "manifest.json").read_bytes() == before
+
+
+def test_cli_calibrate_error_is_one_line(tmp_path, capsys):
+    from edgessl.cli import main
+
+    assert main(["calibrate", "--bundle", str(tmp_path / "none"), "--data", "digits"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a bundle" in err[0]
