@@ -78,3 +78,26 @@ def test_no_runtime_module_imports_torch_or_another_stage():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             for name in names:
                 assert not name.startswith(FORBIDDEN), f"{path.relative_to(RUNTIME.parent)} imports {name}"
+
+
+@pytest.mark.slow
+def test_exported_resnet_bundle_scores_without_torch(tiny_bundle, tmp_path):
+    """The bundle `edgessl export` wrote (resnet18 + knn) loads and scores with torch blocked, and gives the
+    scores the same runtime gives with torch importable."""
+    from edgessl.edge_runtime.datasets import open_dataset
+    from edgessl.edge_runtime.pipeline import Pipeline
+
+    ds = open_dataset("digits", "test")
+    images = np.stack([ds.image(i) for i in range(6)])
+    np.save(tmp_path / "images.npy", images)
+    code = f"""
+    import json, numpy as np
+    from edgessl.edge_runtime.pipeline import Pipeline
+    pipe = Pipeline.load({str(tiny_bundle)!r}, backend="ort-cpu")
+    print(json.dumps([r.raw_score for r in pipe.score_batch(list(np.load({str(tmp_path / 'images.npy')!r})))]))
+    """
+    proc = _run_blocked(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    blocked = json.loads(proc.stdout.strip().splitlines()[-1])
+    here = [r.raw_score for r in Pipeline.load(tiny_bundle, backend="ort-cpu").score_batch(list(images))]
+    np.testing.assert_allclose(blocked, here, rtol=1e-5, atol=1e-6)
