@@ -19,7 +19,7 @@ result are the batch's times divided by its size.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -96,7 +96,7 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
         return TensorRTBackend(engine_for(bundle, key))
     opts = options or OrtOptions()
     if name == "ort-tensorrt" and key.startswith("int8"):
-        opts = OrtOptions(**{**opts.__dict__, "int8": True})
+        opts = replace(opts, int8=True)
     return OrtBackend(bundle.model_file(key), name, opts)
 
 
