@@ -20,6 +20,7 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402
 from edgessl.train.backbones import BackboneConfig, build_backbone  # noqa: E402
 from edgessl.train.checkpoint import load_model  # noqa: E402
 from edgessl.train.commands import METHOD_SUMMARIES  # noqa: E402
+from edgessl.train.data import normalise  # noqa: E402
 from edgessl.train.methods import METHODS  # noqa: E402
 from edgessl.train.methods.byol import BYOL  # noqa: E402
 from edgessl.train.methods.ema import cosine_momentum, ema_update  # noqa: E402
@@ -131,6 +132,19 @@ def test_moco_queue_is_capped_and_cycles():
     torch.testing.assert_close(moco.queue[[0, 1, 2, 3, 4]], keys[[2, 1, 2, 0, 1]])
     loss, metrics = moco(images())
     assert torch.isfinite(loss) and 0.0 <= metrics["acc"] <= 1.0
+
+
+def test_precise_bn_recomputes_running_statistics_with_the_final_weights():
+    from edgessl.train.precise_bn import precise_bn
+
+    backbone, spec = small()
+    x = images(16)
+    bn = backbone.stages[0][0][1]
+    bn.running_mean.fill_(5.0)
+    precise_bn(backbone, x, spec, torch.device("cpu"), batch_size=16)
+    conv_out = backbone.stages[0][0][0](normalise(x, spec))
+    torch.testing.assert_close(bn.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.01 and backbone.training  # torchvision MobileNetV3 momentum, restored
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ cross-entropy ``L = -1/N * sum_i log softmax(W h_i + b)_{y_i}``:
 * ``linear`` (linear probe): the backbone is frozen; h_i are its embeddings, computed once and
   standardised with the labelled set's mean and std (folded into W, b when saved);
 * full fine-tuning: backbone and head train together on lightly augmented images (random
-  resized crop of 60-100% of the area, flip, mild brightness/contrast jitter).
+  resized crop of 60-100% of the area, flip, mild brightness/contrast jitter); BatchNorm
+  statistics are then re-estimated on the labelled images (``precise_bn``).
 
 The output run directory holds the (fine-tuned) backbone in the usual ``model.safetensors`` +
 ``model.json`` format, so ``evaluate``, ``fit`` and ``export`` load it, and the classifier in
@@ -35,6 +36,7 @@ from .data import load_uint8, normalise
 from .distributed import init_distributed, pick_device
 from .features import embed_tensor
 from .loop import LoopConfig, seed_everything, train
+from .precise_bn import precise_bn
 
 FINETUNE_AUGMENT = AugmentConfig(crop_scale=(0.6, 1.0), jitter_p=0.5, strength=0.2, grey_p=0.0)
 
@@ -162,6 +164,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     else:
         model = Classifier(backbone, spec, num_classes)
         summary = train(model, (images, labels), loop_cfg, out, device, dist, lambda epoch: None)
+        precise_bn(backbone, images, spec, device)
         head = model.head
     backbone.eval()
     summary.update(mode="linear" if cfg.linear else "full", label_fraction=cfg.label_fraction,

@@ -17,6 +17,7 @@ from .data import channel_stats, infer_channels, load_uint8
 from .distributed import init_distributed, pick_device
 from .loop import LoopConfig, seed_everything, train
 from .methods import METHODS
+from .precise_bn import precise_bn
 
 
 @dataclass
@@ -67,6 +68,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                           cfg.seed, cfg.time_budget, cfg.max_steps)
 
     def checkpoint(epoch: int) -> None:
+        precise_bn(backbone, images, spec, device)
         save_model(out, backbone, spec, {"method": cfg.method, "epochs_done": epoch, "data": cfg.data})
 
     if dist.is_main:
