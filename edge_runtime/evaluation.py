@@ -1,12 +1,10 @@
 """``edgessl evaluate --bundle``: anomaly metrics of a bundle, computed through the runtime.
 
 The test split of ``data`` goes through ``Pipeline`` exactly as on the device (same
-preprocessing, backend, precision, detector and threshold); the metrics are the same numpy
-functions, with the same keys, as ``evaluate --run`` (``train/detector_eval.py``): ``auroc``,
-``aupr``, ``f1_max``, ``f1_threshold`` (raw), ``f1_threshold_normalised``, ``threshold`` (raw, of
-this precision), ``target_fpr``, ``fpr_at_threshold``/``tpr_at_threshold`` (decision ``raw >=
-threshold``), and ``pixel_auroc`` when the data has masks and the detector gives maps (both at the
-model input's resolution). ``feature_metrics``, when given, adds the embedding-based keys of
+preprocessing, backend, precision, detector and threshold); the metrics come from the same
+torch-free function as ``evaluate --run`` (``anomaly_report``: AUROC, AUPR, F1, the rates at this
+precision's threshold) and ``pixel_auroc`` when the data has masks and the detector gives maps
+(both at the model input's resolution). ``feature_metrics``, when given, adds the embedding-based keys of
 ``evaluate --run`` (kNN accuracy, linear probe, kNN AUROC) from the runtime's own embeddings.
 """
 
@@ -17,10 +15,9 @@ from typing import Callable
 
 import numpy as np
 
+from .anomaly_report import anomaly_report, pixel_auroc_from_dataset
 from .datasets import ImageDataset, open_dataset, resolve_label
 from .errors import EdgesslError
-from .heatmaps import mask_at_input
-from .metrics import aupr, auroc, f1_max, pixel_auroc, rates_at_threshold
 from .pipeline import Pipeline
 from .prefetch import Prefetcher
 from .streams import DatasetSource
@@ -84,23 +81,15 @@ def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | Non
     with_maps = test_ds.has_masks and pipe.detector.has_maps
     test = score_dataset(pipe, test_ds, cfg.batch_size, feature_metrics is not None, with_maps)
     training = pipe.bundle.manifest.get("provenance", {}).get("training", {})
-    rec = pipe.threshold_record
-    y, raw = test_ds.labels != normal, test.raw
-    f1, f1_t = f1_max(y, raw)
-    fpr, tpr = rates_at_threshold(y, raw, rec.raw_threshold)
     result = {
         "bundle": str(cfg.bundle), "bundle_hash": pipe.bundle.hash, "data": cfg.data, "backend": pipe.backend,
         "precision": pipe.precision_key, "method": training.get("method"),
         "backbone": (training.get("backbone") or {}).get("name"), "test_images": len(test_ds),
         "normal_label": test_ds.class_names[normal], "detector": pipe.detector.kind,
-        "auroc": auroc(y, raw), "aupr": aupr(y, raw), "f1_max": f1, "f1_threshold": f1_t,
-        "f1_threshold_normalised": float(rec.normalise(f1_t)), "threshold": rec.raw_threshold,
-        "target_fpr": rec.target_fpr, "fpr_at_threshold": fpr, "tpr_at_threshold": tpr,
+        **anomaly_report(test_ds.labels != normal, test.raw, pipe.threshold_record),
     }
-    if with_maps:
-        masks = [mask_at_input(test_ds.mask(i), test_ds.image(i).shape, pipe.spec, test_ds.name(i))
-                 for i in range(len(test_ds))]
-        result["pixel_auroc"] = pixel_auroc(masks, test.maps)
+    if with_maps:  # maps are normalised (affine in raw), which leaves the AUROC unchanged
+        result["pixel_auroc"] = pixel_auroc_from_dataset(test_ds, test.maps, pipe.spec)
     if feature_metrics is not None:
         train_ds = open_dataset(cfg.data, "train")
         train = score_dataset(pipe, train_ds, cfg.batch_size, with_features=True)

@@ -136,3 +136,26 @@ def test_ort_backend_follows_the_protocol_and_options(knn_bundle):
 @pytest.mark.skipif(not tensorrt_available(), reason="needs TensorRT, the CUDA Python bindings and an NVIDIA GPU")
 def test_tensorrt_backend_is_auto_when_present():
     assert select_backend("auto") == "tensorrt"
+
+
+def test_evaluate_bundle_gives_pixel_auroc_on_mvtec_masks(patch_bundle, tmp_path):
+    import cv2
+
+    from edgessl.edge_runtime.evaluation import BundleEvalConfig, evaluate_bundle
+
+    rng = np.random.RandomState(0)
+    root = tmp_path / "mvtec"
+    for sub in ("train/good", "test/good", "test/crack", "ground_truth/crack"):
+        (root / sub).mkdir(parents=True)
+    for i in range(4):
+        plain = rng.randint(90, 110, (24, 24), dtype=np.uint8)
+        cv2.imwrite(str(root / "train/good" / f"{i:03d}.png"), plain)
+        cv2.imwrite(str(root / "test/good" / f"{i:03d}.png"), plain)
+        cracked, mask = plain.copy(), np.zeros((24, 24), np.uint8)
+        cracked[4:12, 6:18], mask[4:12, 6:18] = 255, 255
+        cv2.imwrite(str(root / "test/crack" / f"{i:03d}.png"), cracked)
+        cv2.imwrite(str(root / "ground_truth/crack" / f"{i:03d}_mask.png"), mask)
+    out = evaluate_bundle(BundleEvalConfig(bundle=str(patch_bundle), data=str(root), normal_label="good"))
+    assert out["test_images"] == 8 and out["normal_label"] == "good" and out["detector"] == "patch"
+    assert 0.0 <= out["pixel_auroc"] <= 1.0 and 0.0 <= out["auroc"] <= 1.0
+    assert {"aupr", "f1_max", "threshold", "fpr_at_threshold", "tpr_at_threshold"} <= set(out)
