@@ -1,14 +1,21 @@
 """Scoring a whole source through a pipeline: prefetch, batch, score, write sinks, summarise.
 
+    for s in ScoredStream(pipe, open_source("camera:0")):   # s.frame, s.result, s.error
+        ...
+    summary = run_source(pipe, open_source("imgs/"), JsonlSink("results.jsonl"))
+
 A frame that cannot be decoded or preprocessed becomes an error record; the run goes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
 
 from .errors import EdgesslError
-from .pipeline import Pipeline
+from .pipeline import Pipeline, Result
 from .prefetch import Item, Prefetcher
 from .sinks import JsonlSink, OverlaySink, Summary, record
 from .streams import Frame, Source
@@ -34,34 +41,57 @@ def _score(pipe: Pipeline, items: list[Item], with_features: bool) -> list[tuple
             for it in items]
 
 
+@dataclass
+class Scored:
+    """One frame's outcome: its ``Result`` or the error that stopped it (and the image, when kept)."""
+
+    frame: Frame
+    result: Result | None
+    error: str | None
+    image: np.ndarray | None = None
+
+
+class ScoredStream:
+    """Iterate ``Scored`` for every frame of ``source``, in order, with decoding and preprocessing in a
+    background thread (``prefetch``); ``dropped`` counts frames a live source discarded."""
+
+    def __init__(self, pipe: Pipeline, source: Source, options: RunOptions | None = None,
+                 keep_images: bool = False):
+        self.pipe, self.source, self.opts = pipe, source, options or RunOptions()
+        batch_size = 1 if source.live else self.opts.batch_size
+        self.prefetch = Prefetcher(source, lambda f: pipe.prepare(f.image, keep_image=keep_images), batch_size,
+                                   live=source.live, queue_size=self.opts.queue_size)
+
+    @property
+    def dropped(self) -> int:
+        return self.prefetch.dropped
+
+    def __iter__(self) -> Iterator[Scored]:
+        bar = _progress(len(self.source), self.opts.progress and not self.source.live)
+        try:
+            for batch in self.prefetch:
+                for item, result, error in _score(self.pipe, batch, self.opts.with_features):
+                    yield Scored(item.frame, result, error, item.prepared.image if item.prepared else None)
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+            self.source.close()
+
+
 def run_source(pipe: Pipeline, source: Source, jsonl: JsonlSink | None = None,
                overlays: OverlaySink | None = None, options: RunOptions | None = None) -> Summary:
     """Score every frame of ``source``; write a record per frame; return the run's summary."""
-    opts = options or RunOptions()
-    keep = overlays is not None
-
-    def prepare(frame: Frame):
-        return pipe.prepare(frame.image, keep_image=keep)
-
     summary = Summary(source.name)
-    batch_size = 1 if source.live else opts.batch_size
-    prefetch = Prefetcher(source, prepare, batch_size, live=source.live, queue_size=opts.queue_size)
-    bar = _progress(len(source), opts.progress and not source.live)
-    try:
-        for batch in prefetch:
-            for item, result, error in _score(pipe, batch, opts.with_features):
-                summary.add(result, error)
-                if jsonl is not None:
-                    jsonl.write(record(source.name, item.frame, result, error))
-                if overlays is not None and result is not None:
-                    overlays.write(item.frame, item.prepared.image, result)
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
-        source.close()
-    summary.dropped = prefetch.dropped
+    stream = ScoredStream(pipe, source, options, keep_images=overlays is not None)
+    for s in stream:
+        summary.add(s.result, s.error)
+        if jsonl is not None:
+            jsonl.write(record(source.name, s.frame, s.result, s.error))
+        if overlays is not None and s.result is not None:
+            overlays.write(s.frame, s.image, s.result)
+    summary.dropped = stream.dropped
     summary.notes = list(source.notes)
     return summary
 

@@ -99,3 +99,15 @@ def test_unavailable_backend_says_which_are(bundle, tmp_path, capsys):
     assert main(["run", "--bundle", str(bundle), "--source", str(tmp_path), "--backend", missing[0]]) == 2
     err = capsys.readouterr().err
     assert f"backend {missing[0]} is not available" in err and "ort-cpu" in err
+
+
+def test_scored_stream_iterates_results_and_errors_in_order(bundle, messy_folder):
+    from edgessl.edge_runtime.pipeline import Pipeline
+    from edgessl.edge_runtime.runner import RunOptions, ScoredStream
+    from edgessl.edge_runtime.streams import open_source
+
+    stream = ScoredStream(Pipeline.load(bundle), open_source(str(messy_folder)), RunOptions(batch_size=4))
+    out = list(stream)
+    assert [s.frame.index for s in out] == list(range(8)) and stream.dropped == 0
+    assert sum(s.result is None for s in out) == 2
+    assert all((s.result is None) == (s.error is not None) for s in out)
