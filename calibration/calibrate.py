@@ -32,14 +32,15 @@ from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
 from .calib_data import batch_digest, calibration_images, check_batch, held_out
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
-from .gate import GateCriteria, run_gate
+from .gate import GateCriteria, GateFailed, run_gate
 from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
-from .report import REPORT_FILE, SUMMARY_FILE, summary_text, write_report
+from .report import REPORT_FILE, SUMMARY_FILE, write_report
 from .trt_cache import version_number, write_cache
 
 MIN_QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 TRT_CACHE_FILE = "calibration.cache"
 SENSITIVITY_IMAGES = 64
+TARGETS_BY_KEY = {t.key: t for t in TARGETS.values()}
 
 
 @dataclass
@@ -108,8 +109,8 @@ def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _S
     return run_gate(quantize, evaluate, quantizable_nodes(pre, target), criteria, cost)
 
 
-def _threshold_figures(t32: Threshold, n_normals: int, model: Path, scorer: _Scorer, ref_scores: np.ndarray,
-                       normals: np.ndarray) -> tuple[Threshold, dict]:
+def _threshold_figures(t32: Threshold, n_normals: int, model: Path, scorer: _Scorer,
+                       ref_scores: np.ndarray) -> tuple[Threshold, dict]:
     """The INT8 threshold from held-out normal scores (same rule and settings as fp32), and its shift."""
     _, scores = scorer(model)
     t8 = fit_threshold(scores[:n_normals], t32.target_fpr, t32.confidence)
@@ -162,7 +163,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         ref, ref_scores = scorer(fp32)
         for target in targets:
             r = _gate_target(target, pre, ranges, work, scorer, ref, ref_scores, labels, criteria)
-            t8, shift = _threshold_figures(t32, len(hold.normals), r["model"], scorer, ref_scores, hold.normals)
+            t8, shift = _threshold_figures(t32, len(hold.normals), r["model"], scorer, ref_scores)
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
             results[target.key] = r
 
@@ -183,13 +184,12 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
                             "threshold_shift": r["threshold_shift"], "decision_agreement": r["decision_agreement"]}
                         for k, r in results.items()},
         }
-        if not all(r["passed"] for r in results.values()):
-            raise EdgesslError("INT8 failed the accuracy gate; the bundle is unchanged.\n" + summary_text(report).rstrip())
+        failing = "; ".join(f"{k}: {', '.join(r['failed'])}" for k, r in results.items() if not r["passed"])
+        if failing:
+            raise GateFailed(f"INT8 failed the accuracy gate ({failing}); the bundle is unchanged", report)
         _write(bundle, cfg, results, report, ranges)
     return report
 
-
-TARGETS_BY_KEY = {t.key: t for t in TARGETS.values()}
 
 
 def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ranges: dict) -> None:

@@ -8,10 +8,15 @@ from dataclasses import fields
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibrate import CalibrateConfig, calibrate_bundle
+    from .gate import GateFailed
     from .report import summary_text
 
     names = {f.name for f in fields(CalibrateConfig)}
-    report = calibrate_bundle(CalibrateConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    try:
+        report = calibrate_bundle(CalibrateConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    except GateFailed as exc:
+        print(summary_text(exc.report), end="")
+        raise
     print(summary_text(report), end="")
     print(f"written into {args.bundle}: " + ", ".join(t["model"] for t in report["targets"].values()) +
           ", calibration_report.json, calibration_summary.txt")

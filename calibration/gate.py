@@ -13,9 +13,19 @@ held-out images); the costliest are kept in float, 1, 2, 4, ... of them, until t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from tqdm import tqdm
+
+from edgessl.edge_runtime.errors import EdgesslError
+
+
+class GateFailed(EdgesslError):
+    """An INT8 model missed the gate even with layers kept in float; ``report`` has every figure."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,9 @@ def gate_failures(metrics: dict, criteria: GateCriteria) -> list[str]:
     """The criteria a model's figures (``compare.compare``) miss; empty when it passes."""
     failed = []
     if metrics["embedding_cosine_mean"] < criteria.min_cosine_mean:
-        failed.append(f"mean cosine {metrics['embedding_cosine_mean']:.4f} < {criteria.min_cosine_mean}")
+        failed.append(f"mean cosine {metrics['embedding_cosine_mean']:.5f} < {criteria.min_cosine_mean}")
     if metrics["embedding_cosine_p5"] < criteria.min_cosine_p5:
-        failed.append(f"5th-percentile cosine {metrics['embedding_cosine_p5']:.4f} < {criteria.min_cosine_p5}")
+        failed.append(f"5th-percentile cosine {metrics['embedding_cosine_p5']:.5f} < {criteria.min_cosine_p5}")
     if metrics["score_spearman"] < criteria.min_spearman:
         failed.append(f"score Spearman {metrics['score_spearman']:.4f} < {criteria.min_spearman}")
     if "auroc_change" in metrics and abs(metrics["auroc_change"]) > criteria.max_auroc_change:
@@ -44,7 +54,7 @@ def gate_failures(metrics: dict, criteria: GateCriteria) -> list[str]:
     return failed
 
 
-Quantize = Callable[[tuple[str, ...], "tuple[str, ...] | None"], object]  # (exclude, only) -> model
+Quantize = Callable[[tuple[str, ...], Optional[tuple[str, ...]]], object]  # (exclude, only) -> model
 
 
 def sensitivity(nodes: list[str], quantize: Quantize, cost: Callable[[object], float]) -> list[dict]:

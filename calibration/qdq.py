@@ -17,7 +17,6 @@ Runtime only rewrites the graph. Weights: int8, symmetric, per output channel. A
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +85,6 @@ def write_qdq(pre_path: Path, ranges: dict[str, tuple[float, float]], target: Ta
     extra = {"ActivationSymmetric": target.symmetric_activations, "WeightSymmetric": True}
     if target.inputs_only:
         extra["OpTypesToExcludeOutputQuantization"] = _op_types(target)
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing hints
     with tempfile.TemporaryDirectory(prefix="edgessl-qdq-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)

@@ -10,6 +10,7 @@ a threshold, and every consumer (runtime, ROS node, triage) scores with it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -54,8 +55,6 @@ def verification_images(source: str, spec: PreprocessSpec, n: int) -> tuple[np.n
 
 def read_run(run: Path):
     """The run's backbone, spec, metadata, detector, threshold and fit record, or a clear refusal."""
-    import json
-
     from edgessl.train.checkpoint import load_model
 
     backbone, spec, meta = load_model(run)

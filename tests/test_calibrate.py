@@ -3,6 +3,7 @@ calibration, the gate's report, thresholds per precision, and bad input that cha
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,9 +147,10 @@ def test_bad_input_changes_nothing(tiny_bundle, tmp_path):
     before = (b / "manifest.json").read_bytes()
     with pytest.raises(EdgesslError, match="at least 32"):
         calibrate_bundle(CalibrateConfig(bundle=str(b), num_images=8))
-    with pytest.raises(EdgesslError, match="failed the accuracy gate"):
+    with pytest.raises(EdgesslError, match="failed the accuracy gate") as failed:
         calibrate_bundle(CalibrateConfig(bundle=str(b), num_images=32, method="minmax", target="cpu",
                                          min_cosine=1.01, max_float_nodes=0, holdout_images=40))
+    assert failed.value.report["targets"]["int8-cpu"]["passed"] is False
     assert (b / "manifest.json").read_bytes() == before and sorted(p.name for p in b.iterdir()) == \
         ["detector", "manifest.json", "model.onnx"]
     with pytest.raises(EdgesslError, match="disagree"):
@@ -186,3 +188,30 @@ def test_cli_calibrate_error_is_one_line(tmp_path, capsys):
     assert main(["calibrate", "--bundle", str(tmp_path / "none"), "--data", "digits"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a bundle" in err[0]
+
+
+PNEUMONIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+
+
+@pytest.mark.slow
+def test_pneumoniamnist_resnet18_bundle_passes_the_gate(tmp_path):
+    """The acceptance's setting, trained very briefly (benchmarks/gate_pneumonia.py measures it in full)."""
+    if not PNEUMONIA.is_file():
+        pytest.skip(f"{PNEUMONIA} not found (shared data absent)")
+    from edgessl.export.bundle_writer import ExportConfig, export_bundle
+    from edgessl.train.fit import FitConfig, fit_run
+    from edgessl.train.pretrain import PretrainConfig, pretrain
+
+    data, run, b = str(PNEUMONIA), tmp_path / "run", tmp_path / "bundle"
+    pretrain(PretrainConfig(data=data, method="simclr", image_size=28, batch_size=32, max_steps=1, max_images=256,
+                            device="cpu", out=str(run)))
+    fit_run(FitConfig(run=str(run), data=data, normal_label="0", detector="knn", target_fpr=0.05, max_images=300,
+                      device="cpu"))
+    export_bundle(ExportConfig(run=str(run), out=str(b), verify_images=32))
+    report = calibrate_bundle(CalibrateConfig(bundle=str(b), data=data, method="entropy", num_images=64,
+                                              holdout_images=200))
+    for key in ("int8-cpu", "int8-tensorrt"):
+        m = report["targets"][key]["metrics"]
+        assert report["targets"][key]["passed"]
+        assert m["embedding_cosine_mean"] >= 0.99 and abs(m["auroc_change"]) <= 0.01 and m["anomalies"] > 50
+    assert set(Bundle.load(b).manifest["thresholds"]) == {"fp32", "int8-cpu", "int8-tensorrt"}
