@@ -51,9 +51,14 @@ def overlay(thumb: np.ndarray, heat: np.ndarray, vmax: float) -> np.ndarray:
 
 def svg_histogram(scores: np.ndarray, anomalous: list[bool | None], lines: list[tuple[float, str, str]],
                   width: int = 640, height: int = 240, bins: int = 40) -> str:
-    """Stacked histogram of ``scores`` (normal / anomalous / unlabelled) with labelled vertical ``lines``."""
+    """Stacked histogram of ``scores`` (normal / anomalous / unlabelled) with labelled vertical ``lines``.
+
+    The axis spans the 0.5th-99.5th percentiles of the scores and every line; scores beyond it are
+    counted in the end bins, so a few outliers do not squash the plot.
+    """
     scores = np.asarray(scores, np.float64)
-    values = np.concatenate([scores, [v for v, _, _ in lines]]) if len(scores) else np.array([0.0, 1.0])
+    marks = [v for v, _, _ in lines]
+    values = np.concatenate([np.percentile(scores, [0.5, 99.5]), marks]) if len(scores) else np.array([0.0, 1.0])
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
@@ -62,7 +67,8 @@ def svg_histogram(scores: np.ndarray, anomalous: list[bool | None], lines: list[
     edges = np.linspace(lo, hi, bins + 1)
     groups = [(NORMAL_COLOUR, "normal"), (ANOMALY_COLOUR, "anomalous"), (UNLABELLED_COLOUR, "unlabelled")]
     flags = np.array([2 if a is None else int(a) for a in anomalous], int)
-    counts = [np.histogram(scores[flags == g], edges)[0] for g in range(3)]
+    clipped = np.clip(scores, lo, hi)
+    counts = [np.histogram(clipped[flags == g], edges)[0] for g in range(3)]
     top = max(1, int(np.sum(counts, axis=0).max()))
     ml, mr, mt, mb = 40, 10, 30, 36
     pw, ph = width - ml - mr, height - mt - mb
@@ -95,7 +101,8 @@ def svg_histogram(scores: np.ndarray, anomalous: list[bool | None], lines: list[
         parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{mt}" y2="{mt + ph}" stroke="{colour}" '
                      f'stroke-width="2" stroke-dasharray="5,3"/>'
                      f'<text x="{x(v) + (4 if right else -4):.1f}" y="{mt + 14 + 14 * n}" fill="{colour}" '
-                     f'text-anchor="{"start" if right else "end"}" font-weight="bold">{html.escape(label)}</text>')
+                     f'text-anchor="{"start" if right else "end"}" font-weight="bold" stroke="#fff" stroke-width="3" '
+                     f'paint-order="stroke">{html.escape(label)}</text>')
     legend = [(c, name) for g, (c, name) in enumerate(groups) if counts[g].any()]
     for n, (colour, name) in enumerate(legend):  # one row above the plot
         lx = ml + 90 * n

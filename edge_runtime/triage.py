@@ -217,10 +217,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
         shapes.append(study.image.shape)
         if study.modality:
             modalities.add(study.modality)
-    source = cfg.data or ", ".join(cfg.input)
+    source = f"{cfg.data} ({cfg.split})" if cfg.data else ", ".join(cfg.input)
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
-                                      pipe.threshold_record.normalise, source=f"{source} ({cfg.split})"
-                                      if cfg.data else source, backend=pipe.backend,
+                                      pipe.threshold_record.normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
     use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
                       reference_size=reference_size(shapes))
