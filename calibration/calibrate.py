@@ -14,6 +14,7 @@ the bundle as it was.
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -33,6 +34,7 @@ from .calib_data import batch_digest, calibration_images, check_batch, held_out
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
 from .gate import GateCriteria, GateFailed, run_gate
+from .onnx_io import cpu_session, model_opset, run_batches
 from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
 from .report import REPORT_FILE, SUMMARY_FILE, write_report
 from .trt_cache import version_number, write_cache
@@ -68,12 +70,6 @@ def _targets(name: str) -> list[Target]:
     return [TARGETS[name]]
 
 
-def _session(path: Path):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 class _Scorer:
     """Runs a model over the held-out images: named outputs and the detector's raw scores."""
 
@@ -81,15 +77,13 @@ class _Scorer:
         self.detector, self.images, self.batch_size = detector, images, batch_size
 
     def __call__(self, model: Path, images: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
-        from edgessl.export.verify import ort_outputs
-
-        outs = ort_outputs(_session(model), self.images if images is None else images, self.batch_size)
+        outs = run_batches(cpu_session(model), self.images if images is None else images, self.batch_size)
         return outs, np.asarray(self.detector.score(outs).raw_scores, np.float64)
 
 
 def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _Scorer, ref: dict,
                  ref_scores: np.ndarray, labels: np.ndarray | None, criteria: GateCriteria) -> dict:
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
     sub = scorer.images[:SENSITIVITY_IMAGES]
     ref_sub = {k: v[:SENSITIVITY_IMAGES] for k, v in ref.items()}
 
@@ -120,8 +114,6 @@ def _threshold_figures(t32: Threshold, n_normals: int, model: Path, scorer: _Sco
 
 def calibrate_bundle(cfg: CalibrateConfig) -> dict:
     """Calibrate, gate and (when every target passes) write into the bundle; returns the report."""
-    from edgessl.export.onnx_export import model_opset
-
     targets = _targets(cfg.target)
     bundle = Bundle.load(cfg.bundle)
     m = bundle.manifest

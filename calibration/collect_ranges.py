@@ -27,6 +27,8 @@ from onnx import TensorProto, helper
 
 from edgessl.edge_runtime.errors import EdgesslError
 
+from .onnx_io import cpu_session
+
 METHODS = ("minmax", "percentile", "entropy")
 NUM_BINS = 2048
 QUANT_BINS = 128  # int8 magnitudes 0..127
@@ -60,15 +62,13 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def _session(model_path: Path, names: list[str]):
-    import onnxruntime as ort
-
     model = onnx.shape_inference.infer_shapes(onnx.load(str(model_path)))
     have = {o.name for o in model.graph.output}
     infos = {v.name: v for v in model.graph.value_info}
     for name in names:
         if name not in have:
             model.graph.output.append(infos.get(name) or helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return cpu_session(model.SerializeToString())
 
 
 def _run(session, names: list[str], x: np.ndarray, batch_size: int):

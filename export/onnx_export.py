@@ -53,8 +53,3 @@ def export_onnx(model: FeatureModel, spec: PreprocessSpec, path: Path, opset: in
         "outputs": {n: ["batch", *list(o.shape[1:])] for n, o in zip(names, outputs)},
     }
 
-
-def model_opset(path: Path) -> int:
-    """The default-domain opset an ONNX file declares."""
-    proto = onnx.load(str(path), load_external_data=False)
-    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgessl.calibration.onnx_io import cpu_session, run_batches
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.train.feature_model import FeatureModel
 
@@ -54,23 +55,12 @@ def torch_outputs(model: FeatureModel, batch: np.ndarray, batch_size: int = 64) 
     return {n: torch.cat([p[j] for p in parts]).numpy() for j, n in enumerate(model.output_names)}
 
 
-def ort_outputs(session, batch: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """An ONNX Runtime session's named outputs for a batch (run in chunks, concatenated)."""
-    names = [o.name for o in session.get_outputs()]
-    input_name = session.get_inputs()[0].name
-    chunks = [session.run(names, {input_name: batch[i : i + batch_size]}) for i in range(0, len(batch), batch_size)]
-    return {n: np.concatenate([c[j] for c in chunks]) for j, n in enumerate(names)}
-
-
 def verify_export(model: FeatureModel, onnx_path, batch: np.ndarray, detector=None, threshold=None,
                   tolerance: float = TOLERANCE) -> Verification:
     """Compare the ONNX file with ``model`` on ``batch`` (features, and scores/decisions when given)."""
-    import onnxruntime as ort
-
     if len(batch) == 0:
         raise EdgesslError("no images to verify the export on")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    ref, got = torch_outputs(model, batch), ort_outputs(session, batch)
+    ref, got = torch_outputs(model, batch), run_batches(cpu_session(onnx_path), batch)
     outputs = {n: relative_diff(ref[n], got[n]) for n in model.output_names}
     scores = flips = None
     if detector is not None:

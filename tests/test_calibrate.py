@@ -215,3 +215,27 @@ def test_pneumoniamnist_resnet18_bundle_passes_the_gate(tmp_path):
         assert report["targets"][key]["passed"]
         assert m["embedding_cosine_mean"] >= 0.99 and abs(m["auroc_change"]) <= 0.01 and m["anomalies"] > 50
     assert set(Bundle.load(b).manifest["thresholds"]) == {"fp32", "int8-cpu", "int8-tensorrt"}
+
+
+def test_calibration_needs_no_torch(tiny_bundle, tmp_path):
+    """calibration/ is onnx + onnxruntime + the runtime: it runs where `import torch` fails."""
+    import subprocess
+    import sys
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    code = ("import sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
+            "            raise ImportError('torch is blocked in this test')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from edgessl.calibration.calibrate import CalibrateConfig, calibrate_bundle\n"
+            f"r = calibrate_bundle(CalibrateConfig(bundle={str(b)!r}, target='cpu', method='percentile', num_images=32,"
+            " holdout_images=40))\n"
+            "assert 'torch' not in sys.modules\n"
+            "print(r['targets']['int8-cpu']['passed'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("True")
+    assert "int8-cpu" in Bundle.load(b).manifest["thresholds"]
