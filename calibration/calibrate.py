@@ -159,8 +159,9 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
             results[target.key] = r
 
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         report = {
-            "tool_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tool_version": __version__, "created": created,
             "bundle_hash_before": bundle.hash,
             "calibration": {"method": cfg.method, "percentile": cfg.percentile if cfg.method == "percentile" else None,
                             "num_images": len(x_cal), "calibration_set_sha256": batch_digest(x_cal), "data": data,
@@ -169,7 +170,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             "held_out": {"normals": len(hold.normals), "normals_from": hold.source, "test_images": len(hold.test),
                          "test_anomalies": None if hold.test_labels is None else int(hold.test_labels.sum())},
             "gate_criteria": criteria.to_dict(),
-            "targets": {k: {"model": TARGETS_BY_KEY[k].model_file, **TARGETS_BY_KEY[k].describe(),
+            "targets": {k: {"model": TARGETS_BY_KEY[k].model_file, **TARGETS_BY_KEY[k].describe(), "calibrated": created,
                             "passed": r["passed"], "failed": r["failed"], "metrics": r["metrics"],
                             "float_nodes": r["float_nodes"], "attempts": r["attempts"],
                             "sensitivity": r["sensitivity"], "threshold": r["threshold"].to_dict(),
@@ -182,6 +183,17 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         _write(bundle, cfg, results, report, ranges)
     return report
 
+
+
+def _earlier_targets(bundle: Bundle, results: dict) -> dict:
+    """Report entries of INT8 models this run leaves in place (an earlier ``--target``), kept in the report."""
+    old = bundle.path(REPORT_FILE)
+    if not old.is_file():
+        return {}
+    previous = json.loads(old.read_text())
+    entries = {**previous.get("earlier_targets", {}),
+               **{k: {**t, "calibration": previous.get("calibration")} for k, t in previous.get("targets", {}).items()}}
+    return {k: t for k, t in entries.items() if k not in results and k in bundle.manifest.get("precisions", {})}
 
 
 def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ranges: dict) -> None:
@@ -205,7 +217,7 @@ def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ra
         cache = {"file": TRT_CACHE_FILE, "tensorrt_version": cfg.tensorrt_version,
                  "header": f"TRT-{version_number(cfg.tensorrt_version)}-EntropyCalibration2",
                  "note": "TensorRT 10 implicit-quantization fallback; TensorRT 11 uses the Q/DQ model"}
-    write_report(bundle.root, report)
+    write_report(bundle.root, {**report, "earlier_targets": _earlier_targets(bundle, results)})
     m["calibration"] = {**cal, "targets": list(results), "report": REPORT_FILE, "summary": SUMMARY_FILE,
                         "tensorrt_cache": cache, "created": report["created"]}
     m.update(precisions=precisions, thresholds=thresholds)

@@ -36,6 +36,9 @@ def summary_text(report: dict) -> str:
              " " * width + "".join(k.ljust(col) for k in keys)]
     for label, get in rows:
         lines.append(label.ljust(width) + "".join(get(report["targets"][k]).ljust(col) for k in keys).rstrip())
+    for key, t in report.get("earlier_targets", {}).items():
+        lines.append(f"{key}: kept from the calibration of {t.get('calibrated', '?')} "
+                     f"(gate {'passed' if t['passed'] else 'failed'}; see earlier_targets in {REPORT_FILE})")
     return "\n".join(lines) + "\n"
 
 

@@ -239,3 +239,21 @@ def test_calibration_needs_no_torch(tiny_bundle, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("True")
     assert "int8-cpu" in Bundle.load(b).manifest["thresholds"]
+
+
+def test_calibrating_one_target_keeps_the_other(tiny_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    calibrate_bundle(CalibrateConfig(bundle=str(b), target="cpu", method="minmax", num_images=32, holdout_images=40))
+    cpu_model = (b / "model.int8-cpu.onnx").read_bytes()
+    calibrate_bundle(CalibrateConfig(bundle=str(b), target="tensorrt", method="percentile", num_images=32,
+                                     holdout_images=40))
+    m = Bundle.load(b).manifest
+    assert set(m["thresholds"]) == {"fp32", "int8-cpu", "int8-tensorrt"}
+    assert (b / "model.int8-cpu.onnx").read_bytes() == cpu_model
+    assert m["precisions"]["int8-cpu"]["calibration"]["method"] == "minmax"
+    assert m["precisions"]["int8-tensorrt"]["calibration"]["method"] == "percentile"
+    report = json.loads((b / "calibration_report.json").read_text())
+    assert set(report["targets"]) == {"int8-tensorrt"} and set(report["earlier_targets"]) == {"int8-cpu"}
+    assert report["earlier_targets"]["int8-cpu"]["calibration"]["method"] == "minmax"
+    assert "int8-cpu: kept from the calibration of" in (b / "calibration_summary.txt").read_text()
