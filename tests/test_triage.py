@@ -318,6 +318,25 @@ def test_tampered_bundle_is_refused(pneumonia_bundle, validated, test_split, tmp
                                                  data=str(NPZ), max_images=50))
 
 
+def test_operating_point_from_labelled_dicoms_through_the_cli(pneumonia_bundle, validated, test_split, tmp_path,
+                                                              capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(pneumonia_bundle, bundle)
+    d = test_split["dir"]
+    rc = cli_main(["operating-point", "--bundle", str(bundle), "--input", str(d / "img*.dcm"), str(d / "multi.dcm"),
+                   str(d / "fake.dcm"), "--labels", str(test_split["labels"]), "--normal-label", "0",
+                   "--sensitivity", "0.9"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["intended_use"]["modalities"] == ["CR", "DX"]  # those of the validation DICOMs
+    assert len(out["skipped"]) == 1 and "not a DICOM file" in out["skipped"][0]
+    points = Bundle.load(bundle).manifest["operating_points"]["fp32"]
+    assert set(points) == {"sensitivity=0.95", "sensitivity=0.9"} and points["sensitivity=0.9"]["sensitivity"] >= 0.9
+    with pytest.raises(EdgesslError, match="no label"):
+        set_operating_point(OperatingPointConfig(bundle=str(bundle), sensitivity="0.9", normal_label="0",
+                                                 input=[str(d / "mr.dcm")], labels=str(test_split["labels"])))
+
+
 def test_missing_operating_point_is_a_clear_error(pneumonia_bundle, validated, test_split, tmp_path):
     with pytest.raises(EdgesslError, match="no operating point sensitivity=0.99 for fp32.*edgessl operating-point"):
         run_triage(TriageConfig(bundle=str(pneumonia_bundle), input=[str(test_split["dir"])], out=str(tmp_path),
