@@ -109,7 +109,8 @@ def _threshold_figures(t32: Threshold, n_normals: int, model: Path, scorer: _Sco
     _, scores = scorer(model)
     t8 = fit_threshold(scores[:n_normals], t32.target_fpr, t32.confidence)
     agree = float((t8.is_anomaly(scores) == t32.is_anomaly(ref_scores)).mean())
-    return t8, {"threshold_shift": (t8.raw_threshold - t32.raw_threshold) / t32.scale, "decision_agreement": agree}
+    return t8, {"threshold_shift": (t8.raw_threshold - t32.raw_threshold) / t32.scale, "decision_agreement": agree,
+                "holdout_normal_scores": [float(v) for v in scores[:n_normals]]}
 
 
 def calibrate_bundle(cfg: CalibrateConfig) -> dict:
@@ -174,7 +175,8 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
                             "passed": r["passed"], "failed": r["failed"], "metrics": r["metrics"],
                             "float_nodes": r["float_nodes"], "attempts": r["attempts"],
                             "sensitivity": r["sensitivity"], "threshold": r["threshold"].to_dict(),
-                            "threshold_shift": r["threshold_shift"], "decision_agreement": r["decision_agreement"]}
+                            "threshold_shift": r["threshold_shift"], "decision_agreement": r["decision_agreement"],
+                            "holdout_normal_scores": r["holdout_normal_scores"]}
                         for k, r in results.items()},
         }
         failing = "; ".join(f"{k}: {', '.join(r['failed'])}" for k, r in results.items() if not r["passed"])

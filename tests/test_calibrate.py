@@ -89,6 +89,7 @@ def test_thresholds_and_report_per_precision(calibrated, tiny_bundle):
                   "auroc_change"):
             assert k in metrics
         assert metrics["embedding_cosine_mean"] >= 0.99 and report["targets"][key]["passed"]
+        assert len(report["targets"][key]["holdout_normal_scores"]) == t8.n_holdout
     on_disk = json.loads((b / "calibration_report.json").read_text())
     assert set(on_disk["targets"]) == {"int8-cpu", "int8-tensorrt"}
     assert "embedding cosine mean" in (b / "calibration_summary.txt").read_text()
