@@ -12,7 +12,8 @@ It is stored in the bundle manifest, per precision key (each model scores differ
     operating_points[precision_key]["sensitivity=0.95"] = OperatingPoint.to_dict()
 
 written through ``bundle.seal`` after the bundle is verified, so every hash stays valid and a
-tampered bundle is never re-blessed. ``intended_use`` (optional) records the modalities and image
+tampered bundle is never re-blessed. ``model_identity`` ties the point to the precision's model file
+and the detector's files: once either changes (re-fit, re-calibration), the point is refused. ``intended_use`` (optional) records the modalities and image
 size the bundle is for (see ``IntendedUse``).
 """
 

@@ -257,7 +257,7 @@ def test_sensitivity_reported_beside_validation(triaged, test_split, validated):
           f"AUROC {test['auroc']:.3f}")
     html = (triaged["out"] / "report.html").read_text()
     for text in ("validation sensitivity", "test sensitivity (this run)", f"{op['sensitivity']:.4g}",
-                 f"{test['sensitivity']:.4g}", "<svg", "sensitivity=0.95", "data:image/png;base64,", "heatmap",
+                 f"{test['sensitivity']:.4g}", "<svg", "sensitivity=0.95", "data:image/png;base64,", 'alt="heatmap"',
                  "jpegls.dcm"):
         assert text in html, text
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
