@@ -1,7 +1,8 @@
 """The accuracy gate, and what to do when an INT8 model fails it.
 
-Pass when, against fp32 on held-out images: mean embedding cosine >= ``min_cosine_mean``, its 5th
-percentile >= ``min_cosine_p5``, score Spearman >= ``min_spearman``, and (when labelled anomalies
+Pass when, against fp32 on held-out images, for every model output (``embedding``, and ``patches``
+for the patch detector): mean per-image cosine >= ``min_cosine_mean``, its 5th percentile >=
+``min_cosine_p5``; score Spearman >= ``min_spearman``, and (when labelled anomalies
 exist) ``|AUROC_int8 - AUROC_fp32| <= max_auroc_change``.
 
 On failure, a sensitivity analysis ranks the quantized nodes by what quantizing *each alone* costs
@@ -43,10 +44,12 @@ class GateCriteria:
 def gate_failures(metrics: dict, criteria: GateCriteria) -> list[str]:
     """The criteria a model's figures (``compare.compare``) miss; empty when it passes."""
     failed = []
-    if metrics["embedding_cosine_mean"] < criteria.min_cosine_mean:
-        failed.append(f"mean cosine {metrics['embedding_cosine_mean']:.5f} < {criteria.min_cosine_mean}")
-    if metrics["embedding_cosine_p5"] < criteria.min_cosine_p5:
-        failed.append(f"5th-percentile cosine {metrics['embedding_cosine_p5']:.5f} < {criteria.min_cosine_p5}")
+    for key, value in metrics.items():
+        output = key.rsplit("_cosine_", 1)[0]
+        if key.endswith("_cosine_mean") and value < criteria.min_cosine_mean:
+            failed.append(f"{output} mean cosine {value:.5f} < {criteria.min_cosine_mean}")
+        if key.endswith("_cosine_p5") and value < criteria.min_cosine_p5:
+            failed.append(f"{output} 5th-percentile cosine {value:.5f} < {criteria.min_cosine_p5}")
     if metrics["score_spearman"] < criteria.min_spearman:
         failed.append(f"score Spearman {metrics['score_spearman']:.4f} < {criteria.min_spearman}")
     if "auroc_change" in metrics and abs(metrics["auroc_change"]) > criteria.max_auroc_change:

@@ -18,9 +18,10 @@ def _fmt(v) -> str:
 def summary_text(report: dict) -> str:
     """A short table: one column per INT8 model, the gate's figures and verdict."""
     keys = list(report["targets"])
+    first = report["targets"][keys[0]]["metrics"]
+    cosines = [k for k in first if k.endswith(("_cosine_mean", "_cosine_p5"))]
     rows = [("images (calibration / gate)", lambda t: f"{report['calibration']['num_images']} / {t['metrics']['images']}"),
-            ("embedding cosine mean", lambda t: _fmt(t["metrics"]["embedding_cosine_mean"])),
-            ("embedding cosine p5", lambda t: _fmt(t["metrics"]["embedding_cosine_p5"])),
+            *[(k.replace("_cosine_", " cosine "), lambda t, k=k: _fmt(t["metrics"][k])) for k in cosines],
             ("score Spearman", lambda t: _fmt(t["metrics"]["score_spearman"])),
             ("AUROC fp32 -> int8", lambda t: f"{_fmt(t['metrics']['auroc_fp32'])} -> {_fmt(t['metrics']['auroc_int8'])}"
              if "auroc_fp32" in t["metrics"] else "n/a (no labelled anomalies)"),
