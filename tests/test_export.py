@@ -114,3 +114,16 @@ def test_cli_export_writes_a_bundle(tiny_run, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["verification"]["passed"] and out["verification"]["decision_flips"] == 0
     assert np.isclose(Bundle.load(tmp_path / "b").manifest["model"]["verification"]["images"], 16)
+
+
+def test_patch_detector_exports_the_patches_output(tiny_run, tmp_path):
+    from edgessl.train.fit import FitConfig, fit_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector="patch", coreset=256, target_fpr=0.15,
+                      device="cpu"))
+    m = export_bundle(ExportConfig(run=str(run), out=str(tmp_path / "b"), verify_images=16))
+    assert list(m["model"]["outputs"]) == ["embedding", "patches"] and m["detector"]["kind"] == "patch"
+    check = m["model"]["verification"]
+    assert check["outputs"]["patches"]["rel"] <= 1e-4 and check["scores"]["rel"] <= 1e-4 and check["decision_flips"] == 0
