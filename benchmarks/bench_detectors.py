@@ -11,7 +11,7 @@ Protocol (the same for every row):
 * detectors are fitted on the normal train images only (at most ``--max-train``), scored with the
   runtime's numpy code (``edge_runtime.detectors``) on the test split (at most ``--max-test``,
   a stratified sample);
-* raw-pixel kNN: the 5-NN mean cosine distance on the model input pixels (32 px, the data's mean/std);
+* raw-pixel kNN: the 5-NN mean cosine distance on the pixels at 32 px, in [0, 1];
 * CPU time: process CPU seconds for feature extraction + fitting + scoring of that cell;
 * CIFAR-10: one backbone on a stratified subset (``--cifar-train`` per class, ``--cifar-test`` per
   class); each class in turn is normal, the others anomalous; the mean AUROC over 10 classes.
@@ -35,7 +35,7 @@ from edgessl.edge_runtime.metrics import auroc
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, save_model
-from edgessl.train.data import channel_stats, infer_channels, load_uint8, normalise
+from edgessl.train.data import channel_stats, infer_channels, load_uint8
 from edgessl.train.evaluate import drop_labels
 from edgessl.train.feature_model import FeatureModel
 from edgessl.train.fit import collect_features, fit_detector
@@ -141,18 +141,18 @@ def raw_pixel_knn(task: Task, args) -> tuple[float, float]:
     train = open_dataset(task.source, "train")
     spec = data_spec(task.source)
     test = _limit(drop_labels(open_dataset(task.source, "test"), list(task.ignore)), args.max_test)
-    test_x = normalise(load_uint8(test, spec), spec).flatten(1).numpy()
+    test_x = load_uint8(test, spec).flatten(1).float().numpy() / 255.0
     aurocs = []
     for normal_name in task.normal:
         normal = resolve_label(train, normal_name)
         normals = train.subset(np.flatnonzero(train.labels == normal))
         normals = normals.subset(np.arange(min(len(normals), args.max_train)))
-        bank = normalise(load_uint8(normals, spec), spec).flatten(1).numpy()
+        bank = load_uint8(normals, spec).flatten(1).float().numpy() / 255.0
         aurocs.append(auroc(test.labels != normal, knn_distance(bank, test_x, k=5)))
     return float(np.mean(aurocs)), cpu() - t0
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pretrain-budget", type=float, default=60.0, help="wall seconds of SSL per dataset")
     ap.add_argument("--method", default="simclr")
@@ -164,10 +164,12 @@ def main() -> int:
     ap.add_argument("--coreset", type=int, default=1024, help="patch memory bank size")
     ap.add_argument("--patch-pool", type=int, default=16384, help="patch features the coreset picks from")
     ap.add_argument("--datasets", nargs="*", default=None, help="subset of the dataset names")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     given = dict(r.split("=", 1) for r in args.runs)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_detectors_"))
     tasks = [
         Task("PneumoniaMNIST", str(DATA / "pneumoniamnist" / "pneumoniamnist.npz"), ["0"]),
         Task("BreastMNIST", str(DATA / "breastmnist" / "breastmnist.npz"), ["1"]),
@@ -203,6 +205,12 @@ def main() -> int:
     for n in notes:
         print(f"- {n}")
     return 0
+
+
+def main() -> int:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_detectors_") as tmp:
+        return run(args, Path(tmp))
 
 
 if __name__ == "__main__":
