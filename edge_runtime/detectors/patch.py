@@ -39,7 +39,7 @@ class PatchDetector(Detector):
             rows = x[s : s + BLOCK_IMAGES].transpose(0, 2, 3, 1).reshape(-1, c)
             sq, _ = nearest(rows, self.bank, self.k)
             maps[s : s + BLOCK_IMAGES] = np.sqrt(sq).mean(axis=1).reshape(-1, h, w)
-        return DetectorOutput(maps.reshape(b, -1).max(axis=1).astype(np.float64), maps)
+        return DetectorOutput(maps.reshape(b, h * w).max(axis=1).astype(np.float64), maps)
 
     def params(self) -> dict:
         return {"k": self.k, "bank_size": len(self.bank), "distance": "euclidean", "image_score": "max"}
