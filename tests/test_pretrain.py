@@ -147,6 +147,15 @@ def test_precise_bn_recomputes_running_statistics_with_the_final_weights():
     assert bn.momentum == 0.01 and backbone.training  # torchvision MobileNetV3 momentum, restored
 
 
+def test_a_time_budget_ends_the_cosine_schedule():
+    from edgessl.train.loop import lr_factor
+
+    assert lr_factor(0, 1000, 10, time_progress=0.9) == pytest.approx(0.1)  # warm-up counts steps
+    assert lr_factor(50, 1000, 10, time_progress=0.5) == pytest.approx(0.5)
+    assert lr_factor(50, 1000, 10, time_progress=1.0) == pytest.approx(0.0)
+    assert lr_factor(990, 1000, 10, time_progress=0.1) < 0.01  # the step count still ends it when first
+
+
 @pytest.fixture(scope="module")
 def breast_runs(tmp_path_factory):
     """One epoch of a method on BreastMNIST's 546 training images (mobilenet_v3_small, 16 px, batch 64)."""

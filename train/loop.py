@@ -2,7 +2,8 @@
 
 Per step: take a shuffled mini-batch (each ``torchrun`` process its own share), ``loss = method(batch)``
 under autocast (bf16 on CUDA), back-propagate, clip, step, update the learning rate
-(linear warm-up, then cosine decay to 0), ``method.on_step_end``. Logs go to a progress bar,
+(linear warm-up, then cosine decay to 0 at the last step or, with ``--time-budget``, at the end of
+the budget, whichever is first), ``method.on_step_end``. Logs go to a progress bar,
 ``metrics.csv`` and TensorBoard; checkpoints (safetensors + JSON) are written every epoch and
 at the end, and a run resumes from its last one.
 """
@@ -46,11 +47,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then half-cosine from 1 to 0 at ``total``."""
+def lr_factor(step: int, total: int, warmup: int, time_progress: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then half-cosine from 1 to 0 at ``total`` steps or, with a
+    time budget, when ``time_progress`` (elapsed / budget) reaches 1, whichever comes first."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = max((step - warmup) / max(1, total - warmup), time_progress)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -127,8 +129,10 @@ def train(
             batch = [t[idx].to(device, non_blocking=True) for t in tensors]
             if cuda and batch[0].dim() == 4:
                 batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+            budget_used = (time.perf_counter() - started) / cfg.time_budget_s if cfg.time_budget_s else 0.0
+            factor = lr_factor(step, total, warmup, budget_used)
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_factor(step, total, warmup)
+                group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * factor
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 loss, metrics = model(*batch)
             if not torch.isfinite(loss):
@@ -139,7 +143,7 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             if hasattr(method, "on_step_end"):
-                method.on_step_end(step / max(1, total - 1))
+                method.on_step_end(min(1.0, max(step / max(1, total - 1), budget_used)))
             step += 1
             seen += len(idx) * dist.world_size
             elapsed = time.perf_counter() - started
