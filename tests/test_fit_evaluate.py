@@ -237,3 +237,23 @@ def test_evaluate_plots_need_a_detector(run_dir, tmp_path, capsys):
     assert main(["evaluate", "--run", str(run_dir), "--data", "digits", "--normal-label", "0", "--json",
                  "--plots", str(tmp_path), *DEVICE]) == 2
     assert "--plots needs a fitted detector" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_json_names_the_held_out_images_and_their_scores(run_dir, tmp_path):
+    """Calibration re-derives INT8 thresholds from ``fit.json``: its ``val`` indices must give back the
+    held-out scores, and the threshold must follow from them by the rule."""
+    from edgessl.edge_runtime.thresholds import fit_threshold
+    from edgessl.train.checkpoint import load_model
+    from edgessl.train.scoring import score_dataset
+
+    run = _fresh_run(run_dir, tmp_path)
+    assert _fit(run, "digits", "--normal-label", "3", "--target-fpr", "0.2") == 0
+    fit = json.loads((run / "detector/fit.json").read_text())
+    held = open_dataset(fit["data"], fit["holdout"]["split"]).subset(np.asarray(fit["holdout"]["indices"]))
+    assert (held.labels == 3).all() and [held.name(i) for i in range(len(held))] == fit["holdout"]["names"]
+    backbone, spec, _ = load_model(run)
+    raw = score_dataset(backbone, load_detector(run / "detector"), held, spec, "cpu").raw_scores
+    np.testing.assert_allclose(raw, fit["holdout"]["raw_scores"], rtol=1e-12)
+    threshold = Threshold.load(run / "detector/threshold.json")
+    assert fit_threshold(raw, threshold.target_fpr, threshold.confidence) == threshold
