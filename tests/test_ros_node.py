@@ -10,6 +10,7 @@ import importlib.util
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,19 @@ def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_b
     assert int(d["frames dropped"]) >= 1
     assert probe.got[names.SCORE_STAMPED][-1].header.stamp.nanosec == 10  # the newest frame won
     assert all(m.data for m in probe.got[names.DECISION])  # threshold -1e6: everything is an anomaly
+
+
+def test_colcon_builds_and_installs_the_ament_package(tmp_path):
+    colcon = shutil.which("colcon") or str(REPO / ".venv" / "bin" / "colcon")
+    if not Path(colcon).exists():
+        pytest.skip("colcon is not installed (pip install colcon-core colcon-ros colcon-python-setup-py)")
+    ws = tmp_path / "ws"
+    shutil.copytree(PKG, ws / "src" / "edgessl_ros", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    out = subprocess.run([colcon, "build", "--base-paths", "src"], cwd=ws, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    share = ws / "install" / "edgessl_ros" / "share"
+    assert (share / "ament_index" / "resource_index" / "packages" / "edgessl_ros").is_file()
+    assert (share / "edgessl_ros" / "launch" / "edgessl.launch.py").is_file()
+    assert (share / "edgessl_ros" / "config" / "params.yaml").is_file()
+    assert (ws / "install" / "edgessl_ros" / "lib" / "edgessl_ros" / "edgessl_node").is_file()
