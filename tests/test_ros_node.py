@@ -254,12 +254,14 @@ def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_b
     for msg in frames:  # a burst much faster than 1 Hz
         probe.pub.publish(msg)
 
-    def settled() -> bool:
+    def settled() -> bool:  # DDS may lose frames published while matching completes: count what arrived
         d = probe.latest_diagnostics() if "/diagnostics" in probe.got else {}
-        return d.get("frames received") == "10" and \
-            int(d["frames processed"]) + int(d["frames dropped"]) == 10 and int(d["frames processed"]) >= 2
+        received = int(d.get("frames received", 0))
+        newest_scored = any(m.header.stamp.nanosec == 10 for m in probe.got.get(names.SCORE_STAMPED, []))
+        return received >= 3 and newest_scored and \
+            int(d["frames processed"]) + int(d["frames dropped"]) == received
 
-    assert spin_until(ros[1], settled, 15)
+    assert spin_until(ros[1], settled, 30)
     d = probe.latest_diagnostics()
     assert int(d["frames dropped"]) >= 1
     assert probe.got[names.SCORE_STAMPED][-1].header.stamp.nanosec == 10  # the newest frame won
