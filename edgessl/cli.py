@@ -51,41 +51,49 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands
 
 
-def _apply_config(args: argparse.Namespace, command: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+def _config_path(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _apply_config(path_text: str, command: argparse.ArgumentParser) -> None:
+    """Make the YAML file's values the command's defaults; an option it sets is no longer required."""
     import yaml
 
-    path = Path(args.config)
+    path = Path(path_text)
     if not path.is_file():
         raise EdgesslError(f"config file not found: {path}")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise EdgesslError(f"{path}: expected a mapping of option: value")
-    known = {a.dest for a in command._actions}
-    defaults = {}
+    options = {a.dest: a for a in command._actions if a.option_strings and a.dest not in ("help", "config")}
     for key, val in values.items():
         dest = str(key).replace("-", "_")
-        if dest not in known or dest in ("help", "config", "command"):
+        if dest not in options:
             raise EdgesslError(f"{path}: unknown option {key!r} for this command")
-        defaults[dest] = val
-    command.set_defaults(**defaults)
-    return command.parse_args(argv)
+        options[dest].required = False
+    command.set_defaults(**{str(k).replace("-", "_"): v for k, v in values.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
+    name = next((a for a in argv if a in commands), None)
     try:
-        if getattr(args, "config", None):
-            name = args.command
-            args = _apply_config(args, commands[name], argv[argv.index(name) + 1:])
-            args.command = name
+        config = _config_path(argv[argv.index(name) + 1:]) if name else None
+        if config:
+            _apply_config(config, commands[name])
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return 2
         return int(args.handler(args) or 0)
     except EdgesslError as exc:
-        print(f"edgessl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edgessl {name or ''}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

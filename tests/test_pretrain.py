@@ -234,3 +234,14 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert summary["world_size"] == 2 and summary["steps"] == 128 // 32 and summary["images_seen"] == 128
     backbone, spec, meta = load_model(out)
     assert meta["method"] == "moco" and spec.image_size == 16
+
+
+def test_config_file_can_supply_a_required_option(tmp_path):
+    from edgessl.cli import _apply_config, build_parser
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"out": str(tmp_path / "run"), "method": "byol"}))
+    parser, commands = build_parser()
+    _apply_config(str(cfg), commands["pretrain"])
+    args = parser.parse_args(["pretrain", "--config", str(cfg), "--epochs", "3"])
+    assert (args.out, args.method, args.epochs) == (str(tmp_path / "run"), "byol", 3)
