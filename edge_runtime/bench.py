@@ -1,14 +1,15 @@
 """Latency and throughput of a bundle through the runtime, beside the same model in a bare session.
 
-Every contender runs the same batches in interleaved rounds (``BLOCK`` calls each per round, after
-a warm-up), so a busy machine slows them alike. Per contender: p50/p90/p99 latency per batch call
+Every contender runs the same batches in interleaved rounds (``BLOCK`` timed calls each per round,
+after a warm-up, each block led by one untimed call so that the previous contender's spinning
+thread pools do not bill the next), so a busy machine slows them alike. Per contender: p50/p90/p99 latency per batch call
 (ms) and throughput (``batch_size / p50``, images/s).
 
 * ``runtime``: ``Pipeline.score_batch`` on the raw images: preprocessing, inference, detector
   scoring, normalisation, result records;
-* ``bare_ort``: a separate ``onnxruntime.InferenceSession`` of the same model file with the same
-  execution providers and default session options, ``session.run`` on tensors preprocessed
-  beforehand: what a user would write by hand, inference alone;
+* ``bare_ort``: ``session.run`` of the very ONNX Runtime session the runtime uses (same model,
+  providers, options and thread pool, so the two never compete for cores) on tensors
+  preprocessed beforehand: inference alone;
 * any ``extra`` contender (e.g. the PyTorch checkpoint in eager mode) gets the preprocessed batch.
 
 ``runtime_overhead`` is ``p50(runtime) / p50(bare_ort) - 1``; ``ratios`` give each contender's
@@ -51,9 +52,7 @@ def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1
     tensors = [preprocess_batch(b, pipe.spec) for b in batches]
     contenders: dict[str, Callable[[int], object]] = {"runtime": lambda i: pipe.score_batch(batches[i])}
     if isinstance(pipe.runner, OrtBackend):
-        import onnxruntime as ort
-
-        bare = ort.InferenceSession(str(pipe.runner.model_path), providers=pipe.runner.session.get_providers())
+        bare = pipe.runner.session
         names = [o.name for o in bare.get_outputs()]
         input_name = bare.get_inputs()[0].name
         contenders["bare_ort"] = lambda i: bare.run(names, {input_name: tensors[i]})
@@ -65,6 +64,7 @@ def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1
             fn(r % len(batches))
     for start in range(0, iterations, BLOCK):
         for name, fn in contenders.items():
+            fn(start % len(batches))  # untimed: the previous contender's thread pools may still spin
             for r in range(start, min(start + BLOCK, iterations)):
                 times[name].append(_timed(lambda: fn(r % len(batches))))
     out = {"bundle": str(pipe.bundle.root), "bundle_hash": pipe.bundle.hash, "backend": pipe.backend,

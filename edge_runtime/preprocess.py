@@ -90,13 +90,18 @@ def resize_image(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def preprocess(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """One image to a ``C x H x W`` float32 tensor, per the spec."""
-    x = resize_image(img, spec).astype(np.float32) * (1.0 / 255.0)
-    if x.ndim == 2:
-        x = x[:, :, None]
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    inv_std = 1.0 / np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(((x - mean) * inv_std).transpose(2, 0, 1))
+    """One image to a ``C x H x W`` float32 tensor, per the spec.
+
+    Computed as ``(x/255 - mean) * (1/std)`` in float32, in two passes over the pixels (the
+    layout change happens on the uint8 image, the arithmetic in place).
+    """
+    x = resize_image(img, spec)
+    chw = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    out = np.empty(chw.shape, np.float32)
+    np.multiply(chw, np.float32(1.0 / 255.0), out=out)
+    out -= np.asarray(spec.mean, np.float32)[:, None, None]
+    out *= (1.0 / np.asarray(spec.std, np.float32))[:, None, None]
+    return out
 
 
 def preprocess_batch(images: Iterable[np.ndarray], spec: PreprocessSpec) -> np.ndarray:

@@ -14,20 +14,23 @@ from typing import Mapping
 import numpy as np
 
 from .base import Detector, DetectorOutput
-from .neighbours import l2_normalise, mean_cosine_distance
+from .neighbours import l2_normalise, nearest, squared_norms
 
 
 class KnnDetector(Detector):
     kind = "knn"
     inputs = ("embedding",)
 
-    def __init__(self, bank: np.ndarray, k: int = 5):
-        self.bank = l2_normalise(bank)
+    def __init__(self, bank: np.ndarray, k: int = 5, normalised: bool = False):
+        """``normalised``: ``bank`` rows are unit vectors already (as saved), kept bit for bit."""
+        self.bank = np.asarray(bank, np.float32) if normalised else l2_normalise(bank)
+        self.bank_sq = squared_norms(self.bank)
         self.k = int(k)
 
     def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
         x = self.output(outputs, "embedding", 2, self.bank.shape[1])
-        return DetectorOutput(mean_cosine_distance(x, self.bank, self.k))
+        sq, _ = nearest(l2_normalise(x), self.bank, self.k, self.bank_sq)
+        return DetectorOutput(0.5 * sq.mean(axis=1))  # 1 - cos = |q - b|^2 / 2 on unit vectors
 
     def params(self) -> dict:
         return {"k": self.k, "bank_size": len(self.bank), "distance": "cosine"}
@@ -37,4 +40,4 @@ class KnnDetector(Detector):
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "KnnDetector":
-        return cls(arrays["bank"], params["k"])
+        return cls(arrays["bank"], params["k"], normalised=True)

@@ -27,11 +27,19 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def nearest(query: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def squared_norms(bank: np.ndarray) -> np.ndarray:
+    """``|b|^2`` per row: detectors compute it once at load instead of on every frame."""
+    bank = np.asarray(bank, np.float32)
+    return np.einsum("ij,ij->i", bank, bank)
+
+
+def nearest(query: np.ndarray, bank: np.ndarray, k: int,
+            bank_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest ``bank`` rows of every ``query`` row by Euclidean distance.
 
     Returns ``(sq_dist, idx)``, both ``(Q, k)``: squared distances (float64, ascending) and bank
-    indices. ``k`` larger than the bank is clipped to the bank size.
+    indices. ``k`` larger than the bank is clipped to the bank size. ``bank_sq``: the bank's
+    ``squared_norms``, when the caller keeps them.
     """
     query = np.asarray(query, np.float32)
     bank = np.asarray(bank, np.float32)
@@ -40,7 +48,8 @@ def nearest(query: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray, np
     if len(bank) == 0:
         raise EdgesslError("the memory bank is empty")
     k = max(1, min(k, len(bank)))
-    bank_sq = np.einsum("ij,ij->i", bank, bank)
+    if bank_sq is None:
+        bank_sq = squared_norms(bank)
     rows = int(np.clip(BLOCK_ELEMENTS // max(len(bank), k * bank.shape[1]), 1, MAX_BLOCK_ROWS))
     dists = np.empty((len(query), k), np.float64)
     index = np.empty((len(query), k), np.int64)

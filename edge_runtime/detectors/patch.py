@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from .base import Detector, DetectorOutput
-from .neighbours import nearest
+from .neighbours import nearest, squared_norms
 
 BLOCK_IMAGES = 64
 
@@ -29,6 +29,7 @@ class PatchDetector(Detector):
 
     def __init__(self, bank: np.ndarray, k: int = 1):
         self.bank = np.asarray(bank, np.float32)
+        self.bank_sq = squared_norms(self.bank)
         self.k = int(k)
 
     def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
@@ -37,7 +38,7 @@ class PatchDetector(Detector):
         maps = np.empty((b, h, w), np.float32)
         for s in range(0, b, BLOCK_IMAGES):
             rows = x[s : s + BLOCK_IMAGES].transpose(0, 2, 3, 1).reshape(-1, c)
-            sq, _ = nearest(rows, self.bank, self.k)
+            sq, _ = nearest(rows, self.bank, self.k, self.bank_sq)
             maps[s : s + BLOCK_IMAGES] = np.sqrt(sq).mean(axis=1).reshape(-1, h, w)
         return DetectorOutput(maps.reshape(b, h * w).max(axis=1).astype(np.float64), maps)
 
