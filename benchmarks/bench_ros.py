@@ -122,7 +122,9 @@ def main() -> None:
         print("note: the bundle has no int8-cpu model: running fp32", file=sys.stderr)
         precision = "fp32"
     domain = 90 + os.getpid() % 10
-    env = {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE), "ROS_DOMAIN_ID": str(domain),
+    from edgessl_ros.names import fastdds_profile_env
+
+    env = {**os.environ, **fastdds_profile_env(str(PROFILE)), "ROS_DOMAIN_ID": str(domain),
            "PYTHONUNBUFFERED": "1"}
     os.environ.update(env)
     reliability = "reliable" if args.reliable else "best_effort"

@@ -27,7 +27,9 @@ def fresh_domain_id() -> int:
 
 def ros_env(domain_id: int) -> dict[str, str]:
     """Environment for a ROS process of a test: loopback profile, its domain, unbuffered output."""
-    return {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE), "ROS_DOMAIN_ID": str(domain_id),
+    from edgessl_ros.names import fastdds_profile_env
+
+    return {**os.environ, **fastdds_profile_env(str(PROFILE)), "ROS_DOMAIN_ID": str(domain_id),
             "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 

@@ -40,6 +40,16 @@ OUTPUT_TOPICS = {
 }
 RELIABILITIES = ("best_effort", "reliable")
 
+# Fast DDS reads an XML profile named by FASTRTPS_DEFAULT_PROFILES_FILE in 2.x (ROS 2 Jazzy) and by
+# FASTDDS_DEFAULT_PROFILES_FILE in 3.x (Kilted): set both. Without the profile's shared-memory
+# segment, 640x480 rgb8 frames between two processes were lost in bulk here (89% measured).
+FASTDDS_PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def fastdds_profile_env(profile: str) -> dict[str, str]:
+    """Environment entries that make every Fast DDS version load ``profile``."""
+    return {var: str(profile) for var in FASTDDS_PROFILE_VARS}
+
 
 @dataclass(frozen=True)
 class NodeParams:
