@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+
+from edgessl.edge_runtime.cli_args import config_from_args
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -11,9 +12,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .gate import GateFailed
     from .report import summary_text
 
-    names = {f.name for f in fields(CalibrateConfig)}
     try:
-        report = calibrate_bundle(CalibrateConfig(**{k: v for k, v in vars(args).items() if k in names}))
+        report = calibrate_bundle(config_from_args(CalibrateConfig, args))
     except GateFailed as exc:
         print(summary_text(exc.report), end="")
         raise

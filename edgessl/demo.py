@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgessl.edge_runtime.cli_args import config_from_args
 from edgessl.edge_runtime.errors import EdgesslError
 
 DEFAULT_NORMAL = {"digits": "0"}
@@ -123,8 +124,7 @@ def summary_table(fig: dict) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    names = {f for f in DemoConfig.__dataclass_fields__}
-    cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg = config_from_args(DemoConfig, args)
     print(summary_table(run_demo(cfg)))
     return 0
 

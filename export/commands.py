@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 
-
-def _config(cls, args: argparse.Namespace):
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
+from edgessl.edge_runtime.cli_args import config_from_args
 
 
 def _export(args: argparse.Namespace) -> int:
     from .bundle_writer import ExportConfig, export_bundle
 
-    manifest = export_bundle(_config(ExportConfig, args))
+    manifest = export_bundle(config_from_args(ExportConfig, args))
     check = manifest["model"]["verification"]
     print(json.dumps({"bundle": args.out, "outputs": manifest["model"]["outputs"],
                       "verification": {"images": check["images"], "passed": check["passed"],
@@ -28,7 +24,7 @@ def _export(args: argparse.Namespace) -> int:
 def _build_engine(args: argparse.Namespace) -> int:
     from .engine_builder import EngineConfig, build_engine
 
-    entry = build_engine(_config(EngineConfig, args))
+    entry = build_engine(config_from_args(EngineConfig, args))
     print(json.dumps(entry, indent=2))
     return 0
 

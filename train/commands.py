@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
-
-def _to_config(cls, args: argparse.Namespace):
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
+from edgessl.edge_runtime.cli_args import config_from_args
 
 
 def _save_config(out: str, cfg) -> None:
@@ -25,7 +22,7 @@ def _save_config(out: str, cfg) -> None:
 def _pretrain(args: argparse.Namespace) -> int:
     from .pretrain import PretrainConfig, pretrain
 
-    cfg = _to_config(PretrainConfig, args)
+    cfg = config_from_args(PretrainConfig, args)
     summary = pretrain(cfg)
     if summary.get("world_size", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
         _save_config(cfg.out, cfg)
@@ -38,7 +35,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_bundle(args)
     from .evaluate import EvaluateConfig, evaluate_run
 
-    result = evaluate_run(_to_config(EvaluateConfig, args))
+    result = evaluate_run(config_from_args(EvaluateConfig, args))
     print(json.dumps(result, indent=2 if not args.json else None))
     return 0
 
@@ -48,7 +45,7 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 
     from .bundle_evaluate import feature_metrics
 
-    result = evaluate_bundle(_to_config(BundleEvalConfig, args), feature_metrics(args.k, args.linear_probe))
+    result = evaluate_bundle(config_from_args(BundleEvalConfig, args), feature_metrics(args.k, args.linear_probe))
     print(json.dumps(result, indent=2 if not args.json else None))
     return 0
 
@@ -56,7 +53,7 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from .fit import FitConfig, fit_run
 
-    print(json.dumps(fit_run(_to_config(FitConfig, args)), indent=2))
+    print(json.dumps(fit_run(config_from_args(FitConfig, args)), indent=2))
     return 0
 
 
@@ -99,7 +96,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     from .finetune import FinetuneConfig, finetune
 
-    cfg = _to_config(FinetuneConfig, args)
+    cfg = config_from_args(FinetuneConfig, args)
     summary = finetune(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         _save_config(cfg.out, cfg)
