@@ -32,6 +32,20 @@ def load_pipeline(args: argparse.Namespace, threshold: float | None = None):
     return pipe
 
 
+def report_summary(command: str, summary: dict, pipe, to_stderr: bool, what: str) -> int:
+    """Print a run's summary (with the pipeline's identity) and its notes; exit status 1 when
+    nothing could be scored, else 0. ``to_stderr`` when the records went to standard output."""
+    summary.update(backend=pipe.backend, precision=pipe.precision_key, bundle_hash=pipe.bundle.hash)
+    print(json.dumps(summary), file=sys.stderr if to_stderr else sys.stdout)
+    for note in summary.get("notes", []):
+        print(f"edgessl {command}: note: {note}", file=sys.stderr)
+    if summary["scored"] == 0:
+        print(f"edgessl {command}: error: nothing could be scored ({summary['failed']} inputs failed; first: "
+              f"{(summary['errors'] or [f'no {what}'])[0]})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from .runner import RunOptions, run_source
     from .sinks import JsonlSink, OverlaySink
@@ -46,16 +60,8 @@ def _run(args: argparse.Namespace) -> int:
                              RunOptions(batch_size=args.batch_size, queue_size=args.queue_size)).to_dict()
     finally:
         jsonl.close()
-    summary.update(backend=pipe.backend, precision=pipe.precision_key, bundle_hash=pipe.bundle.hash,
-                   out=args.out, overlays=args.overlays)
-    print(json.dumps(summary), file=sys.stderr if jsonl.to_stdout else sys.stdout)
-    for note in summary["notes"]:
-        print(f"edgessl run: note: {note}", file=sys.stderr)
-    if summary["scored"] == 0:
-        print(f"edgessl run: error: nothing could be scored ({summary['failed']} inputs failed; first: "
-              f"{(summary['errors'] or ['no input'])[0]})", file=sys.stderr)
-        return 1
-    return 0
+    summary.update(out=args.out, overlays=args.overlays)
+    return report_summary("run", summary, pipe, jsonl.to_stdout, "input")
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from .commands import add_bundle_options, load_pipeline
+from .commands import add_bundle_options, load_pipeline, report_summary
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -19,14 +17,8 @@ def _replay(args: argparse.Namespace) -> int:
         summary = replay_bag(pipe, args.bag, args.topic or (), jsonl, with_features=args.features).to_dict()
     finally:
         jsonl.close()
-    summary.update(topics=args.topic or "all image topics", backend=pipe.backend, precision=pipe.precision_key,
-                   bundle_hash=pipe.bundle.hash, out=args.out)
-    print(json.dumps(summary), file=sys.stderr if jsonl.to_stdout else sys.stdout)
-    if summary["scored"] == 0:
-        print(f"edgessl replay: error: nothing could be scored ({summary['failed']} messages failed; first: "
-              f"{(summary['errors'] or ['no image message'])[0]})", file=sys.stderr)
-        return 1
-    return 0
+    summary.update(topics=args.topic or "all image topics", out=args.out)
+    return report_summary("replay", summary, pipe, jsonl.to_stdout, "image message")
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
