@@ -30,13 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgessl.edge_runtime.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.datasets import ImageDataset, drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.metrics import auroc
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, save_model
 from edgessl.train.data import channel_stats, infer_channels, load_uint8
-from edgessl.train.evaluate import drop_labels
 from edgessl.train.feature_model import FeatureModel
 from edgessl.train.fit import collect_features, fit_detector
 from edgessl.train.knn import knn_distance

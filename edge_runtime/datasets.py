@@ -297,3 +297,11 @@ def resolve_label(ds: ImageDataset, label: str | int) -> int:
         return int(text)
     known = ", ".join(ds.class_names) or "none: the data is unlabelled"
     raise EdgesslError(f"label {text!r} is not in {ds.source} (classes: {known})")
+
+
+def drop_labels(ds: ImageDataset, names: list[str]) -> ImageDataset:
+    """``ds`` without the images of the named classes (e.g. ELPV's ``uncertain``)."""
+    if not names:
+        return ds
+    ignored = [resolve_label(ds, n) for n in names]
+    return ds.subset(np.flatnonzero(~np.isin(ds.labels, ignored)))

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .anomaly_report import anomaly_report, pixel_auroc_from_dataset
-from .datasets import ImageDataset, open_dataset, resolve_label
+from .datasets import ImageDataset, drop_labels, open_dataset, resolve_label
 from .errors import EdgesslError
 from .pipeline import Pipeline
 from .prefetch import Prefetcher
@@ -39,13 +39,6 @@ class Scored:
     raw: np.ndarray  # (N,) float64
     features: np.ndarray | None  # (N, D) float32 embeddings
     maps: list[np.ndarray] | None  # normalised maps at the model input's size
-
-
-def _without(ds: ImageDataset, names: list[str]) -> ImageDataset:
-    if not names:
-        return ds
-    ignored = [resolve_label(ds, n) for n in names]
-    return ds.subset(np.flatnonzero(~np.isin(ds.labels, ignored)))
 
 
 def score_dataset(pipe: Pipeline, ds: ImageDataset, batch_size: int = 64, with_features: bool = False,
@@ -71,7 +64,7 @@ def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | Non
     """The metrics above as a JSON-able dict. ``feature_metrics(train_x, train_y, test_x, test_y,
     normal)`` receives runtime embeddings of the train and test splits."""
     pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)
-    test_ds = _without(open_dataset(cfg.data, "test"), cfg.ignore_labels)
+    test_ds = drop_labels(open_dataset(cfg.data, "test"), cfg.ignore_labels)
     if not test_ds.labelled:
         raise EdgesslError(f"{cfg.data}: evaluation needs a labelled test split")
     label = cfg.normal_label if cfg.normal_label is not None else pipe.bundle.manifest["detector"].get("normal_label")

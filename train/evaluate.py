@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgessl.edge_runtime.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.metrics import auroc
 
@@ -48,14 +48,6 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, seed: int = 0) -> fl
     clf = LogisticRegression(max_iter=1000, C=1.0, random_state=seed)
     clf.fit(scaler.transform(train_x), train_y)
     return float((clf.predict(scaler.transform(test_x)) == test_y).mean())
-
-
-def drop_labels(ds: ImageDataset, names: list[str]) -> ImageDataset:
-    """``ds`` without the images of the named classes (e.g. ELPV's ``uncertain``)."""
-    if not names:
-        return ds
-    ignored = [resolve_label(ds, n) for n in names]
-    return ds.subset(np.flatnonzero(~np.isin(ds.labels, ignored)))
 
 
 def evaluate_run(cfg: EvaluateConfig) -> dict:
