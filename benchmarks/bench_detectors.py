@@ -34,7 +34,7 @@ from edgessl.edge_runtime.datasets import ImageDataset, drop_labels, open_datase
 from edgessl.edge_runtime.metrics import auroc
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.train.backbones import BackboneConfig, build_backbone
-from edgessl.train.checkpoint import load_model, save_model
+from edgessl.train.checkpoint import load_model, read_model_meta, save_model
 from edgessl.train.data import channel_stats, infer_channels, load_uint8
 from edgessl.train.feature_model import FeatureModel
 from edgessl.train.fit import collect_features, fit_detector
@@ -190,7 +190,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                                     time_budget=args.pretrain_budget, epochs=100, device="cpu", out=str(ssl)))
             notes.append(f"{task.name}: {args.method} pretraining {args.pretrain_budget:.0f} s wall, "
                          f"{cpu() - t0:.0f} CPU s")
-        for label, run in ((f"{args.method} (SSL)", ssl), ("random-init", random_run(task.source, tmp / f"rand_{task.name}"))):
+        method = read_model_meta(ssl).get("method") or args.method  # a given run says what trained it
+        for label, run in ((f"{method} (SSL)", ssl), ("random-init", random_run(task.source, tmp / f"rand_{task.name}"))):
             for kind, (a, c) in evaluate_backbone(run, task, args).items():
                 rows.setdefault(f"{label} | {kind}", {})[task.name] = f"{a:.3f} ({c:.0f} s)"
         a, c = raw_pixel_knn(task, args)
