@@ -9,14 +9,16 @@ import sys
 from .backends import CHOICES
 
 
-def add_bundle_options(p: argparse.ArgumentParser) -> None:
-    """``--bundle``, ``--backend``, ``--precision``, ``--threads``: shared by run, bench and evaluate."""
+def add_bundle_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
+    """``--bundle``, ``--backend``, ``--precision`` and (with ``threads``) ``--threads``: shared by
+    every command that loads a bundle."""
     p.add_argument("--bundle", required=True, metavar="BUNDLE", help="bundle directory (from `edgessl export`)")
     p.add_argument("--backend", default="auto", choices=CHOICES,
                    help="inference backend; auto = best available: tensorrt > ort-tensorrt > ort-cuda > ort-cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
                    help="fp32, or int8 (the CPU model on ort-cpu, the Q/DQ TensorRT model on GPUs)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
+    if threads:
+        p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
 
 
 def load_pipeline(args: argparse.Namespace, threshold: float | None = None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .commands import add_bundle_options
 from .intended_use import SIZE_FACTOR
 
 
@@ -28,12 +29,6 @@ def _operating_point(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_runtime(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", required=True, help="bundle directory (from `edgessl export`)")
-    p.add_argument("--backend", default="auto", help="auto, ort-cpu, ort-cuda, ort-tensorrt, tensorrt (default: auto)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="model precision (default: fp32)")
-
-
 def register(sub) -> dict[str, argparse.ArgumentParser]:
     t = sub.add_parser(
         "triage", help="rank studies (DICOM, PNG, .npz) by abnormality: worklist, HTML report, audit log",
@@ -47,7 +42,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
                     "`edgessl operating-point`), else its normal-only threshold.\n\n"
                     "Example: edgessl triage --bundle bundle/ --input scans/ --out triage/ "
                     "--operating-point sensitivity=0.95")
-    _add_runtime(t)
+    add_bundle_options(t, threads=False)
     t.add_argument("--input", required=True, nargs="+", metavar="PATH",
                    help="DICOM/image/.npz files, folders (searched recursively) or quoted globs")
     t.add_argument("--out", required=True, metavar="REPORT_DIR", help="where the worklist, report and audit log go")
@@ -70,7 +65,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
                     f"the validation images; triage refuses images over {SIZE_FACTOR:g}x larger or smaller).\n\n"
                     "Example: edgessl operating-point --bundle bundle/ --data pneumoniamnist.npz --normal-label 0 "
                     "--sensitivity 0.95")
-    _add_runtime(o)
+    add_bundle_options(o, threads=False)
     o.add_argument("--sensitivity", required=True, metavar="S", help="target sensitivity, e.g. 0.95")
     o.add_argument("--normal-label", required=True, metavar="L", help="the label of normal images")
     o.add_argument("--data", help="validation source: a MedMNIST .npz, an ImageFolder or MVTec-AD directory")
