@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgessl.edge_runtime.datasets import ImageDataset, drop_labels, open_dataset, resolve_label
-from edgessl.edge_runtime.metrics import auroc
+from edgessl.edge_runtime.data.datasets import ImageDataset, drop_labels, open_dataset, resolve_label
+from edgessl.edge_runtime.data.metrics import auroc
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, read_model_meta, save_model

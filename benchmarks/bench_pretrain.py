@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from edgessl.edge_runtime.datasets import open_dataset, resolve_label
-from edgessl.edge_runtime.metrics import auroc
+from edgessl.edge_runtime.data.datasets import open_dataset, resolve_label
+from edgessl.edge_runtime.data.metrics import auroc
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import save_model

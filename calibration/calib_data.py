@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgessl.edge_runtime.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 

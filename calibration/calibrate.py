@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl import __version__
+from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
 from edgessl.edge_runtime.bundle import Bundle, seal, write_atomic
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
@@ -34,7 +35,6 @@ from .calib_data import batch_digest, calibration_images, check_batch, held_out
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
 from .gate import GateCriteria, GateFailed, run_gate
-from .onnx_io import cpu_session, model_opset, run_batches
 from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
 from .report import REPORT_FILE, SUMMARY_FILE, write_report
 from .trt_cache import version_number, write_cache
@@ -224,3 +224,11 @@ def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ra
                         "tensorrt_cache": cache, "created": report["created"]}
     m.update(precisions=precisions, thresholds=thresholds)
     seal(bundle.root, m)
+
+
+def model_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file declares."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

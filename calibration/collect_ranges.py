@@ -25,9 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from edgessl.edge_runtime.backends.ort import cpu_session
 from edgessl.edge_runtime.errors import EdgesslError
-
-from .onnx_io import cpu_session
 
 METHODS = ("minmax", "percentile", "entropy")
 NUM_BINS = 2048

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgessl.edge_runtime.cli_args import config_from_args
+from edgessl.edge_runtime.commands.options import config_from_args
 
 
 def _calibrate(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgessl.edge_runtime.metrics import auroc
+from edgessl.edge_runtime.data.metrics import auroc
 
 
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -30,8 +30,8 @@ def bench(bundle: str, backend: str = "auto", precision: str = "fp32", batch_siz
           threads: int = 0) -> dict:
     """Load the bundle and time all contenders (see ``edge_runtime.bench``)."""
     from edgessl.edge_runtime.backends.ort import OrtOptions
-    from edgessl.edge_runtime.bench import bench_pipeline, synthetic_images
-    from edgessl.edge_runtime.datasets import open_dataset
+    from edgessl.edge_runtime.streams.bench import bench_pipeline, synthetic_images
+    from edgessl.edge_runtime.data.datasets import open_dataset
     from edgessl.edge_runtime.pipeline import Pipeline
 
     pipe = Pipeline.load(bundle, backend=backend, precision=precision, options=OrtOptions(intra_op_threads=threads))
@@ -50,7 +50,7 @@ def bench(bundle: str, backend: str = "auto", precision: str = "fp32", batch_siz
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from edgessl.edge_runtime.bench import bench_table
+    from edgessl.edge_runtime.streams.bench import bench_table
 
     result = bench(args.bundle, args.backend, args.precision, args.batch_size, args.iterations, args.warmup,
                    args.data, args.run, args.eager, args.threads)
@@ -64,7 +64,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    from edgessl.edge_runtime.commands import add_bundle_options
+    from edgessl.edge_runtime.commands.run import add_bundle_options
 
     p = sub.add_parser(
         "bench", help="latency/throughput of a bundle: runtime vs bare ONNX Runtime vs PyTorch eager",

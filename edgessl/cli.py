@@ -20,10 +20,10 @@ COMMAND_MODULES = (
     "edgessl.train.commands",
     "edgessl.export.commands",
     "edgessl.calibration.commands",
-    "edgessl.edge_runtime.commands",
+    "edgessl.edge_runtime.commands.run",
     "edgessl.commands",
-    "edgessl.edge_runtime.replay_command",
-    "edgessl.edge_runtime.triage_commands",
+    "edgessl.edge_runtime.commands.replay",
+    "edgessl.edge_runtime.commands.triage",
 )
 
 DESCRIPTION = """\

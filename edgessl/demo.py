@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgessl.edge_runtime.cli_args import config_from_args
+from edgessl.edge_runtime.commands.options import config_from_args
 from edgessl.edge_runtime.errors import EdgesslError
 
 DEFAULT_NORMAL = {"digits": "0"}
@@ -57,7 +57,7 @@ def _calibrate(bundle: Path, data: str) -> str | None:
 def run_demo(cfg: DemoConfig) -> dict:
     """Every step above; returns the figures (also written to OUT/demo.json)."""
     from edgessl.bench_command import bench
-    from edgessl.edge_runtime.evaluation import BundleEvalConfig, evaluate_bundle
+    from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.evaluate import EvaluateConfig, evaluate_run
     from edgessl.train.fit import FitConfig, fit_run

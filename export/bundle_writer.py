@@ -21,7 +21,7 @@ import numpy as np
 
 from edgessl import __version__
 from edgessl.edge_runtime.bundle import MANIFEST, file_sha256, seal
-from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgessl.edge_runtime.cli_args import config_from_args
+from edgessl.edge_runtime.commands.options import config_from_args
 
 
 def _export(args: argparse.Namespace) -> int:

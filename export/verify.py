@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgessl.calibration.onnx_io import cpu_session, run_batches
+from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.train.feature_model import FeatureModel
 

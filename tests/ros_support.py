@@ -54,7 +54,7 @@ def image_msg(img: np.ndarray, encoding: str, frame_id: str, stamp_ns: int, row_
     """A ``sensor_msgs/Image`` of ``img`` laid out as ``encoding``."""
     from sensor_msgs.msg import Image
 
-    from edgessl.edge_runtime.ros_image import raw_from_image
+    from edgessl.edge_runtime.ros.image import raw_from_image
 
     raw = raw_from_image(img, encoding, row_padding, bigendian)
     msg = Image(height=raw.height, width=raw.width, encoding=raw.encoding, is_bigendian=raw.is_bigendian,

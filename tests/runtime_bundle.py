@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.edge_runtime.bundle import seal
-from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import KnnDetector, PatchDetector
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import fit_threshold

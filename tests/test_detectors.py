@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from edgessl.edge_runtime import metrics
+from edgessl.edge_runtime.data import metrics
 from edgessl.edge_runtime.detectors import (DETECTORS, GaussianDetector, KnnDetector, PatchDetector,
                                             load_detector)
 from edgessl.edge_runtime.detectors import neighbours

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dicom_factory import write_dicom
-from edgessl.edge_runtime.dicom import DicomFile, GreyMapping, is_dicom_file, read_dicom
+from edgessl.edge_runtime.medical.dicom import DicomFile, GreyMapping, is_dicom_file, read_dicom
 from edgessl.edge_runtime.errors import EdgesslError
 
 

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgessl.cli import main  # noqa: E402
-from edgessl.edge_runtime.datasets import open_dataset  # noqa: E402
+from edgessl.edge_runtime.data.datasets import open_dataset  # noqa: E402
 from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.train.checkpoint import load_model  # noqa: E402
 from edgessl.train.finetune import LinearProbe, head_accuracy, labelled_subset, load_head  # noqa: E402

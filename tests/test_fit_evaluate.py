@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
 from edgessl.cli import main  # noqa: E402
-from edgessl.edge_runtime.datasets import open_dataset  # noqa: E402
+from edgessl.edge_runtime.data.datasets import open_dataset  # noqa: E402
 from edgessl.edge_runtime.detectors import load_detector  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch  # noqa: E402
 from edgessl.edge_runtime.thresholds import Threshold  # noqa: E402

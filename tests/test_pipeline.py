@@ -11,7 +11,7 @@ import pytest
 from edgessl.edge_runtime.backends import Backend, available_backends, select_backend
 from edgessl.edge_runtime.backends.ort import OrtBackend, OrtOptions
 from edgessl.edge_runtime.backends.tensorrt_native import tensorrt_available
-from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline, map_to_image
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
@@ -141,7 +141,7 @@ def test_tensorrt_backend_is_auto_when_present():
 def test_evaluate_bundle_gives_pixel_auroc_on_mvtec_masks(patch_bundle, tmp_path):
     import cv2
 
-    from edgessl.edge_runtime.evaluation import BundleEvalConfig, evaluate_bundle
+    from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
 
     rng = np.random.RandomState(0)
     root = tmp_path / "mvtec"

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgessl.edge_runtime.datasets import FileDataset, open_dataset
+from edgessl.edge_runtime.data.datasets import FileDataset, open_dataset
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

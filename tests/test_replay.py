@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgessl.cli import main
-from edgessl.edge_runtime.ros_image import raw_from_image
+from edgessl.edge_runtime.ros.image import raw_from_image
 from ros_support import sample_image
 
 pytestmark = pytest.mark.ros

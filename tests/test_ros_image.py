@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.edge_runtime.ros_image import (RAW_ENCODINGS, compressed_kind, image_from_compressed, image_from_raw,
+from edgessl.edge_runtime.ros.image import (RAW_ENCODINGS, compressed_kind, image_from_compressed, image_from_raw,
                                             raw_from_image)
 from ros_support import sample_image
 

@@ -10,7 +10,7 @@ import pytest
 
 from edgessl.cli import main
 from edgessl.edge_runtime.backends import available_backends
-from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
 from runtime_bundle import make_bundle
 
 
@@ -103,8 +103,8 @@ def test_unavailable_backend_says_which_are(bundle, tmp_path, capsys):
 
 def test_scored_stream_iterates_results_and_errors_in_order(bundle, messy_folder):
     from edgessl.edge_runtime.pipeline import Pipeline
-    from edgessl.edge_runtime.runner import RunOptions, ScoredStream
-    from edgessl.edge_runtime.streams import open_source
+    from edgessl.edge_runtime.streams.runner import RunOptions, ScoredStream
+    from edgessl.edge_runtime.streams.sources import open_source
 
     stream = ScoredStream(Pipeline.load(bundle), open_source(str(messy_folder)), RunOptions(batch_size=4))
     out = list(stream)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from edgessl.edge_runtime.rate_limit import RateLimiter
-from edgessl.edge_runtime.stream_health import HealthLevel, LatencyWindow, StreamStats
+from edgessl.edge_runtime.streams.rate_limit import RateLimiter
+from edgessl.edge_runtime.streams.health import HealthLevel, LatencyWindow, StreamStats
 
 pytestmark = pytest.mark.ros
 

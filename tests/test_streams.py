@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.edge_runtime.prefetch import DropOldestQueue, Prefetcher
-from edgessl.edge_runtime.streams import DatasetSource, FileSource, Frame, open_source
+from edgessl.edge_runtime.streams.prefetch import DropOldestQueue, Prefetcher
+from edgessl.edge_runtime.streams.sources import DatasetSource, FileSource, Frame, open_source
 
 
 def test_drop_oldest_queue_keeps_the_newest_and_counts():

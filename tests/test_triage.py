@@ -24,13 +24,13 @@ import pytest
 
 from dicom_factory import write_dicom
 from edgessl.cli import main as cli_main
-from edgessl.edge_runtime import operating_point as opmod
-from edgessl.edge_runtime.audit_log import AuditLog, read_audit_log, verify_audit_log
+from edgessl.edge_runtime.medical import operating_point as opmod
+from edgessl.edge_runtime.medical.audit_log import AuditLog, read_audit_log, verify_audit_log
 from edgessl.edge_runtime.bundle import Bundle
-from edgessl.edge_runtime.dicom import read_dicom
+from edgessl.edge_runtime.medical.dicom import read_dicom
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.images import to_uint8
-from edgessl.edge_runtime.triage import OperatingPointConfig, TriageConfig, run_triage, set_operating_point
+from edgessl.edge_runtime.medical.triage import OperatingPointConfig, TriageConfig, run_triage, set_operating_point
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NPZ = DATA / "pneumoniamnist" / "pneumoniamnist.npz"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgessl.edge_runtime.metrics import auroc
+from edgessl.edge_runtime.data.metrics import auroc
 
 from .knn import knn_distance, knn_predict
 

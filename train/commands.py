@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from edgessl.edge_runtime.cli_args import config_from_args
+from edgessl.edge_runtime.commands.options import config_from_args
 
 
 def _save_config(out: str, cfg) -> None:
@@ -41,7 +41,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_bundle(args: argparse.Namespace) -> int:
-    from edgessl.edge_runtime.evaluation import BundleEvalConfig, evaluate_bundle
+    from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
 
     from .bundle_evaluate import feature_metrics
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgessl.edge_runtime.datasets import ImageDataset
+from edgessl.edge_runtime.data.datasets import ImageDataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
 

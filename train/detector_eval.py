@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.anomaly_report import anomaly_report, pixel_auroc_from_dataset
-from edgessl.edge_runtime.datasets import ImageDataset
+from edgessl.edge_runtime.data.anomaly_report import anomaly_report, pixel_auroc_from_dataset
+from edgessl.edge_runtime.data.datasets import ImageDataset
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.heatmaps import upsample_map
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgessl.edge_runtime.datasets import drop_labels, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.edge_runtime.metrics import auroc
+from edgessl.edge_runtime.data.metrics import auroc
 
 from .checkpoint import load_model
 from .detector_eval import detector_metrics, fitted_normal_label, has_detector

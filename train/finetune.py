@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.edge_runtime.datasets import ImageDataset, open_dataset
+from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout

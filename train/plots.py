@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.edge_runtime.heatmaps import overlay
-from edgessl.edge_runtime.metrics import roc_curve
+from edgessl.edge_runtime.data.metrics import roc_curve
 
 
 def _pyplot():

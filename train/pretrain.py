@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from edgessl.edge_runtime.datasets import open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 

@@ -104,3 +104,19 @@ class OrtBackend:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
         return dict(zip(self.output_names, outs))
+
+
+def cpu_session(model: Path | bytes):
+    """A bare ONNX Runtime CPU session of a model file (or its bytes): what export verification and
+    calibration compare against."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
+
+
+def run_batches(session, batch: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """A session's named outputs for a ``N x C x H x W`` batch, run in chunks and concatenated."""
+    names = [o.name for o in session.get_outputs()]
+    input_name = session.get_inputs()[0].name
+    chunks = [session.run(names, {input_name: batch[i : i + batch_size]}) for i in range(0, len(batch), batch_size)]
+    return {n: np.concatenate([c[j] for c in chunks]) for j, n in enumerate(names)}

@@ -23,7 +23,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from edgessl.edge_runtime.images import read_image
-from edgessl.edge_runtime.ros_image import RAW_ENCODINGS, raw_from_image
+from edgessl.edge_runtime.ros.image import RAW_ENCODINGS, raw_from_image
 
 
 def pattern(i: int, height: int, width: int) -> np.ndarray:

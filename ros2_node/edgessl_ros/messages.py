@@ -11,9 +11,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Header, MultiArrayDimension
 
 from edgessl.edge_runtime.pipeline import Result
-from edgessl.edge_runtime.ros_image import (FLOAT_ENCODING, image_from_compressed, image_from_raw,
+from edgessl.edge_runtime.ros.image import (FLOAT_ENCODING, image_from_compressed, image_from_raw,
                                             raw_from_image)
-from edgessl.edge_runtime.stream_health import HealthReport
+from edgessl.edge_runtime.streams.health import HealthReport
 
 
 def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:

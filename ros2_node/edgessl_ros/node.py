@@ -30,9 +30,9 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray
 from edgessl.edge_runtime.backends.ort import OrtOptions
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline
-from edgessl.edge_runtime.prefetch import DropOldestQueue
-from edgessl.edge_runtime.rate_limit import RateLimiter
-from edgessl.edge_runtime.stream_health import StreamStats
+from edgessl.edge_runtime.streams.prefetch import DropOldestQueue
+from edgessl.edge_runtime.streams.rate_limit import RateLimiter
+from edgessl.edge_runtime.streams.health import StreamStats
 
 from . import messages, names
 from .names import NodeParams

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import MANIFEST, Bundle, seal
-from .errors import EdgesslError
+from ..bundle import MANIFEST, Bundle, seal
+from ..errors import EdgesslError
 
 MIN_PER_CLASS = 5
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .heatmaps import overlay
-from .images import to_uint8
-from .pipeline import Result
-from .streams import Frame
+from ..heatmaps import overlay
+from ..images import to_uint8
+from ..pipeline import Result
+from .sources import Frame
 
 
 def record(source: str, frame: Frame, result: Result | None, error: str | None) -> dict:

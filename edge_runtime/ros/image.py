@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EdgesslError
-from .images import canonical_image, decode_image
+from ..errors import EdgesslError
+from ..images import canonical_image, decode_image
 
 
 @dataclass(frozen=True)

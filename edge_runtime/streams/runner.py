@@ -14,11 +14,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import EdgesslError
-from .pipeline import Pipeline, Result
+from ..errors import EdgesslError
+from ..pipeline import Pipeline, Result
 from .prefetch import Item, Prefetcher
 from .sinks import JsonlSink, OverlaySink, Summary, record
-from .streams import Frame, Source
+from .sources import Frame, Source
 
 
 @dataclass

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import add_bundle_options, load_pipeline, report_summary
+from .run import add_bundle_options, load_pipeline, report_summary
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .bag_replay import replay_bag
-    from .sinks import JsonlSink
+    from ..ros.bag import replay_bag
+    from ..streams.sinks import JsonlSink
 
     pipe = load_pipeline(args, args.threshold)
     jsonl = JsonlSink(args.out)

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .bundle import write_atomic
-from .images import to_uint8
+from ..bundle import write_atomic
+from ..images import to_uint8
 from .worklist import ABNORMAL, SCORED, TriageRecord
 
 THUMB_PX = 64

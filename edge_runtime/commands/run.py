@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .backends import CHOICES
+from ..backends import CHOICES
 
 
 def add_bundle_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
@@ -23,8 +23,8 @@ def add_bundle_options(p: argparse.ArgumentParser, threads: bool = True) -> None
 
 def load_pipeline(args: argparse.Namespace, threshold: float | None = None):
     """The ``Pipeline`` the shared options describe; says on stderr which backend ``auto`` took."""
-    from .backends.ort import OrtOptions
-    from .pipeline import Pipeline
+    from ..backends.ort import OrtOptions
+    from ..pipeline import Pipeline
 
     pipe = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision, threshold=threshold,
                          options=OrtOptions(intra_op_threads=args.threads))
@@ -49,9 +49,9 @@ def report_summary(command: str, summary: dict, pipe, to_stderr: bool, what: str
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import RunOptions, run_source
-    from .sinks import JsonlSink, OverlaySink
-    from .streams import open_source
+    from ..streams.runner import RunOptions, run_source
+    from ..streams.sinks import JsonlSink, OverlaySink
+    from ..streams.sources import open_source
 
     pipe = load_pipeline(args, args.threshold)
     source = open_source(args.source, args.split)

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import EdgesslError
+from ..errors import EdgesslError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 GREY = ("MONOCHROME1", "MONOCHROME2")

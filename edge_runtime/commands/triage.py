@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import add_bundle_options
-from .intended_use import SIZE_FACTOR
+from .run import add_bundle_options
+from ..medical.intended_use import SIZE_FACTOR
 
 
 def _triage(args: argparse.Namespace) -> int:
-    from .triage import TriageConfig, print_json, run_triage
+    from ..medical.triage import TriageConfig, print_json, run_triage
 
     summary = run_triage(TriageConfig(
         bundle=args.bundle, input=args.input, out=args.out, operating_point=args.operating_point,
@@ -20,7 +20,7 @@ def _triage(args: argparse.Namespace) -> int:
 
 
 def _operating_point(args: argparse.Namespace) -> int:
-    from .triage import OperatingPointConfig, print_json, set_operating_point
+    from ..medical.triage import OperatingPointConfig, print_json, set_operating_point
 
     print_json(set_operating_point(OperatingPointConfig(
         bundle=args.bundle, sensitivity=args.sensitivity, normal_label=args.normal_label, data=args.data,

@@ -23,11 +23,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .bundle import file_sha256
-from .datasets import ImageDataset, open_dataset
+from ..bundle import file_sha256
+from ..data.datasets import ImageDataset, open_dataset
 from .dicom import DicomFile, is_dicom_file
-from .errors import EdgesslError
-from .images import IMAGE_SUFFIXES, read_image
+from ..errors import EdgesslError
+from ..images import IMAGE_SUFFIXES, read_image
 
 NPZ_SUFFIX = ".npz"
 

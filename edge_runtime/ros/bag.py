@@ -15,11 +15,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import EdgesslError
-from .pipeline import Pipeline
-from .ros_image import image_from_compressed, image_from_raw
-from .sinks import JsonlSink, Summary, record
-from .streams import Frame
+from ..errors import EdgesslError
+from ..pipeline import Pipeline
+from .image import image_from_compressed, image_from_raw
+from ..streams.sinks import JsonlSink, Summary, record
+from ..streams.sources import Frame
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import EdgesslError
+from ..errors import EdgesslError
 
 try:  # POSIX (every device we target); on other systems runs are not locked against each other
     import fcntl

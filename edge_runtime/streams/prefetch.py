@@ -15,8 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import EdgesslError
-from .streams import Frame
+from ..errors import EdgesslError
+from .sources import Frame
 
 _END = object()
 

@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from .backends.ort import OrtBackend
-from .pipeline import Pipeline
-from .preprocess import preprocess_batch
+from ..backends.ort import OrtBackend
+from ..pipeline import Pipeline
+from ..preprocess import preprocess_batch
 from .sinks import percentiles
 
 BLOCK = 5

@@ -23,9 +23,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .datasets import detect_kind, open_dataset
-from .errors import EdgesslError
-from .images import IMAGE_SUFFIXES, canonical_image, read_image
+from ..data.datasets import detect_kind, open_dataset
+from ..errors import EdgesslError
+from ..images import IMAGE_SUFFIXES, canonical_image, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")

@@ -17,10 +17,10 @@ import numpy as np
 
 from .anomaly_report import anomaly_report, pixel_auroc_from_dataset
 from .datasets import ImageDataset, drop_labels, open_dataset, resolve_label
-from .errors import EdgesslError
-from .pipeline import Pipeline
-from .prefetch import Prefetcher
-from .streams import DatasetSource
+from ..errors import EdgesslError
+from ..pipeline import Pipeline
+from ..streams.prefetch import Prefetcher
+from ..streams.sources import DatasetSource
 
 
 @dataclass

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from .datasets import ImageDataset
-from .heatmaps import mask_at_input, upsample_map
+from ..heatmaps import mask_at_input, upsample_map
 from .metrics import aupr, auroc, f1_max, pixel_auroc, rates_at_threshold
-from .preprocess import PreprocessSpec
-from .thresholds import Threshold
+from ..preprocess import PreprocessSpec
+from ..thresholds import Threshold
 
 
 def anomaly_report(anomalous: np.ndarray, raw: np.ndarray, threshold: Threshold) -> dict:

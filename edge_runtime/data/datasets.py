@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgesslError
-from .images import canonical_image, is_image_file, read_image
+from ..errors import EdgesslError
+from ..images import canonical_image, is_image_file, read_image
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.15

@@ -24,11 +24,11 @@ import numpy as np
 
 from . import operating_point as opmod
 from .audit_log import AuditLog
-from .datasets import open_dataset
-from .errors import EdgesslError
+from ..data.datasets import open_dataset
+from ..errors import EdgesslError
 from .intended_use import IntendedUse, reference_size
-from .metrics import auroc
-from .report_html import thumbnail, write_report
+from ..data.metrics import auroc
+from .report import thumbnail, write_report
 from .studies import Study, dataset_studies, image_sha256, iter_studies, read_labels
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
@@ -135,7 +135,7 @@ class TriageConfig:
 
 def run_triage(cfg: TriageConfig) -> dict:
     """Score, rank, report and audit every study of ``cfg.input``; return the run's summary."""
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)  # refuses a tampered bundle
     rule = decision_rule(pipe, cfg.operating_point)
@@ -199,7 +199,7 @@ def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
     """Score labelled validation images, choose the point for the target sensitivity, store it in the bundle."""
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     target = opmod.parse_target(cfg.sensitivity)
     pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)
