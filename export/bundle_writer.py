@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +26,10 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import Threshold
 
+from .config import ExportConfig
+
 DETECTOR_FILES = ("detector.json", "detector.npz", "fit.json")
 MODEL_FILE = "model.onnx"
-
-
-@dataclass
-class ExportConfig:
-    run: str = ""
-    out: str = ""
-    data: str | None = None  # images to verify on; default: the data the detector was fitted on
-    verify_images: int = 64
-    opset: int = 17
-    force: bool = False
 
 
 def verification_images(source: str, spec: PreprocessSpec, n: int) -> tuple[np.ndarray, str]:

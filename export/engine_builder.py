@@ -16,26 +16,16 @@ The engine is written to ``engines/<key>.engine`` and recorded in ``manifest["en
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgessl.edge_runtime.bundle import Bundle, file_sha256, seal, write_atomic
 from edgessl.edge_runtime.engines import ENGINE_DIR, engine_key, gpu_compute_capability, upsert_engine, version_triple
 from edgessl.edge_runtime.errors import EdgesslError
 
+from .config import EngineConfig
+
 INSTALL_HINT = ("TensorRT is not installed: on a Jetson use JetPack's python3-libnvinfer; on an x86 GPU machine "
                 "`pip install tensorrt` (TensorRT 10 or 11)")
-
-
-@dataclass
-class EngineConfig:
-    bundle: str = ""
-    precision: str = "int8"
-    dla_core: int | None = None
-    max_batch: int = 16
-    opt_batch: int = 1
-    workspace_mb: int = 1024
-    timing_cache: str | None = None
 
 
 def import_tensorrt():

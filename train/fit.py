@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
 
 from .checkpoint import load_model, write_json
+from .config import FitConfig
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
@@ -36,22 +36,6 @@ from .scoring import feature_model_for, score_dataset
 
 DETECTOR_DIR = "detector"
 PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a random subset per image beyond)
-
-
-@dataclass
-class FitConfig:
-    run: str = ""
-    data: str = "digits"
-    normal_label: str | None = None
-    detector: str = "knn"
-    target_fpr: float = 0.01
-    confidence: float = 0.9
-    coreset: int = 0  # 0: knn keeps every embedding, patch keeps 2048 patches
-    k: int = 0  # 0: the detector's default (knn 5, patch 1)
-    max_images: int = 0  # 0: every normal training image
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 128
 
 
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:

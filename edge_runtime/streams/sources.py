@@ -16,7 +16,7 @@ frame (a video that ends before its announced length) are collected in ``source.
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -33,13 +33,15 @@ LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
 @dataclass
 class Frame:
-    """One input: its position, a name for reports, the image or why there is none, a label if known."""
+    """One input: its position, a name for reports, the image or why there is none, a label if known,
+    and what else its record carries (a bag message's topic and stamps)."""
 
     index: int
     name: str
     image: np.ndarray | None
     error: str | None = None
     label: int | None = None
+    meta: dict = field(default_factory=dict)
 
 
 class Source:
