@@ -237,11 +237,12 @@ def test_torchrun_two_gloo_processes(tmp_path):
 
 
 def test_config_file_can_supply_a_required_option(tmp_path):
-    from edgessl.cli import _apply_config, build_parser
+    from edgessl.cli import build_parser
+    from edgessl.edge_runtime.commands.options import apply_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"out": str(tmp_path / "run"), "method": "byol"}))
     parser, commands = build_parser()
-    _apply_config(str(cfg), commands["pretrain"])
+    apply_config(str(cfg), commands["pretrain"])
     args = parser.parse_args(["pretrain", "--config", str(cfg), "--epochs", "3"])
     assert (args.out, args.method, args.epochs) == (str(tmp_path / "run"), "byol", 3)

@@ -363,3 +363,26 @@ def test_report_renders_in_chromium(triaged, tmp_path):
     keep = os.environ.get("EDGESSL_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_a_studys_score_does_not_depend_on_its_batch(tmp_path):
+    """Triage scores in batches (the one scoring loop); each study's score is the same whether it is
+    scored alone, in a batch of 4 with its neighbours, or with the studies in reverse order."""
+    from runtime_bundle import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", "patch")
+    rng = np.random.RandomState(1)
+    for i in range(9):
+        cv2.imwrite(str(tmp_path / f"s{i}.png"), rng.randint(0, 255, (28 + 3 * i, 30), dtype=np.uint8))
+    files = [str(tmp_path / f"s{i}.png") for i in range(9)]
+
+    def scores(batch_size: int, order: list[str]) -> dict[str, float]:
+        out = tmp_path / f"t{batch_size}_{order[0][-6:]}"
+        summary = run_triage(TriageConfig(bundle=str(bundle), source=order, out=str(out), batch_size=batch_size,
+                                          backend="ort-cpu"))
+        assert summary["n_scored"] == 9
+        with open(out / "worklist.csv") as f:
+            return {r["file"]: float(r["raw_score"]) for r in csv.DictReader(f)}
+
+    alone = scores(1, files)
+    assert scores(4, files) == alone and scores(4, files[::-1]) == alone

@@ -156,9 +156,10 @@ def _file_keys(parser: argparse.ArgumentParser) -> dict[str, tuple[argparse.Acti
         for s in a.option_strings:
             if not s.startswith("--") or a.dest in ("help", "config"):
                 continue
-            keys[s[2:]] = (a, False)
             if isinstance(a, argparse._StoreFalseAction) and s.startswith("--no-"):
-                keys[s[5:]] = (a, True)
+                keys[s[2:]], keys[s[5:]] = (a, True), (a, False)  # no-X: true, or X: false
+            else:
+                keys[s[2:]] = (a, False)
     return keys
 
 
@@ -179,7 +180,10 @@ def _file_value(action: argparse.Action, value: Any, inverted: bool) -> Any:
 
 
 def _scalar(action: argparse.Action, value: Any) -> Any:
-    out = action.type(str(value)) if action.type else value
+    try:
+        out = action.type(str(value)) if action.type else value
+    except ValueError:
+        raise ValueError(f"invalid {action.type.__name__} value {value!r}") from None
     if action.choices is not None and out not in action.choices:
         raise ValueError(f"invalid choice {value!r} (choose from {', '.join(map(str, action.choices))})")
     return out
