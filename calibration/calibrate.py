@@ -29,6 +29,7 @@ from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
+from edgessl.edge_runtime.timestamps import utc_now
 
 from .calib_data import batch_digest, calibration_images, check_batch, held_out
 from .collect_ranges import collect_stats, tensor_ranges
@@ -143,7 +144,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
             results[target.key] = r
 
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        created = utc_now()
         report = {
             "tool_version": __version__, "created": created,
             "bundle_hash_before": bundle.hash,

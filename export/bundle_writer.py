@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import Threshold
+from edgessl.edge_runtime.timestamps import utc_now
 
 from .config import ExportConfig
 
@@ -129,7 +129,7 @@ def export_bundle(cfg: ExportConfig) -> dict:
                 shutil.copy2(run / "detector" / f, staging / "detector" / f)
         manifest = {
             "tool_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": utc_now(),
             "model": {**model_info, "verification": {**check.to_dict(), "images_from": verified_on}},
             "preprocess": spec.to_dict(),
             "detector": {"kind": detector.kind, "directory": "detector", "inputs": list(detector.inputs),

@@ -271,7 +271,7 @@ def test_audit_log_content(triaged, pneumonia_bundle):
         assert set(AUDIT_FIELDS) <= set(e)
         assert e["bundle_hash"] == bundle.hash and e["manifest_version"] == 1 and e["precision"] == "fp32"
         assert e["threshold_kind"] == "operating_point" and e["backend"] == "ort-cpu"
-        assert len(e["file_sha256"]) == 64 and e["time"].endswith("+00:00")
+        assert len(e["file_sha256"]) == 64 and e["time"].endswith("Z")
     dicom = [e for e in entries if e["status"] == "scored" and e["file"].endswith(".dcm")]
     assert all(e["study_uid"] and e["series_uid"] and e["instance_uid"] for e in dicom)
     assert {e["decision"] for e in entries if e["status"] == "scored"} <= {"abnormal", "normal"}

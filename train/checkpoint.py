@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from edgessl import __version__
+from edgessl.edge_runtime.bundle import write_atomic
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
@@ -28,10 +29,8 @@ VERSION = 1
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (``write_atomic``)."""
+    write_atomic(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:

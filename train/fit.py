@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
@@ -57,7 +57,7 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
             raise EdgesslError(f"{ds.source}: the data is unlabelled, so --normal-label {normal_label} cannot "
                                "select images; drop --normal-label to take every image as normal")
         normal = resolve_label(ds, normal_label)
-    subset = ds.subset(np.flatnonzero(ds.labels == normal))
+    subset = ds.subset(class_indices(ds, normal))
     if len(subset) == 0:
         raise EdgesslError(f"{ds.source}: no normal images (label {ds.class_names[normal]!r}) in the "
                            f"{ds.split} split; check --normal-label")

@@ -104,7 +104,9 @@ def add_options(parser: argparse.ArgumentParser, *configs: type) -> None:
     seen: dict[str, Any] = {}
     for cls in configs:
         hints = typing.get_type_hints(cls)
-        for f in fields(cls):
+        own = set(vars(cls).get("__annotations__", {}))
+        # shown in --help: required options first, then the command's own, then the shared ones
+        for f in sorted(fields(cls), key=lambda f: (not f.metadata.get("required"), f.name not in own)):
             if f.name in seen:
                 if _default(f) != _default(seen[f.name]):
                     raise TypeError(f"{cls.__name__}.{f.name}: default {_default(f)!r} differs from "

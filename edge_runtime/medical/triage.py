@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -28,6 +27,7 @@ from ..data.datasets import SPLITS, open_dataset
 from ..errors import EdgesslError
 from ..streams.runner import RunOptions, ScoredStream
 from ..streams.sources import Frame, Source
+from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
 from .report import thumbnail, write_report
@@ -35,10 +35,6 @@ from .studies import Study, dataset_studies, image_sha256, iter_studies, read_la
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
 WORKLIST, REPORT, AUDIT = "worklist.csv", "report.html", "audit.jsonl"
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ def decide(study: Study, result, reason: str, rule: Decision, normal_label: str 
 
 def audit_entry(rec: TriageRecord, run: dict) -> dict:
     """The audit log line of a record: the study, the model, the settings, the outcome."""
-    return {**run, "time": _utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
+    return {**run, "time": utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
             "image_sha256": rec.image_sha256 or None, "study_uid": rec.study_uid, "series_uid": rec.series_uid,
             "instance_uid": rec.instance_uid, "modality": rec.modality, "status": rec.status,
             "reason": rec.reason, "score": rec.score, "raw_score": rec.raw_score,
@@ -178,7 +174,7 @@ def run_triage(cfg: TriageConfig) -> dict:
             records.append(rec)
     records = rank(records)
     n_scored = sum(r.status == SCORED for r in records)
-    summary = {**run, "time": _utc_now(), "n_records": len(records), "n_scored": n_scored,
+    summary = {**run, "time": utc_now(), "n_records": len(records), "n_scored": n_scored,
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
                "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..data.datasets import detect_kind, open_dataset
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, canonical_image, read_image
+from ..images import IMAGE_SUFFIXES, canonical_image, files_in, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
@@ -150,10 +150,6 @@ def _camera_target(text: str) -> int | str | None:
     return None
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def open_source(text: str, split: str = "test") -> Source:
     """The source ``text`` names (see the module docstring); ``EdgesslError`` when there is none."""
     camera = _camera_target(text)
@@ -177,7 +173,7 @@ def open_source(text: str, split: str = "test") -> Source:
         return FileSource(text, [path])
     if detect_kind(text) == "mvtec":
         return DatasetSource(text, open_dataset(text, split))
-    paths = _image_files(path)
+    paths = files_in(path)
     if not paths:
         raise EdgesslError(f"{text}: no image files in this folder (suffixes: {', '.join(IMAGE_SUFFIXES)})")
     return FileSource(text, paths)
