@@ -41,7 +41,7 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
         return None
     _save_config(cfg.out, cfg)
     return Outcome(s, summary_lines(f"edgessl pretrain: {cfg.method} {cfg.backbone} on {cfg.data} -> {cfg.out}", s,
-                                    ("steps", "epochs", "images", "final_loss", "wall_s", "images_per_s", "stopped")))
+                                    ("steps", "epochs_done", "images", "final_loss", "seconds", "images_per_s", "stopped_by_budget")))
 
 
 def _evaluate(args: argparse.Namespace) -> Outcome:
@@ -71,8 +71,11 @@ def _fit(args: argparse.Namespace) -> Outcome:
     cfg = config_from_args(FitConfig, args)
     cfg.data = cfg.data or recorded_data(cfg.run)
     s = fit_run(cfg)
-    return Outcome(s, summary_lines(f"edgessl fit: a {cfg.detector} detector on {cfg.data} -> {cfg.run}/detector", s,
-                                    ("normal_label", "train_images", "holdout_images", "threshold", "target_fpr")))
+    th = s["threshold"]
+    title = (f"edgessl fit: a {cfg.detector} detector on {s['train_images']} normal images of {cfg.data} "
+             f"(normal class {s['normal_label']}) -> {s['detector_dir']}")
+    return Outcome(s, summary_lines(title, {**th, **s}, ("holdout_images", "target_fpr", "confidence",
+                                                         "raw_threshold", "holdout_fpr", "cpu_seconds")))
 
 
 def _finetune(args: argparse.Namespace) -> Outcome | None:
@@ -86,7 +89,7 @@ def _finetune(args: argparse.Namespace) -> Outcome | None:
     _save_config(cfg.out, cfg)
     how = "linear probe" if cfg.linear else "fine-tuning"
     return Outcome(s, summary_lines(f"edgessl finetune: {how} on {cfg.label_fraction:g} of {cfg.data}'s labels "
-                                    f"-> {cfg.out}", s, ("labelled_images", "steps", "test_accuracy", "wall_s")))
+                                    f"-> {cfg.out}", s, ("labelled_images", "steps", "test_accuracy", "seconds")))
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
