@@ -10,7 +10,7 @@ from edgessl.edge_runtime.commands.options import Outcome, add_command, config_f
 from edgessl.edge_runtime.data.evaluation import BundleEvalConfig
 from edgessl.edge_runtime.errors import EdgesslError
 
-from .config import METHOD_SUMMARIES, EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig, recorded_data
+from .config import METHOD_SUMMARIES, EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig, with_recorded_data
 
 METHOD_HELP = "\n".join(f"  {k:<9} {v}" for k, v in METHOD_SUMMARIES.items())
 METRIC_KEYS = ("auroc", "aupr", "f1_max", "fpr_at_threshold", "tpr_at_threshold", "pixel_auroc", "knn_accuracy",
@@ -58,18 +58,15 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
     else:
         from .evaluate import evaluate_run
 
-        cfg = config_from_args(EvaluateConfig, args)
-        cfg.data = cfg.data or recorded_data(cfg.run, detector_first=True)
-        result = evaluate_run(cfg)
-        title = f"edgessl evaluate: run {cfg.run} on {cfg.data}"
+        result = evaluate_run(config_from_args(EvaluateConfig, args))
+        title = f"edgessl evaluate: run {args.run} on {result['data']}"
     return Outcome(result, summary_lines(title, result, METRIC_KEYS + ("plots",)))
 
 
 def _fit(args: argparse.Namespace) -> Outcome:
     from .fit import fit_run
 
-    cfg = config_from_args(FitConfig, args)
-    cfg.data = cfg.data or recorded_data(cfg.run)
+    cfg = with_recorded_data(config_from_args(FitConfig, args))
     s = fit_run(cfg)
     th = s["threshold"]
     title = (f"edgessl fit: a {cfg.detector} detector on {s['train_images']} normal images of {cfg.data} "
@@ -81,8 +78,7 @@ def _fit(args: argparse.Namespace) -> Outcome:
 def _finetune(args: argparse.Namespace) -> Outcome | None:
     from .finetune import finetune
 
-    cfg = config_from_args(FinetuneConfig, args)
-    cfg.data = cfg.data or recorded_data(cfg.run)
+    cfg = with_recorded_data(config_from_args(FinetuneConfig, args))
     s = finetune(cfg)
     if not _rank0():
         return None

@@ -2,13 +2,14 @@
 
 Each field is a command-line option (``edge_runtime.config.option``); its default is written here
 only. ``data = None`` on ``fit``, ``evaluate`` and ``finetune`` means the data the run records
-(``recorded_data``), so forgetting ``--data`` never fits or evaluates on other data.
+(``with_recorded_data``, applied by ``fit_run``, ``evaluate_run`` and ``finetune``), so
+forgetting ``--data`` never fits or evaluates on other data.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgessl.edge_runtime.config import option
@@ -106,9 +107,16 @@ class EvaluateConfig(EvalData):
                                      "fitted detector)", metavar="DIR")
 
 
+def with_recorded_data(cfg, detector_first: bool = False):
+    """``cfg`` with ``data`` filled in from the run when it is None (``recorded_data``)."""
+    return cfg if cfg.data else replace(cfg, data=recorded_data(cfg.run, detector_first))
+
+
 def recorded_data(run: str, detector_first: bool = False) -> str:
     """The data ``run`` records: its detector's (``detector/fit.json``, when ``detector_first``),
     else the pretraining's (``model.json``)."""
+    if not (Path(run) / "model.json").is_file():
+        raise EdgesslError(f"{run}: not a run directory (no model.json; train one with `edgessl pretrain`)")
     names = ("detector/fit.json", "model.json") if detector_first else ("model.json",)
     for name in names:
         path = Path(run) / name

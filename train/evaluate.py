@@ -20,7 +20,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.data.metrics import auroc
 
 from .checkpoint import load_model
-from .config import EvaluateConfig
+from .config import EvaluateConfig, with_recorded_data
 from .detector_eval import detector_metrics, fitted_normal_label, has_detector
 from .distributed import pick_device
 from .features import embed_dataset
@@ -40,6 +40,7 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, seed: int = 0) -> fl
 
 def evaluate_run(cfg: EvaluateConfig) -> dict:
     """The metrics above as a JSON-able dict."""
+    cfg = with_recorded_data(cfg, detector_first=True)
     backbone, spec, meta = load_model(cfg.run)
     fitted = has_detector(cfg.run)
     if cfg.plots and not fitted:

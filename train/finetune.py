@@ -31,7 +31,7 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec
 from .augment import AugmentConfig, augment
 from .backbones import Backbone
 from .checkpoint import load_model, save_model, save_tensors, write_json
-from .config import FinetuneConfig
+from .config import FinetuneConfig, with_recorded_data
 from .data import load_uint8, normalise
 from .distributed import init_distributed, pick_device
 from .features import embed_tensor
@@ -116,6 +116,7 @@ def load_head(run_dir: str | Path) -> tuple[nn.Linear, list[str]]:
 
 def finetune(cfg: FinetuneConfig) -> dict:
     """Train the classifier described above; writes ``cfg.out`` and returns a summary."""
+    cfg = with_recorded_data(cfg)
     out, source = Path(cfg.out), Path(cfg.run)
     if out.resolve() == source.resolve():
         raise EdgesslError("--out must be a new run directory, not the pretrained --run itself")

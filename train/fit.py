@@ -26,7 +26,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
 
 from .checkpoint import load_model, write_json
-from .config import FitConfig
+from .config import FitConfig, with_recorded_data
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
@@ -113,6 +113,7 @@ def _check_options(cfg: FitConfig, n_train: int, n_holdout: int) -> None:
 
 def fit_run(cfg: FitConfig) -> dict:
     """Fit, threshold and save the detector of ``cfg.run``; returns a JSON-able summary."""
+    cfg = with_recorded_data(cfg)
     start = time.process_time()
     backbone, spec, _ = load_model(Path(cfg.run))
     device = pick_device(cfg.device)
