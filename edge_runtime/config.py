@@ -29,6 +29,12 @@ def option(default: Any = MISSING, help: str = "", *, choices: Sequence | None =
     return field(default=default, metadata=meta)
 
 
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``: to reuse another command's default
+    rather than write it again."""
+    return cls.__dataclass_fields__[name].default
+
+
 @dataclass
 class BundleOptions:
     """What selects the model a command runs: the bundle, the backend and the precision."""

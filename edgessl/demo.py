@@ -16,26 +16,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgessl.edge_runtime.commands.options import Outcome, add_command, config_from_args
-from edgessl.edge_runtime.config import option
+from edgessl.edge_runtime.config import default_of, option
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.train.config import BACKBONES, DETECTOR_KINDS, METHOD_SUMMARIES
+from edgessl.train.config import BACKBONES, DETECTOR_KINDS, METHOD_SUMMARIES, FitConfig, PretrainConfig, device_option
 
 DEFAULT_NORMAL = {"digits": "0"}
 
 
 @dataclass
 class DemoConfig:
-    data: str = option("digits", "dataset (digits: normal class 0)")
+    data: str = option(default_of(PretrainConfig, "data"), "dataset (digits: normal class 0)")
     normal_label: str | None = option(None, "the normal class (default: 0 for digits; required otherwise)")
     out: str = option("runs/demo", "where the run, bundle, plots and demo.json go")
-    method: str = option("simclr", "pretext task", choices=tuple(METHOD_SUMMARIES))
-    backbone: str = option("resnet18", "network trained", choices=BACKBONES)
-    image_size: int = option(32, "model input size in pixels")
+    method: str = option(default_of(PretrainConfig, "method"), "pretext task", choices=tuple(METHOD_SUMMARIES))
+    backbone: str = option(default_of(PretrainConfig, "backbone"), "network trained", choices=BACKBONES)
+    image_size: int = option(default_of(PretrainConfig, "image_size"), "model input size in pixels")
     budget: float = option(90.0, "pretraining time", metavar="SECONDS")
-    detector: str = option("knn", "detector kind", choices=DETECTOR_KINDS)
+    detector: str = option(default_of(FitConfig, "detector"), "detector kind",
+                           choices=DETECTOR_KINDS)
     target_fpr: float = option(0.15, "false-positive rate of the threshold (0.15: digits has 19 held-out normals)")
     bench_iterations: int = option(30, "timed calls per bench contender")
-    device: str = option("auto", "auto (a GPU when present), cpu, cuda, cuda:N")
+    device: str = device_option()
 
 
 def _step(name: str, log: list[str]):

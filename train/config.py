@@ -31,7 +31,7 @@ RUN = "RUN_DIR"
 RECORDED = "the run's recorded data"
 
 
-def _device():
+def device_option():
     return option("auto", "auto (a GPU when present), cpu, cuda, cuda:N")
 
 
@@ -48,7 +48,7 @@ class TrainingSchedule:
     seed: int = option(0, "seeds the data order, augmentations and initialisation")
     time_budget: float = option(0.0, "stop after this wall time (0: no limit)", metavar="SECONDS")
     max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)")
-    device: str = _device()
+    device: str = device_option()
 
 
 @dataclass
@@ -93,7 +93,7 @@ class FitConfig:
     k: int = option(0, "neighbours averaged (0: knn 5, patch 1)")
     max_images: int = option(0, "fit on the first N normal training images only (0: all)")
     seed: int = option(0, "seeds the coreset and the held-out split")
-    device: str = _device()
+    device: str = device_option()
     batch_size: int = option(128, "images per forward pass")
 
 
@@ -102,7 +102,7 @@ class EvaluateConfig(EvalData):
     run: str = option("", "run directory to evaluate with PyTorch", metavar=RUN)
     k: int = option(200, "neighbours for the kNN classifier")
     linear_probe: bool = option(True, "the linear-probe accuracy")
-    device: str = _device()
+    device: str = device_option()
     plots: str | None = option(None, "write roc.png, histogram.png and top_scoring.png (heatmaps) here (needs a "
                                      "fitted detector)", metavar="DIR")
 

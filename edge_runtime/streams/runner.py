@@ -28,7 +28,7 @@ class RunOptions:
 
     batch_size: int = option(8, "images per inference call (offline sources; live ones score each frame)")
     queue_size: int = option(8, "decoded frames waiting at most (live sources drop the oldest)")
-    progress: bool = option(True, "show a progress bar on offline sources of 50 images or more")
+    progress: bool = option(True, "a progress bar on offline sources (of 50 images or more, or of unknown length)")
 
 
 def _score(pipe: Pipeline, items: list[Item], with_features: bool,
@@ -106,10 +106,11 @@ def run_source(pipe: Pipeline, source: Source, jsonl: JsonlSink | None = None,
 
 
 def _progress(total: int, enabled: bool):
-    if not enabled or total < 50:
+    """A tqdm bar over ``total`` images (a plain count when the total is unknown, 0); none under 50."""
+    if not enabled or 0 < total < 50:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is optional on the device
         return None
-    return tqdm(total=total, unit="img", desc="scoring", leave=False)
+    return tqdm(total=total or None, unit="img", desc="scoring", leave=False)
