@@ -142,3 +142,15 @@ def test_training_side_commands_default_to_the_runs_recorded_data(tiny_run, tmp_
     extra = ["--out", str(tmp_path / "ft")] if command == "finetune" else []
     assert main([command, "--run", str(run), "--device", "cpu", *extra]) == 2
     assert "recorded-elsewhere" in capsys.readouterr().err
+
+
+def test_no_command_writes_an_option_by_hand():
+    """Every option comes from a config dataclass field, so its default is written once (the field)."""
+    import importlib
+    import inspect
+
+    from edgessl.cli import COMMAND_MODULES
+
+    for name in (*COMMAND_MODULES, "edgessl.bench_command", "edgessl.demo"):
+        source = inspect.getsource(importlib.import_module(name))
+        assert "add_argument(" not in source, f"{name} declares an option by hand; declare it as a config field"
