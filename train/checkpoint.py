@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from edgessl import __version__
 from edgessl.edge_runtime.bundle import write_atomic
@@ -34,9 +33,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    """Write a safetensors file atomically (``write_atomic``)."""
+    write_atomic(Path(path), save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
 
 
 def save_model(run_dir: Path, backbone: Backbone, spec: PreprocessSpec, extra: dict | None = None) -> None:
