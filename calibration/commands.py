@@ -10,6 +10,15 @@ from .config import CalibrateConfig
 
 
 def _calibrate(args: argparse.Namespace) -> Outcome:
+    """Post-training INT8 from normal training images read through the runtime's preprocessing.
+      --target tensorrt  symmetric int8 Q/DQ, per-channel weights (TensorRT 10/11, ORT TensorRT/CUDA)
+      --target cpu       asymmetric uint8 activations (fast in ONNX Runtime on CPUs)
+    The gate compares each INT8 model with fp32 on held-out images (embedding cosine, score
+    Spearman, AUROC change); on failure the costliest layers stay in float and it retries.
+    Each INT8 threshold is re-derived from held-out normal scores. Nothing is written unless
+    every target passes.
+    Example: edgessl calibrate --bundle bundles/digits --target both
+    """
     import sys
 
     from .calibrate import calibrate_bundle
@@ -29,15 +38,6 @@ def _calibrate(args: argparse.Namespace) -> Outcome:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    c = add_command(
-        sub, "calibrate", _calibrate, CalibrateConfig, raw=True,
-        help="INT8 Q/DQ models for a bundle (TensorRT and CPU), with an accuracy gate",
-        description="Post-training INT8 from normal training images read through the runtime's preprocessing.\n"
-                    "  --target tensorrt  symmetric int8 Q/DQ, per-channel weights (TensorRT 10/11, ORT TensorRT/CUDA)\n"
-                    "  --target cpu       asymmetric uint8 activations (fast in ONNX Runtime on CPUs)\n"
-                    "The gate compares each INT8 model with fp32 on held-out images (embedding cosine, score\n"
-                    "Spearman, AUROC change); on failure the costliest layers stay in float and it retries.\n"
-                    "Each INT8 threshold is re-derived from held-out normal scores. Nothing is written unless\n"
-                    "every target passes.\n"
-                    "Example: edgessl calibrate --bundle bundles/digits --target both")
-    return {"calibrate": c}
+    return add_command(
+        sub, "calibrate", _calibrate, CalibrateConfig,
+        help="INT8 Q/DQ models for a bundle (TensorRT and CPU), with an accuracy gate")

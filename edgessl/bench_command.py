@@ -62,6 +62,11 @@ def bench(cfg: BenchConfig) -> dict:
 
 
 def _bench(args: argparse.Namespace) -> Outcome:
+    """Time Pipeline.score_batch (preprocessing + inference + scoring), a bare ONNX Runtime session of
+    the same model on preprocessed tensors, and (where torch and the run directory exist) the
+    PyTorch checkpoint in eager mode, interleaved in one run after a warm-up. Prints p50/p90/p99 ms
+    per batch, images/s, and ratios.
+    """
     from edgessl.edge_runtime.streams.bench import bench_table
 
     result = bench(config_from_args(BenchConfig, args))
@@ -70,11 +75,6 @@ def _bench(args: argparse.Namespace) -> Outcome:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = add_command(
+    return add_command(
         sub, "bench", _bench, BenchConfig,
-        help="latency/throughput of a bundle: runtime vs bare ONNX Runtime vs PyTorch eager",
-        description="Time Pipeline.score_batch (preprocessing + inference + scoring), a bare ONNX Runtime "
-                    "session of the same model on preprocessed tensors, and (where torch and the run directory "
-                    "exist) the PyTorch checkpoint in eager mode, interleaved in one run after a warm-up. "
-                    "Prints p50/p90/p99 ms per batch, images/s, and ratios.")
-    return {"bench": p}
+        help="latency/throughput of a bundle: runtime vs bare ONNX Runtime vs PyTorch eager")

@@ -129,16 +129,16 @@ def summary_table(fig: dict) -> str:
 
 
 def _demo(args: argparse.Namespace) -> Outcome:
+    """Pretrain a backbone (SimCLR, a time budget), fit an anomaly detector on the normal class, export
+    a verified bundle, calibrate INT8 for the CPU, evaluate fp32 and INT8 through the torch-free
+    runtime, bench it against ONNX Runtime and PyTorch eager, and print a table. A few minutes on
+    two CPU cores with the defaults.
+    """
     figures = run_demo(config_from_args(DemoConfig, args))
     return Outcome(figures, summary_table(figures))
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = add_command(
+    return add_command(
         sub, "demo", _demo, DemoConfig,
-        help="the whole pipeline on the built-in digits (or --data): train, fit, export, INT8, evaluate, bench",
-        description="Pretrain a backbone (SimCLR, a time budget), fit an anomaly detector on the normal class, "
-                    "export a verified bundle, calibrate INT8 for the CPU, evaluate fp32 and INT8 through the "
-                    "torch-free runtime, bench it against ONNX Runtime and PyTorch eager, and print a table. "
-                    "A few minutes on two CPU cores with the defaults.")
-    return {"demo": p}
+        help="the whole pipeline on the built-in digits (or --data): train, fit, export, INT8, evaluate, bench")

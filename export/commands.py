@@ -10,6 +10,12 @@ from .config import EngineConfig, ExportConfig
 
 
 def _export(args: argparse.Namespace) -> Outcome:
+    """Export RUN_DIR's network to model.onnx (opset 17, dynamic batch), copy its detector and
+    threshold, record preprocessing and provenance, verify ONNX Runtime against PyTorch on real
+    images (features and scores within 1e-4 relative, no decision flips) and seal the bundle. Needs
+    a fitted detector (`edgessl fit`). Nothing is written when verification fails.
+    Example: edgessl export --run runs/digits --out bundles/digits
+    """
     from .bundle_writer import export_bundle
 
     cfg = config_from_args(ExportConfig, args)
@@ -28,6 +34,11 @@ def _export(args: argparse.Namespace) -> Outcome:
 
 
 def _build_engine(args: argparse.Namespace) -> Outcome:
+    """Build a serialized TensorRT engine (TensorRT 10 or 11) for this GPU: fp16 from model.onnx, int8
+    and best from the Q/DQ model.int8-tensorrt.onnx (`edgessl calibrate --target tensorrt`). The
+    engine is keyed by TensorRT version, GPU compute capability, precision and source model; the
+    runtime refuses it anywhere else.
+    """
     from .engine_builder import build_engine
 
     entry = build_engine(config_from_args(EngineConfig, args))
@@ -36,19 +47,9 @@ def _build_engine(args: argparse.Namespace) -> Outcome:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    e = add_command(
-        sub, "export", _export, ExportConfig,
-        help="a run (backbone + fitted detector) to a verified ONNX bundle",
-        description="Export RUN_DIR's network to model.onnx (opset 17, dynamic batch), copy its detector and "
-                    "threshold, record preprocessing and provenance, verify ONNX Runtime against PyTorch on real "
-                    "images (features and scores within 1e-4 relative, no decision flips) and seal the bundle. "
-                    "Needs a fitted detector (`edgessl fit`). Nothing is written when verification fails.\n"
-                    "Example: edgessl export --run runs/digits --out bundles/digits")
-    b = add_command(
-        sub, "build-engine", _build_engine, EngineConfig,
-        help="a bundle's ONNX to a TensorRT engine recorded in the manifest (needs TensorRT + GPU)",
-        description="Build a serialized TensorRT engine (TensorRT 10 or 11) for this GPU: fp16 from model.onnx, int8 "
-                    "and best from the Q/DQ model.int8-tensorrt.onnx (`edgessl calibrate --target tensorrt`). "
-                    "The engine is keyed by TensorRT version, GPU compute capability, precision and source model; "
-                    "the runtime refuses it anywhere else.")
-    return {"export": e, "build-engine": b}
+    return {
+        **add_command(sub, "export", _export, ExportConfig,
+                      help="a run (backbone + fitted detector) to a verified ONNX bundle"),
+        **add_command(sub, "build-engine", _build_engine, EngineConfig,
+                      help="a bundle's ONNX to a TensorRT engine recorded in the manifest (needs TensorRT + GPU)"),
+    }

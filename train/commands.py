@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 from dataclasses import asdict
 
@@ -33,6 +34,14 @@ def _rank0() -> bool:
 
 
 def _pretrain(args: argparse.Namespace) -> Outcome | None:
+    """Train a backbone with a pretext task on the train split of --data (labels unused).
+
+    Methods:
+    {methods}
+
+    Multi-GPU / multi-process: torchrun --nproc_per_node=N -m edgessl pretrain ...
+    Example: edgessl pretrain --data digits --method simclr --epochs 5 --out runs/digits
+    """
     from .pretrain import pretrain
 
     cfg = config_from_args(PretrainConfig, args)
@@ -40,11 +49,20 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
     if not _rank0():
         return None
     _save_config(cfg.out, cfg)
-    return Outcome(s, summary_lines(f"edgessl pretrain: {cfg.method} {cfg.backbone} on {cfg.data} -> {cfg.out}", s,
-                                    ("steps", "epochs_done", "images", "final_loss", "seconds", "images_per_s", "stopped_by_budget")))
+    title = f"edgessl pretrain: {cfg.method} {cfg.backbone} on {cfg.data} -> {cfg.out}"
+    return Outcome(s, summary_lines(title, s, ("steps", "epochs_done", "images", "final_loss", "seconds",
+                                               "images_per_s", "stopped_by_budget")))
 
 
 def _evaluate(args: argparse.Namespace) -> Outcome:
+    """Embed the train and test splits of --data with the run's frozen backbone and report weighted-kNN
+    accuracy (k=200, cosine), linear-probe accuracy and, with a normal label, knn_auroc: one-class
+    AUROC of the 5-NN cosine distance to normal training embeddings. When the run has a fitted
+    detector (`edgessl fit`), 'auroc' is the detector's (scored by the runtime's numpy code) and the
+    output adds aupr, f1_max, f1_threshold, threshold, fpr_at_threshold, tpr_at_threshold and, with
+    ground-truth masks, pixel_auroc; without one, 'auroc' equals knn_auroc. The normal label
+    defaults to the detector's. Give --run or --bundle.
+    """
     if bool(args.run) == bool(args.bundle):
         raise EdgesslError("give one of --run RUN_DIR or --bundle BUNDLE")
     if args.bundle:
@@ -54,7 +72,8 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
 
         result = evaluate_bundle(config_from_args(BundleEvalConfig, args),
                                  feature_metrics(args.k, args.linear_probe))
-        title = f"edgessl evaluate: bundle {args.bundle} ({result['precision']}, {result['backend']}) on {result['data']}"
+        title = (f"edgessl evaluate: bundle {args.bundle} ({result['precision']}, {result['backend']}) "
+                 f"on {result['data']}")
     else:
         from .evaluate import evaluate_run
 
@@ -64,6 +83,19 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
 
 
 def _fit(args: argparse.Namespace) -> Outcome:
+    """Fit a detector on the run's features of the normal images of --data's train split, and its
+    threshold on the normal images of the val split (carved from train when the source has none).
+    Anomalous images are never read. Writes RUN_DIR/detector/.
+
+    Detectors:
+      gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)
+      knn       mean cosine distance to the k nearest normal embeddings (coreset optional)
+      patch     PatchCore: per-patch distance to a coreset of normal patch features; heatmaps
+
+    Threshold: the smallest order statistic of the held-out normal scores whose false-positive
+    rate is at most --target-fpr with probability --confidence; scores are normalised so the
+    median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0).
+    """
     from .fit import fit_run
 
     cfg = with_recorded_data(config_from_args(FitConfig, args))
@@ -76,6 +108,13 @@ def _fit(args: argparse.Namespace) -> Outcome:
 
 
 def _finetune(args: argparse.Namespace) -> Outcome | None:
+    """Train a classifier on a pretrained run's backbone with a stratified, seeded fraction of the
+    train split's labels; report test accuracy. --linear freezes the backbone (linear probe);
+    otherwise backbone and head are fine-tuned. Writes a run directory (backbone + head.safetensors)
+    that evaluate, fit and export load.
+    Example: edgessl finetune --run runs/digits --label-fraction 0.1 --linear --out runs/digits-
+    probe
+    """
     from .finetune import finetune
 
     cfg = with_recorded_data(config_from_args(FinetuneConfig, args))
@@ -89,44 +128,13 @@ def _finetune(args: argparse.Namespace) -> Outcome | None:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = add_command(
-        sub, "pretrain", _pretrain, PretrainConfig, raw=True,
-        help="self-supervised pretraining on unlabelled images",
-        description="Train a backbone with a pretext task on the train split of --data (labels unused).\n\n"
-                    "Methods:\n" + METHOD_HELP + "\n\nMulti-GPU / multi-process: "
-                    "torchrun --nproc_per_node=N -m edgessl pretrain ...\n"
-                    "Example: edgessl pretrain --data digits --method simclr --epochs 5 --out runs/digits")
-    e = add_command(
-        sub, "evaluate", _evaluate, EvaluateConfig, BundleEvalConfig,
-        help="feature quality (kNN, linear probe) and anomaly metrics of a run or a bundle",
-        description="Embed the train and test splits of --data with the run's frozen backbone and report "
-                    "weighted-kNN accuracy (k=200, cosine), linear-probe accuracy and, with a normal label, "
-                    "knn_auroc: one-class AUROC of the 5-NN cosine distance to normal training embeddings. "
-                    "When the run has a fitted detector (`edgessl fit`), 'auroc' is the detector's (scored by "
-                    "the runtime's numpy code) and the output adds aupr, f1_max, f1_threshold, threshold, "
-                    "fpr_at_threshold, tpr_at_threshold and, with ground-truth masks, pixel_auroc; without "
-                    "one, 'auroc' equals knn_auroc. The normal label defaults to the detector's. Give --run or "
-                    "--bundle.")
-    f = add_command(
-        sub, "fit", _fit, FitConfig, raw=True,
-        help="fit an anomaly detector and its threshold on normal images",
-        description="Fit a detector on the run's features of the normal images of --data's train split, and its "
-                    "threshold on the normal images of the val split (carved from train when the source has "
-                    "none). Anomalous images are never read. Writes RUN_DIR/detector/.\n\n"
-                    "Detectors:\n"
-                    "  gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)\n"
-                    "  knn       mean cosine distance to the k nearest normal embeddings (coreset optional)\n"
-                    "  patch     PatchCore: per-patch distance to a coreset of normal patch features; heatmaps\n\n"
-                    "Threshold: the smallest order statistic of the held-out normal scores whose false-positive\n"
-                    "rate is at most --target-fpr with probability --confidence; scores are normalised so the\n"
-                    "median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0).")
-    t = add_command(
-        sub, "finetune", _finetune, FinetuneConfig,
-        help="linear probe or full fine-tuning on a labelled fraction of the data",
-        description="Train a classifier on a pretrained run's backbone with a stratified, seeded fraction of the "
-                    "train split's labels; report test accuracy. --linear freezes the backbone (linear probe); "
-                    "otherwise backbone and head are fine-tuned. Writes a run directory (backbone + "
-                    "head.safetensors) that evaluate, fit and export load.\n"
-                    "Example: edgessl finetune --run runs/digits --label-fraction 0.1 --linear "
-                    "--out runs/digits-probe")
-    return {"pretrain": p, "evaluate": e, "fit": f, "finetune": t}
+    return {
+        **add_command(sub, "pretrain", _pretrain, PretrainConfig,
+                      help="self-supervised pretraining on unlabelled images",
+                      description=inspect.cleandoc(_pretrain.__doc__).format(methods=METHOD_HELP)),
+        **add_command(sub, "evaluate", _evaluate, EvaluateConfig, BundleEvalConfig,
+                      help="feature quality (kNN, linear probe) and anomaly metrics of a run or a bundle"),
+        **add_command(sub, "fit", _fit, FitConfig, help="fit an anomaly detector and its threshold on normal images"),
+        **add_command(sub, "finetune", _finetune, FinetuneConfig,
+                      help="linear probe or full fine-tuning on a labelled fraction of the data"),
+    }

@@ -20,6 +20,7 @@ argparse's help layout, and adds no dependency to the device runtime.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import typing
 from dataclasses import MISSING, dataclass, fields
@@ -139,14 +140,15 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def add_command(sub, name: str, handler: Callable, *configs: type, help: str, description: str,
-                raw: bool = False) -> argparse.ArgumentParser:
-    """A subcommand whose options are ``configs``' fields; ``raw`` keeps the description's line breaks."""
-    p = sub.add_parser(name, help=help, description=description,
-                       formatter_class=argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter)
+def add_command(sub, name: str, handler: Callable, *configs: type, help: str,
+                description: str | None = None) -> dict[str, argparse.ArgumentParser]:
+    """``{name: parser}`` of a subcommand whose options are ``configs``' fields, described (line
+    breaks kept) by ``description`` or else by the handler's docstring."""
+    p = sub.add_parser(name, help=help, description=description or inspect.cleandoc(handler.__doc__ or ""),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p, *configs)
     p.set_defaults(handler=handler)
-    return p
+    return {name: p}
 
 
 # --config FILE.yaml

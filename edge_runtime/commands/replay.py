@@ -20,6 +20,11 @@ class ReplayConfig(RecordOptions, RunOptions, BundleOptions):
 
 
 def _replay(args: argparse.Namespace) -> Outcome:
+    """Read a ROS 2 bag with rosbags and score every sensor_msgs/Image and CompressedImage of --topic
+    (default: every image topic) exactly as the ROS node would, batched and prefetched like `edgessl
+    run`: one JSON line per message (with topic, stamp_ns, log_time_ns) to --out or standard output,
+    then a summary. A message that cannot be decoded becomes an error record.
+    """
     from ..ros.bag import BagSource
 
     cfg = config_from_args(ReplayConfig, args)
@@ -30,11 +35,6 @@ def _replay(args: argparse.Namespace) -> Outcome:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = add_command(
+    return add_command(
         sub, "replay", _replay, ReplayConfig,
-        help="score the images of a ROS 2 bag (MCAP or sqlite3) with a bundle, without ROS",
-        description="Read a ROS 2 bag with rosbags and score every sensor_msgs/Image and CompressedImage of "
-                    "--topic (default: every image topic) exactly as the ROS node would, batched and prefetched "
-                    "like `edgessl run`: one JSON line per message (with topic, stamp_ns, log_time_ns) to --out "
-                    "or standard output, then a summary. A message that cannot be decoded becomes an error record.")
-    return {"replay": p}
+        help="score the images of a ROS 2 bag (MCAP or sqlite3) with a bundle, without ROS")

@@ -71,6 +71,13 @@ def score_to_records(command: str, cfg, source, pipe, overlays: str | None = Non
 
 
 def _run(args: argparse.Namespace) -> Outcome:
+    """Score every input of --source with the bundle: one JSON line per input (to --out, or standard
+    output), optional overlay images, and a summary (counts, latency percentiles). Inputs that
+    cannot be read become error records; the exit status is 1 only when nothing could be scored.
+
+    Sources: an image, a folder, a glob ('imgs/*.png'), a MedMNIST .npz or MVTec-AD folder
+    (--split), a video file, camera:N or an rtsp:// URL.
+    """
     from ..streams.sources import open_source
 
     cfg = config_from_args(RunConfig, args)
@@ -81,12 +88,6 @@ def _run(args: argparse.Namespace) -> Outcome:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = add_command(
+    return add_command(
         sub, "run", _run, RunConfig,
-        help="score images, folders, datasets, videos or a camera with a bundle (torch-free)",
-        description="Score every input of --source with the bundle: one JSON line per input (to --out, or "
-                    "standard output), optional overlay images, and a summary (counts, latency percentiles). "
-                    "Inputs that cannot be read become error records; the exit status is 1 only when "
-                    "nothing could be scored.\n\nSources: an image, a folder, a glob ('imgs/*.png'), a MedMNIST "
-                    ".npz or MVTec-AD folder (--split), a video file, camera:N or an rtsp:// URL.")
-    return {"run": p}
+        help="score images, folders, datasets, videos or a camera with a bundle (torch-free)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from ..medical.intended_use import SIZE_FACTOR
 from ..medical.triage import OperatingPointConfig, TriageConfig
@@ -10,6 +11,18 @@ from .options import EXIT_NOTHING, EXIT_OK, Outcome, add_command, config_from_ar
 
 
 def _triage(args: argparse.Namespace) -> Outcome:
+    """Score every study of --source with the bundle and write to --out:
+      worklist.csv  ranked from most to least abnormal, with the decision and why any study
+                    was not scored
+      report.html   self-contained: thumbnails, heatmaps, score histogram with the threshold
+      audit.jsonl   one line per study, appended (never truncated), hash-chained
+    Decisions use the bundle's operating point for this precision (set with
+    `edgessl operating-point`), else its normal-only threshold. Studies are scored in
+    batches; a study's score depends on its own pixels only, never on its batch.
+
+    Example: edgessl triage --bundle bundle/ --source scans/ --out triage/ --operating-point
+    sensitivity=0.95
+    """
     from ..medical.triage import run_triage
 
     s = run_triage(config_from_args(TriageConfig, args))
@@ -21,6 +34,15 @@ def _triage(args: argparse.Namespace) -> Outcome:
 
 
 def _operating_point(args: argparse.Namespace) -> Outcome:
+    """Score labelled validation images and store in the bundle (per precision) the largest threshold
+    whose sensitivity on the validation anomalies is at least the target, with the specificity it
+    gave. Also records the bundle's intended use: the modalities (--modality, else those of the
+    validation DICOMs) and the reference image size (median longer side of the validation images;
+    triage refuses images over {size_factor:g}x larger or smaller).
+
+    Example: edgessl operating-point --bundle bundle/ --data pneumoniamnist.npz --normal-label 0
+    --sensitivity 0.95
+    """
     from ..medical.triage import set_operating_point
 
     s = set_operating_point(config_from_args(OperatingPointConfig, args))
@@ -33,27 +55,10 @@ def _operating_point(args: argparse.Namespace) -> Outcome:
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    t = add_command(
-        sub, "triage", _triage, TriageConfig, raw=True,
-        help="rank studies (DICOM, PNG, .npz) by abnormality: worklist, HTML report, audit log",
-        description="Score every study of --source with the bundle and write to --out:\n"
-                    "  worklist.csv  ranked from most to least abnormal, with the decision and why any study\n"
-                    "                was not scored\n"
-                    "  report.html   self-contained: thumbnails, heatmaps, score histogram with the threshold\n"
-                    "  audit.jsonl   one line per study, appended (never truncated), hash-chained\n"
-                    "Decisions use the bundle's operating point for this precision (set with\n"
-                    "`edgessl operating-point`), else its normal-only threshold. Studies are scored in\n"
-                    "batches; a study's score depends on its own pixels only, never on its batch.\n\n"
-                    "Example: edgessl triage --bundle bundle/ --source scans/ --out triage/ "
-                    "--operating-point sensitivity=0.95")
-    o = add_command(
-        sub, "operating-point", _operating_point, OperatingPointConfig, raw=True,
-        help="set a triage operating point for a target sensitivity on labelled validation data",
-        description="Score labelled validation images and store in the bundle (per precision) the largest\n"
-                    "threshold whose sensitivity on the validation anomalies is at least the target, with the\n"
-                    "specificity it gave. Also records the bundle's intended use: the modalities (--modality,\n"
-                    "else those of the validation DICOMs) and the reference image size (median longer side of\n"
-                    f"the validation images; triage refuses images over {SIZE_FACTOR:g}x larger or smaller).\n\n"
-                    "Example: edgessl operating-point --bundle bundle/ --data pneumoniamnist.npz --normal-label 0 "
-                    "--sensitivity 0.95")
-    return {"triage": t, "operating-point": o}
+    return {
+        **add_command(sub, "triage", _triage, TriageConfig,
+                      help="rank studies (DICOM, PNG, .npz) by abnormality: worklist, HTML report, audit log"),
+        **add_command(sub, "operating-point", _operating_point, OperatingPointConfig,
+                      help="set a triage operating point for a target sensitivity on labelled validation data",
+                      description=inspect.cleandoc(_operating_point.__doc__).format(size_factor=SIZE_FACTOR)),
+    }
