@@ -14,7 +14,7 @@ import importlib
 import sys
 
 from edgessl import __version__
-from edgessl.edge_runtime.commands.options import EXIT_INTERRUPTED, EXIT_USER, apply_config, emit
+from edgessl.edge_runtime.commands.options import EXIT_INTERRUPTED, EXIT_USER, apply_config, emit, leaf_parser
 from edgessl.edge_runtime.errors import EdgesslError
 
 COMMAND_MODULES = (
@@ -53,10 +53,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     commands: dict[str, argparse.ArgumentParser] = {}
     for name in COMMAND_MODULES:
         commands.update(importlib.import_module(name).register(sub))
-    for p in commands.values():
-        p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file whose keys are the "
-                       "long option names (command-line options win; a list given here replaces the file's)")
-        p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     return parser, commands
 
 
@@ -71,19 +67,20 @@ def _config_path(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, commands = build_parser()
-    name = next((a for a in argv if a in commands), None)
+    parser, _ = build_parser()
+    command = leaf_parser(parser, argv)
+    name = command.prog.removeprefix("edgessl ") if command else ""
     try:
-        config = _config_path(argv[argv.index(name) + 1:]) if name else None
+        config = _config_path(argv) if command else None
         if config:
-            apply_config(config, commands[name])
+            apply_config(config, command)
         args = parser.parse_args(argv)
         if not args.command:
             parser.print_help()
             return EXIT_USER
         return emit(args.handler(args), args.json)
     except EdgesslError as exc:
-        print(f"edgessl {name or ''}: error: {exc}", file=sys.stderr)
+        print(f"edgessl {name}: error: {exc}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

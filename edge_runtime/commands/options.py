@@ -147,8 +147,21 @@ def add_command(sub, name: str, handler: Callable, *configs: type, help: str,
     p = sub.add_parser(name, help=help, description=description or inspect.cleandoc(handler.__doc__ or ""),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p, *configs)
+    p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file whose keys are the long "
+                   "option names (command-line options win; a list given here replaces the file's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.set_defaults(handler=handler)
     return {name: p}
+
+
+def leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser | None:
+    """The (sub)command parser ``argv`` selects, following nested subcommands (``bundle inspect``)."""
+    chosen = None
+    for word in argv:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if actions and word in actions[0].choices:
+            parser = chosen = actions[0].choices[word]
+    return chosen
 
 
 # --config FILE.yaml
