@@ -11,6 +11,7 @@ record and the replay goes on.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -62,6 +63,7 @@ def _image_connections(reader, bag: Path, topics: Sequence[str]) -> list:
 class BagSource(Source):
     """Every image message of ``topics`` (all image topics when empty) of a bag, in log-time order,
     as frames named ``TOPIC#INDEX`` whose ``meta`` holds ``topic``, ``stamp_ns`` and ``log_time_ns``.
+    A bag that stops being readable part way (a corrupt or truncated chunk) ends with one error frame.
 
     The bag is opened (and the topics checked) when the source is made, so a wrong path or topic is
     an ``EdgesslError`` before anything is scored."""
@@ -82,7 +84,16 @@ class BagSource(Source):
         return sum(c.msgcount for c in self.connections)
 
     def __iter__(self) -> Iterator[Frame]:
-        for index, (conn, log_time, raw) in enumerate(self.reader.messages(connections=self.connections)):
+        messages = self.reader.messages(connections=self.connections)
+        for index in itertools.count():
+            try:
+                conn, log_time, raw = next(messages)
+            except StopIteration:
+                return
+            except Exception as exc:  # rosbags/sqlite raise assorted errors on a damaged chunk: one error frame
+                yield Frame(index, f"{self.name}#{index}", None,
+                            f"bag unreadable after message {index}: {type(exc).__name__}: {exc}")
+                return
             name, meta = f"{conn.topic}#{index}", {"topic": conn.topic, "stamp_ns": 0, "log_time_ns": log_time}
             try:
                 msg = self.reader.deserialize(raw, conn.msgtype)
@@ -91,9 +102,10 @@ class BagSource(Source):
                 continue
             meta["stamp_ns"] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             try:
-                yield Frame(index, name, _pixels(msg, conn.msgtype), meta=meta)
+                pixels, error = _pixels(msg, conn.msgtype), None
             except EdgesslError as exc:
-                yield Frame(index, name, None, str(exc), meta=meta)
+                pixels, error = None, str(exc)
+            yield Frame(index, name, pixels, error, meta=meta)
 
     def close(self) -> None:
         self.reader.close()
