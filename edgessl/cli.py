@@ -14,7 +14,8 @@ import importlib
 import sys
 
 from edgessl import __version__
-from edgessl.edge_runtime.commands.options import EXIT_INTERRUPTED, EXIT_USER, apply_config, emit, leaf_parser
+from edgessl.edge_runtime.commands.options import (EXIT_INTERRUPTED, EXIT_USER, apply_config, check_required, emit,
+                                                  leaf_parser)
 from edgessl.edge_runtime.errors import EdgesslError
 
 COMMAND_MODULES = (
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_USER
+        check_required(command, args)
         return emit(args.handler(args), args.json)
     except EdgesslError as exc:
         print(f"edgessl {name}: error: {exc}", file=sys.stderr)

@@ -154,3 +154,10 @@ def test_no_command_writes_an_option_by_hand():
     for name in (*COMMAND_MODULES, "edgessl.bench_command", "edgessl.demo"):
         source = inspect.getsource(importlib.import_module(name))
         assert "add_argument(" not in source, f"{name} declares an option by hand; declare it as a config field"
+
+
+def test_an_old_spelling_still_works_and_a_required_option_is_still_required(tmp_path, capsys):
+    assert _parse("triage", ["--bundle", "b", "--input", "x", "y", "--out", "o"], None, tmp_path).source == ["x", "y"]
+    with pytest.raises(SystemExit) as exc:
+        main(["triage", "--bundle", "b", "--out", "o"])
+    assert exc.value.code == 2 and "required: --source" in capsys.readouterr().err

@@ -103,6 +103,7 @@ def _help(meta, default) -> str:
 def add_options(parser: argparse.ArgumentParser, *configs: type) -> None:
     """One option per field of each config dataclass; a field two configs share must agree on its default."""
     seen: dict[str, Any] = {}
+    aliases: list[tuple[str, dict]] = []
     for cls in configs:
         hints = typing.get_type_hints(cls)
         own = set(vars(cls).get("__annotations__", {}))
@@ -114,24 +115,38 @@ def add_options(parser: argparse.ArgumentParser, *configs: type) -> None:
                                     f"{_default(seen[f.name])!r} of the same option")
                 continue
             seen[f.name] = f
-            _add_option(parser, f, hints[f.name])
+            aliases += _add_option(parser, f, hints[f.name])
+    for flag, kw in aliases:  # an old spelling: accepted, not shown, unless a real option of the command has it
+        if flag not in parser._option_string_actions:
+            parser.add_argument(flag, help=argparse.SUPPRESS, **{**kw, "default": argparse.SUPPRESS})
 
 
-def _add_option(parser: argparse.ArgumentParser, f, hint) -> None:
+def _add_option(parser: argparse.ArgumentParser, f, hint) -> list[tuple[str, dict]]:
+    """Add the option of field ``f``; return its aliases' flags with their argparse settings."""
     meta, default, name = f.metadata, _default(f), option_name(f)
     kind, is_list = _kind(hint)
     kw: dict[str, Any] = {"dest": f.name, "default": default}
     if kind is bool:
         flag = f"--no-{name}" if default else f"--{name}"
         text = f"turn off: {meta.get('help', '')}" if default else meta.get("help", "")
-        parser.add_argument(flag, action="store_false" if default else "store_true", help=text, **kw)
-        return
+        kw["action"] = "store_false" if default else "store_true"
+        parser.add_argument(flag, help=text, **kw)
+        return [(f"--{'no-' if default else ''}{alias}", kw) for alias in meta.get("aliases", ())]
     kw.update(type=kind, choices=meta.get("choices"), metavar=meta.get("metavar"))
     if is_list:
         kw.update(nargs="+", action=_ListOption)
-    parser.add_argument(f"--{name}", help=_help(meta, default), required=meta.get("required", False), **kw)
-    for alias in meta.get("aliases", ()):  # an old spelling: accepted, not shown
-        parser.add_argument(f"--{alias}", help=argparse.SUPPRESS, **{**kw, "default": argparse.SUPPRESS})
+    required = meta.get("required", False)
+    if required and meta.get("aliases"):  # argparse would not count the alias: checked by check_required
+        vars(parser).setdefault("required_with_alias", []).append((f.name, f"--{name}"))
+    parser.add_argument(f"--{name}", help=_help(meta, default), required=required and not meta.get("aliases"), **kw)
+    return [(f"--{alias}", kw) for alias in meta.get("aliases", ())]
+
+
+def check_required(parser: argparse.ArgumentParser | None, args: argparse.Namespace) -> None:
+    """argparse's own refusal (exit 2) for a required option that has an alias and was given neither way."""
+    missing = [flag for dest, flag in vars(parser).get("required_with_alias", []) if not getattr(args, dest, None)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
