@@ -34,7 +34,8 @@ LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 @dataclass
 class Frame:
     """One input: its position, a name for reports, the image or why there is none, a label if known,
-    and what else its record carries (a bag message's topic and stamps)."""
+    and ``meta``: what else the source hands its consumer (a bag message's topic and stamps, which
+    ``sinks.record`` adds to the JSONL record; a triage study)."""
 
     index: int
     name: str
