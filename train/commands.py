@@ -132,9 +132,9 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
         **add_command(sub, "pretrain", _pretrain, PretrainConfig,
                       help="self-supervised pretraining on unlabelled images",
                       description=inspect.cleandoc(_pretrain.__doc__).format(methods=METHOD_HELP)),
-        **add_command(sub, "evaluate", _evaluate, EvaluateConfig, BundleEvalConfig,
-                      help="feature quality (kNN, linear probe) and anomaly metrics of a run or a bundle"),
-        **add_command(sub, "fit", _fit, FitConfig, help="fit an anomaly detector and its threshold on normal images"),
         **add_command(sub, "finetune", _finetune, FinetuneConfig,
                       help="linear probe or full fine-tuning on a labelled fraction of the data"),
+        **add_command(sub, "fit", _fit, FitConfig, help="fit an anomaly detector and its threshold on normal images"),
+        **add_command(sub, "evaluate", _evaluate, EvaluateConfig, BundleEvalConfig,
+                      help="feature quality (kNN, linear probe) and anomaly metrics of a run or a bundle"),
     }
