@@ -24,6 +24,7 @@ from dataclasses import fields, replace
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -122,7 +123,9 @@ class Scoring:
                           stamp=messages.stamp_seconds)
         self.scorer = LiveScorer(self.pipeline, self.slots, steps, params.max_rate_hz,
                                  with_features="features" in params.outputs)
-        self.timer = node.create_timer(params.diagnostics_period_s, self.publish_diagnostics)
+        # health is reported on the steady clock: it goes on while a bag's simulated time is paused
+        self.timer = node.create_timer(params.diagnostics_period_s, self.publish_diagnostics,
+                                       clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.subscriptions: list = []
 
     def _make_publishers(self, camera: str) -> dict:
