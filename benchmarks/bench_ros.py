@@ -162,7 +162,7 @@ def run_config(config: str, args, listener: Listener, cameras: list[str], bundle
     return {"published": published, "received": count("received"), "processed": count("processed"),
             "dropped": count("dropped"), "failed": count("failed"), "p50": lat[0], "p99": lat[1],
             "node p50": node_p("latency p50 (ms)"), "node p99": node_p("latency p99 (ms)"),
-            "processing p50": node_p("processing p50 (ms)"), "cpu": cpu, "cpu per camera": cpu / len(cameras),
+            "processing p50": node_p("processing p50 (ms)"), "batch": node_p("batch size (mean)"), "cpu": cpu, "cpu per camera": cpu / len(cameras),
             "precision": d[0]["precision"], "bundle hash": d[0]["bundle hash"][:12]}
 
 
@@ -215,6 +215,7 @@ def main() -> None:
         ("stamp->score p50 / p99 ms (received here, all cameras)", lambda r: f"{r['p50']:.1f} / {r['p99']:.1f}"),
         ("stamp->score p50 / p99 ms (node, worst camera)", lambda r: f"{r['node p50']:.1f} / {r['node p99']:.1f}"),
         ("processing p50 ms (node, worst camera)", lambda r: f"{r['processing p50']:.1f}"),
+        ("frames per inference batch (mean)", lambda r: f"{r['batch']:.2f}"),
         ("node CPU, all processes (100% = one core)", lambda r: f"{r['cpu']:.0f}%"),
         ("node CPU per camera", lambda r: f"{r['cpu per camera']:.0f}%"),
     ]

@@ -60,7 +60,7 @@ def test_frames_waiting_together_are_scored_in_one_batch(pipe):
     for camera, img in images.items():
         slots.put(camera, img, time.monotonic())
     live.process(slots.take(timeout=1))
-    assert [c for c, _ in published] == ["cam0", "cam1"]
+    assert [c for c, _ in published] == ["cam0", "cam1"] and live.mean_batch_size == 2
     (_, r0), (_, r1) = published
     assert r0.latency_ms["inference"] == r1.latency_ms["inference"]  # one inference call, its time shared
     for camera, result in published:

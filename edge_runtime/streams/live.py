@@ -98,8 +98,14 @@ class LiveScorer:
                  with_features: bool = False) -> None:
         self.pipeline, self.slots, self.steps, self.with_features = pipeline, slots, steps, with_features
         self.limiter = RateLimiter(max_rate_hz)
+        self.batches = self.batched = 0  # inference batches run, frames they held
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Frames per inference batch so far (0 before the first)."""
+        return self.batched / self.batches if self.batches else 0.0
 
     @property
     def running(self) -> bool:
@@ -136,6 +142,7 @@ class LiveScorer:
                 self._fail(w, "convert", exc)
         if not ready:
             return
+        self.batches, self.batched = self.batches + 1, self.batched + len(ready)
         try:
             results = self.pipeline.score_prepared([p for _, p in ready], self.with_features)
         except Exception as exc:  # a backend failure on this batch: counted for each of its frames

@@ -180,6 +180,8 @@ class Scoring:
 
     def publish_diagnostics(self) -> None:
         reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports().items()}
+        for report in reports.values():
+            report.values["batch size (mean)"] = f"{self.scorer.mean_batch_size:.2f}"
         self.diagnostics.publish(messages.diagnostics_msg(reports, self.node.get_clock().now().to_msg()))
 
     def destroy(self) -> None:
