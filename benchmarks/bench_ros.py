@@ -15,7 +15,9 @@ seconds, lets the nodes settle, and reads the nodes' /diagnostics and every stam
 one table: frames published / received / lost in transport (best effort) / processed / dropped by
 newest-wins / failed, stamp-to-score latency (as received by this process, all cameras pooled, and
 the nodes' own worst camera), and node CPU (user+system time of the node processes over the
-publishing window, 100% = one core) per camera, with the ratio of the two configurations.
+publishing window, 100% = one core) per camera and per processed frame (a loaded machine makes the
+nodes drop more frames, so the second figure compares the work itself), with the ratios of the two
+configurations.
 """
 
 from __future__ import annotations
@@ -159,10 +161,12 @@ def run_config(config: str, args, listener: Listener, cameras: list[str], bundle
     node_p = lambda key: worst(d, key)  # noqa: E731
     lat = np.percentile(listener.latencies, [50, 99]) if listener.latencies else [float("nan")] * 2
     cpu = 100 * (cpu1 - cpu0) / (t1 - t0)
-    return {"published": published, "received": count("received"), "processed": count("processed"),
+    processed = count("processed")
+    return {"published": published, "received": count("received"), "processed": processed,
             "dropped": count("dropped"), "failed": count("failed"), "p50": lat[0], "p99": lat[1],
             "node p50": node_p("latency p50 (ms)"), "node p99": node_p("latency p99 (ms)"),
             "processing p50": node_p("processing p50 (ms)"), "batch": node_p("batch size (mean)"), "cpu": cpu, "cpu per camera": cpu / len(cameras),
+            "cpu ms per frame": 1e3 * (cpu1 - cpu0) / max(processed, 1),
             "precision": d[0]["precision"], "bundle hash": d[0]["bundle hash"][:12]}
 
 
@@ -218,6 +222,7 @@ def main() -> None:
         ("frames per inference batch (mean)", lambda r: f"{r['batch']:.2f}"),
         ("node CPU, all processes (100% = one core)", lambda r: f"{r['cpu']:.0f}%"),
         ("node CPU per camera", lambda r: f"{r['cpu per camera']:.0f}%"),
+        ("node CPU ms per processed frame", lambda r: f"{r['cpu ms per frame']:.1f}"),
     ]
     print(f"bundle {bundle} ({one['precision']} on ort-cpu, {one['bundle hash']}); {args.cameras} cameras "
           f"{args.width}x{args.height} rgb8 at {args.rate:g} Hz for {args.duration:g} s each, "
@@ -226,7 +231,8 @@ def main() -> None:
     print(f"{'':<{width}}  {CONFIGS[0]:>22}  {CONFIGS[1]:>22}")
     for key, cell in rows:
         print(f"{key:<{width}}  {str(cell(one)):>22}  {str(cell(per)):>22}")
-    print(f"node CPU per camera, one node / one node per camera: {one['cpu per camera'] / per['cpu per camera']:.2f}")
+    print(f"one node / one node per camera: CPU per camera {one['cpu per camera'] / per['cpu per camera']:.2f}, "
+          f"CPU per processed frame {one['cpu ms per frame'] / per['cpu ms per frame']:.2f}")
 
 
 if __name__ == "__main__":

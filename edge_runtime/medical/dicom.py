@@ -98,7 +98,7 @@ def grey_frames(ds: Any, stored: np.ndarray, name: str) -> list[np.ndarray]:
         values = apply_modality_lut(stored, ds)
         span = voi_range(ds)
         shown = np.asarray(apply_voi_lut(values, ds) if span is not None else values, np.float64)
-    except (ValueError, NotImplementedError, TypeError, KeyError, IndexError) as exc:  # LUT or window not allowed
+    except (ValueError, NotImplementedError, TypeError, KeyError, IndexError, AttributeError) as exc:  # not allowed
         raise EdgesslError(f"{name}: cannot apply its modality/VOI LUT or window ({exc})") from None
     dtype, top = (np.uint8, 255) if int(ds.get("BitsStored", 8)) <= 8 else (np.uint16, 65535)
     invert = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
