@@ -57,8 +57,10 @@ def test_topics_that_resolve_to_one_are_refused(ros, patch_bundle):
 
     with pytest.raises(EdgesslError, match="names /image more than once"):
         start_node(ros, patch_bundle, input_topics=("image", "/image"))
-    with pytest.raises(EdgesslError, match="several topics in namespace /cam"):
+    with pytest.raises(EdgesslError, match="several topics in namespace /cam,"):
         start_node(ros, patch_bundle, input_topics=("/cam/left", "/cam/right"))
+    with pytest.raises(EdgesslError, match="several topics in namespace /,"):  # both resolve into the root
+        start_node(ros, patch_bundle, input_topics=("image", "depth"))
 
 
 @pytest.mark.parametrize("value, reason", [

@@ -26,7 +26,6 @@ from dataclasses import dataclass, fields
 PACKAGE = "edgessl_ros"
 NODE = "edgessl_node"
 EXECUTABLE = "edgessl_node"
-MANAGED_EXECUTABLE = "edgessl_managed_node"
 
 SCORE = "anomaly/score"
 SCORE_STAMPED = "anomaly/score_stamped"
@@ -139,7 +138,7 @@ def topic_problems(topics: tuple[str, ...]) -> list[str]:
     spaces = [output_namespace(t) for t in topics]
     shared = sorted({ns for ns in spaces if spaces.count(ns) > 1})
     if shared:
-        return [f"parameter 'input_topics': several topics in namespace {', '.join(shared)}, whose outputs "
+        return [f"parameter 'input_topics': several topics in namespace {', '.join(ns or '/' for ns in shared)}, whose outputs "
                 "would mix; give each camera its own namespace (/cam0/image_raw, /cam1/image_raw)"]
     return []
 
