@@ -298,3 +298,18 @@ def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros,
     assert probe.got[names.DECISION] and all(m.data for m in probe.got[names.DECISION])  # the new threshold
     values = {kv.key: kv.value for kv in probe.got[names.SCORE_STAMPED][-1].status[0].values}
     assert float(values["threshold"]) == -1e6
+
+
+def test_bundle_sha256_pins_the_bundle(ros, patch_bundle):
+    import inspect
+
+    from edgessl.edge_runtime.bundle import Bundle
+    from edgessl.edge_runtime.errors import EdgesslError
+    from edgessl.edge_runtime.pipeline import Pipeline
+
+    if "expect_sha256" not in inspect.signature(Pipeline.load).parameters:
+        pytest.skip("this runtime's Pipeline.load has no expect_sha256 (bundle pins come with the trust work)")
+    with pytest.raises(EdgesslError, match="pinned"):
+        start_node(ros, patch_bundle, bundle_sha256="0" * 64)
+    pinned = Bundle.load(patch_bundle).hash
+    assert start_node(ros, patch_bundle, bundle_sha256=pinned).pipeline.bundle.hash == pinned
