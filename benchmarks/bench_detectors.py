@@ -37,7 +37,8 @@ from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, read_model_meta, save_model
 from edgessl.train.data import channel_stats, infer_channels, load_uint8
 from edgessl.train.feature_model import FeatureModel
-from edgessl.train.fit import collect_features, fit_detector
+from edgessl.train.features import collect_features
+from edgessl.train.fit import fit_detector
 from edgessl.train.knn import knn_distance
 from edgessl.train.pretrain import PretrainConfig, pretrain
 

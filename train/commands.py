@@ -43,9 +43,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _evaluate_bundle(args: argparse.Namespace) -> int:
     from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
 
-    from .bundle_evaluate import feature_metrics
+    from functools import partial
 
-    result = evaluate_bundle(config_from_args(BundleEvalConfig, args), feature_metrics(args.k, args.linear_probe))
+    from edgessl.edge_runtime.data.datasets import open_dataset
+
+    from .feature_metrics import feature_metrics
+
+    cfg = config_from_args(BundleEvalConfig, args)
+    metrics = partial(feature_metrics, class_names=open_dataset(cfg.data, "test").class_names, k=args.k,
+                      linear_probe=args.linear_probe)
+    result = evaluate_bundle(cfg, metrics)
     print(json.dumps(result, indent=2 if not args.json else None))
     return 0
 

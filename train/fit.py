@@ -13,6 +13,7 @@ none). Writes ``RUN_DIR/detector/``:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -30,12 +31,10 @@ from .checkpoint import load_model, write_json
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
-from .feature_model import FeatureModel
-from .features import feature_batches
-from .scoring import feature_model_for, score_dataset
+from .features import collect_features, feature_model_for
+from .scoring import score_dataset
 
 DETECTOR_DIR = "detector"
-PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a random subset per image beyond)
 
 
 @dataclass
@@ -52,6 +51,15 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     batch_size: int = 128
+
+
+def has_detector(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / DETECTOR_DIR / "detector.json").is_file()
+
+
+def fitted_normal_label(run_dir: str | Path) -> str | None:
+    path = Path(run_dir) / DETECTOR_DIR / "fit.json"
+    return json.loads(path.read_text()).get("normal_label") if path.is_file() else None
 
 
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
@@ -78,26 +86,6 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
         raise EdgesslError(f"{ds.source}: no normal images (label {ds.class_names[normal]!r}) in the "
                            f"{ds.split} split; check --normal-label")
     return subset, ds.class_names[normal]
-
-
-def collect_features(model: FeatureModel, ds: ImageDataset, spec, device, batch_size: int,
-                     patch_pool: int = PATCH_POOL, seed: int = 0) -> dict[str, np.ndarray]:
-    """The model's outputs for every image of ``ds``: ``embedding`` ``(N, D)`` and, with patches, a
-    random sample of ``m = min(h * w, max(1, patch_pool // N))`` patch feature vectors per image,
-    ``patches`` ``(N, m, C)`` (all of them when they fit in ``patch_pool``)."""
-    rng = np.random.default_rng(seed)
-    per_image = max(1, patch_pool // len(ds))
-    out: dict[str, list[np.ndarray]] = {name: [] for name in model.output_names}
-    for batch in feature_batches(model, ds, spec, device, batch_size):
-        out["embedding"].append(batch["embedding"])
-        if "patches" in batch:
-            p = batch["patches"]
-            flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (B, h*w, C)
-            if flat.shape[1] > per_image:
-                keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
-                flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
-            out["patches"].append(flat)
-    return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
 def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0) -> Detector:
