@@ -68,16 +68,19 @@ def _register_fit(sub) -> argparse.ArgumentParser:
     f = sub.add_parser(
         "fit", help="fit an anomaly detector and its threshold on normal images",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Fit a detector on the run's features of the normal images of --data's train split, and its "
-                    "threshold on the normal images of the val split (carved from train when the source has "
-                    "none). Anomalous images are never read. Writes RUN_DIR/detector/.\n\n"
+        description="Fit a detector on the run's features of the normal images of --data's train and val splits, "
+                    "and its threshold on their cross-fitted scores (K folds: a detector fitted on K-1 folds "
+                    "scores the held-out one; the shipped detector is fitted on all). Anomalous images are never "
+                    "read. Writes RUN_DIR/detector/.\n\n"
                     "Detectors:\n"
                     "  gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)\n"
                     "  knn       mean cosine distance to the k nearest normal embeddings (coreset optional)\n"
                     "  patch     PatchCore: per-patch distance to a coreset of normal patch features; heatmaps\n\n"
                     "Threshold: the smallest order statistic of the held-out normal scores whose false-positive\n"
                     "rate is at most --target-fpr with probability --confidence; scores are normalised so the\n"
-                    "median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0).")
+                    "median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0). Too few images\n"
+                    "for the target: fit says so and uses the tightest rate they support at that confidence,\n"
+                    "recording both (--strict refuses instead).")
     f.add_argument("--run", required=True, metavar="RUN_DIR")
     f.add_argument("--data", default="digits", help="data source (default: digits)")
     f.add_argument("--normal-label", default=None,
@@ -87,6 +90,9 @@ def _register_fit(sub) -> argparse.ArgumentParser:
     f.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate to hold (default: 0.01)")
     f.add_argument("--confidence", type=float, default=0.9,
                    help="probability that the true false-positive rate is at most the target (default: 0.9)")
+    f.add_argument("--folds", type=int, default=5, help="cross-fitting folds for the threshold (default: 5)")
+    f.add_argument("--strict", action="store_true",
+                   help="refuse when the images are too few for --target-fpr, instead of loosening it")
     f.add_argument("--coreset", type=int, default=0, metavar="N",
                    help="memory-bank size: knn embeddings (default 0: all), patch features (default 0: 2048)")
     f.add_argument("--k", type=int, default=0, help="neighbours averaged (default 0: knn 5, patch 1)")

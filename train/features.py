@@ -56,21 +56,30 @@ def feature_model_for(backbone: Backbone, detector_inputs: tuple[str, ...]) -> F
     return FeatureModel(backbone, with_patches="patches" in detector_inputs)
 
 
-def collect_features(model: FeatureModel, ds: ImageDataset, spec: PreprocessSpec, device, batch_size: int,
-                     patch_pool: int = PATCH_POOL, seed: int = 0) -> dict[str, np.ndarray]:
-    """The model's outputs for every image of ``ds``: ``embedding`` ``(N, D)`` and, with patches, a
-    random sample of ``m = min(h * w, max(1, patch_pool // N))`` patch feature vectors per image,
-    ``patches`` ``(N, m, C)`` (all of them when they fit in ``patch_pool``)."""
-    rng = np.random.default_rng(seed)
-    per_image = max(1, patch_pool // len(ds))
+def collect_outputs(model: FeatureModel, datasets: list[ImageDataset], spec: PreprocessSpec, device,
+                    batch_size: int) -> dict[str, np.ndarray]:
+    """Every named output of the model for every image of ``datasets``, concatenated in order
+    (``embedding`` ``(N, D)``, ``patches`` ``(N, C, h, w)``)."""
     out: dict[str, list[np.ndarray]] = {name: [] for name in model.output_names}
-    for batch in feature_batches(model, ds, spec, device, batch_size):
-        out["embedding"].append(batch["embedding"])
-        if "patches" in batch:
-            p = batch["patches"]
-            flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (B, h*w, C)
-            if flat.shape[1] > per_image:
-                keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
-                flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
-            out["patches"].append(flat)
+    for ds in datasets:
+        for batch in feature_batches(model, ds, spec, device, batch_size):
+            for name, value in batch.items():
+                out[name].append(value)
     return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def bank_features(outputs: dict[str, np.ndarray], patch_pool: int = PATCH_POOL, seed: int = 0) -> dict[str, np.ndarray]:
+    """What a detector is fitted on, from ``collect_outputs`` of normal images: ``embedding`` as is and
+    ``patches`` as rows ``(P, C)``, ``m = min(h * w, max(1, patch_pool // N))`` random locations per
+    image (all of them when they fit in ``patch_pool``)."""
+    out = {"embedding": outputs["embedding"]}
+    if "patches" in outputs:
+        p = outputs["patches"]
+        flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (N, h*w, C)
+        per_image = max(1, patch_pool // max(1, len(p)))
+        if flat.shape[1] > per_image:
+            rng = np.random.default_rng(seed)
+            keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
+            flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
+        out["patches"] = flat.reshape(-1, p.shape[1])
+    return out

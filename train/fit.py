@@ -1,14 +1,18 @@
-"""``edgessl fit``: fit an anomaly detector on normal training images, then its threshold on
-normal validation images.
+"""``edgessl fit``: fit an anomaly detector on normal training images, and its threshold on
+cross-fitted scores of the same images.
 
-Only normal images are ever read: the detector sees the ``train`` split's normal images, the
-threshold the ``val`` split's (``open_dataset`` carves ``val`` from ``train`` when the source has
-none). Writes ``RUN_DIR/detector/``:
+Only normal images are ever read: every normal image of the ``train`` and ``val`` splits. The
+threshold's held-out scores come from K-fold cross-fitting: the images are split into K folds
+(seeded); a detector fitted on K-1 folds scores the remaining one, so every image has a score from
+a detector that never saw it. The shipped detector is fitted on all of them. When the images are
+too few for ``--target-fpr`` at ``--confidence``, the threshold uses the tightest rate they support
+and records both (``--strict`` refuses instead; ``edge_runtime.thresholds`` states the rule).
+Writes ``RUN_DIR/detector/``:
 
     detector.json, detector.npz   the detector (``edge_runtime.detectors``)
     threshold.json                ``edge_runtime.thresholds.Threshold`` (fp32, this run's network)
-    fit.json                      data, normal label, image counts, and the held-out images'
-                                  ``val`` indices and raw scores (to re-derive INT8 thresholds)
+    fit.json                      data, normal label, image counts, and per split the held-out images'
+                                  indices and cross-fitted raw scores (to re-derive INT8 thresholds)
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +30,13 @@ import numpy as np
 from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
+from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_holdout
 
 from .checkpoint import load_model, write_json
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
-from .features import collect_features, feature_model_for
-from .scoring import score_dataset
+from .features import bank_features, collect_outputs, feature_model_for
 
 DETECTOR_DIR = "detector"
 
@@ -45,6 +49,8 @@ class FitConfig:
     detector: str = "knn"
     target_fpr: float = 0.01
     confidence: float = 0.9
+    folds: int = 5  # cross-fitting folds for the threshold's held-out scores
+    strict: bool = False  # refuse, instead of loosening the target, when the images are too few
     coreset: int = 0  # 0: knn keeps every embedding, patch keeps 2048 patches
     k: int = 0  # 0: the detector's default (knn 5, patch 1)
     max_images: int = 0  # 0: every normal training image
@@ -89,30 +95,66 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
 
 
 def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0) -> Detector:
-    """Fit a detector of ``kind`` on ``collect_features`` output of normal images."""
+    """Fit a detector of ``kind`` on ``bank_features`` of normal images."""
     k = k or DEFAULT_K[kind]
     if kind == "gaussian":
         return fit_gaussian(features["embedding"])
     if kind == "knn":
         return fit_knn(features["embedding"], k, coreset, seed)
-    patches = features["patches"]
-    return fit_patch(patches.reshape(-1, patches.shape[-1]), k, coreset, seed)
+    return fit_patch(features["patches"], k, coreset, seed)
 
 
-def _check_options(cfg: FitConfig, n_train: int, n_holdout: int) -> None:
+def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    """A seeded assignment of ``n`` images to ``folds`` folds of sizes differing by at most one."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % folds)
+
+
+def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Each image's raw score under a detector fitted on the other folds (``cfg.folds`` fits)."""
+    n = len(outputs["embedding"])
+    folds = fold_ids(n, cfg.folds, cfg.seed)
+    scores = np.empty(n, np.float64)
+    for f in range(cfg.folds):
+        held, kept = folds == f, folds != f
+        detector = fit_detector(cfg.detector, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
+                                cfg.k, cfg.coreset, cfg.seed)
+        scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
+    return scores
+
+
+def _score(detector: Detector, outputs: dict[str, np.ndarray], block: int = 256) -> np.ndarray:
+    n = len(outputs["embedding"])
+    return np.concatenate([detector.score({k: v[i : i + block] for k, v in outputs.items()}).raw_scores
+                           for i in range(0, n, block)])
+
+
+def _check_options(cfg: FitConfig, n_images: int) -> None:
     """The cheap checks, before any feature is computed."""
     if cfg.detector not in DETECTORS:
         raise EdgesslError(f"unknown detector {cfg.detector!r}; choose one of {', '.join(DETECTORS)}")
     if cfg.detector == "gaussian" and (cfg.coreset or cfg.k):
         raise EdgesslError("--coreset and --k apply to the knn and patch detectors, not gaussian")
+    if cfg.folds < 2:
+        raise EdgesslError(f"--folds must be at least 2 (got {cfg.folds})")
+    if n_images < cfg.folds:
+        raise EdgesslError(f"{n_images} normal images are fewer than --folds {cfg.folds}; lower --folds or add "
+                           "normal images")
     need = required_holdout(cfg.target_fpr, cfg.confidence)
-    if n_holdout < need:
+    if cfg.strict and n_images < need:
         raise EdgesslError(
-            f"the val split has {n_holdout} normal images; a false-positive rate of {cfg.target_fpr:g} at "
-            f"{cfg.confidence:g} confidence needs at least {need}. Add normal images to the validation split, "
+            f"{n_images} normal images are too few for a false-positive rate of {cfg.target_fpr:g} at "
+            f"{cfg.confidence:g} confidence (--strict): the rule needs at least {need}. Add normal images, "
             "or raise --target-fpr (or lower --confidence)")
     if cfg.detector == "knn":
-        check_coreset(cfg.coreset, n_train, "normal training images")
+        check_coreset(cfg.coreset, n_images - -(-n_images // cfg.folds), "normal training images of a fold")
+
+
+def _say_loosened(threshold: Threshold) -> None:
+    if threshold.requested_target_fpr is not None:
+        print(f"edgessl fit: {threshold.n_holdout} normal images support a false-positive rate of "
+              f"{threshold.target_fpr:.4g} at {threshold.confidence:g} confidence, not the requested "
+              f"{threshold.requested_target_fpr:g}; using {threshold.target_fpr:.4g} (--strict refuses instead)",
+              file=sys.stderr)
 
 
 def fit_run(cfg: FitConfig) -> dict:
@@ -121,33 +163,40 @@ def fit_run(cfg: FitConfig) -> dict:
     backbone, spec, _ = load_model(Path(cfg.run))
     device = pick_device(cfg.device)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
-    holdout_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
-    if cfg.max_images:
-        train_ds = train_ds.subset(np.arange(min(cfg.max_images, len(train_ds))))
-    _check_options(cfg, len(train_ds), len(holdout_ds))
+    val_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
+    if cfg.max_images:  # the first N, as a view of the split itself (so fit.json's indices are the split's)
+        train_ds = open_dataset(cfg.data, "train").subset(train_ds.indices[: cfg.max_images])
+    parts = [train_ds, val_ds]
+    n_images = sum(len(p) for p in parts)
+    _check_options(cfg, n_images)
 
     model = feature_model_for(backbone, DETECTORS[cfg.detector].inputs)
-    feats = collect_features(model, train_ds, spec, device, cfg.batch_size, seed=cfg.seed)
+    outputs = collect_outputs(model, parts, spec, device, cfg.batch_size)
+    held_out = crossfit_scores(cfg, outputs)
+    threshold = fit_threshold(held_out, cfg.target_fpr, cfg.confidence, strict=cfg.strict)
+    _say_loosened(threshold)
     out = Path(cfg.run) / DETECTOR_DIR
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        fit_detector(cfg.detector, feats, cfg.k, cfg.coreset, cfg.seed).save(tmp)
-        detector = load_detector(tmp)  # the threshold comes from exactly the files that ship
-        holdout = score_dataset(backbone, detector, holdout_ds, spec, device, cfg.batch_size).raw_scores
-        threshold = fit_threshold(holdout, cfg.target_fpr, cfg.confidence)
+        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.k, cfg.coreset, cfg.seed).save(tmp)
+        detector = load_detector(tmp)  # what ships
         threshold.save(tmp / "threshold.json")
+        bounds = np.cumsum([0] + [len(p) for p in parts])
         write_json(tmp / "fit.json", {
             "data": cfg.data, "normal_label": label, "detector": detector.kind, "params": detector.params(),
-            "train_images": len(train_ds),
-            "holdout": {"split": "val", "indices": [int(i) for i in holdout_ds.indices],
-                        "names": [holdout_ds.name(i) for i in range(len(holdout_ds))],
-                        "raw_scores": [float(s) for s in holdout]},
+            "train_images": n_images,
+            "holdout": {"method": "cross-fit", "folds": cfg.folds, "seed": cfg.seed, "parts": [
+                {"split": p.split, "indices": [int(i) for i in p.indices],
+                 "names": [p.name(i) for i in range(len(p))],
+                 "raw_scores": [float(s) for s in held_out[bounds[j] : bounds[j + 1]]]}
+                for j, p in enumerate(parts) if len(p)]},
         })
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only left behind when a step above failed
     return {"detector_dir": str(out), "detector": detector.kind, "params": detector.params(),
-            "normal_label": label, "train_images": len(train_ds), "holdout_images": len(holdout_ds),
-            "threshold": threshold.to_dict(), "cpu_seconds": round(time.process_time() - start, 2)}
+            "normal_label": label, "train_images": n_images, "holdout_images": len(held_out),
+            "folds": cfg.folds, "threshold": threshold.to_dict(),
+            "cpu_seconds": round(time.process_time() - start, 2)}
