@@ -245,3 +245,11 @@ def test_config_file_can_supply_a_required_option(tmp_path):
     _apply_config(str(cfg), commands["pretrain"])
     args = parser.parse_args(["pretrain", "--config", str(cfg), "--epochs", "3"])
     assert (args.out, args.method, args.epochs) == (str(tmp_path / "run"), "byol", 3)
+
+
+def test_a_time_budget_below_one_step_is_one_clear_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--time-budget", "0.0001", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()  # the progress bar's lines, then the error's one
+    assert "shorter than one training step" in err.splitlines()[-1] and "Traceback" not in err
+    assert not (out / "model.safetensors").exists()

@@ -173,13 +173,16 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--backbone", default="resnet18", help="resnet18 or mobilenet_v3_small (default: resnet18)")
     p.add_argument("--image-size", type=int, default=32, help="model input size in pixels (default: 32)")
     p.add_argument("--channels", type=int, default=0, choices=(0, 1, 3), help="input channels; 0 infers from the data")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=0,
+                   help="passes over the data (default 0: until --time-budget is spent when given, else 1)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS", help="stop after this wall time")
+    p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
+                   help="train for this wall time (alone: as many epochs as fit; with --epochs: whichever ends "
+                        "first); the learning-rate schedule ends with the budget")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps")
     p.add_argument("--max-images", type=int, default=0, help="use only the first N training images")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -193,9 +193,10 @@ def train(
     per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, dist)
     total = total_steps(per_epoch, cfg)
     warmup = max(1, int(cfg.warmup_epochs * per_epoch))
-    state = _Progress(*(_resume(method, optimizer, run_dir) if resume else (0, 0)))
+    start = _resume(method, optimizer, run_dir) if resume else (0, 0)
     writer = _tensorboard(run_dir) if dist.is_main else None
     csv_log = _CsvLog(run_dir / "metrics.csv", append=resume) if dist.is_main else None
+    state = _Progress(*start)  # the clock starts here
 
     def log(row: dict) -> None:
         csv_log.write(row)

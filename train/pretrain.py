@@ -27,7 +27,7 @@ class PretrainConfig:
     backbone: str = "resnet18"
     image_size: int = 32
     channels: int = 0  # 0: 1 for grey data, 3 for colour
-    epochs: int = 1
+    epochs: int = 0  # 0: until --time-budget is spent when one is given, else 1
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -64,7 +64,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
     backbone = build_backbone(backbone_cfg)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images))
-    loop_cfg = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
+    epochs = cfg.epochs or (0 if cfg.time_budget else 1)
+    loop_cfg = LoopConfig(epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
                           cfg.seed, cfg.time_budget, cfg.max_steps)
 
     def checkpoint(epoch: int) -> None:
