@@ -96,6 +96,8 @@ def _register_fit(sub) -> argparse.ArgumentParser:
     f.add_argument("--coreset", type=int, default=0, metavar="N",
                    help="memory-bank size: knn embeddings (default 0: all), patch features (default 0: 2048)")
     f.add_argument("--k", type=int, default=0, help="neighbours averaged (default 0: knn 5, patch 1)")
+    f.add_argument("--top", type=int, default=0, metavar="N",
+                   help="patch: image score = mean of the N largest map values (default 0: 1, the max)")
     f.add_argument("--max-images", type=int, default=0, help="fit on the first N normal training images only")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--batch-size", type=int, default=128)
@@ -156,6 +158,8 @@ METHOD_SUMMARIES = {
     "byol": "predict an EMA target network's view embedding, no negatives",
     "moco": "MoCo v2: contrast against a queue of momentum-encoder keys",
     "gan": "train a DCGAN; the discriminator's trunk is the feature extractor",
+    "cutpaste": "3-way: normal / pasted patch / thin scar (CutPaste); natural detector: gaussian",
+    "perlin": "texture pasted in Perlin-noise masks (DRAEM-style); predict the mask; detector: patch",
 }
 METHOD_HELP = "\n".join(f"  {k:<9} {v}" for k, v in METHOD_SUMMARIES.items())
 

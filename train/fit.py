@@ -35,6 +35,7 @@ from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_h
 from .checkpoint import load_model, write_json
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
+from .detectors.patch import DEFAULT_TOP
 from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
 
@@ -53,6 +54,7 @@ class FitConfig:
     strict: bool = False  # refuse, instead of loosening the target, when the images are too few
     coreset: int = 0  # 0: knn keeps every embedding, patch keeps 2048 patches
     k: int = 0  # 0: the detector's default (knn 5, patch 1)
+    top: int = 0  # patch: image score = mean of the N largest map values (0: the default, the max)
     max_images: int = 0  # 0: every normal training image
     seed: int = 0
     device: str = "auto"
@@ -94,14 +96,15 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
     return subset, ds.class_names[normal]
 
 
-def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0) -> Detector:
+def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0,
+                 top: int = 0) -> Detector:
     """Fit a detector of ``kind`` on ``bank_features`` of normal images."""
     k = k or DEFAULT_K[kind]
     if kind == "gaussian":
         return fit_gaussian(features["embedding"])
     if kind == "knn":
         return fit_knn(features["embedding"], k, coreset, seed)
-    return fit_patch(features["patches"], k, coreset, seed)
+    return fit_patch(features["patches"], k, coreset, seed, top or DEFAULT_TOP)
 
 
 def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
@@ -117,7 +120,7 @@ def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> np.ndarra
     for f in range(cfg.folds):
         held, kept = folds == f, folds != f
         detector = fit_detector(cfg.detector, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
-                                cfg.k, cfg.coreset, cfg.seed)
+                                cfg.k, cfg.coreset, cfg.seed, cfg.top)
         scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
     return scores
 
@@ -134,6 +137,8 @@ def _check_options(cfg: FitConfig, n_images: int) -> None:
         raise EdgesslError(f"unknown detector {cfg.detector!r}; choose one of {', '.join(DETECTORS)}")
     if cfg.detector == "gaussian" and (cfg.coreset or cfg.k):
         raise EdgesslError("--coreset and --k apply to the knn and patch detectors, not gaussian")
+    if cfg.top and cfg.detector != "patch":
+        raise EdgesslError("--top applies to the patch detector only")
     if cfg.folds < 2:
         raise EdgesslError(f"--folds must be at least 2 (got {cfg.folds})")
     if n_images < cfg.folds:
@@ -179,7 +184,8 @@ def fit_run(cfg: FitConfig) -> dict:
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.k, cfg.coreset, cfg.seed).save(tmp)
+        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.k, cfg.coreset, cfg.seed,
+                     cfg.top).save(tmp)
         detector = load_detector(tmp)  # what ships
         threshold.save(tmp / "threshold.json")
         bounds = np.cumsum([0] + [len(p) for p in parts])
