@@ -28,7 +28,8 @@ from edgessl.train.methods.gan import GAN  # noqa: E402
 from edgessl.train.methods.jigsaw import Jigsaw, hamming_permutations  # noqa: E402
 from edgessl.train.methods.moco import MoCo  # noqa: E402
 
-BREAST = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "breastmnist" / "breastmnist.npz"
+SHARED = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BREAST = SHARED / "breastmnist" / "breastmnist.npz"
 SMALL = ["--backbone", "mobilenet_v3_small", "--image-size", "16", "--device", "cpu"]
 
 

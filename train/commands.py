@@ -189,6 +189,9 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
                         "first); the learning-rate schedule ends with the budget")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps")
     p.add_argument("--max-images", type=int, default=0, help="use only the first N training images")
+    p.add_argument("--init-weights", default="", metavar="FILE",
+                   help="start the backbone from a torchvision-layout state dict (.pth or .safetensors) of the same "
+                        "architecture, then self-supervise on --data (domain-adaptive pretraining)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     _add_device(p)

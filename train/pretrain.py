@@ -15,6 +15,7 @@ from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
 from .data import channel_stats, infer_channels, load_uint8
 from .distributed import init_distributed, pick_device
+from .init_weights import load_init_weights
 from .loop import LoopConfig, seed_everything, train
 from .methods import METHODS
 from .precise_bn import precise_bn
@@ -38,6 +39,7 @@ class PretrainConfig:
     max_steps: int = 0
     max_images: int = 0  # 0: all training images
     resume: bool = False
+    init_weights: str = ""  # a torchvision-layout state dict (.pth / .safetensors) to start the backbone from
     out: str = "runs/pretrain"
 
 
@@ -63,6 +65,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     spec = PreprocessSpec(cfg.image_size, channels, mean, std)
 
     backbone = build_backbone(backbone_cfg)
+    if cfg.init_weights:
+        load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images))
     epochs = cfg.epochs or (0 if cfg.time_budget else 1)
     loop_cfg = LoopConfig(epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
