@@ -200,7 +200,9 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     e = sub.add_parser(
         "evaluate", help="feature quality (kNN, linear probe) and anomaly metrics of a run",
         description="Embed the train and test splits of --data with the run's frozen backbone and report "
-                    "weighted-kNN accuracy (k=200, cosine), linear-probe accuracy and, with a normal label, "
+                    "weighted-kNN accuracy (k=200, cosine) with its balanced accuracy (mean per-class recall) and "
+                    "the majority class and its rate (what always answering it scores), linear-probe accuracy and, "
+                    "with a normal label, "
                     "knn_auroc: one-class AUROC of the 5-NN cosine distance to normal training embeddings. "
                     "When the run has a fitted detector (`edgessl fit`), 'auroc' is the detector's (scored by "
                     "the runtime's numpy code) and the output adds aupr, f1_max, f1_threshold, threshold, "
