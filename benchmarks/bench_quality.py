@@ -36,7 +36,6 @@ import torch
 
 from edgessl.edge_runtime.data.anomaly_report import anomaly_report
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
-from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
 from edgessl.train.backbones import BackboneConfig, build_backbone

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.errors import EdgesslError
 
 from .checkpoint import load_model
 from .detector_metrics import detector_metrics
 from .distributed import pick_device
-from .features import embed_dataset
 from .feature_metrics import feature_metrics
+from .features import embed_dataset
 from .fit import fitted_normal_label, has_detector
 
 
