@@ -294,3 +294,16 @@ def test_sixty_normal_images_fit_with_the_defaults(run_dir, tmp_path, capsys):
     assert threshold.target_fpr == achievable_fpr(60, 0.9) and 0.01 < threshold.target_fpr < 0.04
     assert threshold.k == 60 and threshold.achieved_confidence >= 0.9
     assert json.loads(captured.out)["threshold"]["requested_target_fpr"] == 0.01
+
+
+@pytest.mark.parametrize("method,expected", [("cutpaste", "gaussian"), ("perlin", "patch"), ("random-init", "knn")])
+def test_fit_without_detector_uses_the_methods_natural_one(tmp_path, capsys, method, expected):
+    from edgessl.train.backbones import BackboneConfig, build_backbone
+    from edgessl.train.checkpoint import save_model
+
+    run = tmp_path / "run"
+    save_model(run, build_backbone(BackboneConfig("resnet18", 1, 16)), PreprocessSpec(16, 1, (0.5,), (0.25,)),
+               {"method": method})
+    assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--coreset", "64"
+                if expected == "patch" else "0") == 0
+    assert json.loads(capsys.readouterr().out)["detector"] == expected

@@ -86,7 +86,8 @@ def _register_fit(sub) -> argparse.ArgumentParser:
     f.add_argument("--normal-label", default=None,
                    help="class index or name of the normal class; omit for unlabelled data (every image is "
                         "taken as normal) or a train split of one class (MVTec's good)")
-    f.add_argument("--detector", default="knn", choices=("gaussian", "knn", "patch"), help="(default: knn)")
+    f.add_argument("--detector", default="", choices=("gaussian", "knn", "patch"),
+                   help="(default: the run's method's natural detector: cutpaste gaussian, perlin patch; else knn)")
     f.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate to hold (default: 0.01)")
     f.add_argument("--confidence", type=float, default=0.9,
                    help="probability that the true false-positive rate is at most the target (default: 0.9)")
@@ -179,7 +180,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--channels", type=int, default=0, choices=(0, 1, 3), help="input channels; 0 infers from the data")
     p.add_argument("--epochs", type=int, default=0,
                    help="passes over the data (default 0: until --time-budget is spent when given, else 1)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=float, default=0.5)

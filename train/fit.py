@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,16 @@ from .detectors.coreset import check_coreset
 from .detectors.patch import DEFAULT_TOP
 from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
+from .methods import METHODS
 
 DETECTOR_DIR = "detector"
+DEFAULT_DETECTOR = "knn"  # for methods without a natural detector: the best of the three in bench_quality.py
+
+
+def default_detector(method: str | None) -> str:
+    """The detector ``fit`` uses without ``--detector`` for a run pretrained with ``method``."""
+    natural = METHODS[method].natural_detector if method in METHODS else None
+    return natural or DEFAULT_DETECTOR
 
 
 @dataclass
@@ -47,7 +55,7 @@ class FitConfig:
     run: str = ""
     data: str = "digits"
     normal_label: str | None = None
-    detector: str = "knn"
+    detector: str = ""  # "": the run's method's natural detector (methods/), else DEFAULT_DETECTOR
     target_fpr: float = 0.01
     confidence: float = 0.9
     folds: int = 5  # cross-fitting folds for the threshold's held-out scores
@@ -165,7 +173,8 @@ def _say_loosened(threshold: Threshold) -> None:
 def fit_run(cfg: FitConfig) -> dict:
     """Fit, threshold and save the detector of ``cfg.run``; returns a JSON-able summary."""
     start = time.process_time()
-    backbone, spec, _ = load_model(Path(cfg.run))
+    backbone, spec, meta = load_model(Path(cfg.run))
+    cfg = replace(cfg, detector=cfg.detector or default_detector(meta.get("method")))
     device = pick_device(cfg.device)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
     val_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)

@@ -29,7 +29,7 @@ class PretrainConfig:
     image_size: int = 32
     channels: int = 0  # 0: 1 for grey data, 3 for colour
     epochs: int = 0  # 0: until --time-budget is spent when one is given, else 1
-    batch_size: int = 128
+    batch_size: int = 32  # CPU: four times the steps of 128 per minute (docs/detection.md)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
