@@ -8,12 +8,11 @@ run has one, else ``knn_auroc``; with a detector also ``aupr``, ``f1_max``, ``fp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.errors import EdgesslError
 
 from .checkpoint import load_model
+from .config import EvaluateConfig, with_recorded_data
 from .detector_metrics import detector_metrics
 from .distributed import pick_device
 from .feature_metrics import feature_metrics
@@ -21,21 +20,9 @@ from .features import embed_dataset
 from .fit import fitted_normal_label, has_detector
 
 
-@dataclass
-class EvaluateConfig:
-    run: str = ""
-    data: str = "digits"
-    normal_label: str | None = None
-    ignore_labels: list[str] = field(default_factory=list)
-    k: int = 200
-    linear_probe: bool = True
-    device: str = "auto"
-    batch_size: int = 256
-    plots: str | None = None
-
-
 def evaluate_run(cfg: EvaluateConfig) -> dict:
     """The metrics above as a JSON-able dict."""
+    cfg = with_recorded_data(cfg, detector_first=True)
     backbone, spec, meta = load_model(cfg.run)
     fitted = has_detector(cfg.run)
     if cfg.plots and not fitted:

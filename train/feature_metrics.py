@@ -35,15 +35,21 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([(y_pred[y_true == c] == c).mean() for c in np.unique(y_true)]))
 
 
+def _name(index: int, class_names: list[str] | None) -> str:
+    return class_names[index] if class_names else str(index)
+
+
 def feature_metrics(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                    normal: int | None, class_names: list[str], k: int = 200, linear_probe: bool = True) -> dict:
-    """The metrics above as a JSON-able dict (classification keys only with several training classes)."""
+                    normal: int | None, class_names: list[str] | None = None, k: int = 200,
+                    linear_probe: bool = True) -> dict:
+    """The metrics above as a JSON-able dict (classification keys only with several training classes);
+    ``majority_class`` is named from ``class_names`` (its index without them)."""
     out: dict = {"knn_accuracy": None}
     if len(np.unique(train_y)) > 1:  # MVTec-style data has one training class: no classification
         pred = knn_predict(train_x, train_y, test_x, k)
         classes, counts = np.unique(test_y, return_counts=True)
         out.update(knn_accuracy=float((pred == test_y).mean()), knn_balanced_accuracy=balanced_accuracy(test_y, pred),
-                   majority_class=class_names[int(classes[counts.argmax()])],
+                   majority_class=_name(int(classes[counts.argmax()]), class_names),
                    majority_rate=float(counts.max() / counts.sum()))
         if linear_probe:
             out["linear_probe_accuracy"] = linear_probe_accuracy(train_x, train_y, test_x, test_y)

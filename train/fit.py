@@ -22,17 +22,18 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_holdout
 
 from .checkpoint import load_model, write_json
+from .config import FitConfig, with_recorded_data
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .detectors.patch import DEFAULT_TOP
@@ -48,25 +49,6 @@ def default_detector(method: str | None) -> str:
     """The detector ``fit`` uses without ``--detector`` for a run pretrained with ``method``."""
     natural = METHODS[method].natural_detector if method in METHODS else None
     return natural or DEFAULT_DETECTOR
-
-
-@dataclass
-class FitConfig:
-    run: str = ""
-    data: str = "digits"
-    normal_label: str | None = None
-    detector: str = ""  # "": the run's method's natural detector (methods/), else DEFAULT_DETECTOR
-    target_fpr: float = 0.01
-    confidence: float = 0.9
-    folds: int = 5  # cross-fitting folds for the threshold's held-out scores
-    strict: bool = False  # refuse, instead of loosening the target, when the images are too few
-    coreset: int = 0  # 0: knn keeps every embedding, patch keeps 2048 patches
-    k: int = 0  # 0: the detector's default (knn 5, patch 1)
-    top: int = 0  # patch: image score = mean of the N largest map values (0: the default, the max)
-    max_images: int = 0  # 0: every normal training image
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 128
 
 
 def has_detector(run_dir: str | Path) -> bool:
@@ -97,7 +79,7 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
             raise EdgesslError(f"{ds.source}: the data is unlabelled, so --normal-label {normal_label} cannot "
                                "select images; drop --normal-label to take every image as normal")
         normal = resolve_label(ds, normal_label)
-    subset = ds.subset(np.flatnonzero(ds.labels == normal))
+    subset = ds.subset(class_indices(ds, normal))
     if len(subset) == 0:
         raise EdgesslError(f"{ds.source}: no normal images (label {ds.class_names[normal]!r}) in the "
                            f"{ds.split} split; check --normal-label")
@@ -172,6 +154,7 @@ def _say_loosened(threshold: Threshold) -> None:
 
 def fit_run(cfg: FitConfig) -> dict:
     """Fit, threshold and save the detector of ``cfg.run``; returns a JSON-able summary."""
+    cfg = with_recorded_data(cfg)
     start = time.process_time()
     backbone, spec, meta = load_model(Path(cfg.run))
     cfg = replace(cfg, detector=cfg.detector or default_detector(meta.get("method")))
