@@ -48,8 +48,7 @@ class TrainingSchedule:
     batch_size: int = option(128, "images per optimizer step")
     weight_decay: float = option(1e-4, "AdamW weight decay")
     seed: int = option(0, "seeds the data order, augmentations and initialisation")
-    time_budget: float = option(0.0, "train for this wall time (0: no limit); alone, with --epochs 0, as many "
-                                     "epochs as fit; the learning-rate schedule ends with it", metavar="SECONDS")
+    time_budget: float = option(0.0, "stop after this wall time (0: no limit)", metavar="SECONDS")
     max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)")
     device: str = device_option()
 
@@ -68,6 +67,8 @@ class PretrainConfig(TrainingSchedule):
     warmup_epochs: float = option(0.5, "linear learning-rate warm-up")
     max_images: int = option(0, "use only the first N training images (0: all)")
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
+    time_budget: float = option(0.0, "train for this wall time (0: no limit); without --epochs, as many epochs "
+                                     "as fit; the learning-rate schedule ends with it", metavar="SECONDS")
     init_weights: str = option("", "start the backbone from a torchvision-layout state dict (.pth or .safetensors) "
                                    "of the same architecture, then self-supervise on --data", metavar="FILE")
     out: str = option("", "run directory to write", metavar=RUN, required=True)
@@ -92,8 +93,8 @@ class FitConfig:
     data: str | None = option(None, f"dataset whose normal images are fitted (default: {RECORDED})")
     normal_label: str | None = option(None, "class index or name of the normal class; omit for unlabelled data "
                                             "(every image is normal) or a train split of one class (MVTec's good)")
-    detector: str = option("", "detector kind (see above; default: the run's method's natural detector, cutpaste "
-                               "gaussian, perlin patch, else knn)", choices=("", *DETECTOR_KINDS))
+    detector: str = option("auto", "detector kind (see above); auto: the run's method's natural detector (cutpaste "
+                                   "gaussian, perlin patch), else knn", choices=("auto", *DETECTOR_KINDS))
     target_fpr: float = option(0.01, "false-positive rate to hold")
     confidence: float = option(0.9, "probability that the true false-positive rate is at most the target")
     folds: int = option(5, "cross-fitting folds for the threshold's held-out scores")

@@ -157,7 +157,8 @@ def fit_run(cfg: FitConfig) -> dict:
     cfg = with_recorded_data(cfg)
     start = time.process_time()
     backbone, spec, meta = load_model(Path(cfg.run))
-    cfg = replace(cfg, detector=cfg.detector or default_detector(meta.get("method")))
+    if cfg.detector == "auto":
+        cfg = replace(cfg, detector=default_detector(meta.get("method")))
     device = pick_device(cfg.device)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
     val_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
