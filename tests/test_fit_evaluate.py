@@ -284,7 +284,7 @@ def test_sixty_normal_images_fit_with_the_defaults(run_dir, tmp_path, capsys):
     ds = open_dataset("digits", "train")
     zeros = np.flatnonzero(ds.labels == 0)
     _write_split(root, "train", "good", [ds.image(int(i)) for i in zeros[:60]])  # MVTec layout: val carved
-    assert main(["fit", "--run", str(run), "--data", str(root), *DEVICE]) == 0
+    assert main(["fit", "--run", str(run), "--data", str(root), "--json", *DEVICE]) == 0
     captured = capsys.readouterr()
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("edgessl fit:")]
     assert len(lines) == 1 and "not the requested 0.01" in lines[0]
@@ -296,14 +296,14 @@ def test_sixty_normal_images_fit_with_the_defaults(run_dir, tmp_path, capsys):
     assert json.loads(captured.out)["threshold"]["requested_target_fpr"] == 0.01
 
 
-@pytest.mark.parametrize("method,expected", [("cutpaste", "gaussian"), ("perlin", "patch"), ("random-init", "knn")])
-def test_fit_without_detector_uses_the_methods_natural_one(tmp_path, capsys, method, expected):
+@pytest.mark.parametrize("method,expected", [("cutpaste", "patch"), ("perlin", "gaussian"), ("random-init", "knn")])
+def test_fit_without_detector_uses_the_methods_measured_best(tmp_path, capsys, method, expected):
     from edgessl.train.backbones import BackboneConfig, build_backbone
     from edgessl.train.checkpoint import save_model
 
     run = tmp_path / "run"
     save_model(run, build_backbone(BackboneConfig("resnet18", 1, 16)), PreprocessSpec(16, 1, (0.5,), (0.25,)),
                {"method": method})
-    assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--coreset", "64"
+    assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--json", "--coreset", "64"
                 if expected == "patch" else "0") == 0
     assert json.loads(capsys.readouterr().out)["detector"] == expected

@@ -40,7 +40,7 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
     {methods}
 
     Multi-GPU / multi-process: torchrun --nproc_per_node=N -m edgessl pretrain ...
-    Example: edgessl pretrain --data digits --method simclr --epochs 5 --out runs/digits
+    Example: edgessl pretrain --data digits --time-budget 300 --out runs/digits
     """
     from .pretrain import pretrain
 
@@ -96,8 +96,8 @@ def _fit(args: argparse.Namespace) -> Outcome:
     """Fit a detector on the run's features of the normal images of --data's train and val splits, and
     its threshold on their cross-fitted scores (K folds: a detector fitted on K-1 folds scores the
     held-out one; the shipped detector is fitted on all). Anomalous images are never read. Writes
-    RUN_DIR/detector/. Without --detector: the run's method's natural one (cutpaste gaussian, perlin
-    patch), else knn.
+    RUN_DIR/detector/. Without --detector: the best measured for the run's method (perlin gaussian,
+    cutpaste patch), else knn.
 
     Detectors:
       gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)

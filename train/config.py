@@ -24,8 +24,8 @@ METHOD_SUMMARIES = {
     "byol": "predict an EMA target network's view embedding, no negatives",
     "moco": "MoCo v2: contrast against a queue of momentum-encoder keys",
     "gan": "train a DCGAN; the discriminator's trunk is the feature extractor",
-    "cutpaste": "3-way: normal / pasted patch / thin scar (CutPaste); natural detector: gaussian",
-    "perlin": "texture pasted in Perlin-noise masks (DRAEM-style); predict the mask; detector: patch",
+    "cutpaste": "3-way: normal / pasted patch / thin scar (CutPaste)",
+    "perlin": "texture pasted in Perlin-noise masks (DRAEM-style); predict the mask and whether",
 }
 BACKBONES = ("resnet18", "mobilenet_v3_small")
 DETECTOR_KINDS = ("gaussian", "knn", "patch")
@@ -57,7 +57,8 @@ class TrainingSchedule:
 class PretrainConfig(TrainingSchedule):
     data: str = option("digits", "dataset: digits, a MedMNIST .npz, an ImageFolder/MVTec-AD directory or a folder "
                                  "of images (labels unused)")
-    method: str = option("simclr", "pretext task (see above)", choices=tuple(METHOD_SUMMARIES))
+    method: str = option("perlin", "pretext task (see above; perlin measured best: docs/detection.md)",
+                         choices=tuple(METHOD_SUMMARIES))
     backbone: str = option("resnet18", "network trained", choices=BACKBONES)
     image_size: int = option(32, "model input size in pixels")
     channels: int = option(0, "input channels; 0 infers from the data (1 grey, 3 colour)", choices=(0, 1, 3))
@@ -93,8 +94,8 @@ class FitConfig:
     data: str | None = option(None, f"dataset whose normal images are fitted (default: {RECORDED})")
     normal_label: str | None = option(None, "class index or name of the normal class; omit for unlabelled data "
                                             "(every image is normal) or a train split of one class (MVTec's good)")
-    detector: str = option("auto", "detector kind (see above); auto: the run's method's natural detector (cutpaste "
-                                   "gaussian, perlin patch), else knn", choices=("auto", *DETECTOR_KINDS))
+    detector: str = option("auto", "detector kind (see above); auto: the best measured for the run's method "
+                                   "(perlin gaussian, cutpaste patch), else knn", choices=("auto", *DETECTOR_KINDS))
     target_fpr: float = option(0.01, "false-positive rate to hold")
     confidence: float = option(0.9, "probability that the true false-positive rate is at most the target")
     folds: int = option(5, "cross-fitting folds for the threshold's held-out scores")

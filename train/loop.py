@@ -129,7 +129,9 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor
 def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tuple[torch.Tensor, ...],
                     cfg: LoopConfig, state: _Progress, total: int, warmup: int, per_epoch: int,
                     device: torch.device, dist: DistInfo, log: Callable[[dict], None] | None) -> None:
-    """The steps of epoch ``state.epoch``, until the epoch, ``total`` steps or the time budget ends."""
+    """The steps of epoch ``state.epoch``, until the epoch, ``total`` steps or the time budget ends.
+    A budget that is the only end of training (no epochs, no step limit) and is spent by the first
+    step is refused: nothing would have been learnt."""
     epochs = str(cfg.epochs) if cfg.epochs else "-"
     bar = tqdm(_batches(len(tensors[0]), cfg.batch_size, state.epoch, cfg.seed, dist), total=per_epoch,
                desc=f"epoch {state.epoch + 1}/{epochs}", unit="step", disable=not dist.is_main, leave=False)
@@ -152,7 +154,7 @@ def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tu
         if log:
             log(state.last)
         if cfg.time_budget_s and state.elapsed >= cfg.time_budget_s:
-            if state.seen == len(idx) * dist.world_size:
+            if state.seen == len(idx) * dist.world_size and not (cfg.epochs or cfg.max_steps):
                 raise EdgesslError(f"--time-budget {cfg.time_budget_s:g} s is shorter than one training step "
                                    f"({state.elapsed:.1f} s here); raise --time-budget or lower --batch-size")
             state.stopped_by_budget = True

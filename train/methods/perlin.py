@@ -13,8 +13,9 @@ head ``g`` on the pooled embedding predicts altered or not:
 
     L = BCE(s(p(x')), avgpool(m)) + CE(g(f(x')), [m != 0])
 
-(the mask target is ``m`` averaged onto the feature grid). Its natural detector is the patch
-detector, which localises: ``edgessl fit --detector patch``.
+(the mask target is ``m`` averaged onto the feature grid). The patch detector localises
+(``edgessl fit --detector patch``); measured here (``benchmarks/bench_quality.py``, ELPV) the
+gaussian one scored images best, so it is ``fit``'s default for perlin runs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PerlinConfig:
 
 class PerlinPaste(PretextMethod):
     name = "perlin"
-    natural_detector = "patch"
+    default_detector_kind = "gaussian"  # measured (bench_quality.py, ELPV): gaussian 0.812 best
 
     def __init__(self, backbone, spec, augment_config=None, config: PerlinConfig | None = None):
         super().__init__(backbone, spec, augment_config)
