@@ -131,8 +131,13 @@ def _register_finetune(sub) -> argparse.ArgumentParser:
     return f
 
 
-def _add_device(p: argparse.ArgumentParser) -> None:
+def _add_device(p: argparse.ArgumentParser, precision_flags: tuple[str, ...] = ("--precision", "--torch-precision")) -> None:
+    """``--device`` and the PyTorch compute precision (named ``--torch-precision`` alone where
+    ``--precision`` already picks a bundle's model)."""
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda (default: auto)")
+    p.add_argument(*precision_flags, dest="torch_precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="PyTorch compute: auto = bf16 autocast + channels-last where the GPU/CPU does bf16 "
+                        "natively (AVX512-BF16, AMX), else fp32 (default: auto)")
 
 
 # One line per pretext task (kept torch-free for --help; a test checks it names every method).
@@ -199,7 +204,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--plots", default=None, metavar="DIR",
                    help="write roc.png, histogram.png and top_scoring.png (heatmaps) here (needs a fitted detector)")
-    _add_device(e)
+    _add_device(e, ("--torch-precision",))
     e.set_defaults(handler=_evaluate)
     return {"pretrain": p, "evaluate": e, "fit": _register_fit(sub),
             "finetune": _register_finetune(sub)}

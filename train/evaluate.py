@@ -22,6 +22,7 @@ from edgessl.edge_runtime.data.metrics import auroc
 from .checkpoint import load_model
 from .detector_eval import detector_metrics, fitted_normal_label, has_detector
 from .distributed import pick_device
+from . import precision
 from .features import embed_dataset
 from .knn import knn_distance, knn_predict
 
@@ -35,6 +36,7 @@ class EvaluateConfig:
     k: int = 200
     linear_probe: bool = True
     device: str = "auto"
+    torch_precision: str = "auto"  # auto, fp32, bf16: see train/precision.py
     batch_size: int = 256
     plots: str | None = None
 
@@ -58,6 +60,7 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
         raise EdgesslError(f"{cfg.run}: --plots needs a fitted detector; run `edgessl fit --run {cfg.run}` first")
     normal_label = cfg.normal_label if cfg.normal_label is not None else fitted_normal_label(cfg.run)
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision)
     train_ds = open_dataset(cfg.data, "train")
     test_ds = drop_labels(open_dataset(cfg.data, "test"), cfg.ignore_labels)
     if not (train_ds.labelled and test_ds.labelled):

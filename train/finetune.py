@@ -34,6 +34,7 @@ from .backbones import Backbone
 from .checkpoint import load_model, save_model, save_tensors, write_json
 from .data import load_uint8, normalise
 from .distributed import init_distributed, pick_device
+from . import precision
 from .features import embed_tensor
 from .loop import LoopConfig, seed_everything, train
 from .precise_bn import precise_bn
@@ -54,6 +55,7 @@ class FinetuneConfig:
     warmup_epochs: float = 1.0
     seed: int = 0
     device: str = "auto"
+    torch_precision: str = "auto"  # auto, fp32, bf16: see train/precision.py
     time_budget: float = 0.0
     max_steps: int = 0
     out: str = "runs/finetune"
@@ -139,6 +141,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         raise EdgesslError("--out must be a new run directory, not the pretrained --run itself")
     backbone, spec, meta = load_model(source)
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision)
     dist = init_distributed(device)
     seed_everything(cfg.seed + dist.rank)
     train_ds, test_ds = open_dataset(cfg.data, "train"), open_dataset(cfg.data, "test")

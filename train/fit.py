@@ -30,6 +30,7 @@ from .checkpoint import load_model, write_json
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
+from . import precision
 from .feature_model import FeatureModel
 from .features import feature_batches
 from .scoring import feature_model_for, score_dataset
@@ -51,6 +52,7 @@ class FitConfig:
     max_images: int = 0  # 0: every normal training image
     seed: int = 0
     device: str = "auto"
+    torch_precision: str = "auto"  # auto (here fp32: the threshold ships), fp32, bf16: train/precision.py
     batch_size: int = 128
 
 
@@ -132,6 +134,7 @@ def fit_run(cfg: FitConfig) -> dict:
     start = time.process_time()
     backbone, spec, _ = load_model(Path(cfg.run))
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision, shipped=True)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
     holdout_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
     if cfg.max_images:

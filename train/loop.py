@@ -1,7 +1,7 @@
 """The one training loop every pretext task shares, readable top to bottom.
 
 Per step: take a shuffled mini-batch (each ``torchrun`` process its own share), ``loss = method(batch)``
-under autocast (bf16 on CUDA), back-propagate, clip, step, update the learning rate
+under autocast (bf16 where the hardware has it natively: ``precision``), back-propagate, clip, step, update the learning rate
 (linear warm-up, then cosine decay to 0 at the last step or, with ``--time-budget``, at the end of
 the budget, whichever is first), ``method.on_step_end``. Logs go to a progress bar,
 ``metrics.csv`` and TensorBoard; checkpoints (safetensors + JSON) are written every epoch and
@@ -26,6 +26,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 
 from .checkpoint import optimizer_tensors, restore_optimizers, save_tensors, write_json
 from .distributed import DistInfo
+from .precision import active
 
 
 @dataclass
@@ -93,9 +94,8 @@ def train(
     ``on_checkpoint(epoch)`` is called on the main process to write the model files.
     """
     cuda = device.type == "cuda"
-    method.to(device)
-    if cuda:
-        method.to(memory_format=torch.channels_last)
+    compute = active(device)
+    compute.module(method)
     groups = method.param_groups() if hasattr(method, "param_groups") else \
         [{"params": [p for p in method.parameters() if p.requires_grad]}]
     params = [p for g in groups for p in g["params"]]
@@ -126,14 +126,12 @@ def train(
         for idx in bar:
             if step >= total:
                 break
-            batch = [t[idx].to(device, non_blocking=True) for t in tensors]
-            if cuda and batch[0].dim() == 4:
-                batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+            batch = [compute.batch(t[idx]) for t in tensors]
             budget_used = (time.perf_counter() - started) / cfg.time_budget_s if cfg.time_budget_s else 0.0
             factor = lr_factor(step, total, warmup, budget_used)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * factor
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            with compute.autocast():
                 loss, metrics = model(*batch)
             if not torch.isfinite(loss):
                 raise EdgesslError(f"training diverged at step {step} (loss {float(loss.detach())}); lower --lr")
@@ -168,7 +166,7 @@ def train(
     return {"steps": step, "epochs_done": epoch + 1 if not stopped_early else epoch,
             "images_seen": seen, "seconds": round(elapsed, 2),
             "images_per_s": round(seen / max(elapsed, 1e-9), 2), "final_loss": last.get("loss"),
-            "stopped_by_budget": stopped_early}
+            "stopped_by_budget": stopped_early, "precision": compute.name}
 
 
 class _CsvLog:

@@ -15,6 +15,7 @@ from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
 from .data import channel_stats, infer_channels, load_uint8
 from .distributed import init_distributed, pick_device
+from . import precision
 from .loop import LoopConfig, seed_everything, train
 from .methods import METHODS
 from .precise_bn import precise_bn
@@ -34,6 +35,7 @@ class PretrainConfig:
     warmup_epochs: float = 0.5
     seed: int = 0
     device: str = "auto"
+    torch_precision: str = "auto"  # auto, fp32, bf16: see train/precision.py
     time_budget: float = 0.0
     max_steps: int = 0
     max_images: int = 0  # 0: all training images
@@ -46,6 +48,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.method not in METHODS:
         raise EdgesslError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision)
     dist = init_distributed(device)
     seed_everything(cfg.seed + dist.rank)
     out = Path(cfg.out)

@@ -32,6 +32,7 @@ class OrtOptions:
     int8: bool = False
     engine_cache_dir: str | None = None
     device_id: int = 0
+    spinning: bool = True  # worker threads spin after a run (faster next run; steals cores from numpy)
 
 
 def available_providers() -> list[str]:
@@ -70,6 +71,7 @@ def session_options(opts: OrtOptions):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[opts.graph_optimization]
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.spinning else "0")
     return so
 
 
