@@ -131,7 +131,9 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
         from .backends.tensorrt_native import TensorRTBackend, engine_for
 
         return TensorRTBackend(engine_for(bundle, key))
-    opts = options or OrtOptions(spinning=not detector.blas_bound)
+    opts = options or OrtOptions()
+    if opts.spinning is None:
+        opts = replace(opts, spinning=not detector.blas_bound)
     if name == "ort-tensorrt" and key.startswith("int8"):
         opts = replace(opts, int8=True)
     return OrtBackend(bundle.model_file(key), name, opts)
