@@ -2,7 +2,7 @@
 and per-frame latency against the coreset size, in one run.
 
     .venv/bin/python benchmarks/bench_memory.py [--data ../shared/data/magnetic_tile/tile]
-        [--image-size 64] [--coresets 256,1024,4096,16384] [--precisions fp32,int8] [--work runs/bench_memory]
+        [--image-size 64] [--coresets 256,1024,4096] [--precisions fp32,int8] [--work runs/bench_memory]
 
 One randomly initialised resnet18 (the backbone's own stem at ``--image-size``, grey; random init is
 what the figures are about: memory and the coreset's effect, not the backbone) is fitted once per
@@ -10,7 +10,7 @@ detector configuration on the normal training images of ``--data`` (``gaussian``
 embedding; ``patch`` at each ``--coresets`` size; ``--detectors`` picks), exported and, with int8 in
 ``--precisions``, calibrated to int8-cpu (a bundle whose INT8 fails the calibration's accuracy gate
 gets no int8 row, and the script says why). Per bundle and precision: ``edgessl run --source DATA --split test`` in a fresh process
-(peak RSS from ``wait4``, so only that process), then, in this process, image AUROC of the test split
+(peak RSS: its own ``VmHWM``), then, in this process, image AUROC of the test split
 and the median ``Pipeline.score`` latency of 50 test images after 10 warm-up (ms). Writes
 ``memory_vs_coreset.png`` (RSS and AUROC against the patch coreset size) and ``bench_memory.json``.
 """
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -58,15 +58,32 @@ def build(work: Path, data: str, size: int, detector: str, coreset: int, int8: b
     return bundle, note
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (MB): ``VmHWM``, which starts afresh at ``exec`` (``ru_maxrss`` does
+    not: a child forked from a big parent would inherit the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc/self/status (Linux only)")
+
+
+def child_run(argv: list[str]) -> None:
+    """``edgessl ARGV`` in this fresh process, then its peak RSS on the last line of stderr."""
+    from edgessl.cli import main as cli
+
+    code = cli(argv)
+    print(f"peak_rss_mb {peak_rss_mb():.1f}", file=sys.stderr)
+    raise SystemExit(code)
+
+
 def run_rss_mb(bundle: Path, data: str, precision: str, out: Path) -> float:
     """Peak RSS (MB) of one ``edgessl run`` process over the test split."""
-    cmd = [str(ROOT / ".venv" / "bin" / "edgessl"), "run", "--bundle", str(bundle), "--backend", "ort-cpu",
+    cmd = [sys.executable, __file__, "--child-run", "run", "--bundle", str(bundle), "--backend", "ort-cpu",
            "--precision", precision, "--source", data, "--split", "test", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-400:]}")
-    return usage.ru_maxrss / 1024
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr[-400:]}")
+    return float(done.stderr.strip().splitlines()[-1].split()[1])
 
 
 def quality(bundle: Path, data: str, precision: str) -> tuple[float, float]:
@@ -91,10 +108,12 @@ def quality(bundle: Path, data: str, precision: str) -> tuple[float, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child-run"]:
+        child_run(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--coresets", default="256,1024,4096,16384")
+    ap.add_argument("--coresets", default="256,1024,4096")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench_memory"))
     ap.add_argument("--precisions", default="fp32,int8")
     ap.add_argument("--detectors", default="gaussian,knn,patch")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_memory import peak_rss_mb  # noqa: E402  (VmHWM: right for a child of a big parent)
 from bench_vs_lightly import peer_python  # noqa: E402  (the peer-venv helper both peer benchmarks use)
 
 PEER_VENV = ROOT / "runs" / "peers" / "anomalib"
@@ -48,8 +48,6 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "magnetic_tile" / "tile"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def link_data(data: Path, work: Path, train_images: int) -> Path:
