@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--detectors", default="knn,patch")
     ap.add_argument("--iterations", type=int, default=200)
     args = ap.parse_args()
-    from edgessl.bench_command import bench
+    from edgessl.bench_command import BenchConfig, bench
 
     work = Path(args.work)
     configs = [(int(s), d) for s in args.sizes.split(",") for d in args.detectors.split(",")]
@@ -60,7 +60,8 @@ def main() -> None:
     rows = []
     for (size, detector), bundle in bundles.items():
         for precision in ("fp32", "int8"):
-            r = bench(str(bundle), "ort-cpu", precision, 1, args.iterations, warmup=20, eager=False)
+            r = bench(BenchConfig(bundle=str(bundle), backend="ort-cpu", precision=precision,
+                                  iterations=args.iterations, warmup=20, eager=False))
             rows.append((size, detector, precision, r))
     print(f"resnet18 random init, batch 1, ort-cpu, {args.iterations} timed calls per contender "
           "(interleaved blocks, after 20 warm-up), medians; breakdown = the runtime call's median parts")

@@ -25,7 +25,8 @@ import torch
 
 from edgessl.edge_runtime.errors import EdgesslError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .config import PRECISIONS
+
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
