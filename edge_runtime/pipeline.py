@@ -18,6 +18,8 @@ result are the batch's times divided by its size.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,20 +38,43 @@ from .preprocess import PreprocessSpec, preprocess, resize_geometry
 from .thresholds import Threshold
 
 
+@dataclass(frozen=True)
+class MapSource:
+    """What an anomaly map is made from: the detector's raw map at feature resolution, the
+    threshold record that normalises it, and the shape (and resize policy) it is brought back to."""
+
+    raw: np.ndarray
+    threshold: Threshold
+    shape: tuple[int, ...]
+    spec: PreprocessSpec
+
+    def render(self) -> np.ndarray:
+        return map_to_image(self.threshold.normalise(self.raw).astype(np.float32), self.shape, self.spec)
+
+
 @dataclass
 class Result:
-    """One image's outcome. ``score`` is normalised (threshold -> 1.0); ``raw_score`` is the detector's."""
+    """One image's outcome. ``score`` is normalised (threshold -> 1.0); ``raw_score`` is the detector's.
+
+    ``anomaly_map`` (normalised, float32, at the input image's size) is computed on first access:
+    a caller that never reads it (a 1280x720 camera that publishes no heatmap) never pays for the
+    resize.
+    """
 
     score: float
     raw_score: float
     is_anomaly: bool
     threshold: float
     features: np.ndarray | None
-    anomaly_map: np.ndarray | None
     latency_ms: dict[str, float]
     bundle_hash: str
     precision: str
     backend: str
+    map_source: MapSource | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def anomaly_map(self) -> np.ndarray | None:
+        return None if self.map_source is None else self.map_source.render()
 
     def to_dict(self) -> dict:
         """The JSON-able fields (no arrays)."""
@@ -87,12 +112,26 @@ def map_to_image(amap: np.ndarray, shape: tuple[int, ...], spec: PreprocessSpec)
     return m
 
 
-def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None):
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController  # inspecting the loaded libraries takes milliseconds: once
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """numpy's BLAS limited to one thread for the duration (about 6 us to enter and leave)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector):
     if name == "tensorrt":
         from .backends.tensorrt_native import TensorRTBackend, engine_for
 
         return TensorRTBackend(engine_for(bundle, key))
     opts = options or OrtOptions()
+    if opts.spinning is None:
+        opts = replace(opts, spinning=not detector.blas_bound)
     if name == "ort-tensorrt" and key.startswith("int8"):
         opts = replace(opts, int8=True)
     return OrtBackend(bundle.model_file(key), name, opts)
@@ -111,6 +150,7 @@ class Pipeline:
         self.threshold_record = threshold
         self.threshold_override = threshold_override
         self.spec = PreprocessSpec.from_dict(bundle.manifest["preprocess"])
+        self._blas = _one_blas_thread if detector.blas_bound else contextlib.nullcontext
 
     @classmethod
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
@@ -124,7 +164,7 @@ class Pipeline:
         record = Threshold.from_dict(bundle.threshold(key))
         detector_dir = bundle.path(bundle.manifest.get("detector", {}).get("directory", "detector"))
         detector = load_detector(detector_dir)
-        return cls(bundle, _make_backend(bundle, name, key, options), detector, key, record, threshold)
+        return cls(bundle, _make_backend(bundle, name, key, options, detector), detector, key, record, threshold)
 
     @property
     def threshold(self) -> float:
@@ -152,34 +192,33 @@ class Pipeline:
         if not items:
             return []
         t0 = time.perf_counter()
-        outputs = self.infer(np.stack([p.tensor for p in items]))
+        outputs = self.infer(items[0].tensor[None] if len(items) == 1 else np.stack([p.tensor for p in items]))
         t1 = time.perf_counter()
-        out = self.detector.score(outputs)
-        raw = np.asarray(out.raw_scores, np.float64)
-        scores = self.threshold_record.normalise(raw)
-        if self.threshold_override is None:
-            decisions = self.threshold_record.is_anomaly(raw)
-        else:
-            decisions = scores >= self.threshold_override
-        maps = [None] * len(items)
-        if out.maps is not None:
-            norm = [self.threshold_record.normalise(m).astype(np.float32) for m in out.maps]
-            maps = [upsample_map(m, self.spec.image_size) if map_space == "model" else map_to_image(m, p.shape, self.spec)
-                    for m, p in zip(norm, items)]
+        with self._blas():
+            out = self.detector.score(outputs)
+        raw = out.raw_scores.tolist()
         t2 = time.perf_counter()
+        record, override = self.threshold_record, self.threshold_override
         features = outputs.get("embedding") if with_features else None
         n = len(items)
         infer_ms, score_ms = (t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n
-        return [
-            Result(score=float(scores[i]), raw_score=float(raw[i]), is_anomaly=bool(decisions[i]),
-                   threshold=self.threshold,
-                   features=None if features is None else np.array(features[i], np.float32),
-                   anomaly_map=maps[i],
-                   latency_ms={"preprocess": p.preprocess_ms, "inference": infer_ms, "score": score_ms,
-                               "total": p.preprocess_ms + infer_ms + score_ms},
-                   bundle_hash=self.bundle.hash, precision=self.precision_key, backend=self.backend)
-            for i, p in enumerate(items)
-        ]
+        results = []
+        for i, p in enumerate(items):
+            score = float(record.normalise(raw[i]))
+            source = None
+            if out.maps is not None:
+                shape = (self.spec.image_size,) * 2 if map_space == "model" else p.shape
+                source = MapSource(out.maps[i], record, shape, self.spec)
+            results.append(Result(
+                score=score, raw_score=raw[i],
+                is_anomaly=bool(record.is_anomaly(raw[i]) if override is None else score >= override),
+                threshold=self.threshold,
+                features=None if features is None else np.array(features[i], np.float32),
+                latency_ms={"preprocess": p.preprocess_ms, "inference": infer_ms, "score": score_ms,
+                            "total": p.preprocess_ms + infer_ms + score_ms},
+                bundle_hash=self.bundle.hash, precision=self.precision_key, backend=self.backend,
+                map_source=source))
+        return results
 
     def score(self, image: np.ndarray, with_features: bool = False) -> Result:
         """One image (numpy, edgessl image convention) to its ``Result``."""

@@ -24,6 +24,17 @@ def test_bench_reports_percentiles_throughput_and_overhead(tmp_path, capsys):
         assert r["images_per_s"] > 0
     assert "runtime_overhead" in out and "runtime_vs_bare_ort" in out["ratios"]
     assert "no PyTorch checkpoint" in out["note"] and out["batch_size"] == 2
+    parts = out["breakdown_ms"]
+    assert set(parts) == {"preprocess", "inference", "score", "other"}
+    assert parts["inference"] > 0 and parts["preprocess"] > 0 and parts["score"] > 0
+    assert parts["inference"] <= out["results"]["runtime"]["latency_ms"]["p99"]
+
+
+def test_bench_table_shows_the_breakdown(tmp_path, capsys):
+    bundle = make_bundle(tmp_path / "b", "patch")
+    assert main(["bench", "--bundle", str(bundle), "--iterations", "5", "--warmup", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "runtime call, medians (ms): preprocess" in text and "other" in text
 
 
 @pytest.mark.slow

@@ -159,3 +159,19 @@ def test_evaluate_bundle_gives_pixel_auroc_on_mvtec_masks(patch_bundle, tmp_path
     assert out["test_images"] == 8 and out["normal_label"] == "good" and out["detector"] == "patch"
     assert 0.0 <= out["pixel_auroc"] <= 1.0 and 0.0 <= out["auroc"] <= 1.0
     assert {"aupr", "f1_max", "threshold", "fpr_at_threshold", "tpr_at_threshold"} <= set(out)
+
+
+def _spinning(pipe: Pipeline) -> str:
+    return pipe.runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_patch_scoring_gets_the_cores_and_a_lazy_map(knn_bundle, patch_bundle, digits):
+    """A blas_bound detector (the patch search) stops ONNX Runtime's threads spinning unless the caller
+    says otherwise; the image-size map is computed on first access, once."""
+    assert _spinning(Pipeline.load(knn_bundle)) == "1" and _spinning(Pipeline.load(patch_bundle)) == "0"
+    assert _spinning(Pipeline.load(patch_bundle, options=OrtOptions(intra_op_threads=1))) == "0"
+    assert _spinning(Pipeline.load(patch_bundle, options=OrtOptions(spinning=True))) == "1"
+    r = Pipeline.load(patch_bundle).score(digits[0][0])
+    assert "anomaly_map" not in vars(r)  # not computed yet
+    first = r.anomaly_map
+    assert first is r.anomaly_map and first.shape == digits[0][0].shape[:2]

@@ -37,6 +37,15 @@ def device_option():
     return option("auto", "auto (a GPU when present), cpu, cuda, cuda:N")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")  # what auto means: train/precision.py
+
+
+def precision_option(name: str = "precision", auto: str = "bf16 autocast + channels-last where the GPU/CPU does "
+                                                           "bf16 natively (AVX512-BF16, AMX), else fp32"):
+    return option("auto", f"PyTorch compute precision: auto = {auto}", choices=PRECISIONS, name=name,
+                  aliases=("torch-precision",) if name != "torch-precision" else ())
+
+
 def _run(help_text: str = "run directory (from `edgessl pretrain`)"):
     return option("", help_text, metavar=RUN, required=True)
 
@@ -51,6 +60,7 @@ class TrainingSchedule:
     time_budget: float = option(0.0, "stop after this wall time (0: no limit)", metavar="SECONDS")
     max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)")
     device: str = device_option()
+    torch_precision: str = precision_option()
 
 
 @dataclass
@@ -106,6 +116,8 @@ class FitConfig:
     max_images: int = option(0, "fit on the first N normal training images only (0: all)")
     seed: int = option(0, "seeds the coreset and the held-out split")
     device: str = device_option()
+    torch_precision: str = precision_option(auto="fp32 here (the bank and threshold ship to an fp32/int8 device); "
+                                                 "bf16 on request")
     batch_size: int = option(128, "images per forward pass")
 
 
@@ -115,6 +127,7 @@ class EvaluateConfig(EvalData):
     k: int = option(200, "neighbours for the kNN classifier")
     linear_probe: bool = option(True, "the linear-probe accuracy")
     device: str = device_option()
+    torch_precision: str = precision_option("torch-precision")  # --precision picks a bundle's model
     plots: str | None = option(None, "write roc.png, histogram.png and top_scoring.png (heatmaps) here (needs a "
                                      "fitted detector)", metavar="DIR")
 

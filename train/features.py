@@ -2,7 +2,11 @@
 
 * ``embed_dataset`` / ``embed_tensor``: pooled embeddings ``(N, D)`` (evaluation, the linear probe);
 * ``feature_batches``: the exported network's named outputs, one batch at a time;
-* ``collect_features``: every output of a dataset in memory, patch features sub-sampled for a memory bank.
+* ``collect_outputs`` / ``bank_features``: every output of datasets in memory, and the rows a detector
+  is fitted on (patch features sub-sampled for a memory bank).
+
+Everything runs in the process's selected precision (``precision``: bf16 autocast where native);
+outputs are always float32.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec
 from .backbones import Backbone
 from .data import load_uint8, normalise
 from .feature_model import FeatureModel
+from .precision import active
 
 PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a random subset per image beyond)
 
@@ -27,9 +32,11 @@ PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a ra
 def embed_tensor(backbone: Backbone, images: torch.Tensor, spec: PreprocessSpec,
                  device: torch.device | str = "cpu", batch_size: int = 256) -> np.ndarray:
     """Pooled embeddings ``(N, D)`` float32 of a uint8 image tensor."""
-    backbone.eval().to(device)
-    out = [backbone(normalise(images[i : i + batch_size].to(device), spec)).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    compute = active(device)
+    compute.module(backbone.eval())
+    with compute.autocast():
+        out = [backbone(normalise(compute.batch(images[i : i + batch_size]), spec)).float().cpu()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, backbone.feature_dim), np.float32)
 
 
@@ -44,10 +51,12 @@ def feature_batches(model: FeatureModel, ds: ImageDataset, spec: PreprocessSpec,
                     device: torch.device | str = "cpu", batch_size: int = 256) -> Iterator[dict[str, np.ndarray]]:
     """The exported network's named outputs (float32 numpy), one batch of ``ds`` at a time, in order."""
     images = load_uint8(ds, spec)
-    model.eval().to(device)
+    compute = active(device)
+    compute.module(model.eval())
     for i in tqdm(range(0, len(images), batch_size), desc=f"features {ds.split}", unit="batch",
                   leave=False, disable=len(images) <= 4 * batch_size):
-        outs = model(normalise(images[i : i + batch_size].to(device), spec))
+        with compute.autocast():
+            outs = model(normalise(compute.batch(images[i : i + batch_size]), spec))
         yield {name: o.float().cpu().numpy() for name, o in zip(model.output_names, outs)}
 
 

@@ -34,6 +34,7 @@ from .checkpoint import load_model, save_model, save_tensors, write_json
 from .config import FinetuneConfig, with_recorded_data
 from .data import load_uint8, normalise
 from .distributed import init_distributed, pick_device
+from . import precision
 from .features import embed_tensor
 from .loop import LoopConfig, seed_everything, train
 from .precise_bn import precise_bn
@@ -122,6 +123,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         raise EdgesslError("--out must be a new run directory, not the pretrained --run itself")
     backbone, spec, meta = load_model(source)
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision)
     dist = init_distributed(device)
     seed_everything(cfg.seed + dist.rank)
     train_ds, test_ds = open_dataset(cfg.data, "train"), open_dataset(cfg.data, "test")

@@ -32,6 +32,7 @@ from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_holdout
 
+from . import precision
 from .checkpoint import load_model, write_json
 from .config import FitConfig, with_recorded_data
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
@@ -160,6 +161,7 @@ def fit_run(cfg: FitConfig) -> dict:
     if cfg.detector == "auto":
         cfg = replace(cfg, detector=default_detector(meta.get("method")))
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision, shipped=True)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
     val_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
     if cfg.max_images:  # the first N, as a view of the split itself (so fit.json's indices are the split's)

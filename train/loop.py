@@ -2,7 +2,7 @@
 
 ``train`` runs ``train_one_epoch`` per epoch (then writes a checkpoint); each of its steps is
 ``train_step``. Per step: take a shuffled mini-batch (each ``torchrun`` process its own share), ``loss = method(batch)``
-under autocast (bf16 on CUDA), back-propagate, clip, step, update the learning rate
+under autocast (bf16 where the hardware has it natively: ``precision``), back-propagate, clip, step, update the learning rate
 (linear warm-up, then cosine decay to 0 at the last step or, with ``--time-budget``, at the end of
 the budget, whichever is first), ``method.on_step_end``. Logs go to a progress bar,
 ``metrics.csv`` and TensorBoard; checkpoints (safetensors + JSON) are written every epoch and
@@ -28,6 +28,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 
 from .checkpoint import optimizer_tensors, restore_optimizers, save_tensors, write_json
 from .distributed import DistInfo
+from .precision import Compute, active
 
 
 @dataclass
@@ -110,11 +111,11 @@ def total_steps(per_epoch: int, cfg: LoopConfig) -> int:
 
 
 def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor], cfg: LoopConfig,
-               lr_scale: float, device: torch.device, step: int) -> tuple[float, dict]:
+               lr_scale: float, compute: Compute, step: int) -> tuple[float, dict]:
     """One optimizer step at ``cfg.lr * lr_scale``; returns the loss and the method's metrics."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_scale
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with compute.autocast():
         loss, metrics = model(*batch)
     if not torch.isfinite(loss):
         raise EdgesslError(f"training diverged at step {step} (loss {float(loss.detach())}); lower --lr")
@@ -128,7 +129,7 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor
 
 def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tuple[torch.Tensor, ...],
                     cfg: LoopConfig, state: _Progress, total: int, warmup: int, per_epoch: int,
-                    device: torch.device, dist: DistInfo, log: Callable[[dict], None] | None) -> None:
+                    compute: Compute, dist: DistInfo, log: Callable[[dict], None] | None) -> None:
     """The steps of epoch ``state.epoch``, until the epoch, ``total`` steps or the time budget ends.
     A budget that is the only end of training (no epochs, no step limit) and is spent by the first
     step is refused: nothing would have been learnt."""
@@ -138,12 +139,10 @@ def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tu
     for idx in bar:
         if total and state.step >= total:
             return
-        batch = [t[idx].to(device, non_blocking=True) for t in tensors]
-        if device.type == "cuda" and batch[0].dim() == 4:
-            batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+        batch = [compute.batch(t[idx]) for t in tensors]
         budget_used = state.elapsed / cfg.time_budget_s if cfg.time_budget_s else 0.0
         loss, metrics = train_step(model, optimizer, batch, cfg, lr_factor(state.step, total, warmup,
-                                   budget_used), device, state.step)
+                                   budget_used), compute, state.step)
         if hasattr(method, "on_step_end"):
             method.on_step_end(min(1.0, max(state.step / max(1, total - 1) if total else 0.0, budget_used)))
         state.step += 1
@@ -182,9 +181,8 @@ def train(
     """
     if not (cfg.epochs or cfg.time_budget_s or cfg.max_steps):
         raise EdgesslError("training needs an end: give --epochs, --time-budget or --max-steps")
-    method.to(device)
-    if device.type == "cuda":
-        method.to(memory_format=torch.channels_last)
+    compute = active(device)
+    compute.module(method)
     optimizer = build_optimizer(method, cfg)
     model = method
     if dist.enabled:
@@ -207,7 +205,7 @@ def train(
 
     method.train()
     while not cfg.epochs or state.epoch < cfg.epochs:
-        train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, device, dist,
+        train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, compute, dist,
                         log if dist.is_main else None)
         epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
         if dist.is_main:
@@ -222,7 +220,7 @@ def train(
     return {"steps": state.step, "epochs_done": epochs_done,
             "images_seen": state.seen, "seconds": round(elapsed, 2),
             "images_per_s": round(state.seen / max(elapsed, 1e-9), 2), "final_loss": state.last.get("loss"),
-            "stopped_by_budget": state.stopped_by_budget}
+            "stopped_by_budget": state.stopped_by_budget, "precision": compute.name}
 
 
 class _CsvLog:

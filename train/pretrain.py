@@ -10,6 +10,7 @@ from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
+from . import precision
 from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
 from .config import PretrainConfig
@@ -26,6 +27,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.method not in METHODS:
         raise EdgesslError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     device = pick_device(cfg.device)
+    precision.select(cfg.torch_precision)
     dist = init_distributed(device)
     seed_everything(cfg.seed + dist.rank)
     out = Path(cfg.out)

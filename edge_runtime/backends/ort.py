@@ -32,6 +32,9 @@ class OrtOptions:
     int8: bool = False
     engine_cache_dir: str | None = None
     device_id: int = 0
+    # Worker threads spin after a run (a faster next run; but they steal the cores numpy needs right
+    # after it). None: the pipeline decides from the detector (off for ``blas_bound`` ones), else on.
+    spinning: bool | None = None
 
 
 def available_providers() -> list[str]:
@@ -70,6 +73,7 @@ def session_options(opts: OrtOptions):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[opts.graph_optimization]
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if opts.spinning is False else "1")
     return so
 
 

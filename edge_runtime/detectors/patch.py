@@ -26,6 +26,7 @@ class PatchDetector(Detector):
     kind = "patch"
     inputs = ("patches",)
     has_maps = True
+    blas_bound = True
 
     def __init__(self, bank: np.ndarray, k: int = 1, top: int = 1):
         self.bank = np.asarray(bank, np.float32)

@@ -13,7 +13,10 @@ thread pools do not bill the next), so a busy machine slows them alike. Per cont
 * any ``extra`` contender (e.g. the PyTorch checkpoint in eager mode) gets the preprocessed batch.
 
 ``runtime_overhead`` is ``p50(runtime) / p50(bare_ort) - 1``; ``ratios`` give each contender's
-throughput relative to ``runtime``.
+throughput relative to ``runtime``. ``breakdown_ms`` splits the runtime's batch call, medians over
+the timed calls: ``preprocess``, ``inference`` (the backend call), ``score`` (detector) as the
+results record them, and ``other`` = the call's wall time minus those three (result records,
+normalisation, Python).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from typing import Callable
 import numpy as np
 
 from ..backends.ort import OrtBackend
-from ..pipeline import Pipeline
+from ..pipeline import Pipeline, Result
 from ..preprocess import preprocess_batch
 from .sinks import percentiles
 
 BLOCK = 5
+STAGES = ("preprocess", "inference", "score")
 
 
 def synthetic_images(n: int, size: int, channels: int, seed: int = 0) -> list[np.ndarray]:
@@ -38,10 +42,17 @@ def synthetic_images(n: int, size: int, channels: int, seed: int = 0) -> list[np
     return [rng.randint(0, 256, shape, dtype=np.uint8) for _ in range(n)]
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
+    out = fn()
+    return (time.perf_counter() - t0) * 1e3, out
+
+
+def breakdown(results: list[Result], wall_ms: float) -> dict[str, float]:
+    """One batch call's wall time split into the results' recorded stages and the rest."""
+    parts = {k: sum(r.latency_ms[k] for r in results) for k in STAGES}
+    parts["other"] = wall_ms - sum(parts.values())
+    return parts
 
 
 def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1, iterations: int = 50,
@@ -59,6 +70,7 @@ def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1
     for name, fn in (extra or {}).items():
         contenders[name] = (lambda f: (lambda i: f(tensors[i])))(fn)
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    parts: list[dict[str, float]] = []
     for name, fn in contenders.items():
         for r in range(warmup):
             fn(r % len(batches))
@@ -66,13 +78,17 @@ def bench_pipeline(pipe: Pipeline, images: list[np.ndarray], batch_size: int = 1
         for name, fn in contenders.items():
             fn(start % len(batches))  # untimed: the previous contender's thread pools may still spin
             for r in range(start, min(start + BLOCK, iterations)):
-                times[name].append(_timed(lambda: fn(r % len(batches))))
+                ms, value = _timed(lambda: fn(r % len(batches)))
+                times[name].append(ms)
+                if name == "runtime":
+                    parts.append(breakdown(value, ms))
     out = {"bundle": str(pipe.bundle.root), "bundle_hash": pipe.bundle.hash, "backend": pipe.backend,
            "providers": list(pipe.runner.providers), "precision": pipe.precision_key, "batch_size": batch_size,
            "image_size": pipe.spec.image_size, "iterations": iterations, "warmup": warmup, "results": {}}
     for name, ts in times.items():
         p = percentiles(ts)
         out["results"][name] = {"latency_ms": p, "images_per_s": round(batch_size * 1e3 / p["p50"], 2)}
+    out["breakdown_ms"] = {k: round(float(np.median([p[k] for p in parts])), 4) for k in (*STAGES, "other")}
     res = out["results"]
     if "bare_ort" in res:
         out["runtime_overhead"] = round(res["runtime"]["latency_ms"]["p50"] / res["bare_ort"]["latency_ms"]["p50"] - 1, 4)
@@ -92,6 +108,7 @@ def bench_table(result: dict) -> str:
                     f"{r['images_per_s']:>10.1f} {ratio:>10.2f}")
     head = (f"{result['backend']} {result['precision']} batch {result['batch_size']} at {result['image_size']} px, "
             f"{result['iterations']} iterations after {result['warmup']} warm-up")
+    split = "runtime call, medians (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in result["breakdown_ms"].items())
     tail = f"runtime overhead over bare ONNX Runtime (p50): {100 * result['runtime_overhead']:+.1f}%" \
         if "runtime_overhead" in result else ""
-    return "\n".join([head, *rows, tail]).rstrip()
+    return "\n".join([head, *rows, split, tail]).rstrip()
