@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgessl.edge_runtime.commands.options import config_from_args
+from edgessl.edge_runtime.commands.options import add_source_options, config_from_args
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -50,5 +50,6 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     c.add_argument("--max-auroc-change", type=float, default=0.01, help="gate: most |AUROC change| (default: 0.01)")
     c.add_argument("--max-float-nodes", type=int, default=8, help="most layers kept in float to pass the gate")
     c.add_argument("--batch-size", type=int, default=32)
+    add_source_options(c)
     c.set_defaults(handler=_calibrate)
     return {"calibrate": c}

@@ -26,6 +26,9 @@ COMMAND_MODULES = (
     "edgessl.edge_runtime.commands.triage",
 )
 
+# Rooms that register kinds of training data (data.registry): ROS 2 bags, DICOM.
+SOURCE_MODULES = ("edgessl.edge_runtime.ros.bag_dataset", "edgessl.edge_runtime.medical.dicom_dataset")
+
 DESCRIPTION = """\
 edgessl: unlabeled images to an INT8 anomaly detector on the edge.
 
@@ -34,7 +37,8 @@ images, fit an anomaly detector on normal images, export a verified ONNX bundle,
 INT8, then run, bench or evaluate it with the torch-free runtime.
 
 Data sources (--data): 'digits' (built in), a MedMNIST .npz, an ImageFolder or MVTec-AD
-directory, or a folder of images. Run `edgessl COMMAND --help` for a command's options.
+directory, a folder of images, a video, a ROS 2 bag, DICOM, a .csv/.txt list of files with
+labels, or folders of these (docs/data-sources.md). Run `edgessl COMMAND --help` for options.
 """
 
 
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if config:
             _apply_config(config, commands[name])
         args = parser.parse_args(argv)
+        for module in SOURCE_MODULES:
+            importlib.import_module(module)
         if not args.command:
             parser.print_help()
             return 2

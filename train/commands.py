@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from edgessl.edge_runtime.commands.options import config_from_args
+from edgessl.edge_runtime.commands.options import add_source_options, config_from_args
 
 
 def _save_config(out: str, cfg) -> None:
@@ -87,6 +87,7 @@ def _register_fit(sub) -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--batch-size", type=int, default=128)
     _add_device(f)
+    add_source_options(f)
     f.set_defaults(handler=_fit)
     return f
 
@@ -127,6 +128,7 @@ def _register_finetune(sub) -> argparse.ArgumentParser:
     f.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps")
     f.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     _add_device(f)
+    add_source_options(f)
     f.set_defaults(handler=_finetune)
     return f
 
@@ -155,7 +157,8 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
                     "Methods:\n" + METHOD_HELP + "\n\nMulti-GPU / multi-process: "
                     "torchrun --nproc_per_node=N -m edgessl pretrain ...\n"
                     "Example: edgessl pretrain --data digits --method simclr --epochs 5 --out runs/digits")
-    p.add_argument("--data", default="digits", help="data source: digits, a .npz, or a directory (default: digits)")
+    p.add_argument("--data", default="digits", help="data source: digits, a .npz, a folder, a video, a ROS 2 bag, "
+                   "DICOM, or a .csv/.txt list (default: digits)")
     p.add_argument("--method", default="simclr", choices=list(METHOD_SUMMARIES), help="pretext task (default: simclr)")
     p.add_argument("--backbone", default="resnet18", help="resnet18 or mobilenet_v3_small (default: resnet18)")
     p.add_argument("--image-size", type=int, default=32, help="model input size in pixels (default: 32)")
@@ -172,6 +175,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     _add_device(p)
+    add_source_options(p)
     p.set_defaults(handler=_pretrain)
 
     e = sub.add_parser(
@@ -200,6 +204,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     e.add_argument("--plots", default=None, metavar="DIR",
                    help="write roc.png, histogram.png and top_scoring.png (heatmaps) here (needs a fitted detector)")
     _add_device(e)
+    add_source_options(e)
     e.set_defaults(handler=_evaluate)
     return {"pretrain": p, "evaluate": e, "fit": _register_fit(sub),
             "finetune": _register_finetune(sub)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_source_options, source_from_args
 from .run import add_bundle_options
 from ..medical.intended_use import SIZE_FACTOR
 
@@ -23,7 +24,7 @@ def _operating_point(args: argparse.Namespace) -> int:
     from ..medical.triage import OperatingPointConfig, print_json, set_operating_point
 
     print_json(set_operating_point(OperatingPointConfig(
-        bundle=args.bundle, sensitivity=args.sensitivity, normal_label=args.normal_label, data=args.data,
+        bundle=args.bundle, sensitivity=args.sensitivity, normal_label=args.normal_label, data=source_from_args(args),
         split=args.split, input=args.input or [], labels=args.labels, backend=args.backend,
         precision=args.precision, max_images=args.max_images, modality=args.modality)))
     return 0
@@ -68,11 +69,13 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     add_bundle_options(o, threads=False)
     o.add_argument("--sensitivity", required=True, metavar="S", help="target sensitivity, e.g. 0.95")
     o.add_argument("--normal-label", required=True, metavar="L", help="the label of normal images")
-    o.add_argument("--data", help="validation source: a MedMNIST .npz, an ImageFolder or MVTec-AD directory")
+    o.add_argument("--data", help="validation source: a MedMNIST .npz, an ImageFolder or MVTec-AD directory, "
+                   "a DICOM folder or a .csv list with labels")
     o.add_argument("--split", default="val", help="split of --data (default: val)")
     o.add_argument("--input", nargs="+", metavar="PATH", help="validation files/folders/globs (with --labels)")
     o.add_argument("--labels", metavar="CSV", help="file,label CSV for --input")
     o.add_argument("--max-images", type=int, default=0, help="a deterministic random subset of --data (0: all)")
     o.add_argument("--modality", nargs="+", metavar="M", help="DICOM modalities the bundle is for, e.g. CR DX")
+    add_source_options(o)
     o.set_defaults(handler=_operating_point)
     return {"triage": t, "operating-point": o}
