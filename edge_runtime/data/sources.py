@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import EdgesslError
 from ..images import is_image_file
 from .datasets import UNLABELLED, ConcatDataset, FileDataset, ImageDataset
+from .cache import digest, file_identity
 from .footage import open_footage
 from .frame_selection import selection_error
 from .registry import SourceKind, UnreadableFile, claiming, known_kinds, register
@@ -144,9 +145,15 @@ def _walk(root: Path) -> list[Path]:
     return found
 
 
-@lru_cache(maxsize=8)
 def open_source_dataset(source: str) -> ImageDataset:
-    """The whole of ``source`` (``PATH?options``) as one dataset; see the module docstring."""
+    """The whole of ``source`` (``PATH?options``) as one dataset; see the module docstring. Opened
+    once per process while the files at or below its path are unchanged."""
+    path = Path(parse_source(source)[0])
+    return _open_source(source, digest(file_identity([path])) if path.exists() else "")
+
+
+@lru_cache(maxsize=8)
+def _open_source(source: str, files_digest: str) -> ImageDataset:
     text, options = parse_source(source)
     path = Path(text)
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
