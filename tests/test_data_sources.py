@@ -134,7 +134,7 @@ def test_video_frame_selection_is_counted(tmp_path):
 
 def test_empty_selection_names_the_option(tmp_path):
     video = write_video(tmp_path / "still.avi", FRAMES[:1], repeat=30)
-    with pytest.raises(EdgesslError, match=r"kept 1 frame\(s\), too few for a 'val' split: --dedup removed 29 of 30"):
+    with pytest.raises(EdgesslError, match=r"kept 1 image\(s\), too few for a 'val' split: --dedup removed 29 of 30"):
         open_dataset(str(video), "val")
     with pytest.raises(EdgesslError, match="--every removed"):
         open_dataset(f"{write_video(tmp_path / 'b.avi', FRAMES[:20])}?every=50&dedup=0", "test")
@@ -277,7 +277,7 @@ def test_concurrent_builders_build_once():
 # --- the pipeline on each source ----------------------------------------------------------------
 
 def pipeline(tmp_path, unlabelled: str, labelled: str, normal: str) -> None:
-    """Pretrain a step on ``unlabelled``, fit a detector on it, evaluate on ``labelled``."""
+    """Pretrain a step on ``unlabelled``, fit a detector on its (normal) images, evaluate on ``labelled``."""
     pytest.importorskip("torch")
     from edgessl.train.evaluate import EvaluateConfig, evaluate_run
     from edgessl.train.fit import FitConfig, fit_run
@@ -287,8 +287,10 @@ def pipeline(tmp_path, unlabelled: str, labelled: str, normal: str) -> None:
     summary = pretrain(PretrainConfig(data=unlabelled, backbone="mobilenet_v3_small", image_size=16, batch_size=8,
                                       max_steps=1, device="cpu", out=str(run)))
     assert summary["steps"] == 1 and summary["data_report"]["kept"] > 0
-    fitted = fit_run(FitConfig(run=str(run), data=unlabelled, target_fpr=0.3, confidence=0.5, device="cpu"))
-    assert fitted["normal_label"] is None
+    fit_normal = normal if unlabelled == labelled else None
+    fitted = fit_run(FitConfig(run=str(run), data=unlabelled, normal_label=fit_normal, target_fpr=0.3, confidence=0.5,
+                               device="cpu"))
+    assert fitted["normal_label"] == fit_normal
     result = evaluate_run(EvaluateConfig(run=str(run), data=labelled, normal_label=normal, k=5, linear_probe=False,
                                          device="cpu"))
     assert result["test_images"] > 0 and 0.0 <= result["auroc"] <= 1.0 and result["normal_label"] == normal

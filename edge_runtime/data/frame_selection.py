@@ -107,4 +107,4 @@ def selection_error(report: SourceReport, need: str) -> EdgesslError:
     what = (f"{option} removed {report.skipped[worst]} of {report.read}; relax it" if option else
             f"{report.skipped[worst]} of {report.read} were {worst} (first: "
             f"{report.problems[0] if report.problems else '?'})")
-    return EdgesslError(f"{report.source}: kept {report.kept} frame(s), {need}: {what}")
+    return EdgesslError(f"{report.source}: kept {report.kept} image(s), {need}: {what}")
