@@ -294,3 +294,21 @@ def pipeline(tmp_path, unlabelled: str, labelled: str, normal: str) -> None:
     result = evaluate_run(EvaluateConfig(run=str(run), data=labelled, normal_label=normal, k=5, linear_probe=False,
                                          device="cpu"))
     assert result["test_images"] > 0 and 0.0 <= result["auroc"] <= 1.0 and result["normal_label"] == normal
+
+
+def test_command_line_options_are_written_into_the_source_string():
+    from edgessl.cli import build_parser
+    from edgessl.edge_runtime.commands.options import source_from_args
+    from edgessl.edge_runtime.data.source_text import SourceOptions, parse_source
+
+    parser, _ = build_parser()
+    for command in (["pretrain", "--out", "r"], ["fit", "--run", "r"], ["evaluate", "--run", "r"], ["calibrate", "--bundle", "b"],
+                    ["finetune", "--run", "r", "--out", "o"],
+                    ["operating-point", "--bundle", "b", "--sensitivity", "0.9", "--normal-label", "0"]):
+        args = parser.parse_args([*command, "--data", "run.mcap?every=2", "--topic", "/cam/image", "--fps", "5",
+                                  "--dedup", "0", "--dicom-modality", "CR"])
+        path, options = parse_source(source_from_args(args))
+        assert path == "run.mcap"
+        assert options == SourceOptions(topic="/cam/image", every=2, fps=5.0, dedup=0.0, modality="CR")
+    args = parser.parse_args(["pretrain", "--out", "r", "--data", "digits"])
+    assert source_from_args(args) == "digits"  # nothing given, nothing written
