@@ -34,10 +34,6 @@ class SourceReport:
         self.problems += other.problems[: max(0, MAX_LISTED - len(self.problems))]
         self.notes += other.notes
 
-    @property
-    def unlisted(self) -> int:
-        return sum(self.skipped.get(r, 0) for r in ("error", "missing")) - len(self.problems)
-
     def line(self) -> str:
         skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
         text = f"{self.source}: read {self.read}, kept {self.kept}" + (f", skipped {skipped}" if skipped else "")
