@@ -62,6 +62,12 @@ def test_bag_frames_decode_like_the_writer_wrote_them_and_bad_ones_are_listed(ba
         np.testing.assert_array_equal(full.image(j), FRAMES[kept[j]])
 
 
+def test_bag_rate_selection_uses_the_header_stamps(bag):
+    rate = open_source_dataset(f"{bag}?topic={TOPICS[1]}&fps=2&dedup=0")  # stamps 100 ms apart: 4 s of footage
+    assert (rate.report.kept, rate.report.skipped) == (8, {"fps": 32})
+    assert [rate.name(i) for i in range(3)] == [f"{TOPICS[1]}#{k}" for k in (0, 5, 10)]
+
+
 def test_a_bag_frame_trains_byte_for_byte_as_the_node_scores_it(bag):
     """The node's own conversion (edgessl_ros.messages) of the recorded message, resized as the
     pipeline resizes, equals the training cache's row for that frame."""

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import EdgesslError
 from ..images import canonical_image, is_image_file, read_image
 from .cache import digest, file_identity
+from .registry import claiming
 from .report import SourceReport
 from .source_text import SourceOptions, parse_source
 
@@ -297,8 +298,6 @@ def detect_kind(source: str) -> str:
                            "DICOM, or a .csv/.txt list)")
     if path.is_file():
         return "npz" if path.suffix.lower() == ".npz" else "sources"
-    from .registry import claiming
-
     if claiming(path) is not None:  # a bag directory
         return "sources"
     if (path / "train" / "good").is_dir():
