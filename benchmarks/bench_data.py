@@ -9,12 +9,14 @@ video of ``--frames`` frames (default 50,000) made of CIFAR-10's real training i
 3. from an ``.npz`` of the video's first ``--npz-frames`` frames, held in memory (the automatic choice);
 4. the same ``.npz`` forced through the disk cache (``EDGESSL_IN_MEMORY_MB=0``).
 
-Peak RSS is the kernel's (``os.wait4`` rusage of each process). Images/s is the median over the
-steps after ``--warmup`` of the per-step times from the run's ``metrics.csv``. Same model, batch,
-steps and threads in every run; the machine may be shared, so compare runs of one invocation.
+Runs 2-4 are repeated ``--repeats`` times, interleaved. Peak RSS is the kernel's (``os.wait4``
+rusage of each process; the largest over repeats). Images/s is the median over the steps after
+``--warmup`` of the per-step times from the run's ``metrics.csv``, then the median over repeats.
+Same model, batch, steps and threads in every run. Then the data path alone: random batches
+read from the video's cache and from the in-memory tensor of the ``.npz``, no model.
 
-    python benchmarks/bench_data.py                     # 50,000 frames at 224 px, 12 steps
-    python benchmarks/bench_data.py --frames 2000 --steps 4   # a quick check
+    python benchmarks/bench_data.py --batch-size 16 --steps 8   # 50,000 frames at 224 px
+    python benchmarks/bench_data.py --frames 600 --npz-frames 300 --size 64 --steps 4 --repeats 1  # a quick check
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each configuration, interleaved")
     ap.add_argument("--work", default="/tmp/edgessl-bench-data")
     ap.add_argument("--images", default=str(CIFAR), help="CIFAR-10's train/ folder (<class>/*.jpg)")
     args = ap.parse_args()
@@ -111,15 +114,20 @@ def main() -> None:
     for stale in cache.glob("*"):  # the first run must build: start from an empty cache
         stale.unlink()
     env = {"EDGESSL_CACHE": str(cache), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    rows = [
-        run("video, first run (selection + cache built)", str(video), work / "run_build", args, env),
-        run("video, disk cache", str(video), work / "run_cache", args, env),
-        run(f"npz in memory ({args.npz_frames} frames)", str(npz), work / "run_memory", args, env),
-        run(f"npz through the disk cache ({args.npz_frames} frames)", str(npz), work / "run_npz_cache", args,
-            {**env, "EDGESSL_IN_MEMORY_MB": "0"}),
-    ]
-    for r in rows:
-        print(f"{r['name']}: {r}", flush=True)
+    configs = [("video, disk cache", str(video), env),
+               (f"npz in memory ({args.npz_frames} frames)", str(npz), env),
+               (f"npz through the disk cache ({args.npz_frames} frames)", str(npz), {**env, "EDGESSL_IN_MEMORY_MB": "0"})]
+    rows = [run("video, first run (selection + cache built)", str(video), work / "run_build", args, env)]
+    print(rows[0], flush=True)
+    repeats: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
+    for k in range(args.repeats):
+        for i, (name, data, extra) in enumerate(configs):
+            repeats[name].append(run(name, data, work / f"run_{i}_{k}", args, extra))
+            print(repeats[name][-1], flush=True)
+    for name, runs in repeats.items():
+        rows.append({"name": name, "rss_mb": max(r["rss_mb"] for r in runs),
+                     "images_per_s": statistics.median(r["images_per_s"] for r in runs),
+                     "wall_s": statistics.median(r["wall_s"] for r in runs)})
     cache_mb = sum(p.stat().st_size for p in cache.glob("images-*.npy")) / 2**20
     print(f"\nData benchmark: {args.backbone} SimCLR at {args.size} px, batch {args.batch_size}, {args.steps} steps "
           f"(median of the last {args.steps - args.warmup}), {env['OMP_NUM_THREADS']} threads, cache {cache_mb:.0f} MiB")
@@ -127,10 +135,41 @@ def main() -> None:
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['rss_mb']:.0f} | {r['images_per_s']:.1f} | {r['wall_s']:.0f} |")
-    memory = rows[2]["images_per_s"]
+    memory = rows[2]["images_per_s"]  # rows: build, video cache, npz memory, npz cache
     print(f"\nthroughput ratio, video from the disk cache / npz in memory: {rows[1]['images_per_s'] / memory:.3f}")
     print(f"throughput ratio, npz from the disk cache / npz in memory: {rows[3]['images_per_s'] / memory:.3f}")
     print(f"peak RSS of the video runs: {max(rows[0]['rss_mb'], rows[1]['rss_mb']):.0f} MiB (goal: under 2048)")
+    memory_rate, cache_rate = data_path(npz, cache, args)
+    print(f"\ndata path alone, random batches of {args.batch_size} at {args.size} px: in memory {memory_rate:.0f} "
+          f"images/s, disk cache {cache_rate:.0f} images/s (ratio {cache_rate / memory_rate:.3f})")
+
+
+def data_path(npz: Path, cache: Path, args) -> tuple[float, float]:
+    """Images/s of ``images[idx]`` for random batches: the npz's in-memory tensor, the video's cache."""
+    import torch
+
+    from edgessl.edge_runtime.data.cache import UInt8Store
+    from edgessl.edge_runtime.data.datasets import open_dataset
+    from edgessl.edge_runtime.preprocess import PreprocessSpec
+    from edgessl.train.data import CachedImages, load_uint8
+
+    memory = load_uint8(open_dataset(str(npz), "train"), PreprocessSpec(args.size, 3))
+    biggest = max(cache.glob("images-*.npy"), key=lambda p: p.stat().st_size)
+    cached = CachedImages(UInt8Store(biggest))
+
+    def rate(images) -> float:
+        g = torch.Generator().manual_seed(0)
+        batches = [torch.randint(0, len(images), (args.batch_size,), generator=g) for _ in range(200)]
+        images[batches[0]]  # warm-up
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for idx in batches:
+                images[idx]
+            times.append(time.perf_counter() - start)
+        return len(batches) * args.batch_size / statistics.median(times)
+
+    return rate(memory), rate(cached)
 
 
 if __name__ == "__main__":
