@@ -139,13 +139,14 @@ def main() -> None:
     print(f"\nthroughput ratio, video from the disk cache / npz in memory: {rows[1]['images_per_s'] / memory:.3f}")
     print(f"throughput ratio, npz from the disk cache / npz in memory: {rows[3]['images_per_s'] / memory:.3f}")
     print(f"peak RSS of the video runs: {max(rows[0]['rss_mb'], rows[1]['rss_mb']):.0f} MiB (goal: under 2048)")
-    memory_rate, cache_rate = data_path(npz, cache, args)
-    print(f"\ndata path alone, random batches of {args.batch_size} at {args.size} px: in memory {memory_rate:.0f} "
-          f"images/s, disk cache {cache_rate:.0f} images/s (ratio {cache_rate / memory_rate:.3f})")
+    data_path(npz, cache, args)
 
 
-def data_path(npz: Path, cache: Path, args) -> tuple[float, float]:
-    """Images/s of ``images[idx]`` for random batches: the npz's in-memory tensor, the video's cache."""
+def data_path(npz: Path, cache: Path, args) -> None:
+    """Images/s of ``images[idx]`` for random batches from the video's cache and from the npz's
+    in-memory tensor; this process's peak RSS before and after reading the whole cache."""
+    import resource
+
     import torch
 
     from edgessl.edge_runtime.data.cache import UInt8Store
@@ -153,9 +154,16 @@ def data_path(npz: Path, cache: Path, args) -> tuple[float, float]:
     from edgessl.edge_runtime.preprocess import PreprocessSpec
     from edgessl.train.data import CachedImages, load_uint8
 
-    memory = load_uint8(open_dataset(str(npz), "train"), PreprocessSpec(args.size, 3))
+    def peak_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     biggest = max(cache.glob("images-*.npy"), key=lambda p: p.stat().st_size)
     cached = CachedImages(UInt8Store(biggest))
+    before = peak_mb()
+    for idx in torch.randperm(len(cached)).split(args.batch_size):
+        cached[idx]
+    print(f"\ndata path alone: reading all {len(cached)} cached images ({biggest.stat().st_size / 2**20:.0f} MiB) "
+          f"in random batches: peak RSS {before:.0f} MiB before, {peak_mb():.0f} MiB after")
 
     def rate(images) -> float:
         g = torch.Generator().manual_seed(0)
@@ -169,7 +177,10 @@ def data_path(npz: Path, cache: Path, args) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return len(batches) * args.batch_size / statistics.median(times)
 
-    return rate(memory), rate(cached)
+    cache_rate = rate(cached)
+    memory_rate = rate(load_uint8(open_dataset(str(npz), "train"), PreprocessSpec(args.size, 3)))
+    print(f"data path alone, random batches of {args.batch_size} at {args.size} px: in memory {memory_rate:.0f} "
+          f"images/s, disk cache {cache_rate:.0f} images/s (ratio {cache_rate / memory_rate:.3f})")
 
 
 if __name__ == "__main__":
