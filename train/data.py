@@ -83,17 +83,18 @@ def normalise(x: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     return (x.float() * (1.0 / 255.0) - mean) * inv_std
 
 
-def channel_stats(x: Images, max_images: int = 4096, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(x: Images, max_images: int = 4096, chunk: int = 64) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (sample) std in [0,1] units of up to ``max_images`` evenly spaced
-    images of a uint8 batch, from float64 sums over chunks of ``chunk`` images."""
+    images of a uint8 batch: float32 sums per chunk of ``chunk`` images, added in float64, so the
+    memory used is one chunk's whatever the data's size."""
     idx = torch.linspace(0, len(x) - 1, min(len(x), max_images)).long()
-    total = sq = 0.0
-    count = 0
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    sq = torch.zeros_like(total)
     for i in range(0, len(idx), chunk):
-        v = x[idx[i : i + chunk]].to(torch.float64).div_(255.0)
-        total = total + v.sum(dim=(0, 2, 3))
-        sq = sq + v.square().sum(dim=(0, 2, 3))
-        count += v[:, 0].numel()
+        v = x[idx[i : i + chunk]].float().div_(255.0)
+        total += v.sum(dim=(0, 2, 3)).double()
+        sq += v.square_().sum(dim=(0, 2, 3)).double()
+    count = len(idx) * x.shape[2] * x.shape[3]
     mean = total / count
     std = ((sq - count * mean.square()) / max(count - 1, 1)).clamp_min(0).sqrt().clamp_min(1e-3)
     return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
