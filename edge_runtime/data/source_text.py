@@ -8,9 +8,10 @@ that differ from the defaults, in a fixed order, so equal selections give equal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from urllib.parse import parse_qsl, urlencode
 
+from ..config import option
 from ..errors import EdgesslError
 
 DEDUP_THRESHOLD = 1.0  # mean |difference| in grey levels (of 255) between 32x32 thumbnails
@@ -63,7 +64,23 @@ def format_source(path: str, options: SourceOptions) -> str:
     return f"{path}?{urlencode(changed, safe='/,')}" if changed else path
 
 
-def with_options(text: str, **overrides) -> str:
-    """``text`` with the given options set (``None`` values leave an option as it is)."""
+@dataclass
+class SourceFlags:
+    """The command-line spelling of ``SourceOptions`` (a training command's ``--topic``, ``--every``,
+    ...): each given one is written into ``--data``'s string, one left out (None) keeps the string's."""
+
+    topic: str | None = option(None, "bag image topic (default: the bag's only image topic)")
+    every: int | None = option(None, "keep every N-th frame of footage (default: 1)", metavar="N")
+    fps: float | None = option(None, "keep at most F frames per second of footage (bag stamps, video frame rate)",
+                               metavar="F")
+    max_frames: int | None = option(None, "keep at most N frames per video or bag", metavar="N")
+    dedup: float | None = option(None, f"skip a frame within T grey levels (32x32 thumbnails) of the last kept one "
+                                       f"(default: {DEDUP_THRESHOLD}; 0 keeps every frame)", metavar="T")
+    dicom_modality: str | None = option(None, "keep only these DICOM modalities, e.g. CR,DX", metavar="M[,M]")
+
+
+def with_flags(text: str, flags: SourceFlags) -> str:
+    """``text`` with the given flags written into its options."""
     path, options = parse_source(text)
-    return format_source(path, replace(options, **{k: v for k, v in overrides.items() if v is not None}))
+    given = {("modality" if k == "dicom_modality" else k): v for k, v in asdict(flags).items() if v is not None}
+    return format_source(path, replace(options, **given))

@@ -1,5 +1,5 @@
 """ROS 2 bags as training footage: one image topic of a bag (MCAP or sqlite3, a bag directory or
-its ``.mcap`` file), decoded by ``bag.bag_images`` exactly as ``replay`` and the node decode it.
+its ``.mcap`` file), decoded by ``bag.BagSource`` exactly as ``replay`` and the node decode it.
 
 Importing this module registers the ``ROS 2 bag`` kind with ``data.registry``. The topic is
 ``--topic``, or the bag's only image topic; frame times for ``--fps`` are the header stamps.
@@ -16,7 +16,7 @@ from ..data.registry import SourceKind, UnreadableFile, register
 from ..data.source_text import SourceOptions
 from ..data.sources import open_each
 from ..errors import EdgesslError
-from .bag import bag_images, image_topics, the_image_topic
+from .bag import BagSource, image_topics, the_image_topic
 
 
 class BagStream:
@@ -31,10 +31,13 @@ class BagStream:
         return [self.bag]
 
     def frames(self) -> Iterator[StreamFrame]:
-        for item in bag_images(self.bag, [self.topic]):
-            stamp = item.stamp_ns or item.log_time_ns
-            yield StreamFrame(item.frame.index, item.frame.name, stamp * 1e-9 if stamp else None, item.frame.image,
-                              item.frame.error)
+        source = BagSource(self.bag, [self.topic])
+        try:
+            for f in source:
+                stamp = f.meta.get("stamp_ns") or f.meta.get("log_time_ns")
+                yield StreamFrame(f.index, f.name, stamp * 1e-9 if stamp else None, f.image, f.error)
+        finally:
+            source.close()
 
 
 def is_bag(path: Path) -> bool:
