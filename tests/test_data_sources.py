@@ -303,18 +303,23 @@ def pipeline(tmp_path, unlabelled: str, labelled: str, normal: str) -> None:
 
 
 def test_command_line_options_are_written_into_the_source_string():
+    from edgessl.calibration.config import CalibrateConfig
     from edgessl.cli import build_parser
-    from edgessl.edge_runtime.commands.options import source_from_args
+    from edgessl.edge_runtime.commands.options import config_from_args
     from edgessl.edge_runtime.data.source_text import SourceOptions, parse_source
+    from edgessl.edge_runtime.medical.triage import OperatingPointConfig
+    from edgessl.train.config import EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig
 
     parser, _ = build_parser()
-    for command in (["pretrain", "--out", "r"], ["fit", "--run", "r"], ["evaluate", "--run", "r"], ["calibrate", "--bundle", "b"],
-                    ["finetune", "--run", "r", "--out", "o"],
-                    ["operating-point", "--bundle", "b", "--sensitivity", "0.9", "--normal-label", "0"]):
+    for cls, command in ((PretrainConfig, ["pretrain", "--out", "r"]), (FitConfig, ["fit", "--run", "r"]),
+                         (EvaluateConfig, ["evaluate", "--run", "r"]), (CalibrateConfig, ["calibrate", "--bundle", "b"]),
+                         (FinetuneConfig, ["finetune", "--run", "r", "--out", "o"]),
+                         (OperatingPointConfig, ["operating-point", "--bundle", "b", "--sensitivity", "0.9",
+                                                 "--normal-label", "0"])):
         args = parser.parse_args([*command, "--data", "run.mcap?every=2", "--topic", "/cam/image", "--fps", "5",
                                   "--dedup", "0", "--dicom-modality", "CR"])
-        path, options = parse_source(source_from_args(args))
+        path, options = parse_source(config_from_args(cls, args).data)
         assert path == "run.mcap"
         assert options == SourceOptions(topic="/cam/image", every=2, fps=5.0, dedup=0.0, modality="CR")
     args = parser.parse_args(["pretrain", "--out", "r", "--data", "digits"])
-    assert source_from_args(args) == "digits"  # nothing given, nothing written
+    assert config_from_args(PretrainConfig, args).data == "digits"  # nothing given, nothing written
