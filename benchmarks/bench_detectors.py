@@ -37,7 +37,8 @@ from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, read_model_meta, save_model
 from edgessl.train.data import channel_stats, infer_channels, load_uint8
 from edgessl.train.feature_model import FeatureModel
-from edgessl.train.fit import collect_features, fit_detector
+from edgessl.train.features import bank_features, collect_outputs
+from edgessl.train.fit import fit_detector
 from edgessl.train.knn import knn_distance
 from edgessl.train.pretrain import PretrainConfig, pretrain
 
@@ -106,9 +107,7 @@ def evaluate_backbone(run: Path, task: Task, args) -> dict[str, tuple[float, flo
     test = drop_labels(open_dataset(task.source, "test"), list(task.ignore))
     test = _limit(test, args.max_test)
     t0 = cpu()
-    test_out = collect_features(model, test, spec, "cpu", 128, patch_pool=10**9)  # every patch, (N, h*w, C)
-    c, h, w = patch_shape(model, spec)
-    test_out["patches"] = test_out["patches"].reshape(len(test), h, w, c).transpose(0, 3, 1, 2)
+    test_out = collect_outputs(model, [test], spec, "cpu", 128)
     test_cpu = cpu() - t0
     results: dict[str, list[tuple[float, float]]] = {d: [] for d in DETECTORS}
     for normal_name in task.normal:
@@ -116,7 +115,7 @@ def evaluate_backbone(run: Path, task: Task, args) -> dict[str, tuple[float, flo
         normals = train.subset(class_indices(train, normal))
         normals = normals.subset(np.arange(min(len(normals), args.max_train)))
         t0 = cpu()
-        feats = collect_features(model, normals, spec, "cpu", 128, patch_pool=args.patch_pool)
+        feats = bank_features(collect_outputs(model, [normals], spec, "cpu", 128), args.patch_pool)
         feat_cpu = cpu() - t0 + test_cpu / len(task.normal)
         y = test.labels != normal
         for kind in DETECTORS:
@@ -126,13 +125,6 @@ def evaluate_backbone(run: Path, task: Task, args) -> dict[str, tuple[float, flo
                                   for i in range(0, len(test), 64)])
             results[kind].append((auroc(y, raw), feat_cpu + cpu() - t0))
     return {k: (float(np.mean([a for a, _ in v])), float(np.sum([c for _, c in v]))) for k, v in results.items()}
-
-
-def patch_shape(model: FeatureModel, spec: PreprocessSpec) -> tuple[int, int, int]:
-    """(C, h, w) of the ``patches`` output."""
-    with torch.no_grad():
-        p = model(torch.zeros(1, spec.channels, spec.image_size, spec.image_size))[1]
-    return p.shape[1], p.shape[2], p.shape[3]
 
 
 def raw_pixel_knn(task: Task, args) -> tuple[float, float]:

@@ -2,8 +2,9 @@
 
 * calibration: normal images of the ``train`` split (every image when the data is unlabelled),
   ``num_images`` of them evenly spaced; at least ``MIN_CALIBRATION_IMAGES``;
-* threshold hold-out: the normal ``val`` images the fp32 threshold came from (``detector/fit.json``
-  lists their indices when the data is the one the detector was fitted on), else the ``val`` normals;
+* threshold hold-out: the normal images the fp32 threshold came from, with their recorded (cross-fitted)
+  fp32 scores (``detector/fit.json`` lists them per split when the data is the one the detector was
+  fitted on), else the ``val`` normals;
 * gate: those hold-out normals plus (up to ``max_test``) ``test`` images with their labels
   (1 = anomaly) when the data is labelled.
 """
@@ -25,7 +26,8 @@ RECOMMENDED_CALIBRATION_IMAGES = 256
 
 @dataclass
 class HeldOut:
-    normals: np.ndarray  # preprocessed val normals (threshold re-derivation)
+    normals: np.ndarray  # preprocessed held-out normals (threshold re-derivation)
+    recorded_scores: np.ndarray | None  # their fp32 held-out scores from fit.json, None for plain val normals
     test: np.ndarray  # preprocessed test images
     test_labels: np.ndarray | None  # 1 = anomaly, None when unlabelled
     source: str  # how the normals were chosen
@@ -68,14 +70,18 @@ def calibration_images(source: str, spec: PreprocessSpec, normal_label: str | No
 
 def held_out(source: str, spec: PreprocessSpec, normal_label: str | None, fit: dict, max_test: int) -> HeldOut:
     """Hold-out normals for the threshold and labelled test images for the gate."""
-    val = open_dataset(source, "val")
-    if fit.get("data") == source and fit.get("holdout", {}).get("indices"):
-        idx, how = np.asarray(fit["holdout"]["indices"], np.int64), "the fp32 threshold's held-out val images (fit.json)"
+    parts = fit.get("holdout", {}).get("parts", []) if fit.get("data") == source else []
+    if parts:
+        normals = np.concatenate([_batch(open_dataset(source, p["split"]), np.asarray(p["indices"], np.int64), spec)
+                                  for p in parts])
+        recorded = np.concatenate([np.asarray(p["raw_scores"], np.float64) for p in parts])
+        how = "the fp32 threshold's cross-fitted normals (fit.json)"
     else:
-        idx, how = class_indices(val, normal_label), "val normals"
+        val = open_dataset(source, "val")
+        normals, recorded, how = _batch(val, class_indices(val, normal_label), spec), None, "val normals"
     test = open_dataset(source, "test")
     tidx = _spaced(np.arange(len(test)), max_test)
     labels = None
     if normal_label is not None and test.labelled:
         labels = (test.labels[tidx] != resolve_label(test, normal_label)).astype(np.int64)
-    return HeldOut(_batch(val, idx, spec), _batch(test, tidx, spec), labels, how)
+    return HeldOut(normals, recorded, _batch(test, tidx, spec), labels, how)

@@ -31,7 +31,7 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
 from edgessl.edge_runtime.timestamps import utc_now
 
-from .calib_data import batch_digest, calibration_images, check_batch, held_out
+from .calib_data import HeldOut, batch_digest, calibration_images, check_batch, held_out
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
 from .config import CalibrateConfig
@@ -87,14 +87,20 @@ def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _S
     return run_gate(quantize, evaluate, quantizable_nodes(pre, target), criteria, cost)
 
 
-def _threshold_figures(t32: Threshold, n_normals: int, model: Path, scorer: _Scorer,
+def _threshold_figures(t32: Threshold, hold: HeldOut, model: Path, scorer: _Scorer,
                        ref_scores: np.ndarray) -> tuple[Threshold, dict]:
-    """The INT8 threshold from held-out normal scores (same rule and settings as fp32), and its shift."""
+    """The INT8 threshold from held-out normal scores (same rule and settings as fp32), and its shift.
+
+    With cross-fitted fp32 scores recorded, image i's INT8 held-out score is its recorded score plus
+    the change INT8 makes to its score under the shipped detector, ``s_i + (q_i - r_i)``: the fold
+    detectors that produced ``s_i`` do not ship, the network's quantisation error is what moves."""
     _, scores = scorer(model)
-    t8 = fit_threshold(scores[:n_normals], t32.target_fpr, t32.confidence)
+    n = len(hold.normals)
+    held = scores[:n] if hold.recorded_scores is None else hold.recorded_scores + (scores[:n] - ref_scores[:n])
+    t8 = fit_threshold(held, t32.requested_target_fpr or t32.target_fpr, t32.confidence, strict=False)
     agree = float((t8.is_anomaly(scores) == t32.is_anomaly(ref_scores)).mean())
     return t8, {"threshold_shift": (t8.raw_threshold - t32.raw_threshold) / t32.scale, "decision_agreement": agree,
-                "holdout_normal_scores": [float(v) for v in scores[:n_normals]]}
+                "holdout_normal_scores": [float(v) for v in held]}
 
 
 def calibrate_bundle(cfg: CalibrateConfig) -> dict:
@@ -140,7 +146,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         ref, ref_scores = scorer(fp32)
         for target in targets:
             r = _gate_target(target, pre, ranges, work, scorer, ref, ref_scores, labels, criteria)
-            t8, shift = _threshold_figures(t32, len(hold.normals), r["model"], scorer, ref_scores)
+            t8, shift = _threshold_figures(t32, hold, r["model"], scorer, ref_scores)
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
             results[target.key] = r
 

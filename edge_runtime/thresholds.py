@@ -11,7 +11,22 @@ We take the smallest ``k`` for which that probability is at least ``confidence``
 for the target rate ``a`` (default 0.01): the lowest threshold whose FPR is at most the target
 with the stated confidence. It exists only when ``k = n`` qualifies, i.e. when
 ``1 - (1 - a)^n >= confidence``, so ``n >= log(1 - confidence) / log(1 - a)`` (230 images for
-1% at 90%); fewer raise ``EdgesslError`` saying how many are needed.
+1% at 90%).
+
+**Too few images.** With fewer, the tightest target the data supports at that confidence is
+
+    a_min(n) = 1 - (1 - confidence)^(1/n)       (k = n: the largest held-out score; 3.8% for n = 60 at 90%),
+
+and ``fit_threshold`` uses it (recording the ``requested_target_fpr`` beside the achieved
+``target_fpr``) unless ``strict``, which raises ``EdgesslError`` saying how many images are needed.
+
+**Cross-fitting** (``edgessl fit``): the held-out scores are each normal training image's score
+under a detector fitted without it (K folds); the shipped detector is fitted on all of them. The
+rule's exchangeability then holds for the fold detectors, not exactly for the shipped one: it
+was fitted on n instead of n (K-1)/K images, so its scores on new normal images are, if anything,
+a little lower, and the FPR bound is approximate (cross-conformal methods carry a worst case of
+about twice the target; in practice the FPR on held-out normals stays at or under the target, a
+test on real data checks it).
 
 **Normalisation** (affine, stored with the threshold)::
 
@@ -66,6 +81,15 @@ def required_holdout(target_fpr: float, confidence: float) -> int:
     return n
 
 
+def achievable_fpr(n: int, confidence: float) -> float:
+    """``a_min(n)``: the smallest target ``n`` held-out scores support at ``confidence``."""
+    _check_rates(0.5, confidence)
+    a = -math.expm1(math.log1p(-confidence) / max(1, n))
+    while fpr_confidence(n, n, a) < confidence:  # guard the float rounding of the bound
+        a = math.nextafter(a, 1.0)
+    return a
+
+
 def order_statistic_rank(n: int, target_fpr: float, confidence: float) -> int:
     """The smallest ``k`` (1-based) with ``P(FPR of s_(k) <= target_fpr) >= confidence``."""
     need = required_holdout(target_fpr, confidence)
@@ -105,6 +129,7 @@ class Threshold:
     achieved_confidence: float  # P(FPR <= target_fpr) at this k (>= confidence)
     holdout_fpr: float  # fraction of held-out scores >= raw_threshold
     holdout_summary: dict  # min, median, mean, std, max of the held-out raw scores
+    requested_target_fpr: float | None = None  # what was asked, when too few images moved target_fpr above it
 
     def normalise(self, raw: np.ndarray | float) -> np.ndarray | float:
         """``(raw - offset) / scale``: median normal -> 0, threshold -> 1."""
@@ -135,12 +160,17 @@ class Threshold:
             raise EdgesslError(f"{path}: not a threshold record ({exc})") from None
 
 
-def fit_threshold(holdout_scores: np.ndarray, target_fpr: float = 0.01, confidence: float = 0.9) -> Threshold:
-    """The rule above applied to raw scores of held-out normal images."""
+def fit_threshold(holdout_scores: np.ndarray, target_fpr: float = 0.01, confidence: float = 0.9,
+                  strict: bool = True) -> Threshold:
+    """The rule above applied to raw scores of held-out normal images. Too few for ``target_fpr``:
+    ``strict`` raises, otherwise the target becomes ``achievable_fpr`` (``requested_target_fpr`` keeps the ask)."""
     s = np.sort(np.asarray(holdout_scores, np.float64).ravel())
     if not np.isfinite(s).all():
         raise EdgesslError("held-out normal scores contain NaN or infinity; check the detector and the images")
     n = len(s)
+    requested = None
+    if not strict and n < required_holdout(target_fpr, confidence):
+        requested, target_fpr = target_fpr, achievable_fpr(n, confidence)
     k = order_statistic_rank(n, target_fpr, confidence)
     t = float(s[k - 1])
     median = float(np.median(s))
@@ -151,4 +181,4 @@ def fit_threshold(holdout_scores: np.ndarray, target_fpr: float = 0.01, confiden
     summary = {"min": float(s[0]), "median": median, "mean": float(s.mean()), "std": float(s.std()),
                "max": float(s[-1])}
     return Threshold(target_fpr, confidence, n, k, t, median, t - median,
-                     fpr_confidence(n, k, target_fpr), float((s >= t).mean()), summary)
+                     fpr_confidence(n, k, target_fpr), float((s >= t).mean()), summary, requested)

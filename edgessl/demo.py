@@ -32,8 +32,8 @@ class DemoConfig:
     backbone: str = option(default_of(PretrainConfig, "backbone"), "network trained", choices=BACKBONES)
     image_size: int = option(default_of(PretrainConfig, "image_size"), "model input size in pixels")
     budget: float = option(90.0, "pretraining time", metavar="SECONDS")
-    detector: str = option(default_of(FitConfig, "detector"), "detector kind",
-                           choices=DETECTOR_KINDS)
+    detector: str = option(default_of(FitConfig, "detector"), "detector kind (auto: the method's natural one)",
+                           choices=("auto", *DETECTOR_KINDS))
     target_fpr: float = option(0.15, "false-positive rate of the threshold (0.15: digits has 19 held-out normals)")
     bench_iterations: int = option(30, "timed calls per bench contender")
     device: str = device_option()

@@ -258,3 +258,24 @@ def test_calibrating_one_target_keeps_the_other(tiny_bundle, tmp_path):
     assert set(report["targets"]) == {"int8-tensorrt"} and set(report["earlier_targets"]) == {"int8-cpu"}
     assert report["earlier_targets"]["int8-cpu"]["calibration"]["method"] == "minmax"
     assert "int8-cpu: kept from the calibration of" in (b / "calibration_summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_patch_features_pass_the_gate(tiny_run, tmp_path):
+    """The patch detector's projected PatchCore features (a named output of the ONNX model) through
+    INT8: the gate passes on them and the INT8 threshold is re-derived from the cross-fitted scores."""
+    from edgessl.export.bundle_writer import ExportConfig, export_bundle
+    from edgessl.train.fit import FitConfig, fit_run
+
+    run, b = tmp_path / "run", tmp_path / "bundle"
+    shutil.copytree(tiny_run, run)
+    fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector="patch", coreset=256, target_fpr=0.15,
+                      device="cpu"))
+    export_bundle(ExportConfig(run=str(run), out=str(b), verify_images=32))
+    report = calibrate_bundle(CalibrateConfig(bundle=str(b), target="cpu", method="minmax", num_images=48,
+                                              holdout_images=120))
+    r = report["targets"]["int8-cpu"]
+    assert r["passed"] and r["metrics"]["patches_cosine_mean"] >= 0.99
+    t32 = Threshold.from_dict(Bundle.load(b).threshold("fp32"))
+    t8 = Threshold.from_dict(Bundle.load(b).threshold("int8-cpu"))
+    assert t8.n_holdout == t32.n_holdout and abs(r["threshold_shift"]) < 0.5

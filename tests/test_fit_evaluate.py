@@ -4,6 +4,7 @@ bound on held-out normal images, evaluation == runtime (ONNX Runtime + numpy det
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from edgessl.edge_runtime.detectors import load_detector  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch  # noqa: E402
 from edgessl.edge_runtime.thresholds import Threshold  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DEVICE = ["--device", "cpu"]
 
 
@@ -102,7 +103,9 @@ def test_fit_never_reads_anomalous_training_images(run_dir, tmp_path, poisoned_a
 
 @pytest.mark.slow
 def test_fpr_on_held_out_normal_images_is_within_target(run_dir, tmp_path):
-    """ELPV: threshold from the val normals (carved from train/good), FPR measured on test/good."""
+    """ELPV: threshold from cross-fitted scores of train and val normals (train/good), FPR measured on
+    test/good, which the fit never read; an explicit target and the default one (too strict for the
+    images, so loosened to what they support)."""
     from edgessl.train.checkpoint import load_model
     from edgessl.train.fit import FitConfig, fit_run, normal_images
     from edgessl.train.scoring import score_dataset
@@ -111,16 +114,16 @@ def test_fpr_on_held_out_normal_images_is_within_target(run_dir, tmp_path):
     if not elpv.is_dir():
         pytest.skip(f"real data not found at {elpv}")
     run = _fresh_run(run_dir, tmp_path)
-    target = 0.05
     backbone, spec, _ = load_model(run)
     test_normals, _ = normal_images(open_dataset(str(elpv), "test"), "good")
-    for detector in ("gaussian", "knn"):
-        fit_run(FitConfig(run=str(run), data=str(elpv), detector=detector, target_fpr=target, max_images=200,
+    for detector, target in (("gaussian", 0.05), ("knn", 0.05), ("knn", 0.01)):
+        fit_run(FitConfig(run=str(run), data=str(elpv), detector=detector, target_fpr=target, max_images=50,
                           device="cpu"))
         threshold = Threshold.load(run / "detector/threshold.json")
         raw = score_dataset(backbone, load_detector(run / "detector"), test_normals, spec, "cpu").raw_scores
-        assert len(test_normals) == 452 and threshold.n_holdout == 158
-        assert threshold.is_anomaly(raw).mean() <= target, detector
+        assert len(test_normals) == 452 and threshold.n_holdout == 50 + 158
+        assert (threshold.requested_target_fpr is not None) == (target == 0.01)
+        assert threshold.is_anomaly(raw).mean() <= threshold.target_fpr, (detector, target)
 
 
 @pytest.mark.slow
@@ -177,7 +180,7 @@ def test_cli_fit_then_evaluate_json_plots_and_pixel_auroc(run_dir, tmp_path, cap
     tile = _tile_subset(tmp_path / "tile")
     assert _fit(run, str(tile), "--detector", "patch", "--target-fpr", "0.2", "--coreset", "512", "--json") == 0
     fitted = json.loads(capsys.readouterr().out)
-    assert fitted["normal_label"] == "good" and fitted["threshold"]["n_holdout"] == 12
+    assert fitted["normal_label"] == "good" and fitted["threshold"]["n_holdout"] == fitted["train_images"] == 80
     assert {p.name for p in (run / "detector").iterdir()} == {"detector.json", "detector.npz", "threshold.json",
                                                                "fit.json"}
     plots = tmp_path / "plots"
@@ -218,7 +221,8 @@ def _no_normal_folder(root: Path) -> Path:
 @pytest.mark.parametrize("make_data,args,message", [
     (None, ["--normal-label", "cat"], "label 'cat' is not in digits"),
     (None, [], "say which one is normal with --normal-label"),
-    (None, ["--normal-label", "0"], "needs at least 230"),
+    (None, ["--normal-label", "0", "--strict"], "needs at least 230"),
+    (None, ["--normal-label", "0", "--max-images", "2", "--folds", "300"], "fewer than --folds 300"),
     (None, ["--normal-label", "0", "--target-fpr", "0.2", "--coreset", "5000"], "--coreset 5000 is more than"),
     (None, ["--normal-label", "0", "--target-fpr", "0.2", "--detector", "gaussian", "--coreset", "9"],
      "apply to the knn and patch detectors"),
@@ -240,20 +244,66 @@ def test_evaluate_plots_need_a_detector(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_fit_json_names_the_held_out_images_and_their_scores(run_dir, tmp_path):
-    """Calibration re-derives INT8 thresholds from ``fit.json``: its ``val`` indices must give back the
-    held-out scores, and the threshold must follow from them by the rule."""
+def test_fit_json_holds_cross_fitted_scores_of_the_named_images(run_dir, tmp_path):
+    """Calibration re-derives INT8 thresholds from ``fit.json``: per split, the named normal images and
+    their held-out scores, each from a detector fitted on the other folds (never on the image itself),
+    and the threshold follows from them by the rule."""
     from edgessl.edge_runtime.thresholds import fit_threshold
     from edgessl.train.checkpoint import load_model
-    from edgessl.train.scoring import score_dataset
+    from edgessl.train.features import bank_features, collect_outputs, feature_model_for
+    from edgessl.train.fit import fit_detector, fold_ids
 
     run = _fresh_run(run_dir, tmp_path)
-    assert _fit(run, "digits", "--normal-label", "3", "--target-fpr", "0.2") == 0
+    assert _fit(run, "digits", "--normal-label", "3", "--target-fpr", "0.2", "--folds", "4", "--seed", "1") == 0
     fit = json.loads((run / "detector/fit.json").read_text())
-    held = open_dataset(fit["data"], fit["holdout"]["split"]).subset(np.asarray(fit["holdout"]["indices"]))
-    assert (held.labels == 3).all() and [held.name(i) for i in range(len(held))] == fit["holdout"]["names"]
+    parts = [open_dataset(fit["data"], p["split"]).subset(np.asarray(p["indices"])) for p in fit["holdout"]["parts"]]
+    assert [p["split"] for p in fit["holdout"]["parts"]] == ["train", "val"]
+    for ds, rec in zip(parts, fit["holdout"]["parts"]):
+        assert (ds.labels == 3).all() and [ds.name(i) for i in range(len(ds))] == rec["names"]
+    recorded = np.concatenate([p["raw_scores"] for p in fit["holdout"]["parts"]])
     backbone, spec, _ = load_model(run)
-    raw = score_dataset(backbone, load_detector(run / "detector"), held, spec, "cpu").raw_scores
-    np.testing.assert_allclose(raw, fit["holdout"]["raw_scores"], rtol=1e-12)
+    outputs = collect_outputs(feature_model_for(backbone, ("embedding",)), parts, spec, "cpu", 64)
+    folds = fold_ids(len(recorded), 4, 1)
+    for f in range(4):
+        det = fit_detector("knn", bank_features({"embedding": outputs["embedding"][folds != f]}))
+        np.testing.assert_allclose(det.score({"embedding": outputs["embedding"][folds == f]}).raw_scores,
+                                   recorded[folds == f], rtol=1e-9)
+    shipped = load_detector(run / "detector").score(outputs).raw_scores
+    assert np.median(shipped) < np.median(recorded)  # the shipped bank holds every image: in-sample is lower
     threshold = Threshold.load(run / "detector/threshold.json")
-    assert fit_threshold(raw, threshold.target_fpr, threshold.confidence) == threshold
+    assert fit_threshold(recorded, threshold.target_fpr, threshold.confidence) == threshold
+    assert threshold.n_holdout == len(recorded) == fit["train_images"]
+
+
+def test_sixty_normal_images_fit_with_the_defaults(run_dir, tmp_path, capsys):
+    """60 normal images (an MVTec category's train/good), too few for 1% at 90%: one line on stderr, the tightest rate 60 images support, both recorded."""
+    from edgessl.edge_runtime.thresholds import achievable_fpr, required_holdout
+
+    run = _fresh_run(run_dir, tmp_path)
+    root = tmp_path / "sixty"
+    ds = open_dataset("digits", "train")
+    zeros = np.flatnonzero(ds.labels == 0)
+    _write_split(root, "train", "good", [ds.image(int(i)) for i in zeros[:60]])  # MVTec layout: val carved
+    assert main(["fit", "--run", str(run), "--data", str(root), "--json", *DEVICE]) == 0
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("edgessl fit:")]
+    assert len(lines) == 1 and "not the requested 0.01" in lines[0]
+    threshold = Threshold.load(run / "detector/threshold.json")
+    assert 60 < required_holdout(0.01, 0.9)
+    assert threshold.n_holdout == 60 and threshold.requested_target_fpr == 0.01
+    assert threshold.target_fpr == achievable_fpr(60, 0.9) and 0.01 < threshold.target_fpr < 0.04
+    assert threshold.k == 60 and threshold.achieved_confidence >= 0.9
+    assert json.loads(captured.out)["threshold"]["requested_target_fpr"] == 0.01
+
+
+@pytest.mark.parametrize("method,expected", [("cutpaste", "patch"), ("perlin", "gaussian"), ("random-init", "knn")])
+def test_fit_without_detector_uses_the_methods_measured_best(tmp_path, capsys, method, expected):
+    from edgessl.train.backbones import BackboneConfig, build_backbone
+    from edgessl.train.checkpoint import save_model
+
+    run = tmp_path / "run"
+    save_model(run, build_backbone(BackboneConfig("resnet18", 1, 16)), PreprocessSpec(16, 1, (0.5,), (0.25,)),
+               {"method": method})
+    assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--json", "--coreset", "64"
+                if expected == "patch" else "0") == 0
+    assert json.loads(capsys.readouterr().out)["detector"] == expected

@@ -28,7 +28,8 @@ from edgessl.train.methods.gan import GAN  # noqa: E402
 from edgessl.train.methods.jigsaw import Jigsaw, hamming_permutations  # noqa: E402
 from edgessl.train.methods.moco import MoCo  # noqa: E402
 
-BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist" / "breastmnist.npz"
+SHARED = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BREAST = SHARED / "breastmnist" / "breastmnist.npz"
 SMALL = ["--backbone", "mobilenet_v3_small", "--image-size", "16", "--device", "cpu"]
 
 
@@ -68,6 +69,53 @@ def test_jigsaw_tiles_follow_the_permutation():
     for i in range(2):
         for j in range(9):
             assert (pieces[i, j] == jig.permutations[target[i], j]).all()
+
+
+def test_cutpaste_alters_one_box_and_one_thin_rotated_scar_per_image():
+    from edgessl.train.methods.cutpaste import CutPaste
+
+    torch.manual_seed(0)
+    backbone, spec = small(64)
+    cp = CutPaste(backbone, spec)
+    x = torch.rand(16, 1, 64, 64)
+    box, scar = cp.synthesise(x)
+    for altered, (lo, hi) in ((box, (0.02 * 0.5, 0.15)), (scar, (2 * 10 / 64**2 * 0.5, 16 * 25 / 64**2 * 1.2))):
+        changed = (altered != x).flatten(1).float().mean(1)
+        assert ((changed > 0) & (changed <= hi)).float().mean() >= 0.9 and changed.median() >= lo
+    loss, metrics = cp(images(8, 64))
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= metrics["acc"] <= 1 and cp.head[0].weight.grad is not None
+
+
+def test_perlin_masks_are_blobs_and_the_loss_localises():
+    from edgessl.train.methods.perlin import PerlinPaste
+    from edgessl.train.methods.synthetic import perlin_noise
+
+    torch.manual_seed(0)
+    noise = perlin_noise(4, 32, 32, (4,), "cpu")
+    assert noise.abs().max() < 1.0 and noise.std() > 0.1
+    assert (noise[..., 1:, :] - noise[..., :-1, :]).abs().mean() < 0.2 * noise.std() * 4  # smooth
+    backbone, spec = small(32)
+    method = PerlinPaste(backbone, spec)
+    x = torch.rand(16, 1, 32, 32)
+    altered, mask = method.synthesise(x)
+    untouched = mask.flatten(1).amax(1) == 0
+    assert 0 < untouched.sum() < 16 and torch.equal(altered[untouched], x[untouched])
+    assert torch.equal(altered * (1 - mask), x * (1 - mask))  # only inside the mask
+    loss, _ = method(images(8, 32))
+    loss.backward()
+    assert torch.isfinite(loss) and method.seg_head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method,size,message", [("jigsaw", "16", "too small to reassemble"),
+                                                 ("cutpaste", "24", "does not fit a 24 px image")])
+def test_a_task_that_cannot_run_at_the_image_size_is_one_clear_line(method, size, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "digits", "--method", method, "--backbone", "mobilenet_v3_small",
+            "--image-size", size, "--max-steps", "1", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (out / "model.safetensors").exists()
 
 
 def test_gan_gradients_reach_only_their_player():
@@ -166,7 +214,8 @@ def breast_runs(tmp_path_factory):
     def run(method: str) -> Path:
         if method not in runs:
             out = tmp_path_factory.mktemp(method) / "run"
-            assert main(["pretrain", "--data", str(BREAST), "--method", method, *SMALL, "--batch-size", "64",
+            size = ["--image-size", "32"] if method in ("jigsaw", "cutpaste") else []  # their defects need room
+            assert main(["pretrain", "--data", str(BREAST), "--method", method, *SMALL, *size, "--batch-size", "64",
                          "--epochs", "1", "--out", str(out)]) == 0
             runs[method] = out
         return runs[method]
@@ -246,3 +295,11 @@ def test_config_file_can_supply_a_required_option(tmp_path):
     apply_config(str(cfg), commands["pretrain"])
     args = parser.parse_args(["pretrain", "--config", str(cfg), "--epochs", "3"])
     assert (args.out, args.method, args.epochs) == (str(tmp_path / "run"), "byol", 3)
+
+
+def test_a_time_budget_below_one_step_is_one_clear_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--time-budget", "0.0001", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()  # the progress bar's lines, then the error's one
+    assert "shorter than one training step" in err.splitlines()[-1] and "Traceback" not in err
+    assert not (out / "model.safetensors").exists()

@@ -89,3 +89,26 @@ def test_bad_holdout_scores(scores, match):
 def test_rates_out_of_range(a, c):
     with pytest.raises(EdgesslError):
         fit_threshold(np.arange(1000.0), a, c)
+
+
+@pytest.mark.parametrize("n,c", [(60, 0.9), (12, 0.95), (229, 0.9), (1, 0.5)])
+def test_achievable_fpr_is_the_tightest_target_n_scores_support(n, c):
+    from edgessl.edge_runtime.thresholds import achievable_fpr
+
+    a = achievable_fpr(n, c)
+    assert fpr_confidence(n, n, a) >= c > fpr_confidence(n, n, a * (1 - 1e-6))
+    assert required_holdout(a, c) <= n < required_holdout(a * 0.99, c)
+
+
+def test_too_few_scores_loosen_the_target_unless_strict():
+    from edgessl.edge_runtime.thresholds import achievable_fpr
+
+    scores = np.random.default_rng(2).random(60)
+    with pytest.raises(EdgesslError, match="needs at least 230"):
+        fit_threshold(scores, 0.01, 0.9, strict=True)
+    th = fit_threshold(scores, 0.01, 0.9, strict=False)
+    assert (th.requested_target_fpr, th.target_fpr, th.k) == (0.01, achievable_fpr(60, 0.9), 60)
+    assert th.raw_threshold == scores.max()
+    assert Threshold.from_dict(th.to_dict()) == th
+    enough = fit_threshold(np.random.default_rng(3).random(300), 0.01, 0.9, strict=False)
+    assert enough.requested_target_fpr is None and enough.target_fpr == 0.01

@@ -48,3 +48,49 @@ def test_checkpoint_round_trip_and_foreign_weights(tmp_path):
     meta_path.write_text(meta_path.read_text().replace("mobilenet_v3_small", "resnet18"))
     with pytest.raises(EdgesslError, match="another backbone"):
         load_model(tmp_path / "other")
+
+
+class _Tiny(torch.nn.Module):
+    """A pretext task in miniature: regress each image's mean brightness (fast steps, real gradients)."""
+
+    def __init__(self, step_seconds: float = 0.0):
+        super().__init__()
+        self.head = torch.nn.Linear(16, 1)
+        self.step_seconds = step_seconds
+
+    def forward(self, batch):
+        import time
+
+        time.sleep(self.step_seconds)
+        x = batch.float().flatten(1) / 255.0
+        loss = ((self.head(x).squeeze(1) - x.mean(1)) ** 2).mean()
+        return loss, {}
+
+
+def _loop(tmp_path, cfg, method):
+    from edgessl.train.loop import train
+
+    data = torch.randint(0, 256, (32, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    epochs = []
+    summary = train(method, data, cfg, tmp_path, torch.device("cpu"), DistInfo(), epochs.append)
+    return summary, epochs
+
+
+def test_a_time_budget_alone_trains_until_it_is_spent(tmp_path):
+    """``epochs`` 0 with a budget: epoch after epoch (a checkpoint each) until the budget ends it."""
+    from edgessl.train.loop import LoopConfig
+
+    summary, epochs = _loop(tmp_path, LoopConfig(epochs=0, batch_size=8, time_budget_s=0.5), _Tiny())
+    assert summary["stopped_by_budget"] and summary["seconds"] >= 0.5
+    assert summary["epochs_done"] >= 3 and summary["steps"] > 3 * 4 and epochs[:3] == [1, 2, 3]
+    bounded, _ = _loop(tmp_path, LoopConfig(epochs=2, batch_size=8, time_budget_s=60), _Tiny())
+    assert (bounded["epochs_done"], bounded["steps"], bounded["stopped_by_budget"]) == (2, 8, False)
+
+
+def test_a_time_budget_below_one_step_is_refused(tmp_path):
+    from edgessl.train.loop import LoopConfig
+
+    with pytest.raises(EdgesslError, match="shorter than one training step"):
+        _loop(tmp_path, LoopConfig(epochs=0, batch_size=8, time_budget_s=0.01), _Tiny(step_seconds=0.05))
+    with pytest.raises(EdgesslError, match="needs an end"):
+        _loop(tmp_path, LoopConfig(epochs=0, batch_size=8), _Tiny())

@@ -48,12 +48,14 @@ class BackboneConfig:
 class Backbone(nn.Module):
     """Trunk + global average pooling. ``feature_dim`` is the embedding size."""
 
-    def __init__(self, config: BackboneConfig, stages: nn.ModuleList, stage_names: list[str], feature_dim: int):
+    def __init__(self, config: BackboneConfig, stages: nn.ModuleList, stage_names: list[str],
+                 stage_channels: list[int]):
         super().__init__()
         self.config = config
         self.stages = stages
         self.stage_names = stage_names
-        self.feature_dim = feature_dim
+        self.channels = dict(zip(stage_names, stage_channels))  # each stage's output channels
+        self.feature_dim = stage_channels[-1]
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's output, by name (``stem``, ``layer1`` ... ``layer4`` for ResNet)."""
@@ -79,7 +81,7 @@ def _resnet18(cfg: BackboneConfig) -> Backbone:
         stem = nn.Sequential(conv, net.bn1, net.relu, net.maxpool)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     stages = nn.ModuleList([stem, net.layer1, net.layer2, net.layer3, net.layer4])
-    return Backbone(cfg, stages, ["stem", "layer1", "layer2", "layer3", "layer4"], 512)
+    return Backbone(cfg, stages, ["stem", "layer1", "layer2", "layer3", "layer4"], [64, 64, 128, 256, 512])
 
 
 def _mobilenet_v3_small(cfg: BackboneConfig) -> Backbone:
@@ -91,7 +93,8 @@ def _mobilenet_v3_small(cfg: BackboneConfig) -> Backbone:
     nn.init.kaiming_normal_(feats[0][0].weight, mode="fan_out")
     # Group MobileNet's blocks at the resolutions where ResNet's layers sit.
     stages = nn.ModuleList([feats[0:1], feats[1:2], feats[2:4], feats[4:9], feats[9:]])
-    return Backbone(cfg, stages, ["stem", "layer1", "layer2", "layer3", "layer4"], 576)
+    return Backbone(cfg, stages, ["stem", "layer1", "layer2", "layer3", "layer4"],
+                    [stage[-1].out_channels for stage in stages])
 
 
 def build_backbone(config: BackboneConfig) -> Backbone:

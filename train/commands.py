@@ -16,7 +16,7 @@ from .config import METHOD_SUMMARIES, EvaluateConfig, FinetuneConfig, FitConfig,
 
 METHOD_HELP = "\n".join(f"  {k:<9} {v}" for k, v in METHOD_SUMMARIES.items())
 METRIC_KEYS = ("auroc", "aupr", "f1_max", "fpr_at_threshold", "tpr_at_threshold", "pixel_auroc", "knn_accuracy",
-               "linear_probe_accuracy", "knn_auroc")
+               "knn_balanced_accuracy", "majority_class", "majority_rate", "linear_probe_accuracy", "knn_auroc")
 
 
 def _save_config(out: str, cfg) -> None:
@@ -41,7 +41,7 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
     {methods}
 
     Multi-GPU / multi-process: torchrun --nproc_per_node=N -m edgessl pretrain ...
-    Example: edgessl pretrain --data digits --method simclr --epochs 5 --out runs/digits
+    Example: edgessl pretrain --data digits --time-budget 300 --out runs/digits
     """
     from .pretrain import pretrain
 
@@ -57,7 +57,9 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
 
 def _evaluate(args: argparse.Namespace) -> Outcome:
     """Embed the train and test splits of --data with the run's frozen backbone and report weighted-kNN
-    accuracy (k=200, cosine), linear-probe accuracy and, with a normal label, knn_auroc: one-class
+    accuracy (k=200, cosine) with its balanced accuracy (mean per-class recall) and the majority class
+    and its rate (what always answering it scores), linear-probe accuracy and, with a normal label,
+    knn_auroc: one-class
     AUROC of the 5-NN cosine distance to normal training embeddings. When the run has a fitted
     detector (`edgessl fit`), 'auroc' is the detector's (scored by the runtime's numpy code) and the
     output adds aupr, f1_max, f1_threshold, threshold, fpr_at_threshold, tpr_at_threshold and, with
@@ -69,10 +71,18 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
     if args.bundle:
         from edgessl.edge_runtime.data.evaluation import evaluate_bundle
 
-        from .bundle_evaluate import feature_metrics
+        from functools import partial
 
-        result = evaluate_bundle(config_from_args(BundleEvalConfig, args),
-                                 feature_metrics(args.k, args.linear_probe))
+        from edgessl.edge_runtime.bundle import Bundle
+        from edgessl.edge_runtime.data.datasets import open_dataset
+
+        from .feature_metrics import feature_metrics
+
+        cfg = config_from_args(BundleEvalConfig, args)
+        data = cfg.data or Bundle.load(cfg.bundle).manifest.get("detector", {}).get("data")
+        names = open_dataset(data, "test").class_names if data else None
+        result = evaluate_bundle(cfg, partial(feature_metrics, class_names=names, k=args.k,
+                                              linear_probe=args.linear_probe))
         title = (f"edgessl evaluate: bundle {args.bundle} ({result['precision']}, {result['backend']}) "
                  f"on {result['data']}")
     else:
@@ -84,9 +94,11 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
 
 
 def _fit(args: argparse.Namespace) -> Outcome:
-    """Fit a detector on the run's features of the normal images of --data's train split, and its
-    threshold on the normal images of the val split (carved from train when the source has none).
-    Anomalous images are never read. Writes RUN_DIR/detector/.
+    """Fit a detector on the run's features of the normal images of --data's train and val splits, and
+    its threshold on their cross-fitted scores (K folds: a detector fitted on K-1 folds scores the
+    held-out one; the shipped detector is fitted on all). Anomalous images are never read. Writes
+    RUN_DIR/detector/. Without --detector: the best measured for the run's method (perlin gaussian,
+    cutpaste patch), else knn.
 
     Detectors:
       gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)
@@ -95,17 +107,20 @@ def _fit(args: argparse.Namespace) -> Outcome:
 
     Threshold: the smallest order statistic of the held-out normal scores whose false-positive
     rate is at most --target-fpr with probability --confidence; scores are normalised so the
-    median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0).
+    median normal is 0 and the threshold 1.0 (anomalous: normalised >= 1.0). Too few images for
+    the target: fit says so and uses the tightest rate they support at that confidence, recording
+    both (--strict refuses instead).
     """
     from .fit import fit_run
 
     cfg = with_recorded_data(config_from_args(FitConfig, args))
     s = fit_run(cfg)
     th = s["threshold"]
-    title = (f"edgessl fit: a {cfg.detector} detector on {s['train_images']} normal images of {cfg.data} "
+    title = (f"edgessl fit: a {s['detector']} detector on {s['train_images']} normal images of {cfg.data} "
              f"(normal class {s['normal_label']}) -> {s['detector_dir']}")
-    return Outcome(s, summary_lines(title, {**th, **s}, ("holdout_images", "target_fpr", "confidence",
-                                                         "raw_threshold", "holdout_fpr", "cpu_seconds")))
+    return Outcome(s, summary_lines(title, {**th, **s}, ("holdout_images", "folds", "target_fpr",
+                                                         "requested_target_fpr", "confidence", "raw_threshold",
+                                                         "holdout_fpr", "cpu_seconds")))
 
 
 def _finetune(args: argparse.Namespace) -> Outcome | None:

@@ -24,6 +24,8 @@ METHOD_SUMMARIES = {
     "byol": "predict an EMA target network's view embedding, no negatives",
     "moco": "MoCo v2: contrast against a queue of momentum-encoder keys",
     "gan": "train a DCGAN; the discriminator's trunk is the feature extractor",
+    "cutpaste": "3-way: normal / pasted patch / thin scar (CutPaste)",
+    "perlin": "texture pasted in Perlin-noise masks (DRAEM-style); predict the mask and whether",
 }
 BACKBONES = ("resnet18", "mobilenet_v3_small")
 DETECTOR_KINDS = ("gaussian", "knn", "patch")
@@ -56,15 +58,21 @@ class PretrainConfig(TrainingSchedule):
     data: str = option("digits", "dataset: digits, a MedMNIST .npz, an ImageFolder/MVTec-AD directory, a folder "
                                  "of images, a video, a ROS 2 bag, DICOM, a .csv/.txt list, or folders of these "
                                  "(docs/data-sources.md; labels unused)")
-    method: str = option("simclr", "pretext task (see above)", choices=tuple(METHOD_SUMMARIES))
+    method: str = option("perlin", "pretext task (see above; perlin measured best: docs/detection.md)",
+                         choices=tuple(METHOD_SUMMARIES))
     backbone: str = option("resnet18", "network trained", choices=BACKBONES)
     image_size: int = option(32, "model input size in pixels")
     channels: int = option(0, "input channels; 0 infers from the data (1 grey, 3 colour)", choices=(0, 1, 3))
-    epochs: int = option(1, "passes over the training images")
+    epochs: int = option(0, "passes over the training images (0: until --time-budget is spent when given, else 1)")
+    batch_size: int = option(32, "images per optimizer step (CPU: 32 takes four times the steps of 128 per minute)")
     lr: float = option(1e-3, "peak AdamW learning rate")
     warmup_epochs: float = option(0.5, "linear learning-rate warm-up")
     max_images: int = option(0, "use only the first N training images (0: all)")
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
+    time_budget: float = option(0.0, "train for this wall time (0: no limit); without --epochs, as many epochs "
+                                     "as fit; the learning-rate schedule ends with it", metavar="SECONDS")
+    init_weights: str = option("", "start the backbone from a torchvision-layout state dict (.pth or .safetensors) "
+                                   "of the same architecture, then self-supervise on --data", metavar="FILE")
     out: str = option("", "run directory to write", metavar=RUN, required=True)
 
 
@@ -87,11 +95,15 @@ class FitConfig:
     data: str | None = option(None, f"dataset whose normal images are fitted (default: {RECORDED})")
     normal_label: str | None = option(None, "class index or name of the normal class; omit for unlabelled data "
                                             "(every image is normal) or a train split of one class (MVTec's good)")
-    detector: str = option("knn", "detector kind (see above)", choices=DETECTOR_KINDS)
+    detector: str = option("auto", "detector kind (see above); auto: the best measured for the run's method "
+                                   "(perlin gaussian, cutpaste patch), else knn", choices=("auto", *DETECTOR_KINDS))
     target_fpr: float = option(0.01, "false-positive rate to hold")
     confidence: float = option(0.9, "probability that the true false-positive rate is at most the target")
+    folds: int = option(5, "cross-fitting folds for the threshold's held-out scores")
+    strict: bool = option(False, "refuse when the images are too few for --target-fpr, instead of loosening it")
     coreset: int = option(0, "memory-bank size: knn embeddings (0: all), patch features (0: 2048)", metavar="N")
     k: int = option(0, "neighbours averaged (0: knn 5, patch 1)")
+    top: int = option(0, "patch: image score = mean of the N largest map values (0: 1, the max)", metavar="N")
     max_images: int = option(0, "fit on the first N normal training images only (0: all)")
     seed: int = option(0, "seeds the coreset and the held-out split")
     device: str = device_option()

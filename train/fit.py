@@ -1,21 +1,28 @@
-"""``edgessl fit``: fit an anomaly detector on normal training images, then its threshold on
-normal validation images.
+"""``edgessl fit``: fit an anomaly detector on normal training images, and its threshold on
+cross-fitted scores of the same images.
 
-Only normal images are ever read: the detector sees the ``train`` split's normal images, the
-threshold the ``val`` split's (``open_dataset`` carves ``val`` from ``train`` when the source has
-none). Writes ``RUN_DIR/detector/``:
+Only normal images are ever read: every normal image of the ``train`` and ``val`` splits. The
+threshold's held-out scores come from K-fold cross-fitting: the images are split into K folds
+(seeded); a detector fitted on K-1 folds scores the remaining one, so every image has a score from
+a detector that never saw it. The shipped detector is fitted on all of them. When the images are
+too few for ``--target-fpr`` at ``--confidence``, the threshold uses the tightest rate they support
+and records both (``--strict`` refuses instead; ``edge_runtime.thresholds`` states the rule).
+Writes ``RUN_DIR/detector/``:
 
     detector.json, detector.npz   the detector (``edge_runtime.detectors``)
     threshold.json                ``edge_runtime.thresholds.Threshold`` (fp32, this run's network)
-    fit.json                      data, normal label, image counts, and the held-out images'
-                                  ``val`` indices and raw scores (to re-derive INT8 thresholds)
+    fit.json                      data, normal label, image counts, and per split the held-out images'
+                                  indices and cross-fitted raw scores (to re-derive INT8 thresholds)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +30,34 @@ import numpy as np
 from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
+from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_holdout
 
 from .checkpoint import load_model, write_json
 from .config import FitConfig, with_recorded_data
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
+from .detectors.patch import DEFAULT_TOP
 from .distributed import pick_device
-from .feature_model import FeatureModel
-from .features import feature_batches
-from .scoring import feature_model_for, score_dataset
+from .features import bank_features, collect_outputs, feature_model_for
+from .methods import METHODS
 
 DETECTOR_DIR = "detector"
-PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a random subset per image beyond)
+DEFAULT_DETECTOR = "knn"  # methods without a measured default: knn (best on 2 of 4 data sets, bench_detectors.py)
+
+
+def default_detector(method: str | None) -> str:
+    """The detector ``fit`` uses without ``--detector`` for a run pretrained with ``method``."""
+    measured = METHODS[method].default_detector_kind if method in METHODS else None
+    return measured or DEFAULT_DETECTOR
+
+
+def has_detector(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / DETECTOR_DIR / "detector.json").is_file()
+
+
+def fitted_normal_label(run_dir: str | Path) -> str | None:
+    path = Path(run_dir) / DETECTOR_DIR / "fit.json"
+    return json.loads(path.read_text()).get("normal_label") if path.is_file() else None
 
 
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
@@ -64,87 +86,116 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
     return subset, ds.class_names[normal]
 
 
-def collect_features(model: FeatureModel, ds: ImageDataset, spec, device, batch_size: int,
-                     patch_pool: int = PATCH_POOL, seed: int = 0) -> dict[str, np.ndarray]:
-    """The model's outputs for every image of ``ds``: ``embedding`` ``(N, D)`` and, with patches, a
-    random sample of ``m = min(h * w, max(1, patch_pool // N))`` patch feature vectors per image,
-    ``patches`` ``(N, m, C)`` (all of them when they fit in ``patch_pool``)."""
-    rng = np.random.default_rng(seed)
-    per_image = max(1, patch_pool // len(ds))
-    out: dict[str, list[np.ndarray]] = {name: [] for name in model.output_names}
-    for batch in feature_batches(model, ds, spec, device, batch_size):
-        out["embedding"].append(batch["embedding"])
-        if "patches" in batch:
-            p = batch["patches"]
-            flat = p.transpose(0, 2, 3, 1).reshape(len(p), -1, p.shape[1])  # (B, h*w, C)
-            if flat.shape[1] > per_image:
-                keep = np.stack([rng.choice(flat.shape[1], per_image, replace=False) for _ in range(len(p))])
-                flat = np.take_along_axis(flat, keep[:, :, None], axis=1)
-            out["patches"].append(flat)
-    return {name: np.concatenate(parts) for name, parts in out.items()}
-
-
-def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0) -> Detector:
-    """Fit a detector of ``kind`` on ``collect_features`` output of normal images."""
+def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0,
+                 top: int = 0) -> Detector:
+    """Fit a detector of ``kind`` on ``bank_features`` of normal images."""
     k = k or DEFAULT_K[kind]
     if kind == "gaussian":
         return fit_gaussian(features["embedding"])
     if kind == "knn":
         return fit_knn(features["embedding"], k, coreset, seed)
-    patches = features["patches"]
-    return fit_patch(patches.reshape(-1, patches.shape[-1]), k, coreset, seed)
+    return fit_patch(features["patches"], k, coreset, seed, top or DEFAULT_TOP)
 
 
-def _check_options(cfg: FitConfig, n_train: int, n_holdout: int) -> None:
+def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    """A seeded assignment of ``n`` images to ``folds`` folds of sizes differing by at most one."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % folds)
+
+
+def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Each image's raw score under a detector fitted on the other folds (``cfg.folds`` fits)."""
+    n = len(outputs["embedding"])
+    folds = fold_ids(n, cfg.folds, cfg.seed)
+    scores = np.empty(n, np.float64)
+    for f in range(cfg.folds):
+        held, kept = folds == f, folds != f
+        detector = fit_detector(cfg.detector, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
+                                cfg.k, cfg.coreset, cfg.seed, cfg.top)
+        scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
+    return scores
+
+
+def _score(detector: Detector, outputs: dict[str, np.ndarray], block: int = 256) -> np.ndarray:
+    n = len(outputs["embedding"])
+    return np.concatenate([detector.score({k: v[i : i + block] for k, v in outputs.items()}).raw_scores
+                           for i in range(0, n, block)])
+
+
+def _check_options(cfg: FitConfig, n_images: int) -> None:
     """The cheap checks, before any feature is computed."""
     if cfg.detector not in DETECTORS:
         raise EdgesslError(f"unknown detector {cfg.detector!r}; choose one of {', '.join(DETECTORS)}")
     if cfg.detector == "gaussian" and (cfg.coreset or cfg.k):
         raise EdgesslError("--coreset and --k apply to the knn and patch detectors, not gaussian")
+    if cfg.top and cfg.detector != "patch":
+        raise EdgesslError("--top applies to the patch detector only")
+    if cfg.folds < 2:
+        raise EdgesslError(f"--folds must be at least 2 (got {cfg.folds})")
+    if n_images < cfg.folds:
+        raise EdgesslError(f"{n_images} normal images are fewer than --folds {cfg.folds}; lower --folds or add "
+                           "normal images")
     need = required_holdout(cfg.target_fpr, cfg.confidence)
-    if n_holdout < need:
+    if cfg.strict and n_images < need:
         raise EdgesslError(
-            f"the val split has {n_holdout} normal images; a false-positive rate of {cfg.target_fpr:g} at "
-            f"{cfg.confidence:g} confidence needs at least {need}. Add normal images to the validation split, "
+            f"{n_images} normal images are too few for a false-positive rate of {cfg.target_fpr:g} at "
+            f"{cfg.confidence:g} confidence (--strict): the rule needs at least {need}. Add normal images, "
             "or raise --target-fpr (or lower --confidence)")
     if cfg.detector == "knn":
-        check_coreset(cfg.coreset, n_train, "normal training images")
+        check_coreset(cfg.coreset, n_images - -(-n_images // cfg.folds), "normal training images of a fold")
+
+
+def _say_loosened(threshold: Threshold) -> None:
+    if threshold.requested_target_fpr is not None:
+        print(f"edgessl fit: {threshold.n_holdout} normal images support a false-positive rate of "
+              f"{threshold.target_fpr:.4g} at {threshold.confidence:g} confidence, not the requested "
+              f"{threshold.requested_target_fpr:g}; using {threshold.target_fpr:.4g} (--strict refuses instead)",
+              file=sys.stderr)
 
 
 def fit_run(cfg: FitConfig) -> dict:
     """Fit, threshold and save the detector of ``cfg.run``; returns a JSON-able summary."""
     cfg = with_recorded_data(cfg)
     start = time.process_time()
-    backbone, spec, _ = load_model(Path(cfg.run))
+    backbone, spec, meta = load_model(Path(cfg.run))
+    if cfg.detector == "auto":
+        cfg = replace(cfg, detector=default_detector(meta.get("method")))
     device = pick_device(cfg.device)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
-    holdout_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
-    if cfg.max_images:
-        train_ds = train_ds.subset(np.arange(min(cfg.max_images, len(train_ds))))
-    _check_options(cfg, len(train_ds), len(holdout_ds))
+    val_ds, _ = normal_images(open_dataset(cfg.data, "val"), label if label is not None else cfg.normal_label)
+    if cfg.max_images:  # the first N, as a view of the split itself (so fit.json's indices are the split's)
+        train_ds = open_dataset(cfg.data, "train").subset(train_ds.indices[: cfg.max_images])
+    parts = [train_ds, val_ds]
+    n_images = sum(len(p) for p in parts)
+    _check_options(cfg, n_images)
 
     model = feature_model_for(backbone, DETECTORS[cfg.detector].inputs)
-    feats = collect_features(model, train_ds, spec, device, cfg.batch_size, seed=cfg.seed)
+    outputs = collect_outputs(model, parts, spec, device, cfg.batch_size)
+    held_out = crossfit_scores(cfg, outputs)
+    threshold = fit_threshold(held_out, cfg.target_fpr, cfg.confidence, strict=cfg.strict)
+    _say_loosened(threshold)
     out = Path(cfg.run) / DETECTOR_DIR
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        fit_detector(cfg.detector, feats, cfg.k, cfg.coreset, cfg.seed).save(tmp)
-        detector = load_detector(tmp)  # the threshold comes from exactly the files that ship
-        holdout = score_dataset(backbone, detector, holdout_ds, spec, device, cfg.batch_size).raw_scores
-        threshold = fit_threshold(holdout, cfg.target_fpr, cfg.confidence)
+        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.k, cfg.coreset, cfg.seed,
+                     cfg.top).save(tmp)
+        detector = load_detector(tmp)  # what ships
         threshold.save(tmp / "threshold.json")
+        bounds = np.cumsum([0] + [len(p) for p in parts])
         write_json(tmp / "fit.json", {
             "data": cfg.data, "normal_label": label, "detector": detector.kind, "params": detector.params(),
-            "train_images": len(train_ds),
-            "holdout": {"split": "val", "indices": [int(i) for i in holdout_ds.indices],
-                        "names": [holdout_ds.name(i) for i in range(len(holdout_ds))],
-                        "raw_scores": [float(s) for s in holdout]},
+            "train_images": n_images,
+            "holdout": {"method": "cross-fit", "folds": cfg.folds, "seed": cfg.seed, "parts": [
+                {"split": p.split, "indices": [int(i) for i in p.indices],
+                 "names": [p.name(i) for i in range(len(p))],
+                 "raw_scores": [float(s) for s in held_out[bounds[j] : bounds[j + 1]]]}
+                for j, p in enumerate(parts) if len(p)]},
         })
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only left behind when a step above failed
     return {"detector_dir": str(out), "detector": detector.kind, "params": detector.params(),
-            "normal_label": label, "train_images": len(train_ds), "holdout_images": len(holdout_ds),
-            "threshold": threshold.to_dict(), "cpu_seconds": round(time.process_time() - start, 2)}
+            "normal_label": label, "train_images": n_images, "holdout_images": len(held_out),
+            "folds": cfg.folds, "threshold": threshold.to_dict(),
+            "cpu_seconds": round(time.process_time() - start, 2)}

@@ -1,11 +1,13 @@
 """The one training loop every pretext task shares, readable top to bottom.
 
-Per step: take a shuffled mini-batch (each ``torchrun`` process its own share), ``loss = method(batch)``
+``train`` runs ``train_one_epoch`` per epoch (then writes a checkpoint); each of its steps is
+``train_step``. Per step: take a shuffled mini-batch (each ``torchrun`` process its own share), ``loss = method(batch)``
 under autocast (bf16 on CUDA), back-propagate, clip, step, update the learning rate
 (linear warm-up, then cosine decay to 0 at the last step or, with ``--time-budget``, at the end of
 the budget, whichever is first), ``method.on_step_end``. Logs go to a progress bar,
 ``metrics.csv`` and TensorBoard; checkpoints (safetensors + JSON) are written every epoch and
-at the end, and a run resumes from its last one.
+at the end, and a run resumes from its last one. With ``epochs`` 0 the time budget (or the step
+limit) alone ends training.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import csv
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -49,10 +51,12 @@ def seed_everything(seed: int) -> None:
 
 def lr_factor(step: int, total: int, warmup: int, time_progress: float = 0.0) -> float:
     """Linear warm-up over ``warmup`` steps, then half-cosine from 1 to 0 at ``total`` steps or, with a
-    time budget, when ``time_progress`` (elapsed / budget) reaches 1, whichever comes first."""
+    time budget, when ``time_progress`` (elapsed / budget) reaches 1, whichever comes first
+    (``total`` 0: the time budget alone)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = max((step - warmup) / max(1, total - warmup), time_progress)
+    step_progress = (step - warmup) / max(1, total - warmup) if total else 0.0
+    progress = max(step_progress, time_progress)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -74,6 +78,89 @@ def steps_per_epoch(n: int, batch_size: int, dist: DistInfo) -> int:
     return steps
 
 
+@dataclass
+class _Progress:
+    """What the loop carries from step to step (and into the run summary)."""
+
+    epoch: int
+    step: int
+    started: float = field(default_factory=time.perf_counter)
+    seen: int = 0
+    last: dict = field(default_factory=dict)
+    stopped_by_budget: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def build_optimizer(method: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
+    """AdamW over ``method.param_groups()`` (or every trainable parameter)."""
+    groups = method.param_groups() if hasattr(method, "param_groups") else \
+        [{"params": [p for p in method.parameters() if p.requires_grad]}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def total_steps(per_epoch: int, cfg: LoopConfig) -> int:
+    """Steps the schedule runs to; 0 when only the time budget ends training (``epochs`` 0)."""
+    total = per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps) if total else cfg.max_steps
+    return total
+
+
+def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor], cfg: LoopConfig,
+               lr_scale: float, device: torch.device, step: int) -> tuple[float, dict]:
+    """One optimizer step at ``cfg.lr * lr_scale``; returns the loss and the method's metrics."""
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_scale
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss, metrics = model(*batch)
+    if not torch.isfinite(loss):
+        raise EdgesslError(f"training diverged at step {step} (loss {float(loss.detach())}); lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+    optimizer.step()
+    return float(loss.detach()), metrics
+
+
+def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tuple[torch.Tensor, ...],
+                    cfg: LoopConfig, state: _Progress, total: int, warmup: int, per_epoch: int,
+                    device: torch.device, dist: DistInfo, log: Callable[[dict], None] | None) -> None:
+    """The steps of epoch ``state.epoch``, until the epoch, ``total`` steps or the time budget ends.
+    A budget that is the only end of training (no epochs, no step limit) and is spent by the first
+    step is refused: nothing would have been learnt."""
+    epochs = str(cfg.epochs) if cfg.epochs else "-"
+    bar = tqdm(_batches(len(tensors[0]), cfg.batch_size, state.epoch, cfg.seed, dist), total=per_epoch,
+               desc=f"epoch {state.epoch + 1}/{epochs}", unit="step", disable=not dist.is_main, leave=False)
+    for idx in bar:
+        if total and state.step >= total:
+            return
+        batch = [t[idx].to(device, non_blocking=True) for t in tensors]
+        if device.type == "cuda" and batch[0].dim() == 4:
+            batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+        budget_used = state.elapsed / cfg.time_budget_s if cfg.time_budget_s else 0.0
+        loss, metrics = train_step(model, optimizer, batch, cfg, lr_factor(state.step, total, warmup,
+                                   budget_used), device, state.step)
+        if hasattr(method, "on_step_end"):
+            method.on_step_end(min(1.0, max(state.step / max(1, total - 1) if total else 0.0, budget_used)))
+        state.step += 1
+        state.seen += len(idx) * dist.world_size
+        state.last = {"epoch": state.epoch, "step": state.step, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
+                      "images_per_s": state.seen / max(state.elapsed, 1e-9), **metrics}
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{state.last['images_per_s']:.0f}")
+        if log:
+            log(state.last)
+        if cfg.time_budget_s and state.elapsed >= cfg.time_budget_s:
+            if state.seen == len(idx) * dist.world_size and not (cfg.epochs or cfg.max_steps):
+                raise EdgesslError(f"--time-budget {cfg.time_budget_s:g} s is shorter than one training step "
+                                   f"({state.elapsed:.1f} s here); raise --time-budget or lower --batch-size")
+            state.stopped_by_budget = True
+            return
+
+
 def train(
     method: torch.nn.Module,
     data: torch.Tensor | tuple[torch.Tensor, ...],
@@ -88,87 +175,54 @@ def train(
 
     ``data`` may also be a tuple of tensors of equal length (images, labels): each step then calls
     ``method(*batch)``. ``method`` may define ``param_groups()`` (a group's ``lr_scale`` scales
-    the scheduled learning rate) and ``on_step_end(progress)``.
+    the scheduled learning rate) and ``on_step_end(progress)``. ``cfg.epochs`` 0 trains until
+    ``cfg.time_budget_s`` (or ``cfg.max_steps``) ends it.
 
     ``on_checkpoint(epoch)`` is called on the main process to write the model files.
     """
-    cuda = device.type == "cuda"
+    if not (cfg.epochs or cfg.time_budget_s or cfg.max_steps):
+        raise EdgesslError("training needs an end: give --epochs, --time-budget or --max-steps")
     method.to(device)
-    if cuda:
+    if device.type == "cuda":
         method.to(memory_format=torch.channels_last)
-    groups = method.param_groups() if hasattr(method, "param_groups") else \
-        [{"params": [p for p in method.parameters() if p.requires_grad]}]
-    params = [p for g in groups for p in g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(method, cfg)
     model = method
     if dist.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if cuda else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
 
     tensors = data if isinstance(data, tuple) else (data,)
-    n = len(tensors[0])
-    per_epoch = steps_per_epoch(n, cfg.batch_size, dist)
-    total = per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
+    per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, dist)
+    total = total_steps(per_epoch, cfg)
     warmup = max(1, int(cfg.warmup_epochs * per_epoch))
-    start_epoch, step = 0, 0
-    if resume:
-        start_epoch, step = _resume(method, optimizer, run_dir)
-
+    start = _resume(method, optimizer, run_dir) if resume else (0, 0)
     writer = _tensorboard(run_dir) if dist.is_main else None
-    log = _CsvLog(run_dir / "metrics.csv", append=resume) if dist.is_main else None
-    started = time.perf_counter()
-    seen, stopped_early, last = 0, False, {}
+    csv_log = _CsvLog(run_dir / "metrics.csv", append=resume) if dist.is_main else None
+    state = _Progress(*start)  # the clock starts here
+
+    def log(row: dict) -> None:
+        csv_log.write(row)
+        writer.add_scalar("loss", row["loss"], row["step"])
+        writer.add_scalar("lr", row["lr"], row["step"])
+
     method.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        bar = tqdm(_batches(n, cfg.batch_size, epoch, cfg.seed, dist), total=per_epoch,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not dist.is_main, leave=False)
-        for idx in bar:
-            if step >= total:
-                break
-            batch = [t[idx].to(device, non_blocking=True) for t in tensors]
-            if cuda and batch[0].dim() == 4:
-                batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
-            budget_used = (time.perf_counter() - started) / cfg.time_budget_s if cfg.time_budget_s else 0.0
-            factor = lr_factor(step, total, warmup, budget_used)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * factor
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss, metrics = model(*batch)
-            if not torch.isfinite(loss):
-                raise EdgesslError(f"training diverged at step {step} (loss {float(loss.detach())}); lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            if hasattr(method, "on_step_end"):
-                method.on_step_end(min(1.0, max(step / max(1, total - 1), budget_used)))
-            step += 1
-            seen += len(idx) * dist.world_size
-            elapsed = time.perf_counter() - started
-            last = {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
-                    "images_per_s": seen / max(elapsed, 1e-9), **metrics}
-            bar.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{last['images_per_s']:.0f}")
-            if log:
-                log.write(last)
-                writer.add_scalar("loss", last["loss"], step)
-                writer.add_scalar("lr", last["lr"], step)
-            if cfg.time_budget_s and elapsed >= cfg.time_budget_s:
-                stopped_early = True
-                break
+    while not cfg.epochs or state.epoch < cfg.epochs:
+        train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, device, dist,
+                        log if dist.is_main else None)
+        epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
         if dist.is_main:
-            _save_state(method, optimizer, run_dir, epoch + 1 if not stopped_early else epoch, step)
-            on_checkpoint(epoch + 1)
-        if stopped_early or step >= total:
+            _save_state(method, optimizer, run_dir, epochs_done, state.step)
+            on_checkpoint(epochs_done)
+        if state.stopped_by_budget or (total and state.step >= total):
             break
+        state.epoch += 1
     if writer:
         writer.close()
-    elapsed = time.perf_counter() - started
-    return {"steps": step, "epochs_done": epoch + 1 if not stopped_early else epoch,
-            "images_seen": seen, "seconds": round(elapsed, 2),
-            "images_per_s": round(seen / max(elapsed, 1e-9), 2), "final_loss": last.get("loss"),
-            "stopped_by_budget": stopped_early}
+    elapsed = state.elapsed
+    return {"steps": state.step, "epochs_done": epochs_done,
+            "images_seen": state.seen, "seconds": round(elapsed, 2),
+            "images_per_s": round(state.seen / max(elapsed, 1e-9), 2), "final_loss": state.last.get("loss"),
+            "stopped_by_budget": state.stopped_by_budget}
 
 
 class _CsvLog:

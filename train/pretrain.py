@@ -15,6 +15,7 @@ from .checkpoint import save_model, write_json
 from .config import PretrainConfig
 from .data import channel_stats, infer_channels, load_images
 from .distributed import init_distributed, pick_device
+from .init_weights import load_init_weights
 from .loop import LoopConfig, seed_everything, train
 from .methods import METHODS
 from .precise_bn import precise_bn
@@ -42,8 +43,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
     spec = PreprocessSpec(cfg.image_size, channels, mean, std)
 
     backbone = build_backbone(backbone_cfg)
+    if cfg.init_weights:
+        load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images))
-    loop_cfg = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
+    epochs = cfg.epochs or (0 if cfg.time_budget else 1)
+    loop_cfg = LoopConfig(epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
                           cfg.seed, cfg.time_budget, cfg.max_steps)
 
     def checkpoint(epoch: int) -> None:

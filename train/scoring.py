@@ -14,13 +14,7 @@ from edgessl.edge_runtime.detectors import Detector, DetectorOutput
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from .backbones import Backbone
-from .feature_model import FeatureModel
-from .features import feature_batches
-
-
-def feature_model_for(backbone: Backbone, detector_kind_inputs: tuple[str, ...]) -> FeatureModel:
-    """The exported network with the outputs a detector consumes."""
-    return FeatureModel(backbone, with_patches="patches" in detector_kind_inputs)
+from .features import feature_batches, feature_model_for
 
 
 def score_dataset(backbone: Backbone, detector: Detector, ds: ImageDataset, spec: PreprocessSpec,

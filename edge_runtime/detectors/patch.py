@@ -3,7 +3,7 @@
 For every location (i, j) of the ``patches`` output ``(B, C, h, w)``:
 
     map(i, j) = 1/k * sum_{n in kNN(f_ij)} ||f_ij - m_n||_2      (Euclidean, k = 1 by default)
-    raw       = max_{i,j} map(i, j)
+    raw       = mean of the ``top`` largest map(i, j)        (top = 1: the max)
 
 over a memory bank ``m`` of normal training patch features (a greedy k-center coreset:
 ``train/detectors/patch.py``). The map is at feature resolution; ``edge_runtime.heatmaps``
@@ -27,10 +27,11 @@ class PatchDetector(Detector):
     inputs = ("patches",)
     has_maps = True
 
-    def __init__(self, bank: np.ndarray, k: int = 1):
+    def __init__(self, bank: np.ndarray, k: int = 1, top: int = 1):
         self.bank = np.asarray(bank, np.float32)
         self.bank_sq = squared_norms(self.bank)
         self.k = int(k)
+        self.top = int(top)
 
     def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
         x = self.output(outputs, "patches", 4, self.bank.shape[1])
@@ -40,14 +41,18 @@ class PatchDetector(Detector):
             rows = x[s : s + BLOCK_IMAGES].transpose(0, 2, 3, 1).reshape(-1, c)
             sq, _ = nearest(rows, self.bank, self.k, self.bank_sq)
             maps[s : s + BLOCK_IMAGES] = np.sqrt(sq).mean(axis=1).reshape(-1, h, w)
-        return DetectorOutput(maps.reshape(b, h * w).max(axis=1).astype(np.float64), maps)
+        flat = maps.reshape(b, h * w)
+        top = min(self.top, h * w)
+        raw = -np.partition(-flat, top - 1, axis=1)[:, :top].mean(axis=1)
+        return DetectorOutput(raw.astype(np.float64), maps)
 
     def params(self) -> dict:
-        return {"k": self.k, "bank_size": len(self.bank), "distance": "euclidean", "image_score": "max"}
+        return {"k": self.k, "bank_size": len(self.bank), "distance": "euclidean",
+                "image_score": "max" if self.top == 1 else f"mean of top {self.top}", "top": self.top}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"bank": self.bank}
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PatchDetector":
-        return cls(arrays["bank"], params["k"])
+        return cls(arrays["bank"], params["k"], params.get("top", 1))

@@ -20,10 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgessl.edge_runtime.errors import EdgesslError
+
 from ..backbones import MIN_IMAGE_SIZE
 from .base import PretextMethod, mlp
 
 GRID = 3
+MIN_TILE = 8  # px: smaller tiles carry too little to place
 
 
 @lru_cache(maxsize=1)
@@ -54,6 +57,9 @@ class Jigsaw(PretextMethod):
         super().__init__(backbone, spec, augment_config)
         self.cell = spec.image_size // GRID
         self.tile = max(1, self.cell - self.cell // 4)
+        if self.tile < MIN_TILE:
+            raise EdgesslError(f"jigsaw tiles of a {spec.image_size} px image are {self.tile} px, too small to "
+                               f"reassemble (at least {MIN_TILE}); use --image-size 32 or more")
         self.tile_input = max(self.tile, MIN_IMAGE_SIZE)
         self.register_buffer("permutations", torch.from_numpy(hamming_permutations(num_permutations, seed)))
         self.head = mlp([GRID * GRID * backbone.feature_dim, hidden_dim, num_permutations])

@@ -1,13 +1,12 @@
 """Anomaly metrics of a run's fitted detector on a labelled test split.
 
 Scores come from ``scoring.score_dataset`` (the runtime's numpy detector), so they are the
-device's numbers; the keys are ``edge_runtime.anomaly_report``'s (shared with ``evaluate --bundle``)
+device's numbers; the keys are ``edge_runtime.data.anomaly_report``'s (shared with ``evaluate --bundle``)
 plus ``detector``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,6 @@ from .fit import DETECTOR_DIR
 from .scoring import score_dataset
 
 TOP_IMAGES = 8
-
-
-def has_detector(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / DETECTOR_DIR / "detector.json").is_file()
-
-
-def fitted_normal_label(run_dir: str | Path) -> str | None:
-    path = Path(run_dir) / DETECTOR_DIR / "fit.json"
-    return json.loads(path.read_text()).get("normal_label") if path.is_file() else None
 
 
 def detector_metrics(run_dir: str | Path, backbone: Backbone, spec: PreprocessSpec, test_ds: ImageDataset,
