@@ -6,6 +6,8 @@ import argparse
 
 from edgessl.edge_runtime.commands.options import Outcome, add_command, config_from_args
 
+from edgessl.edge_runtime.data.source_text import SourceFlags
+
 from .config import CalibrateConfig
 
 
@@ -39,5 +41,5 @@ def _calibrate(args: argparse.Namespace) -> Outcome:
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
     return add_command(
-        sub, "calibrate", _calibrate, CalibrateConfig,
+        sub, "calibrate", _calibrate, CalibrateConfig, SourceFlags,
         help="INT8 Q/DQ models for a bundle (TensorRT and CPU), with an accuracy gate")

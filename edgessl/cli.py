@@ -28,6 +28,9 @@ COMMAND_MODULES = (
     "edgessl.edge_runtime.commands.triage",
 )
 
+# Rooms that register kinds of training data (data.registry): ROS 2 bags, DICOM.
+SOURCE_MODULES = ("edgessl.edge_runtime.ros.bag_dataset", "edgessl.edge_runtime.medical.dicom_dataset")
+
 DESCRIPTION = """\
 edgessl: unlabeled images to an INT8 anomaly detector on the edge.
 
@@ -36,9 +39,10 @@ images, fit an anomaly detector on normal images, export a verified ONNX bundle,
 INT8, then run, bench or evaluate it with the torch-free runtime.
 
 Datasets (--data, training side): 'digits' (built in), a MedMNIST .npz, an ImageFolder or
-MVTec-AD directory, or a folder of images. What the runtime scores (--source): those, an image,
-a glob, a video, a camera, a ROS 2 bag, DICOM studies. Run `edgessl COMMAND --help` for a
-command's options.
+MVTec-AD directory, a folder of images, a video, a ROS 2 bag, DICOM, a .csv/.txt list of files
+with labels, or folders of these (docs/data-sources.md). What the runtime scores (--source):
+those, an image, a glob, a video, a camera, a ROS 2 bag, DICOM studies. Run `edgessl COMMAND
+--help` for a command's options.
 """
 
 EPILOG = """exit status (every command): 0 success; 1 nothing could be processed (every input failed);
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if config:
             apply_config(config, command)
         args = parser.parse_args(argv)
+        for module in SOURCE_MODULES:
+            importlib.import_module(module)
         if not args.command:
             parser.print_help()
             return EXIT_USER

@@ -50,7 +50,8 @@ def test_missing_path_exits_2_without_traceback_from_the_shell(tmp_path):
                            "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"edgessl pretrain: error: data source not found: {tmp_path / 'nope.npz'}"
-                                                " (give a .npz, a directory, or 'digits')"]
+                                                " (give 'digits', a .npz, a folder, a video, a ROS 2 bag, DICOM, "
+                                                "or a .csv/.txt list)"]
     assert not proc.stdout
 
 

@@ -142,9 +142,9 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     ds = open_dataset(str(tmp_path / "bad"), "train")
     with pytest.raises(EdgesslError, match="not a readable image"):
         ds.image(0)
-    (tmp_path / "x.txt").write_text("hi")
+    (tmp_path / "x.bin").write_text("hi")
     with pytest.raises(EdgesslError, match="npz"):
-        open_dataset(str(tmp_path / "x.txt"))
+        open_dataset(str(tmp_path / "x.bin"))
 
 
 @pytest.mark.parametrize("rel, kind, train_len, test_len, classes", [

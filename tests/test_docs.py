@@ -11,7 +11,7 @@ from pathlib import Path
 from edgessl.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-LATER = {"docs/trust.md", "docs/data-sources.md", "docs/detection.md", "docs/performance.md"}
+LATER = {"docs/trust.md", "docs/detection.md", "docs/performance.md"}
 
 
 def _docs() -> str:

@@ -102,7 +102,7 @@ def test_replay_one_topic_with_features(bundle, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("topic, message", [("/chatter", "carries std_msgs/msg/String, not an image"),
-                                            ("/nope", "no topic '/nope'; image topics here: /cam/image, /cam/image/compressed")])
+                                            ("/nope", "no topic '/nope'; image topics here: /cam/image (3 messages), /cam/image/compressed (2 messages)")])
 def test_replay_refuses_a_wrong_topic(bundle, tmp_path, capsys, topic, message):
     bag = tmp_path / "bag"
     write_bag(bag, "sqlite3")

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from edgessl.edge_runtime.commands.options import Outcome, add_command, config_from_args, summary_lines
 from edgessl.edge_runtime.data.evaluation import BundleEvalConfig
+from edgessl.edge_runtime.data.source_text import SourceFlags
 from edgessl.edge_runtime.errors import EdgesslError
 
 from .config import METHOD_SUMMARIES, EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig, with_recorded_data
@@ -144,12 +145,12 @@ def _finetune(args: argparse.Namespace) -> Outcome | None:
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
     return {
-        **add_command(sub, "pretrain", _pretrain, PretrainConfig,
+        **add_command(sub, "pretrain", _pretrain, PretrainConfig, SourceFlags,
                       help="self-supervised pretraining on unlabelled images",
                       description=inspect.cleandoc(_pretrain.__doc__).format(methods=METHOD_HELP)),
-        **add_command(sub, "finetune", _finetune, FinetuneConfig,
+        **add_command(sub, "finetune", _finetune, FinetuneConfig, SourceFlags,
                       help="linear probe or full fine-tuning on a labelled fraction of the data"),
-        **add_command(sub, "fit", _fit, FitConfig, help="fit an anomaly detector and its threshold on normal images"),
-        **add_command(sub, "evaluate", _evaluate, EvaluateConfig, BundleEvalConfig,
+        **add_command(sub, "fit", _fit, FitConfig, SourceFlags, help="fit an anomaly detector and its threshold on normal images"),
+        **add_command(sub, "evaluate", _evaluate, EvaluateConfig, BundleEvalConfig, SourceFlags,
                       help="feature quality (kNN, linear probe) and anomaly metrics of a run or a bundle"),
     }

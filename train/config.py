@@ -65,8 +65,9 @@ class TrainingSchedule:
 
 @dataclass
 class PretrainConfig(TrainingSchedule):
-    data: str = option("digits", "dataset: digits, a MedMNIST .npz, an ImageFolder/MVTec-AD directory or a folder "
-                                 "of images (labels unused)")
+    data: str = option("digits", "dataset: digits, a MedMNIST .npz, an ImageFolder/MVTec-AD directory, a folder "
+                                 "of images, a video, a ROS 2 bag, DICOM, a .csv/.txt list, or folders of these "
+                                 "(docs/data-sources.md; labels unused)")
     method: str = option("perlin", "pretext task (see above; perlin measured best: docs/detection.md)",
                          choices=tuple(METHOD_SUMMARIES))
     backbone: str = option("resnet18", "network trained", choices=BACKBONES)

@@ -21,7 +21,7 @@ from edgessl.edge_runtime.data.datasets import ImageDataset
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from .backbones import Backbone
-from .data import load_uint8, normalise
+from .data import Images, load_images, normalise
 from .feature_model import FeatureModel
 from .precision import active
 
@@ -29,9 +29,9 @@ PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a ra
 
 
 @torch.no_grad()
-def embed_tensor(backbone: Backbone, images: torch.Tensor, spec: PreprocessSpec,
+def embed_tensor(backbone: Backbone, images: Images, spec: PreprocessSpec,
                  device: torch.device | str = "cpu", batch_size: int = 256) -> np.ndarray:
-    """Pooled embeddings ``(N, D)`` float32 of a uint8 image tensor."""
+    """Pooled embeddings ``(N, D)`` float32 of uint8 images (a tensor or ``CachedImages``)."""
     compute = active(device)
     compute.module(backbone.eval())
     with compute.autocast():
@@ -43,14 +43,14 @@ def embed_tensor(backbone: Backbone, images: torch.Tensor, spec: PreprocessSpec,
 def embed_dataset(backbone: Backbone, ds: ImageDataset, spec: PreprocessSpec,
                   device: torch.device | str = "cpu", batch_size: int = 256) -> np.ndarray:
     """Pooled embeddings of every image of ``ds``, preprocessed exactly as the runtime does."""
-    return embed_tensor(backbone, load_uint8(ds, spec), spec, device, batch_size)
+    return embed_tensor(backbone, load_images(ds, spec), spec, device, batch_size)
 
 
 @torch.no_grad()
 def feature_batches(model: FeatureModel, ds: ImageDataset, spec: PreprocessSpec,
                     device: torch.device | str = "cpu", batch_size: int = 256) -> Iterator[dict[str, np.ndarray]]:
     """The exported network's named outputs (float32 numpy), one batch of ``ds`` at a time, in order."""
-    images = load_uint8(ds, spec)
+    images = load_images(ds, spec)
     compute = active(device)
     compute.module(model.eval())
     for i in tqdm(range(0, len(images), batch_size), desc=f"features {ds.split}", unit="batch",

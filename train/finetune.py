@@ -32,7 +32,7 @@ from .augment import AugmentConfig, augment
 from .backbones import Backbone
 from .checkpoint import load_model, save_model, save_tensors, write_json
 from .config import FinetuneConfig, with_recorded_data
-from .data import load_uint8, normalise
+from .data import load_images, normalise
 from .distributed import init_distributed, pick_device
 from . import precision
 from .features import embed_tensor
@@ -95,7 +95,7 @@ class LinearProbe(nn.Module):
 def head_accuracy(backbone: Backbone, head: nn.Linear, ds: ImageDataset, spec: PreprocessSpec,
                   device: torch.device) -> float:
     """Accuracy of ``head(backbone(x))`` on every image of ``ds``."""
-    emb = torch.from_numpy(embed_tensor(backbone, load_uint8(ds, spec), spec, device))
+    emb = torch.from_numpy(embed_tensor(backbone, load_images(ds, spec), spec, device))
     pred = head.cpu()(emb).argmax(1).numpy()
     return float((pred == ds.labels).mean())
 
@@ -131,7 +131,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         raise EdgesslError(f"{cfg.data}: fine-tuning needs labelled train and test splits")
     labelled = train_ds.subset(labelled_subset(train_ds.labels, cfg.label_fraction, cfg.seed))
     num_classes = len(train_ds.class_names)
-    images = load_uint8(labelled, spec, desc="reading")
+    images = load_images(labelled, spec, desc="reading")
     labels = torch.from_numpy(labelled.labels)
     batch = min(cfg.batch_size, len(labelled) // dist.world_size)
     lr = cfg.lr or (1e-2 if cfg.linear else 1e-3)

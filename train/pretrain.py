@@ -14,7 +14,7 @@ from . import precision
 from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
 from .config import PretrainConfig
-from .data import channel_stats, infer_channels, load_uint8
+from .data import channel_stats, infer_channels, load_images
 from .distributed import init_distributed, pick_device
 from .init_weights import load_init_weights
 from .loop import LoopConfig, seed_everything, train
@@ -40,7 +40,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     channels = cfg.channels or infer_channels(ds)
     backbone_cfg = BackboneConfig(cfg.backbone, channels, cfg.image_size)
     geometry = PreprocessSpec(cfg.image_size, channels, (0.5,) * channels, (0.25,) * channels)
-    images = load_uint8(ds, geometry, desc="reading")
+    images = load_images(ds, geometry, desc="reading")
     mean, std = channel_stats(images)
     spec = PreprocessSpec(cfg.image_size, channels, mean, std)
 
@@ -60,7 +60,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     summary = train(method, images, loop_cfg, out, device, dist, checkpoint, resume=cfg.resume)
     summary.update(method=cfg.method, backbone=cfg.backbone, image_size=cfg.image_size,
-                   images=len(ds), device=str(device), world_size=dist.world_size, out=str(out))
+                   images=len(ds), device=str(device), world_size=dist.world_size, out=str(out),
+                   data_report=ds.report.to_dict() if ds.report is not None else None)
     if dist.is_main:
         write_json(out / "pretrain_summary.json", summary)
     if dist.enabled:

@@ -27,6 +27,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..data.source_text import SourceFlags, with_flags
 from ..errors import EdgesslError
 
 T = TypeVar("T")
@@ -150,9 +151,14 @@ def check_required(parser: argparse.ArgumentParser | None, args: argparse.Namesp
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
-    """The dataclass ``cls`` filled from the parsed options whose names are its fields."""
+    """The dataclass ``cls`` filled from the parsed options whose names are its fields; ``data``
+    gets the frame selection options (``SourceFlags``) written into it (``data.source_text``)."""
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if values.get("data") is not None and hasattr(args, "every"):
+        values["data"] = with_flags(values["data"], SourceFlags(**{f.name: getattr(args, f.name)
+                                                                   for f in fields(SourceFlags)}))
+    return cls(**values)
 
 
 def add_command(sub, name: str, handler: Callable, *configs: type, help: str,

@@ -6,6 +6,7 @@ import argparse
 import inspect
 
 from ..medical.intended_use import SIZE_FACTOR
+from ..data.source_text import SourceFlags
 from ..medical.triage import OperatingPointConfig, TriageConfig
 from .options import EXIT_NOTHING, EXIT_OK, Outcome, add_command, config_from_args, summary_lines
 
@@ -58,7 +59,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     return {
         **add_command(sub, "triage", _triage, TriageConfig,
                       help="rank studies (DICOM, PNG, .npz) by abnormality: worklist, HTML report, audit log"),
-        **add_command(sub, "operating-point", _operating_point, OperatingPointConfig,
+        **add_command(sub, "operating-point", _operating_point, OperatingPointConfig, SourceFlags,
                       help="set a triage operating point for a target sensitivity on labelled validation data",
                       description=inspect.cleandoc(_operating_point.__doc__).format(size_factor=SIZE_FACTOR)),
     }

@@ -6,7 +6,10 @@
 * a MedMNIST ``.npz`` (``train_images``, ``train_labels``, ``val_*``, ``test_*``);
 * an MVTec-AD directory (``train/good``, ``test/<class>``, optional ``ground_truth/<class>/*_mask.png``);
 * an ImageFolder directory (``<split>/<class>/*`` or ``<class>/*``);
-* a plain folder of unlabelled images.
+* a plain folder of unlabelled images;
+* the user's own data (``sources.open_source_dataset``): a video, a ROS 2 bag, DICOM, a
+  ``.csv``/``.txt`` list of files with optional labels, or nested folders of these, with frame
+  selection options in the source string (``source_text``: ``run.mp4?every=5``).
 
 Splits are ``train``, ``val`` and ``test``. A source without a ``val`` split gets one carved
 deterministically from ``train`` (``VAL_FRACTION``); a source without any split gets all three
@@ -15,6 +18,7 @@ carved from its images. Unlabelled images carry label ``-1``.
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,10 @@ import numpy as np
 
 from ..errors import EdgesslError
 from ..images import canonical_image, files_in, read_image
+from .cache import digest, file_identity
+from .registry import claiming
+from .report import SourceReport
+from .source_text import SourceOptions, parse_source
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.15
@@ -39,7 +47,13 @@ class Sample:
 
 
 class ImageDataset:
-    """A split of a source: images by index, their labels, class names, optional masks."""
+    """A split of a source: images by index, their labels, class names, optional masks.
+
+    ``identity()`` names exactly which images these are (files with their sizes and times, the
+    indices chosen), for cache keys; ``report`` says what reading the source skipped (or None).
+    """
+
+    report: SourceReport | None = None
 
     def __init__(self, source: str, split: str, labels: np.ndarray, class_names: list[str]):
         self.source = source
@@ -55,6 +69,9 @@ class ImageDataset:
 
     def name(self, i: int) -> str:
         return f"{self.source}:{self.split}:{i}"
+
+    def identity(self) -> str:
+        raise NotImplementedError
 
     def mask(self, i: int) -> np.ndarray | None:
         return None
@@ -84,6 +101,10 @@ class ArrayDataset(ImageDataset):
     def image(self, i: int) -> np.ndarray:
         return canonical_image(self.images[i], name=self.name(i))
 
+    def identity(self) -> str:
+        files = file_identity([Path(self.source)]) if Path(self.source).is_file() else self.source
+        return digest([files, self.split, self.images.shape])
+
 
 class FileDataset(ImageDataset):
     """Images read from files on demand; masks from files where given."""
@@ -99,6 +120,9 @@ class FileDataset(ImageDataset):
 
     def name(self, i: int) -> str:
         return str(self.paths[i])
+
+    def identity(self) -> str:
+        return digest(file_identity(self.paths))
 
     @property
     def has_masks(self) -> bool:
@@ -120,6 +144,10 @@ class SubsetDataset(ImageDataset):
     def __init__(self, parent: ImageDataset, indices: np.ndarray):
         super().__init__(parent.source, parent.split, parent.labels[indices], parent.class_names)
         self.parent, self.indices = parent, indices
+        self.report = parent.report
+
+    def identity(self) -> str:
+        return digest([self.parent.identity(), hashlib.sha256(self.indices.astype("<i8").tobytes()).hexdigest()])
 
     def image(self, i: int) -> np.ndarray:
         return self.parent.image(int(self.indices[i]))
@@ -133,6 +161,31 @@ class SubsetDataset(ImageDataset):
     @property
     def has_masks(self) -> bool:
         return self.parent.has_masks
+
+
+class ConcatDataset(ImageDataset):
+    """Several datasets one after the other, sharing ``class_names``."""
+
+    def __init__(self, source: str, parts: list[ImageDataset], class_names: list[str]):
+        labels = np.concatenate([p.labels for p in parts]) if parts else np.zeros(0, np.int64)
+        super().__init__(source, "all", labels, class_names)
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def _locate(self, i: int) -> tuple[ImageDataset, int]:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[k], i - int(self.starts[k])
+
+    def image(self, i: int) -> np.ndarray:
+        part, j = self._locate(i)
+        return part.image(j)
+
+    def name(self, i: int) -> str:
+        part, j = self._locate(i)
+        return part.name(j)
+
+    def identity(self) -> str:
+        return digest([p.identity() for p in self.parts])
 
 
 def _carve(n: int, fractions: dict[str, float], seed: int = 0) -> dict[str, np.ndarray]:
@@ -234,25 +287,28 @@ def _mvtec(root: Path, split: str) -> ImageDataset:
 
 
 def detect_kind(source: str) -> str:
-    """One of ``digits``, ``npz``, ``mvtec``, ``imagefolder_splits``, ``imagefolder``, ``folder``."""
+    """One of ``digits``, ``npz``, ``mvtec``, ``imagefolder_splits``, ``imagefolder``, ``folder``,
+    or ``sources`` (videos, bags, DICOM, lists, nested folders: ``sources.open_source_dataset``)."""
+    source = parse_source(source)[0]
     if source == "digits":
         return "digits"
     path = Path(source)
     if not path.exists():
-        raise EdgesslError(f"data source not found: {source} (give a .npz, a directory, or 'digits')")
+        raise EdgesslError(f"data source not found: {source} (give 'digits', a .npz, a folder, a video, a ROS 2 bag, "
+                           "DICOM, or a .csv/.txt list)")
     if path.is_file():
-        if path.suffix.lower() == ".npz":
-            return "npz"
-        raise EdgesslError(f"{source}: a data source file must be a MedMNIST .npz")
+        return "npz" if path.suffix.lower() == ".npz" else "sources"
+    if claiming(path) is not None:  # a bag directory
+        return "sources"
     if (path / "train" / "good").is_dir():
         return "mvtec"
     if any((path / s).is_dir() and _class_dirs(path / s) for s in SPLITS):
         return "imagefolder_splits"
     if _class_dirs(path):
         return "imagefolder"
-    if _images_in(path):
+    if _images_in(path) and not any(p.is_dir() for p in path.iterdir()):
         return "folder"
-    raise EdgesslError(f"{source}: no images found (expected images, <class>/ folders, or train/ test/)")
+    return "sources"
 
 
 def open_dataset(source: str, split: str = "train") -> ImageDataset:
@@ -260,7 +316,32 @@ def open_dataset(source: str, split: str = "train") -> ImageDataset:
     if split not in SPLITS:
         raise EdgesslError(f"unknown split {split!r}; use one of {SPLITS}")
     kind = detect_kind(source)
-    root = Path(source)
+    path_text, options = parse_source(source)
+    if kind == "sources":
+        return _own_data_split(source, split)
+    if options != SourceOptions():
+        raise EdgesslError(f"{source}: frame selection and DICOM options apply to videos, bags and DICOM, "
+                           f"not to a {kind} source")
+    ds = _classic_split(kind, Path(path_text), split)
+    if len(ds) == 0:
+        raise EdgesslError(f"{source}: the '{split}' split is empty")
+    return ds
+
+
+def _own_data_split(source: str, split: str) -> ImageDataset:
+    """A carved split of a video, bag, DICOM, list or nested folder; too few frames name the option."""
+    from .frame_selection import selection_error
+    from .sources import open_source_dataset
+
+    full = open_source_dataset(source)
+    ds = _carved_split(full, split)
+    if len(ds) == 0:
+        raise selection_error(full.report, f"too few for a '{split}' split")
+    return ds
+
+
+def _classic_split(kind: str, root: Path, split: str) -> ImageDataset:
+    source = str(root)
     if kind == "digits":
         ds = _digits(split)
     elif kind == "npz":
@@ -283,8 +364,6 @@ def open_dataset(source: str, split: str = "train") -> ImageDataset:
     else:
         paths = _images_in(root)
         ds = _carved_split(FileDataset(str(root), "all", paths, np.full(len(paths), UNLABELLED), []), split)
-    if len(ds) == 0:
-        raise EdgesslError(f"{source}: the '{split}' split is empty")
     return ds
 
 

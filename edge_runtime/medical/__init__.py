@@ -1,2 +1,3 @@
 """Medical triage on the runtime: DICOM reading, studies, intended use, operating points, triage,
-the worklist, the HTML report and the hash-chained audit log."""
+the worklist, the HTML report and the hash-chained audit log; DICOM as training data
+(``dicom_dataset``)."""

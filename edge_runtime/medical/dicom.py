@@ -139,7 +139,7 @@ class DicomFile:
             frames=int(ds.get("NumberOfFrames", 1) or 1),
         )
 
-    def _check_decodable(self) -> None:
+    def check_decodable(self) -> None:
         from pydicom.pixels import get_decoder
 
         ds, name = self.dataset, str(self.path)
@@ -180,7 +180,7 @@ class DicomFile:
 
     def frames(self) -> Iterator[np.ndarray]:
         """Each frame as grey (uint8/uint16, per the module docstring) or RGB uint8."""
-        self._check_decodable()
+        self.check_decodable()
         arr = self._stored()
         if self.info.photometric in COLOUR:
             for frame in arr:

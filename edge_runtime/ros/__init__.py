@@ -1,2 +1,2 @@
-"""ROS 2 without a ROS install: ``sensor_msgs`` image messages to pixels, and a recorded bag as a
-source of frames."""
+"""ROS 2 without a ROS install: ``sensor_msgs`` image messages to pixels, a recorded bag as a
+source of frames, and bags as training data (``bag_dataset``)."""

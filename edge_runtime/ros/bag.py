@@ -44,9 +44,40 @@ def _reader(bag: Path):
     return reader
 
 
+def _counts(connections) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in connections:
+        counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+    return counts
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{t} ({n} messages)" for t, n in sorted(counts.items())) or "none"
+
+
+def image_topics(bag: str | Path) -> dict[str, int]:
+    """The bag's image topics and their message counts."""
+    reader = _reader(Path(bag))
+    try:
+        return _counts(c for c in reader.connections if c.msgtype in IMAGE_TYPES)
+    finally:
+        reader.close()
+
+
+def the_image_topic(bag: str | Path, counts: dict[str, int], topic: str) -> str:
+    """``topic`` checked against the bag's image topics (``counts``), or its only one when ``topic`` is empty."""
+    if topic:
+        if topic not in counts:
+            raise EdgesslError(f"{bag}: no image topic {topic!r}; image topics here: {_listed(counts)}")
+        return topic
+    if len(counts) != 1:
+        raise EdgesslError(f"{bag}: {len(counts)} image topics, choose one with --topic: {_listed(counts)}")
+    return next(iter(counts))
+
+
 def _image_connections(reader, bag: Path, topics: Sequence[str]) -> list:
     images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
-    available = sorted({c.topic for c in images})
+    available = _listed(_counts(images))
     if not topics:
         if not images:
             raise EdgesslError(f"{bag}: no sensor_msgs/Image or CompressedImage topic in this bag")
@@ -54,7 +85,7 @@ def _image_connections(reader, bag: Path, topics: Sequence[str]) -> list:
     types = {c.topic: c.msgtype for c in reader.connections}
     for topic in topics:
         if topic not in types:
-            raise EdgesslError(f"{bag}: no topic {topic!r}; image topics here: {', '.join(available) or 'none'}")
+            raise EdgesslError(f"{bag}: no topic {topic!r}; image topics here: {available}")
         if types[topic] not in IMAGE_TYPES:
             raise EdgesslError(f"{bag}: topic {topic!r} carries {types[topic]}, not an image")
     return [c for c in images if c.topic in topics]
