@@ -116,10 +116,12 @@ class Pipeline:
 
     @classmethod
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
-             threshold: float | None = None, options: OrtOptions | None = None) -> "Pipeline":
-        """Verify the bundle (version, every file's sha256), pick the backend, check the precision
-        has a model and a threshold, and load the model and the detector."""
-        bundle = Bundle.load(bundle_path, verify=True)
+             threshold: float | None = None, options: OrtOptions | None = None,
+             public_key: str | Path | None = None, expect_sha256: str | None = None) -> "Pipeline":
+        """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file; with
+        ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the backend, check
+        the precision has a model and a threshold, and load the model and the detector."""
+        bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
         name = select_backend(backend)
         key = precision_key(precision, name)
         bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading

@@ -27,14 +27,15 @@ def eager_contender(manifest: dict, run_dir: str | None) -> tuple[dict, str | No
 
 def bench(bundle: str, backend: str = "auto", precision: str = "fp32", batch_size: int = 1, iterations: int = 50,
           warmup: int = 5, data: str | None = None, run: str | None = None, eager: bool = True,
-          threads: int = 0) -> dict:
+          threads: int = 0, public_key: str | None = None, expect_sha256: str | None = None) -> dict:
     """Load the bundle and time all contenders (see ``edge_runtime.bench``)."""
     from edgessl.edge_runtime.backends.ort import OrtOptions
     from edgessl.edge_runtime.streams.bench import bench_pipeline, synthetic_images
     from edgessl.edge_runtime.data.datasets import open_dataset
     from edgessl.edge_runtime.pipeline import Pipeline
 
-    pipe = Pipeline.load(bundle, backend=backend, precision=precision, options=OrtOptions(intra_op_threads=threads))
+    pipe = Pipeline.load(bundle, backend=backend, precision=precision, options=OrtOptions(intra_op_threads=threads),
+                         public_key=public_key, expect_sha256=expect_sha256)
     n = max(batch_size * 4, 16)
     if data:
         ds = open_dataset(data, "test")
@@ -53,7 +54,7 @@ def _bench(args: argparse.Namespace) -> int:
     from edgessl.edge_runtime.streams.bench import bench_table
 
     result = bench(args.bundle, args.backend, args.precision, args.batch_size, args.iterations, args.warmup,
-                   args.data, args.run, args.eager, args.threads)
+                   args.data, args.run, args.eager, args.threads, args.public_key, args.expect_sha256)
     if args.json:
         print(json.dumps(result))
     else:

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 
 from edgessl.edge_runtime.commands.options import config_from_args
+from edgessl.edge_runtime.commands.run import add_trust_options
 
 
 def _save_config(out: str, cfg) -> None:
@@ -189,6 +190,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
                        "instead (same keys; --precision/--backend choose the model)")
     e.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="with --bundle (default: fp32)")
     e.add_argument("--backend", default="auto", help="with --bundle: auto, ort-cpu, ort-cuda, ort-tensorrt, tensorrt")
+    add_trust_options(e)  # with --bundle
     e.add_argument("--data", default="digits")
     e.add_argument("--normal-label", default=None, help="class index or name of the normal class (MVTec: good)")
     e.add_argument("--ignore-label", dest="ignore_labels", action="append", default=[],

@@ -9,14 +9,23 @@ import sys
 from ..backends import CHOICES
 
 
+def add_trust_options(p: argparse.ArgumentParser) -> None:
+    """``--public-key`` and ``--expect-sha256``: what a bundle must prove before it is used."""
+    p.add_argument("--public-key", default=None, metavar="KEY.pub",
+                   help="refuse the bundle unless it is signed with this Ed25519 key (`edgessl sign`)")
+    p.add_argument("--expect-sha256", default=None, metavar="HASH",
+                   help="refuse the bundle unless its sha256 (of manifest.json) is HASH")
+
+
 def add_bundle_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
-    """``--bundle``, ``--backend``, ``--precision`` and (with ``threads``) ``--threads``: shared by
-    every command that loads a bundle."""
+    """``--bundle``, ``--backend``, ``--precision``, the trust options and (with ``threads``)
+    ``--threads``: shared by every command that loads a bundle."""
     p.add_argument("--bundle", required=True, metavar="BUNDLE", help="bundle directory (from `edgessl export`)")
     p.add_argument("--backend", default="auto", choices=CHOICES,
                    help="inference backend; auto = best available: tensorrt > ort-tensorrt > ort-cuda > ort-cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
                    help="fp32, or int8 (the CPU model on ort-cpu, the Q/DQ TensorRT model on GPUs)")
+    add_trust_options(p)
     if threads:
         p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
 
@@ -27,7 +36,8 @@ def load_pipeline(args: argparse.Namespace, threshold: float | None = None):
     from ..pipeline import Pipeline
 
     pipe = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision, threshold=threshold,
-                         options=OrtOptions(intra_op_threads=args.threads))
+                         options=OrtOptions(intra_op_threads=args.threads), public_key=args.public_key,
+                         expect_sha256=args.expect_sha256)
     how = " (auto)" if args.backend == "auto" else ""
     print(f"edgessl: backend {pipe.backend}{how}, precision {pipe.precision_key}, bundle {pipe.bundle.hash[:12]}",
           file=sys.stderr)

@@ -14,7 +14,8 @@ def _triage(args: argparse.Namespace) -> int:
     summary = run_triage(TriageConfig(
         bundle=args.bundle, input=args.input, out=args.out, operating_point=args.operating_point,
         backend=args.backend, precision=args.precision, labels=args.labels, normal_label=args.normal_label,
-        npz_split=args.split, report_images=args.report_images))
+        npz_split=args.split, report_images=args.report_images, public_key=args.public_key,
+        expect_sha256=args.expect_sha256, audit_key=args.audit_key))
     print_json(summary)
     return 0 if summary["n_scored"] or not summary["n_records"] else 1
 
@@ -25,7 +26,8 @@ def _operating_point(args: argparse.Namespace) -> int:
     print_json(set_operating_point(OperatingPointConfig(
         bundle=args.bundle, sensitivity=args.sensitivity, normal_label=args.normal_label, data=args.data,
         split=args.split, input=args.input or [], labels=args.labels, backend=args.backend,
-        precision=args.precision, max_images=args.max_images, modality=args.modality)))
+        precision=args.precision, max_images=args.max_images, modality=args.modality, public_key=args.public_key,
+        expect_sha256=args.expect_sha256)))
     return 0
 
 
@@ -52,6 +54,9 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     t.add_argument("--labels", metavar="CSV", help="file,label CSV of known labels, to report test sensitivity")
     t.add_argument("--normal-label", metavar="L", help="the label of normal studies (enables test sensitivity)")
     t.add_argument("--split", default="test", help="split read from a MedMNIST .npz input (default: test)")
+    t.add_argument("--audit-key", metavar="FILE",
+                   help="secret key file (32+ random bytes): every audit line carries an HMAC, so rewriting the "
+                        "whole log is detected too (`edgessl audit verify --audit-key FILE`)")
     t.add_argument("--report-images", type=int, default=200, help="thumbnails for this many top ranks (default: 200)")
     t.set_defaults(handler=_triage)
 

@@ -32,6 +32,8 @@ class BundleEvalConfig:
     precision: str = "fp32"
     backend: str = "auto"
     batch_size: int = 64
+    public_key: str | None = None
+    expect_sha256: str | None = None
 
 
 @dataclass
@@ -63,7 +65,8 @@ FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
 def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | None = None) -> dict:
     """The metrics above as a JSON-able dict. ``feature_metrics(train_x, train_y, test_x, test_y,
     normal)`` receives runtime embeddings of the train and test splits."""
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)
+    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision, public_key=cfg.public_key,
+                         expect_sha256=cfg.expect_sha256)
     test_ds = drop_labels(open_dataset(cfg.data, "test"), cfg.ignore_labels)
     if not test_ds.labelled:
         raise EdgesslError(f"{cfg.data}: evaluation needs a labelled test split")

@@ -131,13 +131,17 @@ class TriageConfig:
     normal_label: str | None = None
     npz_split: str = "test"
     report_images: int = 200
+    public_key: str | None = None
+    expect_sha256: str | None = None
+    audit_key: str | None = None
 
 
 def run_triage(cfg: TriageConfig) -> dict:
     """Score, rank, report and audit every study of ``cfg.input``; return the run's summary."""
     from ..pipeline import Pipeline
 
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)  # refuses a tampered bundle
+    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision,  # refuses a tampered bundle
+                         public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
@@ -151,7 +155,7 @@ def run_triage(cfg: TriageConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    with AuditLog(out / AUDIT) as log:
+    with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
         for study in _progress(iter_studies(cfg.input, labels, cfg.npz_split), "triage"):
             rec = score_study(pipe, study, use, rule, cfg.normal_label)
             log.append(audit_entry(rec, run))
@@ -182,6 +186,8 @@ class OperatingPointConfig:
     precision: str = "fp32"
     max_images: int = 0
     modality: list[str] | None = None
+    public_key: str | None = None
+    expect_sha256: str | None = None
 
 
 def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
@@ -202,7 +208,8 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     from ..pipeline import Pipeline
 
     target = opmod.parse_target(cfg.sensitivity)
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision)
+    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision, public_key=cfg.public_key,
+                         expect_sha256=cfg.expect_sha256)
     rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
     for study in _progress(_validation_studies(cfg), "validation"):
@@ -223,7 +230,7 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
     use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
                       reference_size=reference_size(shapes))
-    bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict())
+    bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict(), based_on=pipe.bundle.hash)
     return {"bundle": str(cfg.bundle), "bundle_hash": bundle.hash, "precision": pipe.precision_key,
             "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}
 
