@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "edgessl.commands",
     "edgessl.edge_runtime.commands.replay",
     "edgessl.edge_runtime.commands.triage",
+    "edgessl.edge_runtime.commands.trust",
 )
 
 DESCRIPTION = """\
