@@ -228,7 +228,7 @@ def _check_line(path: Path, n: int, line: bytes, prev: str | None, key: bytes | 
         if "hmac" not in entry:
             raise EdgesslError(f"{path}: line {n} has no HMAC (written without the audit key, or rewritten)")
         if not hmac.compare_digest(str(entry["hmac"]), _mac(key, entry)):
-            raise EdgesslError(f"{path}: line {n}: its HMAC does not verify (rewritten, or another key)")
+            raise EdgesslError(f"{path}: line {n} has an HMAC that does not verify (rewritten, or another key)")
     if entry["seq"] != n:
         raise EdgesslError(f"{path}: line {n} holds entry {entry['seq']}: a line was removed, inserted or "
                            f"reordered at line {n}")
