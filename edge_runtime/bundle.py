@@ -42,6 +42,9 @@ MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"  # detached: signs manifest.json's bytes, so it cannot be listed in it
 UNLISTED = (MANIFEST, SIGNATURE)
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
+SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
+            "operating_points": dict, "engines": list, "calibration": dict, "provenance": dict,
+            "intended_use": dict}  # the JSON type of each top-level section, when present
 
 
 def file_sha256(path: Path) -> str:
@@ -103,6 +106,11 @@ def seal(bundle_dir: Path, manifest: dict) -> dict:
     manifest["seal"] = {"sha256": seal_digest(manifest), "over": "canonical JSON (sorted keys) without 'seal'"}
     write_atomic(bundle_dir / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
+
+
+def _inside(rel) -> bool:
+    """``rel`` is a relative path that stays inside the bundle."""
+    return isinstance(rel, str) and rel not in ("", ".") and not Path(rel).is_absolute() and ".." not in Path(rel).parts
 
 
 def check_pin(text: str) -> str:
@@ -183,17 +191,43 @@ class Bundle:
         if seal_record["sha256"] != seal_digest(self.manifest):
             raise EdgesslError(f"{mpath}: the manifest was edited after it was sealed (its content does not "
                                "match its seal); refusing to load")
+        self.check_sections()
+
+    def check_sections(self) -> None:
+        """Each section present has its JSON type, and the entries the runtime indexes are objects."""
+        where = self.root / MANIFEST
+        for name, kind in SECTIONS.items():
+            if name in self.manifest and not isinstance(self.manifest[name], kind):
+                raise EdgesslError(f"{where}: manifest section {name!r} must be a JSON {kind.__name__}")
+        m = self.manifest
+        for name in ("precisions", "thresholds", "operating_points"):
+            bad = next((k for k, v in m.get(name, {}).items() if not isinstance(v, dict)), None)
+            if bad is not None:
+                raise EdgesslError(f"{where}: manifest entry {name}.{bad} must be a JSON object")
+        for key, p in m.get("precisions", {}).items():
+            if not isinstance(p.get("model"), str) or not _inside(p["model"]):
+                raise EdgesslError(f"{where}: precisions.{key}.model must name a file in the bundle")
+        if not _inside(m.get("detector", {}).get("directory", "detector")):
+            raise EdgesslError(f"{where}: detector.directory must name a folder in the bundle")
+        if not all(isinstance(e, dict) for e in m.get("engines", [])):
+            raise EdgesslError(f"{where}: every manifest entry of 'engines' must be a JSON object")
+
+    def section(self, name: str) -> dict:
+        """A manifest section the caller needs, or ``EdgesslError`` when the manifest lacks it."""
+        if name not in self.manifest:
+            raise EdgesslError(f"{self.root / MANIFEST}: the manifest has no {name!r} section; re-export the bundle")
+        return self.manifest[name]
 
     def verify(self) -> None:
         """Every listed file exists and has its recorded sha256; no other file is in the bundle."""
         files = self.manifest["files"]
         for rel, digest in files.items():
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            if not _inside(rel):
                 raise EdgesslError(f"{self.root}: the manifest lists {rel!r}, outside the bundle; refusing to load")
             p = self.root / rel
             if not p.is_file():
                 raise EdgesslError(f"{self.root}: file {rel} listed in the manifest is missing")
-            if file_sha256(p) != digest:
+            if file_sha256(p) != digest:  # a digest that is not a string never matches
                 raise EdgesslError(f"{self.root}: {rel} does not match its sha256 in the manifest "
                                    "(modified after export); refusing to load")
         for rel in bundle_files(self.root):

@@ -112,7 +112,7 @@ class Pipeline:
         self.precision_key = precision
         self.threshold_record = threshold
         self.threshold_override = threshold_override
-        self.spec = PreprocessSpec.from_dict(bundle.manifest["preprocess"])
+        self.spec = PreprocessSpec.from_dict(bundle.section("preprocess"))
 
     @classmethod
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
@@ -126,7 +126,7 @@ class Pipeline:
         key = precision_key(precision, name)
         bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
         record = Threshold.from_dict(bundle.threshold(key))
-        detector_dir = bundle.path(bundle.manifest.get("detector", {}).get("directory", "detector"))
+        detector_dir = bundle.path(bundle.section("detector").get("directory", "detector"))
         detector = load_detector(detector_dir)
         return cls(bundle, _make_backend(bundle, name, key, options), detector, key, record, threshold)
 
