@@ -220,3 +220,32 @@ def test_two_processes_appending_lose_and_corrupt_nothing(tmp_path, key):
         assert [e["i"] for e in entries if e["writer"] == who] == list(range(n))  # every line, in order
     writers = [e["writer"] for e in entries]
     assert sum(a != b for a, b in zip(writers, writers[1:])) > 1  # they really ran at the same time
+
+
+def test_two_triage_processes_share_one_log(tmp_path, key):
+    import cv2
+
+    from edgessl.edge_runtime.data.datasets import open_dataset
+    from runtime_bundle import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", "knn")
+    images = tmp_path / "studies"
+    images.mkdir()
+    ds = open_dataset("digits", "test")
+    for i in range(40):
+        cv2.imwrite(str(images / f"study{i:02d}.png"), ds.image(i))
+    out = tmp_path / "triage"
+    argv = ["-m", "edgessl", "triage", "--bundle", str(bundle), "--input", str(images), "--out", str(out),
+            "--audit-key", str(key), "--operating-point", "none"]
+    procs = [subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-500:] for r in results]
+    log = out / "audit.jsonl"
+    assert verify_audit_log(log, key) == 80
+    entries = read_audit_log(log)
+    runs = {e["run_id"] for e in entries}
+    assert len(runs) == 2
+    for run in runs:
+        assert sorted(Path(e["file"]).name for e in entries if e["run_id"] == run) == sorted(
+            p.name for p in images.iterdir())
