@@ -9,7 +9,8 @@
 4. re-seal (``bundle.seal``) and verify the staging directory;
 5. swap it in with one atomic rename (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames).
 
-A failure at any step leaves the bundle as it was. The detached signature is not carried over (it
+A failure at any step leaves the bundle as it was. Updates of one bundle are serialised by an
+exclusive ``flock`` on ``.BUNDLE.lock`` beside it, so two concurrent commands never lose a change. The detached signature is not carried over (it
 signed the old manifest): a signed bundle comes out unsigned, and a note says to sign it again.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import fcntl
 import ctypes.util
 import os
 import shutil
@@ -24,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .bundle import MANIFEST, Bundle, seal
+from .bundle import MANIFEST, SIGNATURE, Bundle, seal
 from .errors import EdgesslError
 
 Change = Callable[[Path, dict], dict]
@@ -81,6 +83,18 @@ def update_bundle(path: str | Path, change: Change, *, create: bool = False, rep
     ``replace``. ``based_on``: the bundle hash the caller's change was computed from.
     """
     out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        signed = _update(out, change, create, replace, based_on)
+    if signed:
+        print(f"edgessl: note: {out} changed, so its signature was removed; sign it again with "
+              f"`edgessl sign --bundle {out} --key KEY`", file=sys.stderr)
+    return Bundle.load(out)
+
+
+def _update(out: Path, change: Change, create: bool, replace: bool, based_on: str | None) -> bool:
+    """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed."""
     signed = False
     if create:
         check_new(out, replace)
@@ -90,8 +104,7 @@ def update_bundle(path: str | Path, change: Change, *, create: bool = False, rep
         if based_on is not None and old.hash != based_on:
             raise EdgesslError(f"{out}: the bundle changed while this command ran (hash {based_on[:12]} -> "
                                f"{old.hash[:12]}); run it again")
-        manifest, signed = copy.deepcopy(old.manifest), old.signature is not None
-    out.parent.mkdir(parents=True, exist_ok=True)
+        manifest, signed = copy.deepcopy(old.manifest), (out / SIGNATURE).exists()
     staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -105,7 +118,4 @@ def update_bundle(path: str | Path, change: Change, *, create: bool = False, rep
         install(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if signed:
-        print(f"edgessl: note: {out} changed, so its signature was removed; sign it again with "
-              f"`edgessl sign --bundle {out} --key KEY`", file=sys.stderr)
-    return Bundle.load(out)
+    return signed

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -158,7 +161,7 @@ def test_update_drops_the_signature_and_says_so(bundle, keys, capsys):
     assert b.signature is None and b.manifest["note"] == "changed" and "notes.txt" in b.manifest["files"]
     with pytest.raises(EdgesslError, match="not signed"):
         Bundle.load(bundle, public_key=keys["public"])
-    assert not list(bundle.parent.glob(".bundle.*"))  # no staging left behind
+    assert not list(bundle.parent.glob(".bundle.*.tmp"))  # no staging left behind
 
 
 def test_update_refuses_what_loading_refuses_and_fails_cleanly(bundle):
@@ -206,3 +209,21 @@ def test_inspect_shows_what_is_in_the_bundle(bundle, keys, capsys):
 def test_keygen_never_overwrites(keys, capsys):
     _refused(capsys, ["keygen", "--out", str(keys["private"])], "already exists")
     assert oct(keys["private"].stat().st_mode & 0o777) == "0o600"
+
+
+UPDATER = """
+import sys
+from edgessl.edge_runtime.bundle_update import update_bundle
+bundle, who = sys.argv[1], sys.argv[2]
+for i in range(8):
+    update_bundle(bundle, lambda root, m: {**m, "notes": {**m.get("notes", {}), f"{who}{i}": i}})
+"""
+
+
+def test_concurrent_updates_lose_no_change(bundle):
+    repo = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-c", UPDATER, str(bundle), who], cwd=repo, stderr=subprocess.PIPE)
+             for who in ("a", "b")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert set(Bundle.load(bundle).manifest["notes"]) == {f"{w}{i}" for w in "ab" for i in range(8)}

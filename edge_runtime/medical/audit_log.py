@@ -221,7 +221,8 @@ def _check_line(path: Path, n: int, line: bytes, prev: str | None, key: bytes | 
     """The entry of line ``n``, or ``EdgesslError`` naming what is wrong with it (or with line n-1)."""
     entry = _parse(line)
     if entry is None:
-        raise EdgesslError(f"{path}: line {n} is not an audit entry (edited, or a partial write)")
+        raise EdgesslError(f"{path}: line {n} is not an audit entry (edited, a partial write, or a log from an "
+                           "older edgessl)")
     if entry["sha256"] != hashlib.sha256(_body(entry)).hexdigest():
         raise EdgesslError(f"{path}: line {n} was edited (its content does not match its sha256)")
     if key is not None:
