@@ -9,8 +9,9 @@
 4. re-seal (``bundle.seal``) and verify the staging directory;
 5. swap it in with one atomic rename (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames).
 
-A failure at any step leaves the bundle as it was. Updates of one bundle are serialised by an
-exclusive ``flock`` on ``.BUNDLE.lock`` beside it, so two concurrent commands never lose a change. The detached signature is not carried over (it
+A failure at any step leaves the bundle as it was. Updates are serialised by an exclusive
+``flock`` on the folder that holds the bundle (no lock file is left behind), so two concurrent
+commands never lose a change. The detached signature is not carried over (it
 signed the old manifest): a signed bundle comes out unsigned, and a note says to sign it again.
 """
 
@@ -84,9 +85,12 @@ def update_bundle(path: str | Path, change: Change, *, create: bool = False, rep
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
         signed = _update(out, change, create, replace, based_on)
+    finally:
+        os.close(fd)
     if signed:
         print(f"edgessl: note: {out} changed, so its signature was removed; sign it again with "
               f"`edgessl sign --bundle {out} --key KEY`", file=sys.stderr)
