@@ -146,6 +146,7 @@ def test_every_bundle_command_takes_the_trust_options(bundle, keys, capsys, tmp_
     _refused(capsys, ["operating-point", "--bundle", str(bundle), "--data", "digits", "--normal-label", "0",
                       "--sensitivity", "0.9", "--expect-sha256", "0" * 64], "is not the pinned")
     _refused(capsys, ["evaluate", "--bundle", str(bundle), *pub], "not signed")
+    _refused(capsys, ["replay", str(tmp_path / "bag"), "--bundle", str(bundle), *pub], "not signed")
 
 
 def test_update_drops_the_signature_and_says_so(bundle, keys, capsys):
