@@ -153,9 +153,10 @@ class Bundle:
         bundle = cls(root, manifest, hashlib.sha256(raw).hexdigest())
         if verify:
             bundle.check_seal()
-        if expect_sha256 is not None and bundle.hash != check_pin(expect_sha256):
-            raise EdgesslError(f"{root}: bundle sha256 {bundle.hash} is not the pinned {check_pin(expect_sha256)} "
-                               "(--expect-sha256); refusing to load")
+        pin = None if expect_sha256 is None else check_pin(expect_sha256)
+        if pin is not None and bundle.hash != pin:
+            raise EdgesslError(f"{root}: bundle sha256 {bundle.hash} is not the pinned {pin} (--expect-sha256); "
+                               "refusing to load")
         if public_key is not None:
             from .signing import verify_signature
 

@@ -53,7 +53,8 @@ def record_from_dict(cls: type[T], d: Any, what: str) -> T:
     for name, value in d.items():
         ok, values[name] = _coerce(value, hints[name])
         if not ok:
-            raise EdgesslError(f"{what}: field {name!r} must be {hints[name]}, got {value!r:.40}")
+            tp = hints[name]
+            raise EdgesslError(f"{what}: field {name!r} must be {getattr(tp, '__name__', tp)}, got {value!r:.40}")
     try:
         return cls(**values)
     except TypeError as exc:  # a required field is missing

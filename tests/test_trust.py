@@ -228,3 +228,13 @@ def test_concurrent_updates_lose_no_change(bundle):
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     assert set(Bundle.load(bundle).manifest["notes"]) == {f"{w}{i}" for w in "ab" for i in range(8)}
+
+
+def test_resealed_garbage_is_refused_naming_the_field(bundle, image, capsys):
+    m = Bundle.load(bundle).manifest
+    m["thresholds"]["fp32"]["raw_threshold"] = "0.5"
+    seal(bundle, m)
+    _refused(capsys, _run(bundle, image), "threshold: field 'raw_threshold' must be float")
+    m["precisions"]["fp32"]["model"] = "../model.onnx"
+    seal(bundle, m)
+    _refused(capsys, _run(bundle, image), "precisions.fp32.model must name a file in the bundle")

@@ -212,6 +212,12 @@ class _Lock:
             fcntl.flock(self.f.fileno(), fcntl.LOCK_UN)
 
 
+def is_keyed(path: str | Path) -> bool:
+    """Whether the log's anchor says its lines carry HMACs."""
+    anchor = _read_anchor(Path(path), None)
+    return bool(anchor and anchor["keyed"])
+
+
 def read_audit_log(path: str | Path) -> list[dict]:
     """Every entry, in order."""
     return [json.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]
