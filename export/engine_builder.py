@@ -15,11 +15,12 @@ The engine is written to ``engines/<key>.engine`` and recorded in ``manifest["en
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgessl.edge_runtime.bundle import Bundle, file_sha256, write_atomic
+from edgessl.edge_runtime.bundle import Bundle, write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.engines import ENGINE_DIR, engine_key, gpu_compute_capability, upsert_engine, version_triple
 from edgessl.edge_runtime.errors import EdgesslError
@@ -147,19 +148,19 @@ def build_engine(cfg: EngineConfig) -> dict:
     cc = gpu_compute_capability()
     key = engine_key(trt.__version__, cc, cfg.precision, source_sha, cfg.dla_core)
     rel = f"{ENGINE_DIR}/{key}.engine"
+    engine = bytes(serialized)
     entry = {
         "key": key, "file": rel, "tensorrt_version": version_triple(trt.__version__),
         "tensorrt_version_full": trt.__version__, "compute_capability": cc, "precision": cfg.precision,
         "source": src, "source_model": rel_model, "source_sha256": source_sha,
         "strongly_typed": strongly_typed, "dla_core": cfg.dla_core, "min_batch": 1, "opt_batch": cfg.opt_batch,
         "max_batch": cfg.max_batch, "workspace_mb": cfg.workspace_mb,
-        "build_seconds": round(time.perf_counter() - started, 1),
+        "build_seconds": round(time.perf_counter() - started, 1), "engine_sha256": hashlib.sha256(engine).hexdigest(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
     def store(root: Path, manifest: dict) -> dict:
-        write_atomic(root / rel, bytes(serialized))
-        entry["engine_sha256"] = file_sha256(root / rel)
+        write_atomic(root / rel, engine)
         return upsert_engine(manifest, entry)
 
     update_bundle(bundle.root, store, based_on=bundle.hash)
