@@ -3,7 +3,8 @@
 The model is written with ONNX's helper API (conv 3x3 stride 2 + ReLU -> ``patches``; global
 average pool -> ``embedding``), run with ONNX Runtime on the digits' normal class (0) to fit a
 detector (``knn`` on embeddings or ``patch`` on patch features) and a threshold from held-out
-normal scores; the bundle is made with ``update_bundle``, as ``edgessl export`` makes one. Only numpy, onnx and onnxruntime.
+normal scores; the bundle is made with ``update_bundle``, as ``edgessl export`` makes one. Only
+numpy, onnx and onnxruntime.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ It is stored in the bundle manifest, per precision key (each model scores differ
     operating_points[precision_key]["sensitivity=0.95"] = OperatingPoint.to_dict()
 
 written through ``bundle_update.update_bundle`` (verified first, so a tampered bundle is never
-re-blessed; re-sealed; swapped in at once). ``model_identity`` ties the point to the precision's model file
-and the detector's files: once either changes (re-fit, re-calibration), the point is refused. ``intended_use`` (optional) records the modalities and image
-size the bundle is for (see ``IntendedUse``).
+re-blessed; re-sealed; swapped in at once). ``model_identity`` ties the point to the precision's
+model file and the detector's files: once either changes (re-fit, re-calibration), the point is
+refused. ``intended_use`` (optional) records the modalities and image size the bundle is for (see
+``IntendedUse``).
 """
 
 from __future__ import annotations
