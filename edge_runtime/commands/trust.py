@@ -126,7 +126,7 @@ def register(sub) -> dict[str, argparse.ArgumentParser]:
     i.add_argument("bundle", metavar="BUNDLE")
     i.add_argument("--json", action="store_true", help="one JSON object")
     i.set_defaults(handler=_inspect)
-    v = bsub.add_parser("verify", help="exit 0 only when the seal, the files and (if asked) the signature and pin check",
+    v = bsub.add_parser("verify", help="exit 0 only when the seal, the files, and any signature or pin asked for check",
                         description="Check the seal, every listed file's sha256, that no file is unlisted, and with "
                                     "--public-key the signature, with --expect-sha256 the pinned hash. Exit 0 when "
                                     "all pass; else one line naming the problem and exit 2.")
