@@ -20,7 +20,7 @@ sha256, it identifies the whole bundle (``--expect-sha256`` pins it).
 canonical JSON being sorted keys and no whitespace. Loading refuses, in this order: a manifest
 without its ``files`` list, a broken seal (the manifest edited in place), a bundle whose hash is not
 the pinned one, an unsigned bundle or a bad signature when a public key is given (``signing``),
-a listed file missing or not matching its sha256, and any file the manifest does not list (only
+a signed bundle whose manifest is not the one signed, a listed file missing or not matching its sha256, and any file the manifest does not list (only
 ``manifest.json`` and the detached ``signature.json`` are not listed). The seal stops edits by
 hand and by mistake; an attacker can recompute it, which the signature or the pin then refuses.
 A bundle is made or changed only through ``bundle_update.update_bundle``.
@@ -162,6 +162,7 @@ class Bundle:
 
             verify_signature(bundle, public_key)
         if verify:
+            bundle.check_signed_hash()
             bundle.verify()
         return bundle
 
@@ -178,6 +179,14 @@ class Bundle:
         if not isinstance(record, dict):
             raise EdgesslError(f"{p}: not a signature record; sign the bundle again")
         return record
+
+    def check_signed_hash(self) -> None:
+        """A signed bundle's manifest is the one that was signed (edgessl removes the signature on any
+        change, so a mismatch is a change made outside it; without a key this stops only the naive)."""
+        record = self.signature
+        if record is not None and record.get("manifest_sha256") != self.hash:
+            raise EdgesslError(f"{self.root}: the manifest changed after the bundle was signed (outside edgessl); "
+                               "refusing to load")
 
     def check_seal(self) -> None:
         """The manifest has its ``files`` list and its seal matches its content."""
