@@ -18,9 +18,10 @@ sha256, it identifies the whole bundle (``--expect-sha256`` pins it).
 
 **The seal.** ``manifest["seal"] = {"sha256": sha256(canonical_json(manifest without "seal"))}``,
 canonical JSON being sorted keys and no whitespace. Loading refuses, in this order: a manifest
-without its ``files`` list, a broken seal (the manifest edited in place), a bundle whose hash is not
-the pinned one, an unsigned bundle or a bad signature when a public key is given (``signing``),
-a signed bundle whose manifest is not the one signed, a listed file missing or not matching its sha256, and any file the manifest does not list (only
+without its ``files`` list, a broken seal (the manifest edited in place), a section of the wrong
+type, a bundle whose hash is not the pinned one, an unsigned bundle or a bad signature when a
+public key is given (``signing``), a signed bundle whose manifest is not the one signed, a listed
+file missing or not matching its sha256, and any file the manifest does not list (only
 ``manifest.json`` and the detached ``signature.json`` are not listed). The seal stops edits by
 hand and by mistake; an attacker can recompute it, which the signature or the pin then refuses.
 A bundle is made or changed only through ``bundle_update.update_bundle``.
