@@ -2,6 +2,7 @@
 
     from edgessl.edge_runtime.pipeline import Pipeline
     pipe = Pipeline.load("bundle/", backend="auto", precision="int8")
+    pipe = Pipeline.load("bundle/", public_key="signer.pub", expect_sha256="5f0c...")  # signed / pinned
     r = pipe.score(image)            # HxW or HxWx3 RGB, uint8/uint16
     r.score, r.is_anomaly, r.anomaly_map, r.latency_ms
 
