@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, drop_labels, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.data.metrics import auroc
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.train.backbones import BackboneConfig, build_backbone
@@ -113,7 +113,7 @@ def evaluate_backbone(run: Path, task: Task, args) -> dict[str, tuple[float, flo
     results: dict[str, list[tuple[float, float]]] = {d: [] for d in DETECTORS}
     for normal_name in task.normal:
         normal = resolve_label(train, normal_name)
-        normals = train.subset(np.flatnonzero(train.labels == normal))
+        normals = train.subset(class_indices(train, normal))
         normals = normals.subset(np.arange(min(len(normals), args.max_train)))
         t0 = cpu()
         feats = collect_features(model, normals, spec, "cpu", 128, patch_pool=args.patch_pool)
@@ -144,7 +144,7 @@ def raw_pixel_knn(task: Task, args) -> tuple[float, float]:
     aurocs = []
     for normal_name in task.normal:
         normal = resolve_label(train, normal_name)
-        normals = train.subset(np.flatnonzero(train.labels == normal))
+        normals = train.subset(class_indices(train, normal))
         normals = normals.subset(np.arange(min(len(normals), args.max_train)))
         bank = load_uint8(normals, spec).flatten(1).float().numpy() / 255.0
         aurocs.append(auroc(test.labels != normal, knn_distance(bank, test_x, k=5)))

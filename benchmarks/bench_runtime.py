@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/edgessl_bench_runtime")
     ap.add_argument("--iterations", type=int, default=40)
     args = ap.parse_args()
-    from edgessl.bench_command import bench
+    from edgessl.bench_command import BenchConfig, bench
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -60,8 +60,8 @@ def main() -> None:
     results = {}
     for precision in ("fp32", "int8"):
         try:
-            results[precision] = bench(str(bundle), "ort-cpu", precision, 1, args.iterations, warmup=5,
-                                       run=str(work / "run"))
+            results[precision] = bench(BenchConfig(bundle=str(bundle), backend="ort-cpu", precision=precision,
+                                                   iterations=args.iterations, run=str(work / "run")))
         except EdgesslError as exc:
             note = f"{precision}: {exc}"
     print(f"resnet18, 224x224 RGB input, batch 1, ort-cpu, {args.iterations} iterations per contender "

@@ -61,7 +61,7 @@ def write_studies(out: Path) -> Path:
 def run_cli(args: list[str]) -> dict:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = cli(args)
+        rc = cli([*args, "--json"])
     if rc != 0:
         raise SystemExit(f"edgessl {' '.join(args)} failed ({rc})")
     return json.loads(buf.getvalue())
@@ -92,7 +92,7 @@ def main() -> None:
     for s in args.sensitivity:
         op = run_cli(["operating-point", "--bundle", args.bundle, "--data", str(NPZ), "--normal-label", "0",
                       "--sensitivity", s, "--modality", "CR"])["operating_point"]
-        tri = run_cli(["triage", "--bundle", args.bundle, "--input", str(studies), "--out", str(out / f"sens{s}"),
+        tri = run_cli(["triage", "--bundle", args.bundle, "--source", str(studies), "--out", str(out / f"sens{s}"),
                        "--labels", str(out / "labels.csv"), "--normal-label", "0",
                        "--operating-point", f"sensitivity={s}"])
         t = tri["test"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 
@@ -29,12 +29,6 @@ class HeldOut:
     test: np.ndarray  # preprocessed test images
     test_labels: np.ndarray | None  # 1 = anomaly, None when unlabelled
     source: str  # how the normals were chosen
-
-
-def _normal_index(ds: ImageDataset, normal_label: str | None) -> np.ndarray:
-    if normal_label is None or not ds.labelled:
-        return np.arange(len(ds))
-    return np.flatnonzero(ds.labels == resolve_label(ds, normal_label))
 
 
 def _spaced(idx: np.ndarray, n: int) -> np.ndarray:
@@ -65,7 +59,7 @@ def calibration_images(source: str, spec: PreprocessSpec, normal_label: str | No
         raise EdgesslError(f"--num-images {num_images} is too few: calibration needs at least "
                            f"{MIN_CALIBRATION_IMAGES} images ({RECOMMENDED_CALIBRATION_IMAGES} or more recommended)")
     ds = open_dataset(source, "train")
-    idx = _normal_index(ds, normal_label)
+    idx = class_indices(ds, normal_label)
     if len(idx) < MIN_CALIBRATION_IMAGES:
         raise EdgesslError(f"{source}: only {len(idx)} normal training images; calibration needs at least "
                            f"{MIN_CALIBRATION_IMAGES} ({RECOMMENDED_CALIBRATION_IMAGES} or more recommended)")
@@ -78,7 +72,7 @@ def held_out(source: str, spec: PreprocessSpec, normal_label: str | None, fit: d
     if fit.get("data") == source and fit.get("holdout", {}).get("indices"):
         idx, how = np.asarray(fit["holdout"]["indices"], np.int64), "the fp32 threshold's held-out val images (fit.json)"
     else:
-        idx, how = _normal_index(val, normal_label), "val normals"
+        idx, how = class_indices(val, normal_label), "val normals"
     test = open_dataset(source, "test")
     tidx = _spaced(np.arange(len(test)), max_test)
     labels = None

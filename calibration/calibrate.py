@@ -18,7 +18,6 @@ import itertools
 import json
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +30,12 @@ from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
+from edgessl.edge_runtime.timestamps import utc_now
 
 from .calib_data import batch_digest, calibration_images, check_batch, held_out
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
+from .config import CalibrateConfig
 from .gate import GateCriteria, GateFailed, run_gate
 from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
 from .report import REPORT_FILE, SUMMARY_FILE, write_report
@@ -44,23 +45,6 @@ MIN_QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 TRT_CACHE_FILE = "calibration.cache"
 SENSITIVITY_IMAGES = 64
 TARGETS_BY_KEY = {t.key: t for t in TARGETS.values()}
-
-
-@dataclass
-class CalibrateConfig:
-    bundle: str = ""
-    data: str | None = None  # default: the data the detector was fitted on
-    target: str = "both"
-    method: str = "entropy"
-    num_images: int = 256
-    normal_label: str | None = None  # default: the detector's
-    percentile: float = 99.99
-    holdout_images: int = 512  # most test images the gate scores
-    tensorrt_version: str = "10.3.0"  # header of the TensorRT calibration cache (JetPack 6.2)
-    min_cosine: float = 0.99
-    max_auroc_change: float = 0.01
-    max_float_nodes: int = 8
-    batch_size: int = 32
 
 
 def _targets(name: str) -> list[Target]:
@@ -161,7 +145,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
             results[target.key] = r
 
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        created = utc_now()
         report = {
             "tool_version": __version__, "created": created,
             "bundle_hash_before": bundle.hash,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgessl.edge_runtime.data.metrics import auroc
+from edgessl.edge_runtime.data.metrics import auroc, average_ranks
 
 
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -18,18 +18,6 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, np.float64).reshape(len(b), -1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-30), 1.0)
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    sx = x[order]
-    starts = np.flatnonzero(np.r_[True, sx[1:] != sx[:-1]])
-    ends = np.r_[starts[1:], len(x)]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = 0.5 * (s + e - 1)
-    return ranks
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -89,15 +89,13 @@ def upsert_engine(manifest: dict, entry: dict) -> dict:
 
 def gpu_compute_capability(device: int = 0) -> str:
     """``major.minor`` compute capability of a CUDA GPU: CUDA Python bindings, else ``nvidia-smi``."""
+    from .gpu_packages import import_cudart
+
     try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # older cuda-python
-        err, props = cudart.cudaGetDeviceProperties(device)
+        err, props = import_cudart().cudaGetDeviceProperties(device)
         if int(err) == 0:
             return f"{props.major}.{props.minor}"
-    except ImportError:
+    except EdgesslError:
         pass
     smi = shutil.which("nvidia-smi")
     if smi:

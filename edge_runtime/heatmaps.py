@@ -36,15 +36,16 @@ def mask_at_input(mask: np.ndarray, image_shape: tuple[int, ...], spec: Preproce
     return resize_image(binary, grey) >= 128
 
 
-def overlay(image: np.ndarray, normalised_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(image: np.ndarray, normalised_map: np.ndarray, alpha: float = 0.5, vmax: float = 2.0) -> np.ndarray:
     """An RGB uint8 picture: ``image`` (at the map's size) under a JET heatmap of a normalised map.
 
-    Colour scale: 0 (median normal) blue, 1 (the threshold) green-yellow, 2 and above red.
+    Colour scale: 0 (median normal) blue, ``vmax`` and above red (with the default 2, the threshold
+    1 is green-yellow).
     """
     h, w = normalised_map.shape
     img = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if img.shape[:2] != (h, w):
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-    level = np.clip(np.asarray(normalised_map, np.float32) / 2.0, 0.0, 1.0)
+    level = np.clip(np.asarray(normalised_map, np.float32) / max(vmax, 1e-12), 0.0, 1.0)
     heat = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
     return cv2.addWeighted(img.astype(np.uint8), 1 - alpha, heat, alpha, 0.0)

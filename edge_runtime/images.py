@@ -7,6 +7,7 @@ Convention used everywhere in edgessl: an image is ``HxW`` (grey) or ``HxWx3`` (
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -18,6 +19,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def files_in(folder: Path, keep: Callable[[Path], bool] = is_image_file, recursive: bool = True) -> list[Path]:
+    """The files in ``folder`` (and below it when ``recursive``) that ``keep`` accepts, sorted; hidden
+    files (``.name``, e.g. macOS ``._*`` forks) are passed over."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and not p.name.startswith(".") and keep(p))
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:

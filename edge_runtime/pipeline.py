@@ -33,7 +33,7 @@ from .bundle import Bundle, precision_key
 from .detectors import Detector, load_detector
 from .heatmaps import upsample_map
 from .images import canonical_image
-from .preprocess import PreprocessSpec, preprocess
+from .preprocess import PreprocessSpec, preprocess, resize_geometry
 from .thresholds import Threshold
 
 
@@ -78,11 +78,9 @@ def map_to_image(amap: np.ndarray, shape: tuple[int, ...], spec: PreprocessSpec)
     h, w = shape[:2]
     size = spec.image_size
     m = upsample_map(amap, size)
-    if spec.resize == "shorter_center_crop":
-        scale = size / min(h, w)
-        th, tw = max(size, round(h * scale)), max(size, round(w * scale))
+    th, tw, top, left = resize_geometry(h, w, size, spec.resize)
+    if (th, tw) != (size, size):
         canvas = np.full((th, tw), m.min(), np.float32)
-        top, left = (th - size) // 2, (tw - size) // 2
         canvas[top : top + size, left : left + size] = m
         m = canvas
     if m.shape != (h, w):

@@ -67,18 +67,24 @@ def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     return img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
 
 
+def resize_geometry(h: int, w: int, size: int, policy: str) -> tuple[int, int, int, int]:
+    """Where an ``h x w`` image goes under the resize ``policy``: resized to ``th x tw``, then the
+    ``size`` square at ``(top, left)`` is kept. ``stretch``: ``th = tw = size``;
+    ``shorter_center_crop``: the shorter side becomes ``size`` and the centre is cropped."""
+    if policy != "shorter_center_crop":
+        return size, size, 0, 0
+    scale = size / min(h, w)
+    th, tw = max(size, round(h * scale)), max(size, round(w * scale))
+    return th, tw, (th - size) // 2, (tw - size) // 2
+
+
 def _resize(img: np.ndarray, size: int, policy: str) -> np.ndarray:
     h, w = img.shape[:2]
-    if policy == "shorter_center_crop":
-        scale = size / min(h, w)
-        th, tw = max(size, round(h * scale)), max(size, round(w * scale))
-    else:
-        th, tw = size, size
+    th, tw, top, left = resize_geometry(h, w, size, policy)
     if (th, tw) != (h, w):
         interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
         img = cv2.resize(img, (tw, th), interpolation=interp)
     if (th, tw) != (size, size):
-        top, left = (th - size) // 2, (tw - size) // 2
         img = img[top : top + size, left : left + size]
     return img
 

@@ -2,8 +2,9 @@
 
 Each stage registers its own subcommands (``register(subparsers)`` in its ``commands.py``); a
 handler imports its heavy modules only when it runs, so ``edgessl run`` never imports torch.
-Every subcommand takes ``--config FILE.yaml`` whose keys are the long option names; options given
-on the command line win over the file.
+Every subcommand's options are generated from its config dataclass
+(``edge_runtime/commands/options.py``); every subcommand takes ``--config FILE.yaml`` (keys: the
+long option names; the command line wins) and ``--json`` (one JSON object instead of the summary).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from edgessl import __version__
+from edgessl.edge_runtime.commands.options import (EXIT_INTERRUPTED, EXIT_USER, apply_config, check_required, emit,
+                                                  leaf_parser)
 from edgessl.edge_runtime.errors import EdgesslError
 
 COMMAND_MODULES = (
@@ -34,21 +36,25 @@ The pipeline, one command per step (listed below): pretrain a backbone on unlabe
 images, fit an anomaly detector on normal images, export a verified ONNX bundle, calibrate
 INT8, then run, bench or evaluate it with the torch-free runtime.
 
-Data sources (--data): 'digits' (built in), a MedMNIST .npz, an ImageFolder or MVTec-AD
-directory, or a folder of images. Run `edgessl COMMAND --help` for a command's options.
+Datasets (--data, training side): 'digits' (built in), a MedMNIST .npz, an ImageFolder or
+MVTec-AD directory, or a folder of images. What the runtime scores (--source): those, an image,
+a glob, a video, a camera, a ROS 2 bag, DICOM studies. Run `edgessl COMMAND --help` for a
+command's options.
+"""
+
+EPILOG = """exit status (every command): 0 success; 1 nothing could be processed (every input failed);
+2 a user error (bad option, input, bundle or config file), said in one line on stderr.
 """
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog="edgessl", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="edgessl", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgessl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: dict[str, argparse.ArgumentParser] = {}
     for name in COMMAND_MODULES:
         commands.update(importlib.import_module(name).register(sub))
-    for p in commands.values():
-        p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (command-line options win)")
     return parser, commands
 
 
@@ -61,44 +67,27 @@ def _config_path(argv: list[str]) -> str | None:
     return None
 
 
-def _apply_config(path_text: str, command: argparse.ArgumentParser) -> None:
-    """Make the YAML file's values the command's defaults; an option it sets is no longer required."""
-    import yaml
-
-    path = Path(path_text)
-    if not path.is_file():
-        raise EdgesslError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise EdgesslError(f"{path}: expected a mapping of option: value")
-    options = {a.dest: a for a in command._actions if a.option_strings and a.dest not in ("help", "config")}
-    for key, val in values.items():
-        dest = str(key).replace("-", "_")
-        if dest not in options:
-            raise EdgesslError(f"{path}: unknown option {key!r} for this command")
-        options[dest].required = False
-    command.set_defaults(**{str(k).replace("-", "_"): v for k, v in values.items()})
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, commands = build_parser()
-    name = next((a for a in argv if a in commands), None)
+    parser, _ = build_parser()
+    command = leaf_parser(parser, argv)
+    name = command.prog.removeprefix("edgessl ") if command else ""
     try:
-        config = _config_path(argv[argv.index(name) + 1:]) if name else None
+        config = _config_path(argv) if command else None
         if config:
-            _apply_config(config, commands[name])
+            apply_config(config, command)
         args = parser.parse_args(argv)
         if not args.command:
             parser.print_help()
-            return 2
-        return int(args.handler(args) or 0)
+            return EXIT_USER
+        check_required(command, args)
+        return emit(args.handler(args), args.json)
     except EdgesslError as exc:
-        print(f"edgessl {name or ''}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"edgessl {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,33 +10,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgessl.edge_runtime.commands.options import config_from_args
+from edgessl.edge_runtime.commands.options import Outcome, add_command, config_from_args
+from edgessl.edge_runtime.config import default_of, option
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.train.config import BACKBONES, DETECTOR_KINDS, METHOD_SUMMARIES, FitConfig, PretrainConfig, device_option
 
 DEFAULT_NORMAL = {"digits": "0"}
 
 
 @dataclass
 class DemoConfig:
-    data: str = "digits"
-    normal_label: str | None = None  # default: 0 for digits; required otherwise
-    out: str = "runs/demo"
-    method: str = "simclr"
-    backbone: str = "resnet18"
-    image_size: int = 32
-    budget: float = 90.0  # seconds of pretraining
-    detector: str = "knn"
-    target_fpr: float = 0.15
-    bench_iterations: int = 30
-    device: str = "auto"
+    data: str = option(default_of(PretrainConfig, "data"), "dataset (digits: normal class 0)")
+    normal_label: str | None = option(None, "the normal class (default: 0 for digits; required otherwise)")
+    out: str = option("runs/demo", "where the run, bundle, plots and demo.json go")
+    method: str = option(default_of(PretrainConfig, "method"), "pretext task", choices=tuple(METHOD_SUMMARIES))
+    backbone: str = option(default_of(PretrainConfig, "backbone"), "network trained", choices=BACKBONES)
+    image_size: int = option(default_of(PretrainConfig, "image_size"), "model input size in pixels")
+    budget: float = option(90.0, "pretraining time", metavar="SECONDS")
+    detector: str = option(default_of(FitConfig, "detector"), "detector kind",
+                           choices=DETECTOR_KINDS)
+    target_fpr: float = option(0.15, "false-positive rate of the threshold (0.15: digits has 19 held-out normals)")
+    bench_iterations: int = option(30, "timed calls per bench contender")
+    device: str = device_option()
 
 
 def _step(name: str, log: list[str]):
-    print(f"[demo] {name} ...", flush=True)
+    print(f"[demo] {name} ...", file=sys.stderr, flush=True)
     log.append(name)
     return time.perf_counter()
 
@@ -56,7 +60,7 @@ def _calibrate(bundle: Path, data: str) -> str | None:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Every step above; returns the figures (also written to OUT/demo.json)."""
-    from edgessl.bench_command import bench
+    from edgessl.bench_command import BenchConfig, bench
     from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.evaluate import EvaluateConfig, evaluate_run
@@ -93,7 +97,8 @@ def run_demo(cfg: DemoConfig) -> dict:
                                                                     normal_label=normal, precision=p,
                                                                     backend="ort-cpu"))
         _step(f"bench ({p}, batch 1)", log)
-        figures[f"bench_{p}"] = bench(str(bundle), "ort-cpu", p, 1, cfg.bench_iterations, data=cfg.data)
+        figures[f"bench_{p}"] = bench(BenchConfig(bundle=str(bundle), backend="ort-cpu", precision=p,
+                                                  iterations=cfg.bench_iterations, data=cfg.data))
     figures.update(bundle=str(bundle), plots=figures["evaluate_run"].get("plots", []), run=str(run))
     (out / "demo.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     return figures
@@ -123,30 +128,17 @@ def summary_table(fig: dict) -> str:
     return "\n".join(rows)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    cfg = config_from_args(DemoConfig, args)
-    print(summary_table(run_demo(cfg)))
-    return 0
+def _demo(args: argparse.Namespace) -> Outcome:
+    """Pretrain a backbone (SimCLR, a time budget), fit an anomaly detector on the normal class, export
+    a verified bundle, calibrate INT8 for the CPU, evaluate fp32 and INT8 through the torch-free
+    runtime, bench it against ONNX Runtime and PyTorch eager, and print a table. A few minutes on
+    two CPU cores with the defaults.
+    """
+    figures = run_demo(config_from_args(DemoConfig, args))
+    return Outcome(figures, summary_table(figures))
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = sub.add_parser(
-        "demo", help="the whole pipeline on the built-in digits (or --data): train, fit, export, INT8, evaluate, bench",
-        description="Pretrain a backbone (SimCLR, a time budget), fit an anomaly detector on the normal class, "
-                    "export a verified bundle, calibrate INT8 for the CPU, evaluate fp32 and INT8 through the "
-                    "torch-free runtime, bench it against ONNX Runtime and PyTorch eager, and print a table. "
-                    "A few minutes on two CPU cores with the defaults.")
-    p.add_argument("--data", default="digits", help="data source (default: digits, normal class 0)")
-    p.add_argument("--normal-label", default=None, help="the normal class (default: 0 for digits)")
-    p.add_argument("--out", default="runs/demo", help="where the run, bundle, plots and demo.json go")
-    p.add_argument("--method", default="simclr")
-    p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--budget", type=float, default=90.0, metavar="SECONDS", help="pretraining time (default: 90)")
-    p.add_argument("--detector", default="knn", choices=("knn", "gaussian", "patch"))
-    p.add_argument("--target-fpr", type=float, default=0.15,
-                   help="false-positive rate of the threshold (default 0.15: digits has 19 held-out normals)")
-    p.add_argument("--bench-iterations", type=int, default=30)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(handler=_demo)
-    return {"demo": p}
+    return add_command(
+        sub, "demo", _demo, DemoConfig,
+        help="the whole pipeline on the built-in digits (or --data): train, fit, export, INT8, evaluate, bench")

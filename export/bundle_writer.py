@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +24,12 @@ from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import Threshold
+from edgessl.edge_runtime.timestamps import utc_now
+
+from .config import ExportConfig
 
 DETECTOR_FILES = ("detector.json", "detector.npz", "fit.json")
 MODEL_FILE = "model.onnx"
-
-
-@dataclass
-class ExportConfig:
-    run: str = ""
-    out: str = ""
-    data: str | None = None  # images to verify on; default: the data the detector was fitted on
-    verify_images: int = 64
-    opset: int = 17
-    force: bool = False
 
 
 def verification_images(source: str, spec: PreprocessSpec, n: int) -> tuple[np.ndarray, str]:
@@ -117,7 +108,7 @@ def export_bundle(cfg: ExportConfig) -> dict:
                 shutil.copy2(run / "detector" / f, staging / "detector" / f)
         return {
             "tool_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": utc_now(),
             "model": {**model_info, "verification": {**check.to_dict(), "images_from": verified_on}},
             "preprocess": spec.to_dict(),
             "detector": {"kind": detector.kind, "directory": "detector", "inputs": list(detector.inputs),

@@ -17,36 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgessl.edge_runtime.bundle import Bundle, write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.engines import ENGINE_DIR, engine_key, gpu_compute_capability, upsert_engine, version_triple
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.gpu_packages import import_tensorrt
+from edgessl.edge_runtime.timestamps import utc_now
 
-INSTALL_HINT = ("TensorRT is not installed: on a Jetson use JetPack's python3-libnvinfer; on an x86 GPU machine "
-                "`pip install tensorrt` (TensorRT 10 or 11)")
-
-
-@dataclass
-class EngineConfig:
-    bundle: str = ""
-    precision: str = "int8"
-    dla_core: int | None = None
-    max_batch: int = 16
-    opt_batch: int = 1
-    workspace_mb: int = 1024
-    timing_cache: str | None = None
-
-
-def import_tensorrt():
-    """``tensorrt``, or a one-line ``EdgesslError`` saying what to install."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise EdgesslError(INSTALL_HINT) from None
-    return tensorrt
+from .config import EngineConfig
 
 
 def source_key(precision: str) -> str:
@@ -156,7 +136,7 @@ def build_engine(cfg: EngineConfig) -> dict:
         "strongly_typed": strongly_typed, "dla_core": cfg.dla_core, "min_batch": 1, "opt_batch": cfg.opt_batch,
         "max_batch": cfg.max_batch, "workspace_mb": cfg.workspace_mb,
         "build_seconds": round(time.perf_counter() - started, 1), "engine_sha256": hashlib.sha256(engine).hexdigest(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_now(),
     }
 
     def store(root: Path, manifest: dict) -> dict:

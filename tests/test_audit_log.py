@@ -180,13 +180,13 @@ def test_a_crash_between_line_and_anchor_is_completed_by_the_next_append(tmp_pat
 
 def test_cli_audit_verify(tmp_path, key, capsys):
     path = _log(tmp_path / "audit.jsonl", key=key)
-    assert main(["audit", "verify", str(path), "--audit-key", str(key)]) == 0
+    assert main(["audit", "verify", "--log", str(path), "--audit-key", str(key)]) == 0
     assert "HMACs verified" in capsys.readouterr().out
-    assert main(["audit", "verify", str(path)]) == 0
+    assert main(["audit", "verify", "--log", str(path)]) == 0
     assert "NOT checked" in capsys.readouterr().out
     lines = _lines(path)
     _put(path, lines[:-1])
-    assert main(["audit", "verify", str(path), "--audit-key", str(key)]) == 2
+    assert main(["audit", "verify", "--log", str(path), "--audit-key", str(key)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "line 5 is missing" in err[0]
 

@@ -112,7 +112,7 @@ def test_cli_export_reports_errors_in_one_line(tmp_path, capsys):
 
 
 def test_cli_export_writes_a_bundle(tiny_run, tmp_path, capsys):
-    assert main(["export", "--run", str(tiny_run), "--out", str(tmp_path / "b"), "--verify-images", "16"]) == 0
+    assert main(["export", "--run", str(tiny_run), "--out", str(tmp_path / "b"), "--verify-images", "16", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["verification"]["passed"] and out["verification"]["decision_flips"] == 0
     assert np.isclose(Bundle.load(tmp_path / "b").manifest["model"]["verification"]["images"], 16)

@@ -177,7 +177,7 @@ def _tile_subset(root: Path, wrong_mask: bool = False) -> Path:
 def test_cli_fit_then_evaluate_json_plots_and_pixel_auroc(run_dir, tmp_path, capsys):
     run = _fresh_run(run_dir, tmp_path)
     tile = _tile_subset(tmp_path / "tile")
-    assert _fit(run, str(tile), "--detector", "patch", "--target-fpr", "0.2", "--coreset", "512") == 0
+    assert _fit(run, str(tile), "--detector", "patch", "--target-fpr", "0.2", "--coreset", "512", "--json") == 0
     fitted = json.loads(capsys.readouterr().out)
     assert fitted["normal_label"] == "good" and fitted["threshold"]["n_holdout"] == 12
     assert {p.name for p in (run / "detector").iterdir()} == {"detector.json", "detector.npz", "threshold.json",

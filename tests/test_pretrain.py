@@ -21,7 +21,7 @@ from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402
 from edgessl.train.backbones import BackboneConfig, build_backbone  # noqa: E402
 from edgessl.train.checkpoint import load_model  # noqa: E402
-from edgessl.train.commands import METHOD_SUMMARIES  # noqa: E402
+from edgessl.train.config import METHOD_SUMMARIES  # noqa: E402
 from edgessl.train.data import normalise  # noqa: E402
 from edgessl.train.methods import METHODS  # noqa: E402
 from edgessl.train.methods.byol import BYOL  # noqa: E402
@@ -216,7 +216,7 @@ def test_config_file_options_and_the_saved_config_reproduce_a_run(tmp_path):
     out = tmp_path / "run"
     assert main(["pretrain", "--config", str(cfg), "--max-steps", "2", "--out", str(out)]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["method"] == "rotation" and saved["image_size"] == 16 and saved["max_steps"] == 2  # CLI wins
+    assert saved["method"] == "rotation" and saved["image-size"] == 16 and saved["max-steps"] == 2  # CLI wins
     assert json.loads((out / "pretrain_summary.json").read_text())["steps"] == 2
     again = tmp_path / "again"
     assert main(["pretrain", "--config", str(out / "config.yaml"), "--out", str(again)]) == 0
@@ -239,11 +239,12 @@ def test_torchrun_two_gloo_processes(tmp_path):
 
 
 def test_config_file_can_supply_a_required_option(tmp_path):
-    from edgessl.cli import _apply_config, build_parser
+    from edgessl.cli import build_parser
+    from edgessl.edge_runtime.commands.options import apply_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"out": str(tmp_path / "run"), "method": "byol"}))
     parser, commands = build_parser()
-    _apply_config(str(cfg), commands["pretrain"])
+    apply_config(str(cfg), commands["pretrain"])
     args = parser.parse_args(["pretrain", "--config", str(cfg), "--epochs", "3"])
     assert (args.out, args.method, args.epochs) == (str(tmp_path / "run"), "byol", 3)

@@ -80,7 +80,7 @@ def test_replay_scores_every_image_like_the_pipeline(bundle, tmp_path, storage):
     bag = tmp_path / f"bag_{storage}"
     content = write_bag(bag, storage)
     out = tmp_path / "results.jsonl"
-    assert replay(str(bag), "--bundle", str(bundle), "--out", str(out)) == 0
+    assert replay("--source", str(bag), "--bundle", str(bundle), "--out", str(out)) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == len(content)
     pipe = Pipeline.load(bundle)
@@ -95,7 +95,7 @@ def test_replay_scores_every_image_like_the_pipeline(bundle, tmp_path, storage):
 def test_replay_one_topic_with_features(bundle, tmp_path, capsys):
     bag = tmp_path / "bag"
     write_bag(bag, "mcap")
-    assert replay(str(bag), "--bundle", str(bundle), "--topic", "/cam/image/compressed", "--features") == 0
+    assert replay("--source", str(bag), "--bundle", str(bundle), "--topic", "/cam/image/compressed", "--features", "--json") == 0
     out = capsys.readouterr()
     records = [json.loads(line) for line in out.out.splitlines()]
     assert [r["topic"] for r in records] == ["/cam/image/compressed"] * 2 and len(records[0]["features"]) > 0
@@ -108,13 +108,13 @@ def test_replay_one_topic_with_features(bundle, tmp_path, capsys):
 def test_replay_refuses_a_wrong_topic(bundle, tmp_path, capsys, topic, message):
     bag = tmp_path / "bag"
     write_bag(bag, "sqlite3")
-    assert replay(str(bag), "--bundle", str(bundle), "--topic", topic) == 2
+    assert replay("--source", str(bag), "--bundle", str(bundle), "--topic", topic) == 2
     assert message in capsys.readouterr().err
 
 
 def test_replay_refuses_what_is_not_a_bag(bundle, tmp_path, capsys):
     (tmp_path / "notabag").mkdir()
-    assert replay(str(tmp_path / "notabag"), "--bundle", str(bundle)) == 2
+    assert replay("--source", str(tmp_path / "notabag"), "--bundle", str(bundle)) == 2
     assert "cannot read as a ROS bag" in capsys.readouterr().err
 
 
@@ -135,7 +135,7 @@ def test_replay_needs_neither_torch_nor_rclpy(bundle, tmp_path):
                     raise ImportError("refused: " + name)
         sys.meta_path.insert(0, Refuse())
         from edgessl.cli import main
-        sys.exit(main(["replay", {str(bag)!r}, "--bundle", {str(bundle)!r}, "--out", {str(out)!r}]))
+        sys.exit(main(["replay", "--source", {str(bag)!r}, "--bundle", {str(bundle)!r}, "--out", {str(out)!r}]))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -40,7 +40,7 @@ def _records(path):
 def test_messy_folder_scores_what_it_can(bundle, messy_folder, tmp_path, capsys):
     out = tmp_path / "results.jsonl"
     rc = main(["run", "--bundle", str(bundle), "--source", str(messy_folder), "--out", str(out),
-               "--overlays", str(tmp_path / "ov"), "--batch-size", "3"])
+               "--overlays", str(tmp_path / "ov"), "--batch-size", "3", "--json"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0
     assert summary["scored"] == 6 and summary["failed"] == 2 and summary["dropped"] == 0
@@ -65,7 +65,7 @@ def test_nothing_scorable_exits_non_zero(bundle, tmp_path, capsys):
 
 
 def test_jsonl_to_stdout_without_out(bundle, messy_folder, capsys):
-    assert main(["run", "--bundle", str(bundle), "--source", str(messy_folder / "digit*.png")]) == 0
+    assert main(["run", "--bundle", str(bundle), "--source", str(messy_folder / "digit*.png"), "--json"]) == 0
     io = capsys.readouterr()
     assert len([json.loads(x) for x in io.out.splitlines()]) == 3
     assert json.loads(io.err.strip().splitlines()[-1])["scored"] == 3

@@ -185,9 +185,9 @@ def test_operating_point_stored_in_the_sealed_bundle(pneumonia_bundle, validated
 
 
 def _triage(bundle: Path, test_split: dict, out: Path, capsys) -> dict:
-    rc = cli_main(["triage", "--bundle", str(bundle), "--input", str(test_split["dir"]), "--out", str(out),
+    rc = cli_main(["triage", "--bundle", str(bundle), "--source", str(test_split["dir"]), "--out", str(out),
                    "--labels", str(test_split["labels"]), "--normal-label", "0",
-                   "--operating-point", "sensitivity=0.95"])
+                   "--operating-point", "sensitivity=0.95", "--json"])
     assert rc == 0
     return json.loads(capsys.readouterr().out)
 
@@ -195,7 +195,7 @@ def _triage(bundle: Path, test_split: dict, out: Path, capsys) -> dict:
 @pytest.fixture(scope="module")
 def triaged(pneumonia_bundle, validated, test_split, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("triage") / "report"
-    summary = run_triage(TriageConfig(bundle=str(pneumonia_bundle), input=[str(test_split["dir"])], out=str(out),
+    summary = run_triage(TriageConfig(bundle=str(pneumonia_bundle), source=[str(test_split["dir"])], out=str(out),
                                       labels=str(test_split["labels"]), normal_label="0",
                                       operating_point="sensitivity=0.95"))
     return {"out": out, "summary": summary}
@@ -247,7 +247,7 @@ def test_audit_log_content(triaged, pneumonia_bundle):
         assert set(AUDIT_FIELDS) <= set(e)
         assert e["bundle_hash"] == bundle.hash and e["manifest_version"] == 1 and e["precision"] == "fp32"
         assert e["threshold_kind"] == "operating_point" and e["backend"] == "ort-cpu"
-        assert len(e["file_sha256"]) == 64 and e["time"].endswith("+00:00")
+        assert len(e["file_sha256"]) == 64 and e["time"].endswith("Z")
     dicom = [e for e in entries if e["status"] == "scored" and e["file"].endswith(".dcm")]
     assert all(e["study_uid"] and e["series_uid"] and e["instance_uid"] for e in dicom)
     assert {e["decision"] for e in entries if e["status"] == "scored"} <= {"abnormal", "normal"}
@@ -269,7 +269,7 @@ def test_second_run_appends_and_scores_bit_identically(triaged, pneumonia_bundle
 
 
 def test_npz_input_scores_like_its_dicom_copies(triaged, pneumonia_bundle, test_split, tmp_path):
-    summary = run_triage(TriageConfig(bundle=str(pneumonia_bundle), input=[str(test_split["npz"])],
+    summary = run_triage(TriageConfig(bundle=str(pneumonia_bundle), source=[str(test_split["npz"])],
                                       out=str(tmp_path), normal_label="0", operating_point="none"))
     assert summary["threshold_kind"] == "normal_only" and summary["n_scored"] == len(test_split["images"])
     assert summary["test"]["n_anomalous"] == int(test_split["y"].sum())
@@ -286,7 +286,7 @@ def test_tampered_bundle_is_refused(pneumonia_bundle, validated, test_split, tmp
     det = next(p for p in sorted((bundle / "detector").iterdir()) if p.is_file())
     det.write_bytes(det.read_bytes()[:-1] + bytes([det.read_bytes()[-1] ^ 1]))  # one bit flipped
     out = tmp_path / "report"
-    rc = cli_main(["triage", "--bundle", str(bundle), "--input", str(test_split["dir"]), "--out", str(out)])
+    rc = cli_main(["triage", "--bundle", str(bundle), "--source", str(test_split["dir"]), "--out", str(out)])
     assert rc == 2 and "does not match its sha256" in capsys.readouterr().err
     assert not out.exists()  # refused before anything was scored or logged
     with pytest.raises(EdgesslError, match="does not match its sha256"):  # and never re-sealed
@@ -299,9 +299,9 @@ def test_operating_point_from_labelled_dicoms_through_the_cli(pneumonia_bundle, 
     bundle = tmp_path / "bundle"
     shutil.copytree(pneumonia_bundle, bundle)
     d = test_split["dir"]
-    rc = cli_main(["operating-point", "--bundle", str(bundle), "--input", str(d / "img*.dcm"), str(d / "multi.dcm"),
+    rc = cli_main(["operating-point", "--bundle", str(bundle), "--source", str(d / "img*.dcm"), str(d / "multi.dcm"),
                    str(d / "fake.dcm"), "--labels", str(test_split["labels"]), "--normal-label", "0",
-                   "--sensitivity", "0.9"])
+                   "--sensitivity", "0.9", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["intended_use"]["modalities"] == ["CR", "DX"]  # those of the validation DICOMs
@@ -310,12 +310,12 @@ def test_operating_point_from_labelled_dicoms_through_the_cli(pneumonia_bundle, 
     assert set(points) == {"sensitivity=0.95", "sensitivity=0.9"} and points["sensitivity=0.9"]["sensitivity"] >= 0.9
     with pytest.raises(EdgesslError, match="no label"):
         set_operating_point(OperatingPointConfig(bundle=str(bundle), sensitivity="0.9", normal_label="0",
-                                                 input=[str(d / "mr.dcm")], labels=str(test_split["labels"])))
+                                                 source=[str(d / "mr.dcm")], labels=str(test_split["labels"])))
 
 
 def test_missing_operating_point_is_a_clear_error(pneumonia_bundle, validated, test_split, tmp_path):
     with pytest.raises(EdgesslError, match="no operating point sensitivity=0.99 for fp32.*edgessl operating-point"):
-        run_triage(TriageConfig(bundle=str(pneumonia_bundle), input=[str(test_split["dir"])], out=str(tmp_path),
+        run_triage(TriageConfig(bundle=str(pneumonia_bundle), source=[str(test_split["dir"])], out=str(tmp_path),
                                 operating_point="sensitivity=0.99"))
 
 
@@ -334,3 +334,26 @@ def test_report_renders_in_chromium(triaged, tmp_path):
     keep = os.environ.get("EDGESSL_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_a_studys_score_does_not_depend_on_its_batch(tmp_path):
+    """Triage scores in batches (the one scoring loop); each study's score is the same whether it is
+    scored alone, in a batch of 4 with its neighbours, or with the studies in reverse order."""
+    from runtime_bundle import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", "patch")
+    rng = np.random.RandomState(1)
+    for i in range(9):
+        cv2.imwrite(str(tmp_path / f"s{i}.png"), rng.randint(0, 255, (28 + 3 * i, 30), dtype=np.uint8))
+    files = [str(tmp_path / f"s{i}.png") for i in range(9)]
+
+    def scores(batch_size: int, order: list[str]) -> dict[str, float]:
+        out = tmp_path / f"t{batch_size}_{order[0][-6:]}"
+        summary = run_triage(TriageConfig(bundle=str(bundle), source=order, out=str(out), batch_size=batch_size,
+                                          backend="ort-cpu"))
+        assert summary["n_scored"] == 9
+        with open(out / "worklist.csv") as f:
+            return {r["file"]: float(r["raw_score"]) for r in csv.DictReader(f)}
+
+    alone = scores(1, files)
+    assert scores(4, files) == alone and scores(4, files[::-1]) == alone

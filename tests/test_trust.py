@@ -72,7 +72,7 @@ def _run(b, image, *extra):
 
 def test_sealed_bundle_runs_and_verifies(bundle, image, capsys):
     assert main(_run(bundle, image)) == 0
-    assert main(["bundle", "verify", str(bundle)]) == 0
+    assert main(["bundle", "verify", "--bundle", str(bundle)]) == 0
     assert "ok (seal" in capsys.readouterr().out
 
 
@@ -81,7 +81,7 @@ def test_hand_edited_manifest_is_refused(bundle, image, capsys):
     m["thresholds"]["fp32"]["raw_threshold"] *= 100  # what an attacker on the device would try first
     _write_manifest(bundle, m)
     _refused(capsys, _run(bundle, image), "edited after it was sealed")
-    _refused(capsys, ["bundle", "verify", str(bundle)], "edited after it was sealed")
+    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], "edited after it was sealed")
 
 
 def test_manifest_without_files_is_refused(bundle, image, capsys):
@@ -103,7 +103,7 @@ def test_unlisted_file_is_refused(bundle, image, capsys):
     _refused(capsys, _run(bundle, image), "detector/extra.npz is not listed in the manifest")
     (bundle / "detector" / "extra.npz").unlink()
     (bundle / ".hidden").write_bytes(b"")
-    _refused(capsys, ["bundle", "verify", str(bundle)], ".hidden is not listed")
+    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], ".hidden is not listed")
 
 
 def _reseal_with_higher_threshold(b):
@@ -121,10 +121,10 @@ def test_resealed_bundle_is_refused_under_a_key_or_a_pin(bundle, keys, image, ca
     _reseal_with_higher_threshold(bundle)
     _refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "bad signature")
     _refused(capsys, _run(bundle, image, "--expect-sha256", pin), "is not the pinned", pin)
-    _refused(capsys, ["bundle", "verify", str(bundle), "--public-key", str(keys["public"])], "bad signature")
+    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])], "bad signature")
     _refused(capsys, _run(bundle, image), "changed after the bundle was signed")  # even without the key
     (bundle / SIGNATURE).unlink()  # ... so the attacker drops the signature: only a key or a pin tells
-    assert main(["bundle", "verify", str(bundle)]) == 0
+    assert main(["bundle", "verify", "--bundle", str(bundle)]) == 0
 
 
 def test_bad_signatures_are_refused(bundle, keys, image, capsys):
@@ -148,7 +148,7 @@ def test_every_bundle_command_takes_the_trust_options(bundle, keys, capsys, tmp_
     _refused(capsys, ["operating-point", "--bundle", str(bundle), "--data", "digits", "--normal-label", "0",
                       "--sensitivity", "0.9", "--expect-sha256", "0" * 64], "is not the pinned")
     _refused(capsys, ["evaluate", "--bundle", str(bundle), *pub], "not signed")
-    _refused(capsys, ["replay", str(tmp_path / "bag"), "--bundle", str(bundle), *pub], "not signed")
+    _refused(capsys, ["replay", "--source", str(tmp_path / "bag"), "--bundle", str(bundle), *pub], "not signed")
 
 
 def test_update_drops_the_signature_and_says_so(bundle, keys, capsys):
@@ -198,14 +198,14 @@ def test_operating_point_goes_through_the_update_path(bundle, keys, capsys):
 def test_inspect_shows_what_is_in_the_bundle(bundle, keys, capsys):
     assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"])]) == 0
     capsys.readouterr()
-    assert main(["bundle", "inspect", str(bundle), "--json"]) == 0
+    assert main(["bundle", "inspect", "--bundle", str(bundle), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     m = Bundle.load(bundle).manifest
     assert set(s["files"]) == set(m["files"]) == {"model.onnx", "detector/detector.json", "detector/detector.npz"}
     assert s["thresholds"]["fp32"]["raw_threshold"] == m["thresholds"]["fp32"]["raw_threshold"]
     assert s["signature"]["signed"]
     assert s["signature"]["key_id"] == json.loads((bundle / SIGNATURE).read_text())["key_id"]
-    assert main(["bundle", "inspect", str(bundle)]) == 0
+    assert main(["bundle", "inspect", "--bundle", str(bundle)]) == 0
     text = capsys.readouterr().out
     assert Bundle.load(bundle).hash in text and "ed25519, key id" in text
 

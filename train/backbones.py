@@ -20,7 +20,8 @@ from torchvision import models
 
 from edgessl.edge_runtime.errors import EdgesslError
 
-BACKBONES = ("resnet18", "mobilenet_v3_small")
+from .config import BACKBONES
+
 MIN_IMAGE_SIZE = 16
 
 

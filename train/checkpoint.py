@@ -10,14 +10,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from edgessl import __version__
+from edgessl.edge_runtime.bundle import write_atomic
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
@@ -28,16 +28,13 @@ VERSION = 1
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (``write_atomic``)."""
+    write_atomic(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    """Write a safetensors file atomically (``write_atomic``)."""
+    write_atomic(Path(path), save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
 
 
 def save_model(run_dir: Path, backbone: Backbone, spec: PreprocessSpec, extra: dict | None = None) -> None:

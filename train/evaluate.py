@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+
 
 import numpy as np
 
@@ -20,23 +20,11 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.data.metrics import auroc
 
 from .checkpoint import load_model
+from .config import EvaluateConfig, with_recorded_data
 from .detector_eval import detector_metrics, fitted_normal_label, has_detector
 from .distributed import pick_device
 from .features import embed_dataset
 from .knn import knn_distance, knn_predict
-
-
-@dataclass
-class EvaluateConfig:
-    run: str = ""
-    data: str = "digits"
-    normal_label: str | None = None
-    ignore_labels: list[str] = field(default_factory=list)
-    k: int = 200
-    linear_probe: bool = True
-    device: str = "auto"
-    batch_size: int = 256
-    plots: str | None = None
 
 
 def linear_probe_accuracy(train_x, train_y, test_x, test_y, seed: int = 0) -> float:
@@ -52,6 +40,7 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, seed: int = 0) -> fl
 
 def evaluate_run(cfg: EvaluateConfig) -> dict:
     """The metrics above as a JSON-able dict."""
+    cfg = with_recorded_data(cfg, detector_first=True)
     backbone, spec, meta = load_model(cfg.run)
     fitted = has_detector(cfg.run)
     if cfg.plots and not fitted:

@@ -17,7 +17,6 @@ The output run directory holds the (fine-tuned) backbone in the usual ``model.sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec
 from .augment import AugmentConfig, augment
 from .backbones import Backbone
 from .checkpoint import load_model, save_model, save_tensors, write_json
+from .config import FinetuneConfig, with_recorded_data
 from .data import load_uint8, normalise
 from .distributed import init_distributed, pick_device
 from .features import embed_tensor
@@ -39,24 +39,6 @@ from .loop import LoopConfig, seed_everything, train
 from .precise_bn import precise_bn
 
 FINETUNE_AUGMENT = AugmentConfig(crop_scale=(0.6, 1.0), jitter_p=0.5, strength=0.2, grey_p=0.0)
-
-
-@dataclass
-class FinetuneConfig:
-    run: str = ""
-    data: str = "digits"
-    label_fraction: float = 0.1
-    linear: bool = False
-    epochs: int = 0  # 0: 100 for the linear probe (cheap: precomputed embeddings), 30 for full fine-tuning
-    batch_size: int = 64
-    lr: float = 0.0  # 0: 1e-2 for the linear probe, 1e-3 for full fine-tuning
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    time_budget: float = 0.0
-    max_steps: int = 0
-    out: str = "runs/finetune"
 
 
 def labelled_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -134,6 +116,7 @@ def load_head(run_dir: str | Path) -> tuple[nn.Linear, list[str]]:
 
 def finetune(cfg: FinetuneConfig) -> dict:
     """Train the classifier described above; writes ``cfg.out`` and returns a summary."""
+    cfg = with_recorded_data(cfg)
     out, source = Path(cfg.out), Path(cfg.run)
     if out.resolve() == source.resolve():
         raise EdgesslError("--out must be a new run directory, not the pretrained --run itself")

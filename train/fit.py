@@ -16,17 +16,17 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import fit_threshold, required_holdout
 
 from .checkpoint import load_model, write_json
+from .config import FitConfig, with_recorded_data
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .distributed import pick_device
@@ -36,22 +36,6 @@ from .scoring import feature_model_for, score_dataset
 
 DETECTOR_DIR = "detector"
 PATCH_POOL = 32_768  # most patch feature vectors the coreset chooses from (a random subset per image beyond)
-
-
-@dataclass
-class FitConfig:
-    run: str = ""
-    data: str = "digits"
-    normal_label: str | None = None
-    detector: str = "knn"
-    target_fpr: float = 0.01
-    confidence: float = 0.9
-    coreset: int = 0  # 0: knn keeps every embedding, patch keeps 2048 patches
-    k: int = 0  # 0: the detector's default (knn 5, patch 1)
-    max_images: int = 0  # 0: every normal training image
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 128
 
 
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
@@ -73,7 +57,7 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
             raise EdgesslError(f"{ds.source}: the data is unlabelled, so --normal-label {normal_label} cannot "
                                "select images; drop --normal-label to take every image as normal")
         normal = resolve_label(ds, normal_label)
-    subset = ds.subset(np.flatnonzero(ds.labels == normal))
+    subset = ds.subset(class_indices(ds, normal))
     if len(subset) == 0:
         raise EdgesslError(f"{ds.source}: no normal images (label {ds.class_names[normal]!r}) in the "
                            f"{ds.split} split; check --normal-label")
@@ -129,6 +113,7 @@ def _check_options(cfg: FitConfig, n_train: int, n_holdout: int) -> None:
 
 def fit_run(cfg: FitConfig) -> dict:
     """Fit, threshold and save the detector of ``cfg.run``; returns a JSON-able summary."""
+    cfg = with_recorded_data(cfg)
     start = time.process_time()
     backbone, spec, _ = load_model(Path(cfg.run))
     device = pick_device(cfg.device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,32 +12,12 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
+from .config import PretrainConfig
 from .data import channel_stats, infer_channels, load_uint8
 from .distributed import init_distributed, pick_device
 from .loop import LoopConfig, seed_everything, train
 from .methods import METHODS
 from .precise_bn import precise_bn
-
-
-@dataclass
-class PretrainConfig:
-    data: str = "digits"
-    method: str = "simclr"
-    backbone: str = "resnet18"
-    image_size: int = 32
-    channels: int = 0  # 0: 1 for grey data, 3 for colour
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.5
-    seed: int = 0
-    device: str = "auto"
-    time_budget: float = 0.0
-    max_steps: int = 0
-    max_images: int = 0  # 0: all training images
-    resume: bool = False
-    out: str = "runs/pretrain"
 
 
 def pretrain(cfg: PretrainConfig) -> dict:

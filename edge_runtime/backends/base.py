@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 BACKEND_NAMES = ("tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu")  # best first: what `auto` tries
+CHOICES = ("auto",) + BACKEND_NAMES
 
 
 @runtime_checkable

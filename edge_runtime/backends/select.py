@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from .base import BACKEND_NAMES
+from .base import BACKEND_NAMES, CHOICES
 from .ort import PROVIDERS, available_providers
 from .tensorrt_native import tensorrt_available
 from ..errors import EdgesslError
-
-CHOICES = ("auto",) + BACKEND_NAMES
 
 
 def available_backends() -> list[str]:

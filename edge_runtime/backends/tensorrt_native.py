@@ -17,30 +17,10 @@ import numpy as np
 from ..bundle import Bundle
 from ..engines import gpu_compute_capability, select_engine
 from ..errors import EdgesslError
+from ..gpu_packages import import_cudart, import_tensorrt
 
 # Engine precisions (``edgessl build-engine``) usable for a bundle precision key, preferred first.
 ENGINE_PRECISIONS = {"fp32": ("fp16",), "int8-tensorrt": ("int8", "best")}
-
-
-def import_cudart():
-    """The CUDA runtime bindings module, or an ``EdgesslError`` saying what to install."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.6
-        except ImportError:
-            raise EdgesslError("the tensorrt backend needs the CUDA Python bindings (pip install cuda-python)") from None
-    return cudart
-
-
-def import_tensorrt():
-    try:
-        import tensorrt
-    except ImportError:
-        raise EdgesslError("the tensorrt backend needs TensorRT's Python package (JetPack, or pip install "
-                           "tensorrt on a machine with an NVIDIA GPU)") from None
-    return tensorrt
 
 
 def tensorrt_available() -> bool:

@@ -1,96 +1,89 @@
-"""CLI registration of the runtime's own command, ``edgessl run`` (torch-free)."""
+"""``edgessl run`` (torch-free), and what every command that scores a source shares: loading the
+pipeline, the records, the summary and its exit status."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from dataclasses import dataclass
 
-from ..backends import CHOICES
-
-
-def add_trust_options(p: argparse.ArgumentParser) -> None:
-    """``--public-key`` and ``--expect-sha256``: what a bundle must prove before it is used."""
-    p.add_argument("--public-key", default=None, metavar="KEY.pub",
-                   help="refuse the bundle unless it is signed with this Ed25519 key (`edgessl sign`)")
-    p.add_argument("--expect-sha256", default=None, metavar="HASH",
-                   help="refuse the bundle unless its sha256 (of manifest.json) is HASH")
+from ..config import BundleOptions, option
+from ..data.datasets import SPLITS
+from ..streams.runner import RunOptions
+from .options import EXIT_NOTHING, EXIT_OK, Outcome, add_command, config_from_args
 
 
-def add_bundle_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
-    """``--bundle``, ``--backend``, ``--precision``, the trust options and (with ``threads``)
-    ``--threads``: shared by every command that loads a bundle."""
-    p.add_argument("--bundle", required=True, metavar="BUNDLE", help="bundle directory (from `edgessl export`)")
-    p.add_argument("--backend", default="auto", choices=CHOICES,
-                   help="inference backend; auto = best available: tensorrt > ort-tensorrt > ort-cuda > ort-cpu")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
-                   help="fp32, or int8 (the CPU model on ort-cpu, the Q/DQ TensorRT model on GPUs)")
-    add_trust_options(p)
-    if threads:
-        p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
+@dataclass
+class RecordOptions:
+    """Where a scoring command's records go, what they hold and what decides."""
+
+    threshold: float | None = option(None, "override the decision threshold (normalised units)")
+    out: str | None = option(None, "JSONL file (default: standard output)", metavar="results.jsonl")
+    features: bool = option(False, "add each image's embedding to its record")
 
 
-def load_pipeline(args: argparse.Namespace, threshold: float | None = None):
-    """The ``Pipeline`` the shared options describe; says on stderr which backend ``auto`` took."""
-    from ..backends.ort import OrtOptions
-    from ..pipeline import Pipeline
+@dataclass
+class RunConfig(RecordOptions, RunOptions, BundleOptions):
+    source: str = option("", "what to score (see above)", required=True)
+    split: str = option("test", "split of a .npz/MVTec source", choices=SPLITS)
+    overlays: str | None = option(None, "write an overlay/heatmap image per input here", metavar="DIR")
 
-    pipe = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision, threshold=threshold,
-                         options=OrtOptions(intra_op_threads=args.threads), public_key=args.public_key,
-                         expect_sha256=args.expect_sha256)
-    how = " (auto)" if args.backend == "auto" else ""
+
+def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
+    """The ``Pipeline`` the bundle options describe; says on stderr which backend ``auto`` took."""
+    pipe = cfg.pipeline(threshold)
+    how = " (auto)" if cfg.backend == "auto" else ""
     print(f"edgessl: backend {pipe.backend}{how}, precision {pipe.precision_key}, bundle {pipe.bundle.hash[:12]}",
           file=sys.stderr)
     return pipe
 
 
-def report_summary(command: str, summary: dict, pipe, to_stderr: bool, what: str) -> int:
-    """Print a run's summary (with the pipeline's identity) and its notes; exit status 1 when
-    nothing could be scored, else 0. ``to_stderr`` when the records went to standard output."""
-    summary.update(backend=pipe.backend, precision=pipe.precision_key, bundle_hash=pipe.bundle.hash)
-    print(json.dumps(summary), file=sys.stderr if to_stderr else sys.stdout)
-    for note in summary.get("notes", []):
-        print(f"edgessl {command}: note: {note}", file=sys.stderr)
-    if summary["scored"] == 0:
-        print(f"edgessl {command}: error: nothing could be scored ({summary['failed']} inputs failed; first: "
-              f"{(summary['errors'] or [f'no {what}'])[0]})", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ..streams.runner import RunOptions, run_source
+def score_to_records(command: str, cfg, source, pipe, overlays: str | None = None) -> Outcome:
+    """Score ``source`` through the one loop (``streams.runner``), a record per frame to ``cfg.out``;
+    the summary (with the pipeline's identity) and its exit status: 1 when nothing could be scored.
+    ``cfg`` is a ``RecordOptions`` and a ``RunOptions``."""
+    from ..streams.runner import run_source
     from ..streams.sinks import JsonlSink, OverlaySink
-    from ..streams.sources import open_source
 
-    pipe = load_pipeline(args, args.threshold)
-    source = open_source(args.source, args.split)
-    jsonl = JsonlSink(args.out)
-    overlays = OverlaySink(args.overlays) if args.overlays else None
+    jsonl = JsonlSink(cfg.out)
     try:
-        summary = run_source(pipe, source, jsonl, overlays,
-                             RunOptions(batch_size=args.batch_size, queue_size=args.queue_size)).to_dict()
+        summary = run_source(pipe, source, jsonl, OverlaySink(overlays) if overlays else None,
+                             cfg, cfg.features).to_dict()
     finally:
         jsonl.close()
-    summary.update(out=args.out, overlays=args.overlays)
-    return report_summary("run", summary, pipe, jsonl.to_stdout, "input")
+    summary.update(out=cfg.out, backend=pipe.backend, precision=pipe.precision_key, bundle_hash=pipe.bundle.hash)
+    for note in summary["notes"]:
+        print(f"edgessl {command}: note: {note}", file=sys.stderr)
+    status = EXIT_OK
+    if summary["scored"] == 0:
+        print(f"edgessl {command}: error: nothing could be scored ({summary['failed']} inputs failed; first: "
+              f"{(summary['errors'] or ['no input'])[0]})", file=sys.stderr)
+        status = EXIT_NOTHING
+    lat = summary["latency_ms"]
+    text = (f"edgessl {command}: {summary['scored']} scored, {summary['failed']} failed, {summary['dropped']} "
+            f"dropped, {summary['anomalies']} anomalous; p50 {lat['p50']} ms, {summary['images_per_s']} images/s "
+            f"({pipe.backend}, {pipe.precision_key}); records: {cfg.out or 'standard output'}")
+    return Outcome(summary, text, status, stdout_taken=jsonl.to_stdout)
+
+
+def _run(args: argparse.Namespace) -> Outcome:
+    """Score every input of --source with the bundle: one JSON line per input (to --out, or standard
+    output), optional overlay images, and a summary (counts, latency percentiles). Inputs that
+    cannot be read become error records; the exit status is 1 only when nothing could be scored.
+
+    Sources: an image, a folder, a glob ('imgs/*.png'), a MedMNIST .npz or MVTec-AD folder
+    (--split), a video file, camera:N or an rtsp:// URL.
+    """
+    from ..streams.sources import open_source
+
+    cfg = config_from_args(RunConfig, args)
+    pipe = load_pipeline(cfg, cfg.threshold)
+    outcome = score_to_records("run", cfg, open_source(cfg.source, cfg.split), pipe, cfg.overlays)
+    outcome.summary["overlays"] = cfg.overlays
+    return outcome
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    p = sub.add_parser(
-        "run", help="score images, folders, datasets, videos or a camera with a bundle (torch-free)",
-        description="Score every input of --source with the bundle: one JSON line per input (to --out, or "
-                    "standard output), optional overlay images, and a summary (counts, latency percentiles). "
-                    "Inputs that cannot be read become error records; the exit status is non-zero only when "
-                    "nothing could be scored.\n\nSources: an image, a folder, a glob ('imgs/*.png'), a MedMNIST "
-                    ".npz or MVTec-AD folder (--split), a video file, camera:N or an rtsp:// URL.")
-    add_bundle_options(p)
-    p.add_argument("--source", required=True, help="what to score (see above)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of a .npz/MVTec source")
-    p.add_argument("--batch-size", type=int, default=8, help="images per inference call for offline sources")
-    p.add_argument("--queue-size", type=int, default=8, help="frames waiting at most (live sources drop the oldest)")
-    p.add_argument("--threshold", type=float, default=None, help="override the decision threshold (normalised units)")
-    p.add_argument("--out", default=None, metavar="results.jsonl", help="JSONL file (default: standard output)")
-    p.add_argument("--overlays", default=None, metavar="DIR", help="write an overlay/heatmap image per input here")
-    p.set_defaults(handler=_run)
-    return {"run": p}
+    return add_command(
+        sub, "run", _run, RunConfig,
+        help="score images, folders, datasets, videos or a camera with a bundle (torch-free)")

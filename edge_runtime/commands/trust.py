@@ -1,28 +1,64 @@
 """CLI registration of the trust commands (torch-free): ``keygen``, ``sign``, ``bundle inspect|verify``,
-``audit verify``. Every check fails with one line and exit status 2 (``EdgesslError``)."""
+``audit verify``. Every check fails with one line and exit status 2 (``EdgesslError``); docs/trust.md."""
 
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import dataclass
 
-from .run import add_trust_options
+from ..config import TrustOptions, option
+from .options import Outcome, add_command, config_from_args
+
+BUNDLE_HELP = "bundle directory (from `edgessl export`)"
 
 
-def _keygen(args: argparse.Namespace) -> int:
+@dataclass
+class KeygenConfig:
+    out: str = option("", "private key file (PEM, mode 0600); the public key goes to OUT.pub", metavar="KEY",
+                      required=True)
+
+
+@dataclass
+class SignConfig:
+    bundle: str = option("", BUNDLE_HELP, metavar="BUNDLE", required=True)
+    key: str = option("", "private key from `edgessl keygen`", metavar="KEY", required=True)
+
+
+@dataclass
+class InspectConfig:
+    bundle: str = option("", BUNDLE_HELP, metavar="BUNDLE", required=True)
+
+
+@dataclass
+class VerifyConfig(InspectConfig, TrustOptions):
+    pass
+
+
+@dataclass
+class AuditVerifyConfig:
+    log: str = option("", "the audit log (REPORT_DIR/audit.jsonl)", metavar="FILE", required=True)
+    audit_key: str | None = option(None, "the key triage ran with (--audit-key): check every HMAC", metavar="FILE")
+
+
+def _keygen(args: argparse.Namespace) -> Outcome:
+    """Write an Ed25519 private key to --out (PEM, mode 0600; keep it off the device) and the public
+    key to OUT.pub (give it to `--public-key` on the device). Never overwrites a file."""
     from ..signing import keygen
 
-    private, public, kid = keygen(args.out)
-    print(f"private key {private} (keep it secret, off the device), public key {public}, key id {kid}")
-    return 0
+    private, public, kid = keygen(config_from_args(KeygenConfig, args).out)
+    return Outcome({"private_key": str(private), "public_key": str(public), "key_id": kid},
+                   f"private key {private} (keep it secret, off the device), public key {public}, key id {kid}")
 
 
-def _sign(args: argparse.Namespace) -> int:
+def _sign(args: argparse.Namespace) -> Outcome:
+    """Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over manifest.json,
+    which lists every file's sha256. Any later change to the bundle (calibrate, build-engine,
+    operating-point) removes it: sign again after."""
     from ..signing import sign_bundle
 
-    record = sign_bundle(args.bundle, args.key)
-    print(f"signed {args.bundle}: bundle sha256 {record['manifest_sha256']}, key id {record['key_id']}")
-    return 0
+    cfg = config_from_args(SignConfig, args)
+    record = sign_bundle(cfg.bundle, cfg.key)
+    return Outcome(record, f"signed {cfg.bundle}: bundle sha256 {record['manifest_sha256']}, key id {record['key_id']}")
 
 
 def bundle_summary(bundle) -> dict:
@@ -74,72 +110,60 @@ def _table(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _inspect(args: argparse.Namespace) -> int:
+def _inspect(args: argparse.Namespace) -> Outcome:
+    """Verify the bundle (seal, files) and show what it holds: files, precisions, thresholds,
+    operating points, engines, signature and its sha256 (for --expect-sha256)."""
     from ..bundle import Bundle
 
-    summary = bundle_summary(Bundle.load(args.bundle))
-    print(json.dumps(summary, indent=2) if args.json else _table(summary))
-    return 0
+    summary = bundle_summary(Bundle.load(config_from_args(InspectConfig, args).bundle))
+    return Outcome(summary, _table(summary))
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace) -> Outcome:
+    """Check the seal, every listed file's sha256, that no file is unlisted, and with --public-key
+    the signature, with --expect-sha256 the pinned hash. Exit 0 when all pass; else one line naming
+    the problem and exit 2."""
     from ..bundle import Bundle
 
-    b = Bundle.load(args.bundle, public_key=args.public_key, expect_sha256=args.expect_sha256)
+    cfg = config_from_args(VerifyConfig, args)
+    b = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
     checks = ["seal", f"{len(b.manifest['files'])} files", "no unlisted file"]
-    checks += ["signature"] if args.public_key else []
-    checks += ["pinned sha256"] if args.expect_sha256 else []
-    print(f"{b.root}: ok ({', '.join(checks)}); sha256 {b.hash}")
-    return 0
+    checks += ["signature"] if cfg.public_key else []
+    checks += ["pinned sha256"] if cfg.expect_sha256 else []
+    return Outcome({"bundle": str(b.root), "sha256": b.hash, "checks": checks},
+                   f"{b.root}: ok ({', '.join(checks)}); sha256 {b.hash}")
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
+def _audit_verify(args: argparse.Namespace) -> Outcome:
+    """Check every line of a triage audit log, the hash chain and the anchor (and every HMAC with
+    --audit-key). Exit 0 when all pass; else one line naming the first affected line and exit 2."""
     from ..medical.audit_log import is_keyed, verify_audit_log
 
-    n = verify_audit_log(args.log, args.audit_key)
-    macs = ("HMACs verified" if args.audit_key else
-            "HMACs NOT checked: pass --audit-key" if is_keyed(args.log) else "no HMACs")
-    print(f"{args.log}: ok, {n} entries (every line, the chain and the anchor; {macs})")
-    return 0
+    cfg = config_from_args(AuditVerifyConfig, args)
+    n = verify_audit_log(cfg.log, cfg.audit_key)
+    macs = ("HMACs verified" if cfg.audit_key else
+            "HMACs NOT checked: pass --audit-key" if is_keyed(cfg.log) else "no HMACs")
+    return Outcome({"log": cfg.log, "entries": n, "hmacs_checked": bool(cfg.audit_key)},
+                   f"{cfg.log}: ok, {n} entries (every line, the chain and the anchor; {macs})")
 
 
 def register(sub) -> dict[str, argparse.ArgumentParser]:
-    k = sub.add_parser("keygen", help="make an Ed25519 key pair to sign bundles with",
-                       description="Write the private key to --out (PEM, mode 0600; keep it off the device) and "
-                                   "the public key to OUT.pub (give it to `--public-key` on the device). Never "
-                                   "overwrites a file.")
-    k.add_argument("--out", required=True, metavar="KEY", help="private key file; the public key goes to KEY.pub")
-    k.set_defaults(handler=_keygen)
-
-    s = sub.add_parser("sign", help="sign a bundle (a detached Ed25519 signature over its sealed manifest)",
-                       description="Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over "
-                                   "manifest.json, which lists every file's sha256. Any later change to the bundle "
-                                   "(calibrate, build-engine, operating-point) removes it: sign again after.")
-    s.add_argument("--bundle", required=True, metavar="BUNDLE")
-    s.add_argument("--key", required=True, metavar="KEY", help="private key from `edgessl keygen`")
-    s.set_defaults(handler=_sign)
-
     b = sub.add_parser("bundle", help="inspect or verify a bundle")
     bsub = b.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
-    i = bsub.add_parser("inspect", help="files, precisions, thresholds, operating points, engines, signature",
-                        description="Verify the bundle (seal, files) and show what it holds.")
-    i.add_argument("bundle", metavar="BUNDLE")
-    i.add_argument("--json", action="store_true", help="one JSON object")
-    i.set_defaults(handler=_inspect)
-    v = bsub.add_parser("verify", help="exit 0 only when the seal, the files, and any signature or pin asked for check",
-                        description="Check the seal, every listed file's sha256, that no file is unlisted, and with "
-                                    "--public-key the signature, with --expect-sha256 the pinned hash. Exit 0 when "
-                                    "all pass; else one line naming the problem and exit 2.")
-    v.add_argument("bundle", metavar="BUNDLE")
-    add_trust_options(v)
-    v.set_defaults(handler=_verify)
-
     a = sub.add_parser("audit", help="verify a triage audit log")
     asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    av = asub.add_parser("verify", help="check every line, the hash chain and the anchor (and HMACs with --audit-key)",
-                         description="Exit 0 when every line, the chain and the anchor check; else one line naming "
-                                     "the first affected line and exit 2.")
-    av.add_argument("log", metavar="FILE", help="the audit log (REPORT_DIR/audit.jsonl)")
-    av.add_argument("--audit-key", metavar="FILE", help="the key triage ran with (--audit-key): check every HMAC")
-    av.set_defaults(handler=_audit_verify)
-    return {"keygen": k, "sign": s, "bundle": b, "audit": a}
+    return {
+        **add_command(sub, "keygen", _keygen, KeygenConfig, help="make an Ed25519 key pair to sign bundles with"),
+        **add_command(sub, "sign", _sign, SignConfig,
+                      help="sign a bundle (a detached Ed25519 signature over its sealed manifest)"),
+        "bundle": b, "audit": a,
+        **{f"bundle {k}": p for k, p in add_command(
+            bsub, "inspect", _inspect, InspectConfig,
+            help="files, precisions, thresholds, operating points, engines, signature").items()},
+        **{f"bundle {k}": p for k, p in add_command(
+            bsub, "verify", _verify, VerifyConfig,
+            help="exit 0 only when the seal, the files, and any signature or pin asked for check").items()},
+        **{f"audit {k}": p for k, p in add_command(
+            asub, "verify", _audit_verify, AuditVerifyConfig,
+            help="check every line, the hash chain and the anchor (and HMACs with --audit-key)").items()},
+    }

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgesslError
-from ..images import canonical_image, is_image_file, read_image
+from ..images import canonical_image, files_in, read_image
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.15
@@ -197,7 +197,7 @@ def _npz(path: Path, split: str) -> ImageDataset:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if is_image_file(p))
+    return files_in(folder, recursive=False)
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -297,6 +297,14 @@ def resolve_label(ds: ImageDataset, label: str | int) -> int:
         return int(text)
     known = ", ".join(ds.class_names) or "none: the data is unlabelled"
     raise EdgesslError(f"label {text!r} is not in {ds.source} (classes: {known})")
+
+
+def class_indices(ds: ImageDataset, label: str | int | None) -> np.ndarray:
+    """Indices of the images of class ``label`` (an ``int`` class index, or a name or index as text,
+    see ``resolve_label``); every index when ``label`` is None or ``ds`` is unlabelled."""
+    if label is None or not ds.labelled:
+        return np.arange(len(ds))
+    return np.flatnonzero(ds.labels == (label if isinstance(label, (int, np.integer)) else resolve_label(ds, label)))
 
 
 def drop_labels(ds: ImageDataset, names: list[str]) -> ImageDataset:

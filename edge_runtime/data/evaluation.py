@@ -10,53 +10,61 @@ precision's threshold) and ``pixel_auroc`` when the data has masks and the detec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .anomaly_report import anomaly_report, pixel_auroc_from_dataset
 from .datasets import ImageDataset, drop_labels, open_dataset, resolve_label
+from ..config import BundleOptions, option
 from ..errors import EdgesslError
 from ..pipeline import Pipeline
-from ..streams.prefetch import Prefetcher
+from ..streams.runner import RunOptions, ScoredStream
 from ..streams.sources import DatasetSource
 
 
 @dataclass
-class BundleEvalConfig:
-    bundle: str = ""
-    data: str = "digits"
-    normal_label: str | None = None
-    ignore_labels: list[str] = field(default_factory=list)
-    precision: str = "fp32"
-    backend: str = "auto"
-    batch_size: int = 64
-    public_key: str | None = None
-    expect_sha256: str | None = None
+class EvalData:
+    """What both ``evaluate --run`` and ``evaluate --bundle`` evaluate on."""
+
+    data: str | None = option(None, "labelled dataset (default: the data the detector was fitted on)")
+    normal_label: str | None = option(None, "class index or name of the normal class (default: the detector's)")
+    ignore_labels: list[str] = option(help="leave these classes out of the test metrics (e.g. ELPV's uncertain)",
+                                      name="ignore-label", metavar="LABEL", factory=list)
+    batch_size: int = option(256, "images per inference call")
 
 
 @dataclass
-class Scored:
+class BundleEvalConfig(EvalData, BundleOptions):
+    bundle: str = option("", "evaluate an exported bundle through the torch-free runtime instead of --run "
+                             "(same keys; --precision/--backend choose the model)", metavar="BUNDLE")
+
+
+@dataclass
+class Scores:
+    """A dataset's scores from the pipeline, in dataset order."""
+
     raw: np.ndarray  # (N,) float64
     features: np.ndarray | None  # (N, D) float32 embeddings
     maps: list[np.ndarray] | None  # normalised maps at the model input's size
 
 
-def score_dataset(pipe: Pipeline, ds: ImageDataset, batch_size: int = 64, with_features: bool = False,
-                  with_maps: bool = False) -> Scored:
-    """Every image of ``ds`` through the pipeline; one that cannot be scored raises ``EdgesslError``."""
-    raw = np.empty(len(ds), np.float64)
-    feats: list = [None] * len(ds)
-    maps: list = [None] * len(ds)
-    for batch in Prefetcher(DatasetSource(ds.source, ds), lambda f: pipe.prepare(f.image), batch_size):
-        bad = next((it for it in batch if it.error), None)
-        if bad is not None:
-            raise EdgesslError(f"cannot evaluate: {bad.error}")
-        for it, r in zip(batch, pipe.score_prepared([it.prepared for it in batch], with_features, "model")):
-            i = it.frame.index
-            raw[i], feats[i], maps[i] = r.raw_score, r.features, r.anomaly_map
-    return Scored(raw, np.stack(feats) if with_features else None, maps if with_maps else None)
+def score_dataset(pipe: Pipeline, ds: ImageDataset, batch_size: int = 256, with_features: bool = False,
+                  with_maps: bool = False) -> Scores:
+    """Every image of ``ds`` through the one scoring loop (``ScoredStream``); one that cannot be
+    scored raises ``EdgesslError``."""
+    raw, feats, maps = [], [], []
+    stream = ScoredStream(pipe, DatasetSource(ds.source, ds), RunOptions(batch_size=batch_size, progress=False),
+                          with_features=with_features, map_space="model")
+    for s in stream:
+        if s.result is None:
+            raise EdgesslError(f"cannot evaluate: {s.error}")
+        raw.append(s.result.raw_score)
+        feats.append(s.result.features)
+        maps.append(s.result.anomaly_map)
+    return Scores(np.asarray(raw, np.float64), np.stack(feats) if with_features else None,
+                  maps if with_maps else None)
 
 
 FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], dict]
@@ -65,11 +73,13 @@ FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
 def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | None = None) -> dict:
     """The metrics above as a JSON-able dict. ``feature_metrics(train_x, train_y, test_x, test_y,
     normal)`` receives runtime embeddings of the train and test splits."""
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision, public_key=cfg.public_key,
-                         expect_sha256=cfg.expect_sha256)
-    test_ds = drop_labels(open_dataset(cfg.data, "test"), cfg.ignore_labels)
+    pipe = cfg.pipeline()
+    data = cfg.data or pipe.bundle.manifest["detector"].get("data")
+    if not data:
+        raise EdgesslError("give --data (the bundle does not record the data its detector was fitted on)")
+    test_ds = drop_labels(open_dataset(data, "test"), cfg.ignore_labels)
     if not test_ds.labelled:
-        raise EdgesslError(f"{cfg.data}: evaluation needs a labelled test split")
+        raise EdgesslError(f"{data}: evaluation needs a labelled test split")
     label = cfg.normal_label if cfg.normal_label is not None else pipe.bundle.manifest["detector"].get("normal_label")
     if label is None:
         raise EdgesslError("say which class is normal with --normal-label (the bundle does not record it)")
@@ -78,7 +88,7 @@ def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | Non
     test = score_dataset(pipe, test_ds, cfg.batch_size, feature_metrics is not None, with_maps)
     training = pipe.bundle.manifest.get("provenance", {}).get("training", {})
     result = {
-        "bundle": str(cfg.bundle), "bundle_hash": pipe.bundle.hash, "data": cfg.data, "backend": pipe.backend,
+        "bundle": str(cfg.bundle), "bundle_hash": pipe.bundle.hash, "data": data, "backend": pipe.backend,
         "precision": pipe.precision_key, "method": training.get("method"),
         "backbone": (training.get("backbone") or {}).get("name"), "test_images": len(test_ds),
         "normal_label": test_ds.class_names[normal], "detector": pipe.detector.kind,
@@ -87,7 +97,7 @@ def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | Non
     if with_maps:  # maps are normalised (affine in raw), which leaves the AUROC unchanged
         result["pixel_auroc"] = pixel_auroc_from_dataset(test_ds, test.maps, pipe.spec)
     if feature_metrics is not None:
-        train_ds = open_dataset(cfg.data, "train")
+        train_ds = open_dataset(data, "train")
         train = score_dataset(pipe, train_ds, cfg.batch_size, with_features=True)
         result["train_images"] = len(train_ds)
         result.update(feature_metrics(train.features, train_ds.labels, test.features, test_ds.labels, normal))

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from ..timestamps import utc_now
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,7 @@ def fit_operating_point(raw: np.ndarray, anomalous: np.ndarray, target: float, n
                           threshold=float(normalise(t)), sensitivity=sens, specificity=spec,
                           n_anomalous=int(np.sum(anomalous)), n_normal=int(np.sum(~np.asarray(anomalous, bool))),
                           source=source, backend=backend, model_identity=model_identity,
-                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                          created=utc_now())
 
 
 def stored_points(manifest: dict, key: str) -> dict[str, OperatingPoint]:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..bundle import write_atomic
+from ..heatmaps import overlay
 from ..images import to_uint8
 from .worklist import ABNORMAL, SCORED, TriageRecord
 
@@ -39,14 +40,10 @@ def png_data_uri(img: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
-def overlay(thumb: np.ndarray, heat: np.ndarray, vmax: float) -> np.ndarray:
-    """The heatmap (normalised units, 0..``vmax`` -> blue..red, JET) blended 50/50 over the thumbnail; RGB uint8."""
+def thumbnail_overlay(thumb: np.ndarray, heat: np.ndarray, vmax: float) -> np.ndarray:
+    """The heatmap (normalised units, 0..``vmax`` -> blue..red) over the thumbnail, at its size; RGB uint8."""
     h, w = thumb.shape[:2]
-    heat = cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    level = np.clip(heat / max(vmax, 1e-12), 0, 1) * 255
-    colour = cv2.cvtColor(cv2.applyColorMap(level.astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    grey = thumb if thumb.ndim == 3 else cv2.cvtColor(thumb, cv2.COLOR_GRAY2RGB)
-    return cv2.addWeighted(grey, 0.5, colour, 0.5, 0)
+    return overlay(thumb, cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), vmax=vmax)
 
 
 def svg_histogram(scores: np.ndarray, anomalous: list[bool | None], lines: list[tuple[float, str, str]],
@@ -142,7 +139,7 @@ def _study_rows(records: list[TriageRecord], max_images: int, vmax: float) -> st
         if r.rank is not None and r.rank <= max_images and r.thumbnail is not None:
             imgs = f'<img class="t" src="{png_data_uri(r.thumbnail)}" alt="study {r.rank}">'
             if r.heatmap is not None:
-                imgs += f' <img class="t" src="{png_data_uri(overlay(r.thumbnail, r.heatmap, vmax))}" alt="heatmap">'
+                imgs += f' <img class="t" src="{png_data_uri(thumbnail_overlay(r.thumbnail, r.heatmap, vmax))}" alt="heatmap">'
         frame = "" if r.frame is None else f"#{r.frame}"
         uids = "<br>".join(html.escape(u) for u in (r.study_uid, r.series_uid, r.instance_uid) if u)
         label = "" if r.label is None else html.escape(f"{r.label} ({'anomalous' if r.anomalous else 'normal'})")

@@ -27,7 +27,7 @@ from ..bundle import file_sha256
 from ..data.datasets import ImageDataset, open_dataset
 from .dicom import DicomFile, is_dicom_file
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, read_image
+from ..images import IMAGE_SUFFIXES, files_in, read_image
 
 NPZ_SUFFIX = ".npz"
 
@@ -75,7 +75,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
                 raise EdgesslError(f"no files match {text}")
             out += found
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and _known(p))
+            found = files_in(path, _known)
             if not found:
                 raise EdgesslError(f"{text}: no DICOM, image or .npz files below this folder")
             out += found

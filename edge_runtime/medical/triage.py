@@ -12,10 +12,8 @@ scored, with the reason, when it cannot be read or is outside the bundle's ``int
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -24,8 +22,12 @@ import numpy as np
 
 from . import operating_point as opmod
 from .audit_log import AuditLog
-from ..data.datasets import open_dataset
+from ..config import BundleOptions, option
+from ..data.datasets import SPLITS, open_dataset
 from ..errors import EdgesslError
+from ..streams.runner import RunOptions, ScoredStream
+from ..streams.sources import Frame, Source
+from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
 from .report import thumbnail, write_report
@@ -33,18 +35,6 @@ from .studies import Study, dataset_studies, image_sha256, iter_studies, read_la
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
 WORKLIST, REPORT, AUDIT = "worklist.csv", "report.html", "audit.jsonl"
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _progress(items: Iterable, desc: str) -> Iterable:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the device install has no tqdm: plain iteration
-        return items
-    return tqdm(items, desc=desc, unit="study", leave=False)
 
 
 @dataclass(frozen=True)
@@ -72,36 +62,54 @@ def _anomalous(label: str | None, normal_label: str | None) -> bool | None:
     return None if label is None or normal_label is None else label != str(normal_label)
 
 
-def score_study(pipe, study: Study, use: IntendedUse, rule: Decision,
-                normal_label: str | None = None) -> TriageRecord:
-    """One study to its record (never raises ``EdgesslError``: a problem becomes the record's reason)."""
+class StudySource(Source):
+    """Studies as frames for the scoring loop: a study that cannot be read, or is outside the
+    intended use, is an error frame carrying its reason; ``meta["study"]`` hands the study back."""
+
+    def __init__(self, studies: Iterable[Study], use: IntendedUse):
+        super().__init__("studies")
+        self.studies, self.use = studies, use
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, study in enumerate(self.studies):
+            reason = study.reason if study.image is None else self.use.reason(study.image, study.modality)
+            yield Frame(i, study.key, None if reason else study.image, reason or None, meta={"study": study})
+
+
+def score_studies(pipe, studies: Iterable[Study], use: IntendedUse, rule: Decision, normal_label: str | None,
+                  options: RunOptions) -> Iterator[tuple[Study, TriageRecord]]:
+    """Every study with its record, in order, through the one scoring loop (batched and prefetched).
+
+    Per-study independence: a study's score is a function of its own pixels only (``ScoredStream``:
+    no batch statistics), so neither the batch size nor the other studies change it; a problem
+    becomes the record's reason, never an exception."""
+    for s in ScoredStream(pipe, StudySource(studies, use), options):
+        study = s.frame.meta["study"]
+        yield study, decide(study, s.result, s.error or "", rule, normal_label)
+
+
+def decide(study: Study, result, reason: str, rule: Decision, normal_label: str | None) -> TriageRecord:
+    """The record of a study scored as ``result`` (None: not scored, for ``reason``)."""
     rec = TriageRecord(study.file, study.file_sha256, study.frame, study.study_uid, study.series_uid,
                        study.instance_uid, study.modality, label=study.label,
                        anomalous=_anomalous(study.label, normal_label))
-    if study.image is None:
-        rec.reason = study.reason
+    if study.image is not None:
+        rec.image_sha256 = image_sha256(study.image)
+    if result is None:
+        rec.reason = reason
         return rec
-    rec.image_sha256 = image_sha256(study.image)
-    rec.reason = use.reason(study.image, study.modality)
-    if rec.reason:
-        return rec
-    try:
-        r = pipe.score(study.image)
-    except EdgesslError as exc:
-        rec.reason = str(exc)
-        return rec
-    rec.status, rec.score, rec.raw_score, rec.threshold = SCORED, r.score, r.raw_score, rule.threshold
-    rec.decision = ABNORMAL if r.raw_score >= rule.raw_threshold else NORMAL
+    rec.status, rec.score, rec.raw_score, rec.threshold = SCORED, result.score, result.raw_score, rule.threshold
+    rec.decision = ABNORMAL if result.raw_score >= rule.raw_threshold else NORMAL
     rec.thumbnail = thumbnail(study.image)
-    if r.anomaly_map is not None:
+    if result.anomaly_map is not None:
         h, w = rec.thumbnail.shape[:2]
-        rec.heatmap = cv2.resize(r.anomaly_map, (w, h), interpolation=cv2.INTER_AREA)
+        rec.heatmap = cv2.resize(result.anomaly_map, (w, h), interpolation=cv2.INTER_AREA)
     return rec
 
 
 def audit_entry(rec: TriageRecord, run: dict) -> dict:
     """The audit log line of a record: the study, the model, the settings, the outcome."""
-    return {**run, "time": _utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
+    return {**run, "time": utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
             "image_sha256": rec.image_sha256 or None, "study_uid": rec.study_uid, "series_uid": rec.series_uid,
             "instance_uid": rec.instance_uid, "modality": rec.modality, "status": rec.status,
             "reason": rec.reason, "score": rec.score, "raw_score": rec.raw_score,
@@ -119,29 +127,28 @@ def test_metrics(records: list[TriageRecord]) -> dict | None:
             "n_anomalous": int(truth.sum()), "n_normal": int((~truth).sum())}
 
 
+SOURCES_HELP = "DICOM/image/.npz files, folders (searched recursively) or quoted globs"
+
+
 @dataclass
-class TriageConfig:
-    bundle: str
-    input: list[str]
-    out: str
-    operating_point: str = "auto"
-    backend: str = "auto"
-    precision: str = "fp32"
-    labels: str | None = None
-    normal_label: str | None = None
-    npz_split: str = "test"
-    report_images: int = 200
-    public_key: str | None = None
-    expect_sha256: str | None = None
-    audit_key: str | None = None
+class TriageConfig(RunOptions, BundleOptions):
+    source: list[str] = option(help=SOURCES_HELP, metavar="PATH", aliases=("input",), required=True, factory=list)
+    out: str = option("", "where the worklist, report and audit log go", metavar="REPORT_DIR", required=True)
+    operating_point: str = option("auto", "auto: the bundle's point with the highest sensitivity for this "
+                                  "precision, or the normal-only threshold if it has none; none: the normal-only "
+                                  "threshold", metavar="sensitivity=S|auto|none")
+    labels: str | None = option(None, "file,label CSV of known labels, to report test sensitivity", metavar="CSV")
+    normal_label: str | None = option(None, "the label of normal studies (enables test sensitivity)", metavar="L")
+    split: str = option("test", "split read from a MedMNIST .npz input", choices=SPLITS)
+    report_images: int = option(200, "thumbnails for this many top ranks")
+    audit_key: str | None = option(None, "secret key file (32+ random bytes): every audit line carries an HMAC, so "
+                                         "rewriting the whole log is detected too (`edgessl audit verify "
+                                         "--audit-key FILE`)", metavar="FILE")
 
 
 def run_triage(cfg: TriageConfig) -> dict:
-    """Score, rank, report and audit every study of ``cfg.input``; return the run's summary."""
-    from ..pipeline import Pipeline
-
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision,  # refuses a tampered bundle
-                         public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
+    """Score, rank, report and audit every study of ``cfg.source``; return the run's summary."""
+    pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
@@ -156,13 +163,13 @@ def run_triage(cfg: TriageConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
-        for study in _progress(iter_studies(cfg.input, labels, cfg.npz_split), "triage"):
-            rec = score_study(pipe, study, use, rule, cfg.normal_label)
+        for _, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
+                                    cfg.normal_label, cfg):
             log.append(audit_entry(rec, run))
             records.append(rec)
     records = rank(records)
     n_scored = sum(r.status == SCORED for r in records)
-    summary = {**run, "time": _utc_now(), "n_records": len(records), "n_scored": n_scored,
+    summary = {**run, "time": utc_now(), "n_records": len(records), "n_scored": n_scored,
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
                "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}
@@ -174,33 +181,30 @@ def run_triage(cfg: TriageConfig) -> dict:
 
 
 @dataclass
-class OperatingPointConfig:
-    bundle: str
-    sensitivity: str
-    normal_label: str
-    data: str | None = None
-    split: str = "val"
-    input: list[str] = field(default_factory=list)
-    labels: str | None = None
-    backend: str = "auto"
-    precision: str = "fp32"
-    max_images: int = 0
-    modality: list[str] | None = None
-    public_key: str | None = None
-    expect_sha256: str | None = None
+class OperatingPointConfig(RunOptions, BundleOptions):
+    sensitivity: str = option("", "target sensitivity, e.g. 0.95", metavar="S", required=True)
+    normal_label: str = option("", "the label of normal images", metavar="L", required=True)
+    data: str | None = option(None, "validation dataset: a MedMNIST .npz, an ImageFolder or MVTec-AD directory")
+    split: str = option("val", "split of --data", choices=SPLITS)
+    source: list[str] = option(help="validation " + SOURCES_HELP + " (with --labels)", metavar="PATH",
+                               aliases=("input",), factory=list)
+    labels: str | None = option(None, "file,label CSV for --source", metavar="CSV")
+    max_images: int = option(0, "a deterministic random subset of --data (0: all)")
+    modality: list[str] | None = option(None, "DICOM modalities the bundle is for, e.g. CR DX (default: those of "
+                                              "the validation DICOMs)", metavar="M")
 
 
 def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
-    if bool(cfg.data) == bool(cfg.input):
-        raise EdgesslError("give the validation images either as --data SOURCE or as --input PATH... --labels CSV")
+    if bool(cfg.data) == bool(cfg.source):
+        raise EdgesslError("give the validation images either as --data DATASET or as --source PATH... --labels CSV")
     if cfg.data:
         ds = open_dataset(cfg.data, cfg.split)
         if cfg.max_images and len(ds) > cfg.max_images:
             ds = ds.subset(np.sort(np.random.RandomState(0).permutation(len(ds))[: cfg.max_images]))
         return dataset_studies(ds)
     if not cfg.labels:
-        raise EdgesslError("--input needs --labels CSV (columns file,label) to know which images are anomalous")
-    return iter_studies(cfg.input, read_labels(cfg.labels))
+        raise EdgesslError("--source needs --labels CSV (columns file,label) to know which images are anomalous")
+    return iter_studies(cfg.source, read_labels(cfg.labels))
 
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
@@ -208,14 +212,11 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     from ..pipeline import Pipeline
 
     target = opmod.parse_target(cfg.sensitivity)
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision, public_key=cfg.public_key,
-                         expect_sha256=cfg.expect_sha256)
+    pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
-    for study in _progress(_validation_studies(cfg), "validation"):
-        if study.image is not None and study.label is None:
-            raise EdgesslError(f"{study.key}: no label in {cfg.labels} (every validation image needs one)")
-        rec = score_study(pipe, study, IntendedUse(), rule, cfg.normal_label)
+    for study, rec in score_studies(pipe, _labelled(_validation_studies(cfg), cfg.labels), IntendedUse(), rule,
+                                    cfg.normal_label, cfg):
         if rec.status != SCORED:
             skipped.append(f"{study.key}: {rec.reason}")
             continue
@@ -224,7 +225,7 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
         shapes.append(study.image.shape)
         if study.modality:
             modalities.add(study.modality)
-    source = f"{cfg.data} ({cfg.split})" if cfg.data else ", ".join(cfg.input)
+    source = f"{cfg.data} ({cfg.split})" if cfg.data else ", ".join(cfg.source)
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
                                       pipe.threshold_record.normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
@@ -235,5 +236,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
             "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}
 
 
-def print_json(summary: dict) -> None:
-    print(json.dumps(summary, indent=2, default=str))
+def _labelled(studies: Iterable[Study], labels: str | None) -> Iterator[Study]:
+    """``studies``, refusing a readable one without a label (every validation image needs one)."""
+    for study in studies:
+        if study.image is not None and study.label is None:
+            raise EdgesslError(f"{study.key}: no label in {labels} (every validation image needs one)")
+        yield study

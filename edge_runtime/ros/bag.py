@@ -1,37 +1,27 @@
 """Score the images of a recorded ROS 2 bag (MCAP or sqlite3) with a pipeline, without a ROS install.
 
 ``rosbags`` (pure Python) reads the bag and deserialises ``sensor_msgs/Image`` and
-``sensor_msgs/CompressedImage``; ``ros_image`` turns them into pixels exactly as the ROS node does,
-so a replay scores like the live node. Every message gives one JSONL record (``sinks.record``) plus
-``topic``, ``stamp_ns`` (the header stamp) and ``log_time_ns`` (the bag's receive time); a message
-that cannot be decoded gives an error record and the replay goes on.
+``sensor_msgs/CompressedImage``; ``ros.image`` turns them into pixels exactly as the ROS node does,
+so a replay scores like the live node. ``BagSource`` is a ``streams.Source``: replay goes through
+the one scoring loop (batching, prefetch, the same records and summary as ``edgessl run``). Every
+message gives one JSONL record (``sinks.record``) plus ``topic``, ``stamp_ns`` (the header stamp)
+and ``log_time_ns`` (the bag's receive time); a message that cannot be decoded gives an error
+record and the replay goes on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..errors import EdgesslError
-from ..pipeline import Pipeline
+from ..streams.sources import Frame, Source
 from .image import image_from_compressed, image_from_raw
-from ..streams.sinks import JsonlSink, Summary, record
-from ..streams.sources import Frame
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-
-
-@dataclass
-class BagImage:
-    """One image message of a bag: where and when it was, and its pixels or why there are none."""
-
-    frame: Frame
-    topic: str
-    stamp_ns: int
-    log_time_ns: int
 
 
 def _pixels(msg, msgtype: str) -> np.ndarray:
@@ -70,46 +60,52 @@ def _image_connections(reader, bag: Path, topics: Sequence[str]) -> list:
     return [c for c in images if c.topic in topics]
 
 
-def bag_images(bag: str | Path, topics: Sequence[str] = ()) -> Iterator[BagImage]:
-    """Every image message of ``topics`` (all image topics when empty), in log-time order."""
-    bag = Path(bag)
-    if not bag.exists():
-        raise EdgesslError(f"{bag}: no such bag (give the bag directory or its .mcap/.db3 file's folder)")
-    reader = _reader(bag)
-    try:
-        connections = _image_connections(reader, bag, topics)
-        for index, (conn, log_time, raw) in enumerate(reader.messages(connections=connections)):
-            name = f"{conn.topic}#{index}"
+class BagSource(Source):
+    """Every image message of ``topics`` (all image topics when empty) of a bag, in log-time order,
+    as frames named ``TOPIC#INDEX`` whose ``meta`` holds ``topic``, ``stamp_ns`` and ``log_time_ns``.
+    A bag that stops being readable part way (a corrupt or truncated chunk) ends with one error frame.
+
+    The bag is opened (and the topics checked) when the source is made, so a wrong path or topic is
+    an ``EdgesslError`` before anything is scored."""
+
+    def __init__(self, bag: str | Path, topics: Sequence[str] = ()):
+        super().__init__(str(bag))
+        path = Path(bag)
+        if not path.exists():
+            raise EdgesslError(f"{path}: no such bag (give the bag directory or its .mcap/.db3 file's folder)")
+        self.reader = _reader(path)
+        try:
+            self.connections = _image_connections(self.reader, path, topics)
+        except EdgesslError:
+            self.reader.close()
+            raise
+
+    def __len__(self) -> int:
+        return sum(c.msgcount for c in self.connections)
+
+    def __iter__(self) -> Iterator[Frame]:
+        messages = self.reader.messages(connections=self.connections)
+        for index in itertools.count():
             try:
-                msg = reader.deserialize(raw, conn.msgtype)
+                conn, log_time, raw = next(messages)
+            except StopIteration:
+                return
+            except Exception as exc:  # rosbags/sqlite raise assorted errors on a damaged chunk: one error frame
+                yield Frame(index, f"{self.name}#{index}", None,
+                            f"bag unreadable after message {index}: {type(exc).__name__}: {exc}")
+                return
+            name, meta = f"{conn.topic}#{index}", {"topic": conn.topic, "stamp_ns": 0, "log_time_ns": log_time}
+            try:
+                msg = self.reader.deserialize(raw, conn.msgtype)
             except Exception as exc:  # rosbags raises plain exceptions for corrupt CDR
-                yield BagImage(Frame(index, name, None, f"cannot deserialise message: {exc}"), conn.topic, 0, log_time)
+                yield Frame(index, name, None, f"cannot deserialise message: {exc}", meta=meta)
                 continue
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            meta["stamp_ns"] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             try:
-                frame = Frame(index, name, _pixels(msg, conn.msgtype))
+                pixels, error = _pixels(msg, conn.msgtype), None
             except EdgesslError as exc:
-                frame = Frame(index, name, None, str(exc))
-            yield BagImage(frame, conn.topic, stamp, log_time)
-    finally:
-        reader.close()
+                pixels, error = None, str(exc)
+            yield Frame(index, name, pixels, error, meta=meta)
 
-
-def replay_bag(pipe: Pipeline, bag: str | Path, topics: Sequence[str], sink: JsonlSink,
-               with_features: bool = False) -> Summary:
-    """Score every image of the bag; one record per message in ``sink``; return the summary."""
-    summary = Summary(str(bag))
-    for item in bag_images(bag, topics):
-        result, error = None, item.frame.error
-        if error is None:
-            try:
-                result = pipe.score(item.frame.image, with_features=with_features)
-            except EdgesslError as exc:
-                error = str(exc)
-        summary.add(result, error)
-        rec = record(str(bag), item.frame, result, error)
-        rec.update(topic=item.topic, stamp_ns=item.stamp_ns, log_time_ns=item.log_time_ns)
-        if with_features and result is not None:
-            rec["features"] = [round(float(v), 6) for v in result.features]
-        sink.write(rec)
-    return summary
+    def close(self) -> None:
+        self.reader.close()

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..config import option
 from ..errors import EdgesslError
 from ..pipeline import Pipeline, Result
 from .prefetch import Item, Prefetcher
@@ -23,17 +24,19 @@ from .sources import Frame, Source
 
 @dataclass
 class RunOptions:
-    batch_size: int = 8
-    queue_size: int = 8
-    with_features: bool = False
-    progress: bool = True
+    """How a source is scored (also the options of every command that scores one)."""
+
+    batch_size: int = option(8, "images per inference call (offline sources; live ones score each frame)")
+    queue_size: int = option(8, "decoded frames waiting at most (live sources drop the oldest)")
+    progress: bool = option(True, "a progress bar on offline sources (of 50 images or more, or of unknown length)")
 
 
-def _score(pipe: Pipeline, items: list[Item], with_features: bool) -> list[tuple[Item, object, str | None]]:
+def _score(pipe: Pipeline, items: list[Item], with_features: bool,
+           map_space: str) -> list[tuple[Item, object, str | None]]:
     """Each item with its ``Result`` (or None) and error."""
     ok = [it for it in items if it.error is None]
     try:
-        results = dict(zip(map(id, ok), pipe.score_prepared([it.prepared for it in ok], with_features)))
+        results = dict(zip(map(id, ok), pipe.score_prepared([it.prepared for it in ok], with_features, map_space)))
         batch_error = None
     except EdgesslError as exc:  # e.g. a backend failure on this batch: report it for each image
         results, batch_error = {}, str(exc)
@@ -53,11 +56,16 @@ class Scored:
 
 class ScoredStream:
     """Iterate ``Scored`` for every frame of ``source``, in order, with decoding and preprocessing in a
-    background thread (``prefetch``); ``dropped`` counts frames a live source discarded."""
+    background thread (``prefetch``); ``dropped`` counts frames a live source discarded.
+
+    A frame's result depends on its own pixels only: the network and the detectors treat each image
+    of a batch separately (no batch statistics), so the batch it falls in changes no score.
+    ``with_features`` adds embeddings; ``map_space`` is ``Pipeline.score_prepared``'s."""
 
     def __init__(self, pipe: Pipeline, source: Source, options: RunOptions | None = None,
-                 keep_images: bool = False):
+                 keep_images: bool = False, with_features: bool = False, map_space: str = "image"):
         self.pipe, self.source, self.opts = pipe, source, options or RunOptions()
+        self.with_features, self.map_space = with_features, map_space
         batch_size = 1 if source.live else self.opts.batch_size
         self.prefetch = Prefetcher(source, lambda f: pipe.prepare(f.image, keep_image=keep_images), batch_size,
                                    live=source.live, queue_size=self.opts.queue_size)
@@ -70,7 +78,7 @@ class ScoredStream:
         bar = _progress(len(self.source), self.opts.progress and not self.source.live)
         try:
             for batch in self.prefetch:
-                for item, result, error in _score(self.pipe, batch, self.opts.with_features):
+                for item, result, error in _score(self.pipe, batch, self.with_features, self.map_space):
                     yield Scored(item.frame, result, error, item.prepared.image if item.prepared else None)
                 if bar is not None:
                     bar.update(len(batch))
@@ -81,10 +89,11 @@ class ScoredStream:
 
 
 def run_source(pipe: Pipeline, source: Source, jsonl: JsonlSink | None = None,
-               overlays: OverlaySink | None = None, options: RunOptions | None = None) -> Summary:
+               overlays: OverlaySink | None = None, options: RunOptions | None = None,
+               with_features: bool = False) -> Summary:
     """Score every frame of ``source``; write a record per frame; return the run's summary."""
     summary = Summary(source.name)
-    stream = ScoredStream(pipe, source, options, keep_images=overlays is not None)
+    stream = ScoredStream(pipe, source, options, keep_images=overlays is not None, with_features=with_features)
     for s in stream:
         summary.add(s.result, s.error)
         if jsonl is not None:
@@ -97,10 +106,11 @@ def run_source(pipe: Pipeline, source: Source, jsonl: JsonlSink | None = None,
 
 
 def _progress(total: int, enabled: bool):
-    if not enabled or total < 50:
+    """A tqdm bar over ``total`` images (a plain count when the total is unknown, 0); none under 50."""
+    if not enabled or 0 < total < 50:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is optional on the device
         return None
-    return tqdm(total=total, unit="img", desc="scoring", leave=False)
+    return tqdm(total=total or None, unit="img", desc="scoring", leave=False)

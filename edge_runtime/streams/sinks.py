@@ -6,7 +6,8 @@ JSONL record (one per input, scored or not)::
      "latency_ms": {"preprocess", "inference", "score", "total"}, "error"}
 
 ``error`` is null for a scored input; for an input that could not be scored, the score fields are
-null and ``error`` says why.
+null and ``error`` says why. A frame's ``meta`` is added (a bag message's ``topic``, ``stamp_ns``,
+``log_time_ns``), and ``features`` (the embedding, 6 decimals) when they were asked for.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ def record(source: str, frame: Frame, result: Result | None, error: str | None) 
     """The JSONL record of one input."""
     rec = {"source": source, "index": frame.index, "name": frame.name, "label": frame.label,
            "score": None, "raw_score": None, "is_anomaly": None, "threshold": None, "latency_ms": None,
-           "error": error}
+           "error": error, **frame.meta}
     if result is not None:
         rec.update(score=result.score, raw_score=result.raw_score, is_anomaly=result.is_anomaly,
                    threshold=result.threshold, latency_ms={k: round(v, 3) for k, v in result.latency_ms.items()})
+        if result.features is not None:
+            rec["features"] = [round(float(v), 6) for v in result.features]
     return rec
 
 

@@ -16,7 +16,7 @@ frame (a video that ends before its announced length) are collected in ``source.
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..data.datasets import detect_kind, open_dataset
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, canonical_image, read_image
+from ..images import IMAGE_SUFFIXES, canonical_image, files_in, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
@@ -33,13 +33,16 @@ LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
 @dataclass
 class Frame:
-    """One input: its position, a name for reports, the image or why there is none, a label if known."""
+    """One input: its position, a name for reports, the image or why there is none, a label if known,
+    and ``meta``: what else the source hands its consumer (a bag message's topic and stamps, which
+    ``sinks.record`` adds to the JSONL record; a triage study)."""
 
     index: int
     name: str
     image: np.ndarray | None
     error: str | None = None
     label: int | None = None
+    meta: dict = field(default_factory=dict)
 
 
 class Source:
@@ -148,10 +151,6 @@ def _camera_target(text: str) -> int | str | None:
     return None
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def open_source(text: str, split: str = "test") -> Source:
     """The source ``text`` names (see the module docstring); ``EdgesslError`` when there is none."""
     camera = _camera_target(text)
@@ -175,7 +174,7 @@ def open_source(text: str, split: str = "test") -> Source:
         return FileSource(text, [path])
     if detect_kind(text) == "mvtec":
         return DatasetSource(text, open_dataset(text, split))
-    paths = _image_files(path)
+    paths = files_in(path)
     if not paths:
         raise EdgesslError(f"{text}: no image files in this folder (suffixes: {', '.join(IMAGE_SUFFIXES)})")
     return FileSource(text, paths)
