@@ -28,5 +28,6 @@ setup(
     description="edgessl anomaly detection on a ROS 2 camera topic",
     license="Apache-2.0",
     entry_points={"console_scripts": [f"edgessl_node = {PACKAGE}.node:main",
+                                      f"edgessl_managed_node = {PACKAGE}.managed:main",
                                       f"edgessl_camera = {PACKAGE}.camera:main"]},
 )

@@ -21,10 +21,13 @@ def write_dicom(path: Path, stored: np.ndarray, *, bits_stored: int = 8, signed:
                 window: tuple | None = None, voi_function: str | None = None, modality: str = "CR",
                 study_uid: str | None = None, series_uid: str | None = None,
                 transfer_syntax: str = ExplicitVRLittleEndian, pixel_data: bool = True,
-                raw_pixel_bytes: bytes | None = None) -> Dataset:
+                raw_pixel_bytes: bytes | None = None, modality_lut: tuple | None = None,
+                voi_luts: list[tuple] | None = None) -> Dataset:
     """``stored``: ``HxW`` or ``FxHxW`` (multi-frame) stored values, or ``HxWx3`` uint8 RGB.
 
     ``window`` is ``(centre, width)`` or ``([c1, c2], [w1, w2])`` for multi-valued windows.
+    ``modality_lut`` (a Modality LUT Sequence) and each of ``voi_luts`` (the VOI LUT Sequence's items)
+    are ``(first_mapped, bits_per_entry, entries)``.
     """
     stored = np.asarray(stored)
     colour = photometric in ("RGB",)
@@ -56,6 +59,12 @@ def write_dicom(path: Path, stored: np.ndarray, *, bits_stored: int = 8, signed:
         ds.WindowCenter, ds.WindowWidth = window
     if voi_function is not None:
         ds.VOILUTFunction = voi_function
+    if modality_lut is not None:
+        item = lut_item(*modality_lut)
+        item.ModalityLUTType = "US"  # unspecified units
+        ds.ModalityLUTSequence = [item]
+    if voi_luts is not None:
+        ds.VOILUTSequence = [lut_item(*lut) for lut in voi_luts]
     if pixel_data:
         if raw_pixel_bytes is not None:
             ds.PixelData = raw_pixel_bytes
@@ -65,3 +74,12 @@ def write_dicom(path: Path, stored: np.ndarray, *, bits_stored: int = 8, signed:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return ds
+
+
+def lut_item(first_mapped: int, bits: int, entries) -> Dataset:
+    """A LUT item (PS3.3 C.11.1/C.11.2): LUT Descriptor (entries, first value mapped, bits per entry)
+    and LUT Data; the descriptor is SS when the first mapped value is negative, as for signed pixels."""
+    item = Dataset()
+    item.add_new(0x00283002, "SS" if first_mapped < 0 else "US", [len(entries), first_mapped, bits])
+    item.add_new(0x00283006, "US", [int(e) for e in entries])
+    return item

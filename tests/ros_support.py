@@ -1,5 +1,6 @@
 """Helpers for the ROS tests: the project's loopback Fast DDS profile, a fresh domain id per test,
-spinning until a condition holds, and image messages from numpy.
+spinning until a condition holds, image messages from numpy, and the in-process fixtures (``ros``:
+a fresh context and executor; ``patch_bundle``; ``start_node``; ``Probe``, a camera and listener node).
 
 Every DDS participant a test makes uses ``ros2_node/config/fastdds_loopback.xml`` (127.0.0.1 only,
 no multicast, 16 MB shared memory) and a domain id no other test of this session uses.
@@ -14,6 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from requires import require
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "ros2_node" / "config" / "fastdds_loopback.xml"
@@ -74,3 +78,95 @@ def sample_image(channels: int = 3, height: int = 24, width: int = 20) -> np.nda
     if channels == 1:
         return grey
     return np.ascontiguousarray(np.dstack([grey, 255 - grey, grey // 2]))
+
+
+@pytest.fixture(scope="module")
+def patch_bundle(tmp_path_factory):
+    """A fast torch-free bundle whose detector gives anomaly maps (for the heatmap)."""
+    from runtime_bundle import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("ros_node") / "bundle", detector="patch")
+
+
+@pytest.fixture
+def ros(monkeypatch):
+    """A fresh rclpy context on a fresh domain over the loopback profile; torn down after the test."""
+    rclpy = require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    domain = fresh_domain_id()
+    for key, value in ros_env(domain).items():
+        monkeypatch.setenv(key, value)
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    executor = SingleThreadedExecutor(context=ctx)
+    nodes = []
+    try:
+        yield ctx, executor, nodes
+    finally:
+        for node in nodes:
+            (node.close if hasattr(node, "close") else node.destroy_node)()
+        executor.shutdown()
+        rclpy.try_shutdown(context=ctx)
+
+
+def start_node(ros, bundle, node_class=None, **params):
+    """An edgessl node (``EdgesslNode`` unless ``node_class``) with ``params``, spun by the ``ros`` executor."""
+    from rclpy.parameter import Parameter
+
+    from edgessl_ros.node import EdgesslNode
+
+    ctx, executor, nodes = ros
+    overrides = [Parameter(k, value=list(v) if isinstance(v, tuple) else v)
+                 for k, v in {"bundle": str(bundle), **params}.items()]
+    node = (node_class or EdgesslNode)(context=ctx, parameter_overrides=overrides)
+    nodes.append(node)
+    executor.add_node(node)
+    return node
+
+
+class Probe:
+    """A test node: publishes camera frames on ``cameras``, records every output of the edgessl node
+    under each of ``prefixes`` (``""``: the node's namespace; ``"/cam0/"``: a camera's) in ``got``."""
+
+    def __init__(self, ros, compressed: bool = False, reliable: bool = False, cameras=("image",), prefixes=("",)):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import Bool, Float32, Float32MultiArray
+
+        from edgessl_ros import names
+
+        ctx, executor, nodes = ros
+        self.executor = executor
+        self.node = rclpy.create_node("probe", context=ctx)
+        nodes.append(self.node)
+        executor.add_node(self.node)
+        qos = 10 if reliable else qos_profile_sensor_data
+        self.pubs = {c: self.node.create_publisher(CompressedImage if compressed else Image, c, qos) for c in cameras}
+        self.pub = self.pubs[cameras[0]]
+        self.got: dict[str, list] = {}
+        types = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
+                 names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image}
+        topics = {f"{prefix}{t}": msg_type for prefix in prefixes for t, msg_type in types.items()}
+        topics[names.DIAGNOSTICS] = DiagnosticArray
+        for topic, msg_type in topics.items():
+            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self.got.setdefault(t, []).append(m), 10)
+
+    def latest_diagnostics(self, name: str | None = None) -> dict:
+        """The values of the newest /diagnostics status (the one called ``name``, if given); {} before any."""
+        arrays = self.got.get("/diagnostics", [])
+        statuses = [s for s in arrays[-1].status if name is None or s.name == name] if arrays else []
+        if not statuses:
+            return {}
+        status = statuses[0]
+        return {"level": status.level[0], "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+    def call(self, client, request, timeout_s: float = 10.0):
+        """Call a service of the node under test (spinning both) and return its response."""
+        assert client.wait_for_service(timeout_sec=timeout_s), f"no service {client.srv_name}"
+        future = client.call_async(request)
+        assert spin_until(self.executor, future.done, timeout_s), f"{client.srv_name} did not answer"
+        return future.result()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dicom_factory import write_dicom
-from edgessl.edge_runtime.medical.dicom import DicomFile, GreyMapping, is_dicom_file, read_dicom
+from edgessl.edge_runtime.medical.dicom import DicomFile, is_dicom_file, read_dicom
 from edgessl.edge_runtime.errors import EdgesslError
 
 
@@ -84,12 +84,79 @@ def test_multivalued_window_uses_first(tmp_path):
     np.testing.assert_array_equal(frames[0], [[0, 0], [65535, 65535]])
 
 
-def test_voi_functions():
-    stored = np.array([[0, 50], [100, 150]])
-    exact = GreyMapping(window=(75.0, 100.0), voi_function="LINEAR_EXACT").unit(stored)
-    np.testing.assert_allclose(exact, [[0, 0.25], [0.75, 1]])
-    sig = GreyMapping(window=(75.0, 100.0), voi_function="SIGMOID").unit(stored)
-    np.testing.assert_allclose(sig, 1 / (1 + np.exp(-4 * (stored - 75.0) / 100.0)))
+def _pydicom_display(path, y_range: tuple[float, float] | None, top: int) -> np.ndarray:
+    """What pydicom's own display pipeline gives for ``path`` (all frames), scaled to [0, top] from
+    the VOI output range ``y_range`` the standard gives for the file (None: no VOI, min-max)."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    stored = ds.pixel_array if int(ds.get("NumberOfFrames", 1)) > 1 else ds.pixel_array[None]
+    out = apply_voi_lut(apply_modality_lut(stored, ds), ds).astype(np.float64)
+    lo, hi = y_range if y_range is not None else (out.min(), out.max())
+    y = (out - lo) / (hi - lo)
+    return np.floor((1 - y if ds.PhotometricInterpretation == "MONOCHROME1" else y) * top + 0.5)
+
+
+@pytest.mark.parametrize("function, formula", [
+    ("LINEAR_EXACT", lambda v, c, w: np.clip((v - c) / w + 0.5, 0, 1)),
+    ("SIGMOID", lambda v, c, w: 1 / (1 + np.exp(-4 * (v - c) / w))),
+    ("LINEAR", lambda v, c, w: np.clip((v - (c - 0.5)) / (w - 1) + 0.5, 0, 1)),
+])
+def test_voi_functions_match_the_standard_and_pydicom(tmp_path, function, formula):
+    stored = np.array([[0, 1000, 1500], [2000, 2500, 4095]])
+    write_dicom(tmp_path / "w.dcm", stored, bits_stored=12, window=(2000.0, 1000.0), voi_function=function)
+    _, frames = read_dicom(tmp_path / "w.dcm")
+    np.testing.assert_allclose(frames[0], np.floor(formula(stored, 2000.0, 1000.0) * 65535 + 0.5), atol=1)
+    np.testing.assert_allclose(frames[0], _pydicom_display(tmp_path / "w.dcm", (0, 4095), 65535)[0], atol=1)
+
+
+def test_modality_lut_sequence_replaces_the_rescale(tmp_path):
+    stored = np.array([[100, 101, 102], [103, 105, 120]])  # 120 is past the LUT's end: its last entry
+    lut = [4000, 3000, 2500, 2000, 1000, 500, 250, 0]
+    write_dicom(tmp_path / "mlut.dcm", stored, bits_stored=12, modality_lut=(100, 16, lut),
+                slope=2.0, intercept=-7.0)  # a rescale too: the LUT sequence takes precedence
+    _, frames = read_dicom(tmp_path / "mlut.dcm")
+    mapped = np.array(lut, float)[np.clip(stored - 100, 0, len(lut) - 1)]
+    np.testing.assert_array_equal(frames[0], np.floor((mapped - 0) / 4000 * 65535 + 0.5))
+    np.testing.assert_array_equal(frames[0], _pydicom_display(tmp_path / "mlut.dcm", None, 65535)[0])
+
+
+def test_voi_lut_sequence_is_preferred_to_the_window_and_scaled_by_its_bits(tmp_path):
+    stored = np.array([[10, 11, 12], [13, 9, 14]])  # 9 is before the first mapped value: the first entry
+    lut = [0, 40, 80, 160, 200]
+    write_dicom(tmp_path / "vlut.dcm", stored, bits_stored=12, voi_luts=[(10, 8, lut)], window=(5.0, 2.0))
+    _, frames = read_dicom(tmp_path / "vlut.dcm")
+    shown = np.array(lut, float)[np.clip(stored - 10, 0, len(lut) - 1)]
+    np.testing.assert_array_equal(frames[0], np.floor(shown / 255 * 65535 + 0.5))  # 8-bit LUT: 0..255
+    np.testing.assert_array_equal(frames[0], _pydicom_display(tmp_path / "vlut.dcm", (0, 255), 65535)[0])
+
+
+def test_monochrome1_multiframe_through_both_luts(tmp_path):
+    rng = np.random.RandomState(3)
+    stored = rng.randint(0, 16, size=(3, 4, 5))
+    modality = list(range(1000, 1016))  # identity plus 1000
+    voi = [int(v) for v in np.linspace(0, 65535, 16)]
+    write_dicom(tmp_path / "mf.dcm", stored, bits_stored=12, photometric="MONOCHROME1",
+                modality_lut=(0, 16, modality), voi_luts=[(1000, 16, voi), (1000, 16, voi[::-1])])
+    info, frames = read_dicom(tmp_path / "mf.dcm")
+    assert info.frames == 3
+    want = _pydicom_display(tmp_path / "mf.dcm", (0, 65535), 65535)
+    for f, s, w in zip(frames, stored, want):
+        np.testing.assert_array_equal(f, w)
+        np.testing.assert_array_equal(f, 65535 - np.array(voi)[s])  # the first view, inverted
+        assert f[s == 15].max(initial=0) == 0 if (s == 15).any() else True  # brightest stored -> black
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"voi_luts": [(0, 9, [0, 1, 2])]}, "bits per LUT entry"),
+    ({"window": (100.0, 0.5)}, "Window Width"),
+    ({"window": (100.0, 10.0), "voi_function": "CUBIC"}, "VOI LUT Function"),
+])
+def test_luts_and_windows_the_standard_forbids_are_refused(tmp_path, kwargs, reason):
+    write_dicom(tmp_path / "bad.dcm", np.arange(12).reshape(3, 4), bits_stored=12, **kwargs)
+    with pytest.raises(EdgesslError, match=f"cannot apply its modality/VOI LUT or window.*{reason}"):
+        read_dicom(tmp_path / "bad.dcm")
 
 
 def test_multiframe_frame_by_frame(tmp_path):

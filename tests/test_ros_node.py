@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from requires import require
-from ros_support import REPO, fresh_domain_id, image_msg, python, ros_env, sample_image, spin_until
+from ros_support import (REPO, Probe, fresh_domain_id, image_msg, patch_bundle, python, ros,  # noqa: F401 (fixtures)
+                         ros_env, sample_image, spin_until, start_node)
 
 pytestmark = pytest.mark.ros
 PKG = REPO / "ros2_node"
@@ -49,8 +50,8 @@ def test_params_yaml_and_launch_file_use_the_names_defined_once():
     from edgessl_ros.names import NODE, NodeParams
 
     params = yaml.safe_load((PKG / "config" / "params.yaml").read_text())[NODE]["ros__parameters"]
-    assert tuple(params) == NodeParams.names()
     defaults = NodeParams()
+    assert tuple(params) == tuple(n for n in NodeParams.names() if getattr(defaults, n) is not None)
     for name, value in params.items():
         if name != "bundle":
             assert value == (list(getattr(defaults, name)) if name == "outputs" else getattr(defaults, name))
@@ -74,80 +75,6 @@ def test_param_problems_are_reported_in_one_line_each():
 
 
 # ---- the node over DDS ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def patch_bundle(tmp_path_factory):
-    """A fast torch-free bundle whose detector gives anomaly maps (for the heatmap)."""
-    from runtime_bundle import make_bundle
-
-    return make_bundle(tmp_path_factory.mktemp("ros_node") / "bundle", detector="patch")
-
-
-@pytest.fixture
-def ros(monkeypatch):
-    """A fresh rclpy context on a fresh domain over the loopback profile; torn down after the test."""
-    rclpy = require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    domain = fresh_domain_id()
-    for key, value in ros_env(domain).items():
-        monkeypatch.setenv(key, value)
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    executor = SingleThreadedExecutor(context=ctx)
-    nodes = []
-    try:
-        yield ctx, executor, nodes
-    finally:
-        for node in nodes:
-            (node.close if hasattr(node, "close") else node.destroy_node)()
-        executor.shutdown()
-        rclpy.try_shutdown(context=ctx)
-
-
-def start_node(ros, bundle, **params):
-    from rclpy.parameter import Parameter
-
-    from edgessl_ros.node import EdgesslNode
-
-    ctx, executor, nodes = ros
-    overrides = [Parameter(k, value=list(v) if isinstance(v, tuple) else v) for k, v in {"bundle": str(bundle), **params}.items()]
-    node = EdgesslNode(context=ctx, parameter_overrides=overrides)
-    nodes.append(node)
-    executor.add_node(node)
-    return node
-
-
-class Probe:
-    """A test node: publishes camera frames, records every output of the edgessl node."""
-
-    def __init__(self, ros, compressed: bool = False, reliable: bool = False):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CompressedImage, Image
-        from std_msgs.msg import Bool, Float32, Float32MultiArray
-
-        from edgessl_ros import names
-
-        ctx, executor, nodes = ros
-        self.node = rclpy.create_node("probe", context=ctx)
-        nodes.append(self.node)
-        executor.add_node(self.node)
-        self.pub = self.node.create_publisher(CompressedImage if compressed else Image, "image",
-                                              10 if reliable else qos_profile_sensor_data)
-        self.got: dict[str, list] = {}
-        types = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
-                 names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image,
-                 names.DIAGNOSTICS: DiagnosticArray}
-        for topic, msg_type in types.items():
-            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self.got.setdefault(t, []).append(m), 10)
-
-    def latest_diagnostics(self) -> dict:
-        status = self.got["/diagnostics"][-1].status[0]
-        return {"level": status.level[0], "message": status.message, **{kv.key: kv.value for kv in status.values}}
-
 
 def test_outputs_carry_the_input_header_and_the_runtime_score(ros, patch_bundle):
     from edgessl.edge_runtime.pipeline import Pipeline
@@ -283,3 +210,107 @@ def test_colcon_builds_and_installs_the_ament_package(tmp_path):
     assert (share / "edgessl_ros" / "launch" / "edgessl.launch.py").is_file()
     assert (share / "edgessl_ros" / "config" / "params.yaml").is_file()
     assert (ws / "install" / "edgessl_ros" / "lib" / "edgessl_ros" / "edgessl_node").is_file()
+
+
+# ---- failures in any step, the node's clock, parameters changed at runtime ---------------------------
+
+def test_a_publish_that_fails_is_counted_reported_and_the_worker_goes_on(ros, patch_bundle):
+    from edgessl_ros import names
+
+    node = start_node(ros, patch_bundle, diagnostics_period_s=0.2, outputs=("score", "decision"))
+    probe = Probe(ros)
+    msg = image_msg(sample_image(1), "mono8", "cam", 7)
+    assert spin_until(ros[1], lambda: names.DECISION in probe.got, 15, lambda: probe.pub.publish(msg))
+    # a real rclpy failure: the decision publisher is destroyed under the node, so publishing raises
+    (camera,) = node.scoring.cameras
+    node.destroy_publisher(node.scoring.outputs[camera][names.DECISION])
+    scores_before = len(probe.got[names.SCORE])
+
+    def failed_twice() -> bool:
+        d = probe.latest_diagnostics()
+        return int(d.get("frames failed", 0)) >= 2 and len(probe.got[names.SCORE]) >= scores_before + 2
+
+    assert spin_until(ros[1], failed_twice, 20, lambda: probe.pub.publish(msg))
+    d = probe.latest_diagnostics()
+    assert d["last error"].startswith("publish: ") and d["level"] == 1  # WARN, with the step that failed
+    assert node.scoring.scorer.running  # the worker survived every failure and scores the next frame
+
+
+def test_latency_is_measured_on_the_node_clock_under_simulated_time(ros, patch_bundle):
+    from rosgraph_msgs.msg import Clock
+
+    from edgessl_ros import names
+
+    node = start_node(ros, patch_bundle, use_sim_time=True, diagnostics_period_s=0.2, outputs=("score",))
+    probe = Probe(ros)
+    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+    sim_now = Clock()
+    sim_now.clock.sec = 1000  # a bag's time, far from the wall clock
+    assert spin_until(ros[1], lambda: node.get_clock().now().nanoseconds == 1000 * 10**9, 15,
+                      lambda: clock_pub.publish(sim_now))
+    msg = image_msg(sample_image(1), "mono8", "cam", 999_900_000_000)  # stamped 100 ms before the sim time
+    assert spin_until(ros[1], lambda: names.SCORE in probe.got, 15, lambda: probe.pub.publish(msg))
+    assert spin_until(ros[1], lambda: probe.latest_diagnostics().get("latency p50 (ms)") not in (None, "n/a"), 10)
+    d = probe.latest_diagnostics()
+    assert d["latency p50 (ms)"] == "100.0" and d["latency p99 (ms)"] == "100.0"
+    assert probe.got["/diagnostics"][-1].header.stamp.sec == 1000
+
+
+def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros, patch_bundle):
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    from edgessl_ros import names
+
+    start_node(ros, patch_bundle, diagnostics_period_s=0.2, qos_reliability="reliable", qos_depth=20,
+               outputs=("score", "decision"))
+    probe = Probe(ros, reliable=True)
+    client = probe.node.create_client(SetParameters, f"/{names.NODE}/set_parameters")
+
+    def set_param(name: str, value):
+        kind = {float: ("double_value", ParameterType.PARAMETER_DOUBLE),
+                str: ("string_value", ParameterType.PARAMETER_STRING)}[type(value)]
+        pv = ParameterValue(type=kind[1], **{kind[0]: value})
+        return probe.call(client, SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])).results[0]
+
+    msg = image_msg(sample_image(1), "mono8", "cam", 1)
+    assert spin_until(ros[1], lambda: names.DECISION in probe.got, 15, lambda: probe.pub.publish(msg))
+    assert probe.got[names.DECISION][-1].data is False  # the digit is normal under the bundle's threshold
+
+    refused = set_param("threshold", float("nan"))
+    assert not refused.successful and "'threshold' must be a finite number" in refused.reason
+    refused = set_param("max_rate_hz", "fast")
+    assert not refused.successful and "'max_rate_hz' must be a number" in refused.reason
+    assert not set_param("bundle", "/elsewhere").successful  # read-only on a running node
+
+    assert set_param("threshold", -1e6).successful and set_param("max_rate_hz", 1.0).successful
+    probe.got.clear()
+    for stamp in range(10, 20):  # a burst much faster than the new 1 Hz
+        probe.pub.publish(image_msg(sample_image(1), "mono8", "cam", stamp))
+
+    def settled() -> bool:
+        d = probe.latest_diagnostics()
+        newest = any(m.header.stamp.nanosec == 19 for m in probe.got.get(names.SCORE_STAMPED, []))
+        return newest and int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
+
+    assert spin_until(ros[1], settled, 30)
+    assert int(probe.latest_diagnostics()["frames dropped"]) >= 1  # the new rate applies: newest wins
+    assert probe.got[names.DECISION] and all(m.data for m in probe.got[names.DECISION])  # the new threshold
+    values = {kv.key: kv.value for kv in probe.got[names.SCORE_STAMPED][-1].status[0].values}
+    assert float(values["threshold"]) == -1e6
+
+
+def test_bundle_sha256_pins_the_bundle(ros, patch_bundle):
+    import inspect
+
+    from edgessl.edge_runtime.bundle import Bundle
+    from edgessl.edge_runtime.errors import EdgesslError
+    from edgessl.edge_runtime.pipeline import Pipeline
+
+    if "expect_sha256" not in inspect.signature(Pipeline.load).parameters:
+        pytest.skip("this runtime's Pipeline.load has no expect_sha256 (bundle pins come with the trust work)")
+    with pytest.raises(EdgesslError, match="pinned"):
+        start_node(ros, patch_bundle, bundle_sha256="0" * 64)
+    pinned = Bundle.load(patch_bundle).hash
+    assert start_node(ros, patch_bundle, bundle_sha256=pinned).pipeline.bundle.hash == pinned

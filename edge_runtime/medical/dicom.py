@@ -1,22 +1,24 @@
 """DICOM files to images in the edgessl convention (``pydicom``, imported only when a DICOM is read).
 
-Per frame, the grey value shown to the model is computed as the standard prescribes:
+The grey value shown to the model is the standard's display pipeline, computed by pydicom's own
+implementations of it (``pydicom.pixels``):
 
     stored   = PixelData masked to BitsStored bits, sign-extended when PixelRepresentation = 1
-    v        = stored * RescaleSlope + RescaleIntercept                       (modality LUT, PS3.3 C.11.1)
-    y        = VOI(v) in [0, 1]:                                              (VOI LUT, PS3.3 C.11.2)
-               WindowCenter c / WindowWidth w present (first value when multi-valued):
-                 LINEAR (default)  clip((v - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
-                 LINEAR_EXACT      clip((v - c) / w + 0.5, 0, 1)
-                 SIGMOID           1 / (1 + exp(-4 (v - c) / w))
-               otherwise the frame's full range: (v - min v) / (max v - min v)  (0 when flat)
+    v        = apply_modality_lut(stored)      Modality LUT Sequence, else RescaleSlope/Intercept (PS3.3 C.11.1)
+    out      = apply_voi_lut(v)                VOI LUT Sequence (first), else WindowCenter/Width with
+                                               VOILUTFunction LINEAR / LINEAR_EXACT / SIGMOID (first
+                                               values when multi-valued) (PS3.3 C.11.2)
+    y        = out scaled from the VOI's output range to [0, 1]: 0 .. 2^n - 1 for an n-bit VOI LUT,
+               the window's range as pydicom computes it; with neither, the frame's own range
+               (v - min v) / (max v - min v), 0 when flat
     y        = 1 - y for MONOCHROME1 (low values are white)
     pixel    = round(y * 255) as uint8 when BitsStored <= 8, else round(y * 65535) as uint16
 
 RGB files (8-bit, ``RGB`` or ``YBR_*``, converted to RGB by pydicom) pass through as ``HxWx3`` uint8.
-Multi-frame files give one image per frame. Anything that cannot be shown to the model (not a
-DICOM, no pixel data, a transfer syntax without an installed decoder, an unsupported photometric
-interpretation) raises ``EdgesslError`` whose message is the reason; the header's UIDs and
+Multi-frame files give one image per frame (the LUTs and windows of the top-level dataset apply to
+every frame). Anything that cannot be shown to the model (not a DICOM, no pixel data, a transfer
+syntax without an installed decoder, an unsupported photometric interpretation, a LUT or window the
+standard does not allow) raises ``EdgesslError`` whose message is the reason; the header's UIDs and
 modality are available before the pixels are decoded, so callers can record them either way.
 """
 
@@ -33,7 +35,6 @@ from ..errors import EdgesslError
 DICOM_SUFFIXES = (".dcm", ".dicom")
 GREY = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
-VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 
 def _pydicom():
@@ -71,70 +72,42 @@ class DicomInfo:
     frames: int
 
 
-@dataclass(frozen=True)
-class GreyMapping:
-    """Stored values to display grey: rescale, then VOI window (or full range), then MONOCHROME1 inversion."""
+def voi_range(ds: Any) -> tuple[float, float] | None:
+    """The output range of the VOI transform ``apply_voi_lut`` applies to ``ds`` (None: it applies none).
 
-    slope: float = 1.0
-    intercept: float = 0.0
-    window: tuple[float, float] | None = None  # (centre, width)
-    voi_function: str = "LINEAR"
-    invert: bool = False
-    bits: int = 8  # output: 8 -> uint8, 16 -> uint16
+    A VOI LUT (which pydicom prefers over a window) outputs 0 .. 2^n - 1 for n bits per entry
+    (LUTDescriptor's third value); a window's range depends on the bit depth and the rescale, so it is
+    read from pydicom itself: the window maps -inf and +inf to the two ends of its range.
+    """
+    from pydicom.pixels import apply_voi_lut
 
-    def unit(self, stored: np.ndarray) -> np.ndarray:
-        """The ``y`` in [0, 1] of the module docstring, float64."""
-        v = stored.astype(np.float64) * self.slope + self.intercept
-        if self.window is not None:
-            c, w = self.window
-            if self.voi_function == "SIGMOID":
-                y = 1.0 / (1.0 + np.exp(-4.0 * (v - c) / w))
-            elif self.voi_function == "LINEAR_EXACT":
-                y = np.clip((v - c) / w + 0.5, 0.0, 1.0)
-            elif w > 1:
-                y = np.clip((v - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
-            else:  # LINEAR with width 1: a step at c - 0.5
-                y = (v > c - 0.5).astype(np.float64)
-        else:
-            lo, hi = float(v.min()), float(v.max())
-            y = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
-        return 1.0 - y if self.invert else y
-
-    def apply(self, stored: np.ndarray) -> np.ndarray:
-        dtype, top = (np.uint8, 255) if self.bits == 8 else (np.uint16, 65535)
-        return np.floor(self.unit(stored) * top + 0.5).astype(dtype)
+    seq = ds.get("VOILUTSequence")
+    if seq and seq[0].get("LUTDescriptor") is not None and seq[0].get("LUTData") is not None:
+        return 0.0, float(2 ** int(seq[0].LUTDescriptor[2]) - 1)
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        lo, hi = apply_voi_lut(np.array([-np.inf, np.inf]), ds)
+        return float(lo), float(hi)
+    return None
 
 
-def _first(value: Any) -> float | None:
-    """A DICOM number that may be multi-valued: its first value (``None`` when absent or empty)."""
-    if value is None or value == "":
-        return None
-    if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
-        return float(value[0]) if len(value) else None
-    return float(value)
+def grey_frames(ds: Any, stored: np.ndarray, name: str) -> list[np.ndarray]:
+    """Each frame of ``stored`` (``F x H x W`` stored values) as the grey image of the module docstring."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-
-def grey_mapping(ds: Any, name: str) -> GreyMapping:
-    """The ``GreyMapping`` a dataset's tags describe."""
-    slope = _first(ds.get("RescaleSlope"))
-    intercept = _first(ds.get("RescaleIntercept"))
-    centre, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    if function not in VOI_FUNCTIONS:
-        raise EdgesslError(f"{name}: VOI LUT function {function!r} is not supported (use one of {VOI_FUNCTIONS})")
-    window = None
-    if centre is not None and width is not None:
-        if width <= 0 or (width < 1 and function == "LINEAR"):
-            raise EdgesslError(f"{name}: invalid WindowWidth {width} (must be >= 1)")
-        window = (centre, width)
-    return GreyMapping(
-        slope=1.0 if slope is None else slope,
-        intercept=0.0 if intercept is None else intercept,
-        window=window,
-        voi_function=function,
-        invert=str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1",
-        bits=8 if int(ds.get("BitsStored", 8)) <= 8 else 16,
-    )
+    try:
+        values = apply_modality_lut(stored, ds)
+        span = voi_range(ds)
+        shown = np.asarray(apply_voi_lut(values, ds) if span is not None else values, np.float64)
+    except (ValueError, NotImplementedError, TypeError, KeyError, IndexError, AttributeError) as exc:  # not allowed
+        raise EdgesslError(f"{name}: cannot apply its modality/VOI LUT or window ({exc})") from None
+    dtype, top = (np.uint8, 255) if int(ds.get("BitsStored", 8)) <= 8 else (np.uint16, 65535)
+    invert = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+    frames = []
+    for frame in shown:
+        lo, hi = span if span is not None else (float(frame.min()), float(frame.max()))
+        y = np.clip((frame - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(frame)
+        frames.append(np.floor((1.0 - y if invert else y) * top + 0.5).astype(dtype))
+    return frames
 
 
 class DicomFile:
@@ -213,9 +186,7 @@ class DicomFile:
             for frame in arr:
                 yield np.ascontiguousarray(frame.astype(np.uint8))
             return
-        mapping = grey_mapping(self.dataset, str(self.path))
-        for frame in arr:
-            yield mapping.apply(frame)
+        yield from grey_frames(self.dataset, arr, str(self.path))
 
 
 def read_dicom(path: str | Path) -> tuple[DicomInfo, list[np.ndarray]]:

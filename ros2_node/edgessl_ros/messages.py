@@ -1,6 +1,6 @@
 """ROS messages <-> runtime data: images in, results and health out. No node, no logic of its own.
 
-Pixel layout is done by ``edge_runtime.ros_image``; health values by ``edge_runtime.stream_health``.
+Pixel layout is done by ``edge_runtime.ros.image``; health values by ``edge_runtime.streams.health``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:
     return image_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
 
 
+def stamp_seconds(msg: Image | CompressedImage) -> float:
+    """The header stamp in seconds (0.0 when the camera left it unset)."""
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
 def image_msg(img: np.ndarray, encoding: str, header: Header) -> Image:
     """An Image of ``img`` laid out as ``encoding`` (``32FC1`` for float maps), with ``header``."""
     raw = raw_from_image(img, encoding)
@@ -38,13 +43,14 @@ def decision_msg(result: Result) -> Bool:
     return Bool(data=result.is_anomaly)
 
 
-def score_stamped_msg(result: Result, header: Header, node_name: str) -> DiagnosticArray:
-    """Score and decision with the input header: level WARN for an anomaly, OK otherwise."""
+def score_stamped_msg(result: Result, header: Header, label: str) -> DiagnosticArray:
+    """Score and decision with the input header: level WARN for an anomaly, OK otherwise; the status is
+    named ``"{label}: anomaly score"``."""
     values = {"score": f"{result.score:.6g}", "raw_score": f"{result.raw_score:.6g}",
               "threshold": f"{result.threshold:.6g}", "is_anomaly": str(result.is_anomaly).lower(),
               "processing_ms": f"{result.latency_ms['total']:.2f}"}
     status = DiagnosticStatus(level=DiagnosticStatus.WARN if result.is_anomaly else DiagnosticStatus.OK,
-                              name=f"{node_name}: anomaly score", message="anomaly" if result.is_anomaly else "normal",
+                              name=f"{label}: anomaly score", message="anomaly" if result.is_anomaly else "normal",
                               hardware_id=result.bundle_hash[:12], values=_key_values(values))
     return DiagnosticArray(header=header, status=[status])
 
@@ -67,12 +73,13 @@ def heatmap_msg(anomaly_map: np.ndarray, header: Header) -> Image:
     return image_msg(np.asarray(anomaly_map, np.float32), FLOAT_ENCODING, header)
 
 
-def diagnostics_msg(report: HealthReport, stamp, node_name: str) -> DiagnosticArray:
-    """Node health; ``node_name`` (fully qualified) keeps several nodes apart on /diagnostics."""
-    status = DiagnosticStatus(level=bytes([int(report.level)]), name=f"{node_name}: status", message=report.message,
-                              hardware_id=report.values.get("bundle hash", "")[:12],
-                              values=_key_values(report.values))
-    msg = DiagnosticArray(status=[status])
+def diagnostics_msg(reports: dict[str, HealthReport], stamp) -> DiagnosticArray:
+    """Node health, one status per entry of ``reports`` (status name -> report): several nodes and
+    several cameras of one node stay apart on /diagnostics."""
+    statuses = [DiagnosticStatus(level=bytes([int(r.level)]), name=name, message=r.message,
+                                 hardware_id=r.values.get("bundle hash", "")[:12], values=_key_values(r.values))
+                for name, r in reports.items()]
+    msg = DiagnosticArray(status=statuses)
     msg.header.stamp = stamp
     return msg
 

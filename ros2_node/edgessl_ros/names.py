@@ -3,7 +3,9 @@
 The node, the launch file, ``config/params.yaml`` and the tests all read these names from here.
 This module imports neither rclpy nor the runtime's heavy parts, so a launch file can use it.
 
-Topics are relative, so they land in the node's namespace and can be remapped as usual:
+Topics are relative, so they land in the node's namespace and can be remapped as usual. With
+several cameras (``input_topics``), each camera's outputs land in its own namespace instead, the
+namespace of its input topic (``/cam0/image_raw`` -> ``/cam0/anomaly/score``):
     anomaly/score             std_msgs/Float32            normalised score (1.0 = decision threshold)
     anomaly/score_stamped     diagnostic_msgs/DiagnosticArray
                               header = input header; one status, level OK (normal) / WARN (anomaly),
@@ -12,11 +14,13 @@ Topics are relative, so they land in the node's namespace and can be remapped as
     anomaly/features          std_msgs/Float32MultiArray  the embedding (D floats)
     anomaly/features_stamped  sensor_msgs/Image           the embedding as a 1 x D 32FC1 image, input header
     anomaly/heatmap           sensor_msgs/Image           anomaly map, 32FC1 at the input size, input header
-    /diagnostics              diagnostic_msgs/DiagnosticArray  node health, about once per second
+    /diagnostics              diagnostic_msgs/DiagnosticArray  node health, about once per second,
+                              one status per camera
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 PACKAGE = "edgessl_ros"
@@ -39,6 +43,8 @@ OUTPUT_TOPICS = {
     "heatmap": (HEATMAP,),
 }
 RELIABILITIES = ("best_effort", "reliable")
+# Parameters a running node accepts changes of (through its parameter services); the others are read-only.
+DYNAMIC = ("threshold", "max_rate_hz")
 
 # Fast DDS reads an XML profile named by FASTRTPS_DEFAULT_PROFILES_FILE in 2.x (ROS 2 Jazzy) and by
 # FASTDDS_DEFAULT_PROFILES_FILE in 3.x (Kilted): set both. Without the profile's shared-memory
@@ -55,23 +61,30 @@ def fastdds_profile_env(profile: str) -> dict[str, str]:
 class NodeParams:
     """Every node parameter: the field name is the ROS parameter name, the value its default.
 
-    bundle: path of an edgessl bundle (required).  backend: auto | ort-cpu | ort-cuda | ort-tensorrt |
-    tensorrt.  precision: fp32 | int8.  threads: ONNX Runtime intra-op threads (0: one per core; fewer
-    leave cores to camera drivers).  threshold: decision threshold override in normalised units
-    (0 keeps the bundle's, which is 1.0; 0 is the median normal score, so overrides are non-zero).  input_topic: the camera topic.  compressed: subscribe to
+    bundle: path of an edgessl bundle (required).  public_key: an Ed25519 public key file; the bundle
+    must then carry a valid signature.  bundle_sha256: pin one bundle (its manifest's sha256).
+    backend: auto | ort-cpu | ort-cuda | ort-tensorrt | tensorrt.  precision: fp32 | int8.  threads:
+    ONNX Runtime intra-op threads (0: one per core; fewer leave cores to camera drivers).  threshold:
+    decision threshold override in normalised units (0 keeps the bundle's, which is 1.0; 0 is the
+    median normal score, so overrides are non-zero); changeable at runtime.  input_topic: the camera
+    topic.  input_topics: several camera topics scored by this one node (None: not given, use
+    input_topic); frames waiting together are scored in one batch.  compressed: subscribe to
     sensor_msgs/CompressedImage instead of sensor_msgs/Image.  qos_reliability / qos_depth: the input
-    subscription's QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
-    OUTPUT_TOPICS to publish.  max_rate_hz: process at most this many frames per second (<= 0:
-    as fast as inference allows).  diagnostics_period_s: /diagnostics period.  stale_after_s: input
-    older than this is reported as stalled.
+    subscriptions' QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
+    OUTPUT_TOPICS to publish.  max_rate_hz: start at most this many batches per second (<= 0: as fast
+    as inference allows); changeable at runtime.  diagnostics_period_s: /diagnostics period.
+    stale_after_s: a camera silent for longer than this is reported as stalled.
     """
 
     bundle: str = ""
+    public_key: str = ""
+    bundle_sha256: str = ""
     backend: str = "auto"
     precision: str = "fp32"
     threads: int = 0
     threshold: float = 0.0
     input_topic: str = "image"
+    input_topics: tuple[str, ...] | None = None
     compressed: bool = False
     qos_reliability: str = "best_effort"
     qos_depth: int = 5
@@ -83,6 +96,11 @@ class NodeParams:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The camera topics: ``input_topics`` when given, else ``input_topic`` alone."""
+        return (self.input_topic,) if self.input_topics is None else self.input_topics
 
     def problems(self) -> list[str]:
         """What is wrong with these values, one line each (empty when they are usable)."""
@@ -100,4 +118,37 @@ class NodeParams:
             out.append(f"parameter 'threads' must be 0 (one per core) or more, got {self.threads}")
         if self.diagnostics_period_s <= 0:
             out.append("parameter 'diagnostics_period_s' must be positive")
+        for name in DYNAMIC:
+            if not math.isfinite(getattr(self, name)):
+                out.append(f"parameter {name!r} must be a finite number, got {getattr(self, name)}")
+        if self.input_topics is not None:
+            out += topic_problems(self.input_topics)
         return out
+
+
+def topic_problems(topics: tuple[str, ...]) -> list[str]:
+    """What is wrong with a list of camera topics; the node checks them again once resolved, when
+    ``image`` and ``/image`` become the same topic and namespaces can be compared."""
+    if not topics or not all(topics):
+        return ["parameter 'input_topics' must name at least one camera topic and no empty one "
+                "(for one camera, input_topic is enough)"]
+    twice = sorted({t for t in topics if topics.count(t) > 1})
+    if twice:
+        return [f"parameter 'input_topics' names {', '.join(twice)} more than once"]
+    spaces = [output_namespace(t) for t in topics]
+    shared = sorted({ns for ns in spaces if spaces.count(ns) > 1})
+    if shared:
+        return [f"parameter 'input_topics': several topics in namespace {', '.join(ns or '/' for ns in shared)}, whose outputs "
+                "would mix; give each camera its own namespace (/cam0/image_raw, /cam1/image_raw)"]
+    return []
+
+
+def output_namespace(topic: str) -> str:
+    """Where a camera's outputs go when a node scores several: the namespace of its resolved
+    (absolute) input topic, ``/cam0`` for ``/cam0/image_raw``, ``""`` (the root) for ``/image``."""
+    return topic.rsplit("/", 1)[0]
+
+
+def camera_output_topic(camera_topic: str, output: str) -> str:
+    """The topic of ``output`` (one of OUTPUT_TOPICS' values) for a camera of a multi-camera node."""
+    return f"{output_namespace(camera_topic)}/{output}"

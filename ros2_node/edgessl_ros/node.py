@@ -1,90 +1,141 @@
 """The edgessl ROS 2 node: camera images in, anomaly score, decision, features, heatmap and health out.
 
-A thin adapter over ``edgessl.edge_runtime``: the subscription callback only stores the newest
-message in a one-frame drop-oldest queue; a worker thread converts it, scores it with the
-``Pipeline`` and publishes, so a slow model never builds a backlog (drops are counted). A frame that
-cannot be used is counted, reported on /diagnostics, and the node goes on.
+A thin adapter over ``edgessl.edge_runtime``: each subscription callback only stores the newest
+message in its camera's one-frame slot; the runtime's ``LiveScorer`` (a worker thread) converts,
+scores (frames of several cameras waiting together in one batch) and calls back here to publish,
+so a slow model never builds a backlog (drops are counted). A frame that fails in any step
+(convert, score, publish) is counted, reported on /diagnostics, and the worker goes on. Latencies
+are on the node's clock, so ``use_sim_time`` works under bag playback. ``threshold`` and
+``max_rate_hz`` can be changed on the running node (validated; a bad value is refused with the reason).
 
     python -m edgessl_ros.node --ros-args -p bundle:=BUNDLE -p input_topic:=/camera/image_raw
+    python -m edgessl_ros.node --ros-args -p bundle:=BUNDLE -p "input_topics:=[/cam0/image_raw, /cam1/image_raw]"
     ros2 run edgessl_ros edgessl_node --ros-args --params-file config/params.yaml
+
+``edgessl_ros.managed`` is the same node as a managed (lifecycle) node.
 """
 
 from __future__ import annotations
 
-import queue
+import inspect
 import sys
-import threading
-import time
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import ParameterDescriptor
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 
 from edgessl.edge_runtime.backends.ort import OrtOptions
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.edge_runtime.pipeline import Pipeline
-from edgessl.edge_runtime.streams.prefetch import DropOldestQueue
-from edgessl.edge_runtime.streams.rate_limit import RateLimiter
-from edgessl.edge_runtime.streams.health import StreamStats
+from edgessl.edge_runtime.pipeline import Pipeline, Result
+from edgessl.edge_runtime.streams.live import CameraSlots, LiveScorer, LiveSteps
 
 from . import messages, names
 from .names import NodeParams
 
 OUTPUT_QOS = 10  # reliable, keep last 10: reaches both reliable and best-effort subscribers
+OUTPUT_TYPES = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
+                names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image}
 
 
-class EdgesslNode(Node):
-    """Declares its parameters, loads the bundle (``EdgesslError`` when it fails its checks), subscribes."""
+def load_pipeline(p: NodeParams) -> Pipeline:
+    """The one place the node loads its bundle: every check of ``Pipeline.load``, and the signature
+    (``public_key``) and the pin (``bundle_sha256``) when they are given. A runtime whose loader
+    cannot check them refuses them rather than ignoring them."""
+    trust = {key: value for key, value in (("public_key", p.public_key), ("expect_sha256", p.bundle_sha256)) if value}
+    missing = set(trust) - set(inspect.signature(Pipeline.load).parameters)
+    if missing:
+        raise EdgesslError("parameters 'public_key' and 'bundle_sha256' need a runtime that checks bundle "
+                           f"signatures and pins (this one's Pipeline.load has no {', '.join(sorted(missing))})")
+    return Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
+                         options=OrtOptions(intra_op_threads=p.threads), **trust)
 
-    def __init__(self, **node_kwargs) -> None:
-        super().__init__(names.NODE, **node_kwargs)
-        self.params = self._declare_params()
-        problems = self.params.problems()
+
+def threshold_override(p: NodeParams) -> float | None:
+    return p.threshold if p.threshold != 0 else None
+
+
+def declare_params(node: Node) -> NodeParams:
+    """Declare every parameter of ``NodeParams`` on ``node``; ``EdgesslError`` for a value of the wrong type."""
+    values = {}
+    for f in fields(NodeParams):
+        if f.default is None:
+            values[f.name] = _declare_topic_list(node, f.name)
+            continue
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        desc = ParameterDescriptor(read_only=f.name not in names.DYNAMIC, dynamic_typing=isinstance(default, float))
+        try:
+            values[f.name] = node.declare_parameter(f.name, default, desc).value
+        except InvalidParameterTypeException:
+            raise EdgesslError(f"parameter {f.name!r} must be of the type of its default "
+                               f"({type(default).__name__}, e.g. {default!r})") from None
+    values["outputs"] = tuple(values["outputs"])
+    for name in ("threshold", "max_rate_hz", "diagnostics_period_s", "stale_after_s"):
+        values[name] = _number(name, values[name])
+    return NodeParams(**values)
+
+
+def _declare_topic_list(node: Node, name: str) -> tuple[str, ...] | None:
+    """A string list without a default: None when not given, ``()`` when given empty (``[]`` on the
+    command line arrives without a type, so "given" is read from the node's overrides)."""
+    value = node.declare_parameter(name, None, ParameterDescriptor(read_only=True, dynamic_typing=True)).value
+    if value is None:
+        return () if name in node._parameter_overrides else None  # rclpy has no public "was it given"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EdgesslError(f"parameter {name!r} must be a list of topic names, got {value!r}")
+    return tuple(value)
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EdgesslError(f"parameter {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+class Scoring:
+    """A loaded bundle serving the node's cameras: publishers per camera, subscriptions, the runtime's
+    worker, /diagnostics. ``managed``: outputs on lifecycle publishers (they publish only while the
+    node is active). ``EdgesslError`` when the bundle or the topics are refused."""
+
+    def __init__(self, node: Node, params: NodeParams, managed: bool = False) -> None:
+        self.node, self.params, self.managed = node, params, managed
+        self.pipeline = load_pipeline(params)
+        self.cameras = tuple(node.resolve_topic_name(t) for t in params.topics)
+        self.multi = params.input_topics is not None
+        problems = names.topic_problems(self.cameras) if self.multi else []
         if problems:
             raise EdgesslError("; ".join(problems))
-        p = self.params
-        self.pipeline = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision,
-                                      threshold=p.threshold if p.threshold != 0 else None,
-                                      options=OrtOptions(intra_op_threads=p.threads))
-        self._qualified_name = self.get_fully_qualified_name()
-        self._outputs = self._make_publishers(p.outputs)
-        self._diagnostics = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
-        topic = self.resolve_topic_name(p.input_topic)
-        self.stats = StreamStats(topic, {"backend": self.pipeline.backend, "precision": self.pipeline.precision_key,
-                                         "bundle hash": self.pipeline.bundle.hash,
-                                         "bundle": str(self.pipeline.bundle.root)}, p.stale_after_s)
-        self._frames = DropOldestQueue(1)
-        self._limiter = RateLimiter(p.max_rate_hz)
-        self._stop = threading.Event()
-        self.create_subscription(CompressedImage if p.compressed else Image, p.input_topic, self._on_image,
-                                 self._input_qos())
-        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._work, name="edgessl-inference", daemon=True)
-        self._worker.start()
-        self.get_logger().info(f"scoring {topic} with {p.bundle} ({self.pipeline.precision_key} on "
-                               f"{self.pipeline.backend}); publishing {', '.join(p.outputs)}")
+        qualified = node.get_fully_qualified_name()
+        self.labels = {c: f"{qualified} ({c})" if self.multi else qualified for c in self.cameras}
+        self.outputs = {c: self._make_publishers(c) for c in self.cameras}
+        self.diagnostics = node.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
+        info = {"backend": self.pipeline.backend, "precision": self.pipeline.precision_key,
+                "bundle hash": self.pipeline.bundle.hash, "bundle": str(self.pipeline.bundle.root)}
+        self.slots = CameraSlots(self.cameras, info, params.stale_after_s)
+        steps = LiveSteps(decode=messages.image_from_msg, publish=self._publish, now=self._now,
+                          stamp=messages.stamp_seconds)
+        self.scorer = LiveScorer(self.pipeline, self.slots, steps, params.max_rate_hz,
+                                 with_features="features" in params.outputs)
+        # health is reported on the steady clock: it goes on while a bag's simulated time is paused
+        self.timer = node.create_timer(params.diagnostics_period_s, self.publish_diagnostics,
+                                       clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.subscriptions: list = []
 
-    def _declare_params(self) -> NodeParams:
-        values = {}
-        for f in fields(NodeParams):
-            default = list(f.default) if isinstance(f.default, tuple) else f.default
-            desc = ParameterDescriptor(read_only=True, dynamic_typing=isinstance(default, float))
-            try:
-                values[f.name] = self.declare_parameter(f.name, default, desc).value
-            except InvalidParameterTypeException:
-                raise EdgesslError(f"parameter {f.name!r} must be of the type of its default "
-                                   f"({type(default).__name__}, e.g. {default!r})") from None
-        values["outputs"] = tuple(values["outputs"])
-        for name in ("threshold", "max_rate_hz", "diagnostics_period_s", "stale_after_s"):
-            values[name] = float(values[name])
-        return NodeParams(**values)
+    def _make_publishers(self, camera: str) -> dict:
+        create = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
+        topic = (lambda key: names.camera_output_topic(camera, key)) if self.multi else (lambda key: key)
+        return {key: create(OUTPUT_TYPES[key], topic(key), OUTPUT_QOS)
+                for out in self.params.outputs for key in names.OUTPUT_TOPICS[out]}
+
+    def _now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
 
     def _input_qos(self) -> QoSProfile:
         reliability = (ReliabilityPolicy.RELIABLE if self.params.qos_reliability == "reliable"
@@ -92,48 +143,33 @@ class EdgesslNode(Node):
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.params.qos_depth,
                           reliability=reliability, durability=DurabilityPolicy.VOLATILE)
 
-    def _make_publishers(self, outputs: tuple[str, ...]) -> dict:
-        types = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
-                 names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image}
-        return {topic: self.create_publisher(types[topic], topic, OUTPUT_QOS)
-                for out in outputs for topic in names.OUTPUT_TOPICS[out]}
+    def start(self) -> None:
+        """Subscribe to every camera and start the worker."""
+        msg_type = CompressedImage if self.params.compressed else Image
+        self.subscriptions = [
+            self.node.create_subscription(msg_type, c, lambda msg, c=c: self.slots.put(c, msg, self._now()),
+                                          self._input_qos())
+            for c in self.cameras]
+        self.scorer.start()
 
-    def _on_image(self, msg) -> None:
-        self.stats.record_received()
-        self._frames.put((msg, time.time()))
+    def stop(self) -> None:
+        """Unsubscribe and stop the worker (it finishes the batch in hand)."""
+        for sub in self.subscriptions:
+            self.node.destroy_subscription(sub)
+        self.subscriptions = []
+        self.scorer.stop()
 
-    def _work(self) -> None:
-        while self._limiter.wait(self._stop):
-            try:
-                msg, received = self._frames.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            self._limiter.start()
-            self._process(msg, received)
+    def apply(self, params: NodeParams) -> None:
+        """Take the runtime-changeable parameters (``names.DYNAMIC``) of ``params``."""
+        self.params = params
+        self.pipeline.threshold_override = threshold_override(params)
+        self.scorer.limiter.set_rate(params.max_rate_hz)
 
-    def _process(self, msg, received: float) -> None:
-        try:
-            image = messages.image_from_msg(msg)
-            result = self.pipeline.score(image, with_features=names.FEATURES in self._outputs)
-        except EdgesslError as exc:
-            self._fail(f"{exc}")
-            return
-        except Exception as exc:  # a bug or a backend failure: report it and keep serving
-            self._fail(f"{type(exc).__name__}: {exc}")
-            return
-        self._publish(result, msg.header)
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self.stats.record_processed((time.time() - (stamp or received)) * 1e3, result.latency_ms["total"])
-
-    def _fail(self, error: str) -> None:
-        self.stats.record_failed(error)
-        self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
-
-    def _publish(self, result, header) -> None:
-        pub = self._outputs
+    def _publish(self, camera: str, result: Result, msg) -> None:
+        pub, header = self.outputs[camera], msg.header
         if names.SCORE in pub:
             pub[names.SCORE].publish(messages.score_msg(result))
-            pub[names.SCORE_STAMPED].publish(messages.score_stamped_msg(result, header, self._qualified_name))
+            pub[names.SCORE_STAMPED].publish(messages.score_stamped_msg(result, header, self.labels[camera]))
         if names.DECISION in pub:
             pub[names.DECISION].publish(messages.decision_msg(result))
         if names.FEATURES in pub and result.features is not None:
@@ -142,22 +178,89 @@ class EdgesslNode(Node):
         if names.HEATMAP in pub and result.anomaly_map is not None:
             pub[names.HEATMAP].publish(messages.heatmap_msg(result.anomaly_map, header))
 
-    def _publish_diagnostics(self) -> None:
-        report = self.stats.report(dropped=self._frames.dropped)
-        self._diagnostics.publish(messages.diagnostics_msg(report, self.get_clock().now().to_msg(), self._qualified_name))
+    def publish_diagnostics(self) -> None:
+        reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports().items()}
+        for report in reports.values():
+            report.values["batch size (mean)"] = f"{self.scorer.mean_batch_size:.2f}"
+        self.diagnostics.publish(messages.diagnostics_msg(reports, self.node.get_clock().now().to_msg()))
+
+    def destroy(self) -> None:
+        """Stop, and release the publishers, the timer and the model."""
+        self.stop()
+        destroy = self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
+        for pubs in self.outputs.values():
+            for pub in pubs.values():
+                destroy(pub)
+        self.node.destroy_publisher(self.diagnostics)
+        self.node.destroy_timer(self.timer)
+        self.outputs, self.pipeline = {}, None
+
+
+class ParamsMixin:
+    """Parameters of both nodes: declared once, checked, and the dynamic ones applied when changed."""
+
+    scoring: Scoring | None = None
+
+    def _init_params(self) -> None:
+        self.params = declare_params(self)
+        problems = self.params.problems()
+        if problems:
+            raise EdgesslError("; ".join(problems))
+        self.add_on_set_parameters_callback(self._check_change)
+        self.add_post_set_parameters_callback(self._apply_change)
+
+    def _changed(self, parameters) -> NodeParams:
+        """The parameters after ``parameters`` are set (``EdgesslError`` with the reason when refused)."""
+        changes = {p.name: _number(p.name, p.value) for p in parameters if p.name in names.DYNAMIC}
+        candidate = replace(self.params, **changes)
+        problems = candidate.problems()  # the others were checked at start and are read-only
+        if problems:
+            raise EdgesslError("; ".join(problems))
+        return candidate
+
+    def _check_change(self, parameters) -> SetParametersResult:
+        try:
+            self._changed(parameters)
+        except EdgesslError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_change(self, parameters) -> None:
+        self.params = self._changed(parameters)
+        if self.scoring is not None:
+            self.scoring.apply(self.params)
+        changed = ", ".join(f"{p.name} = {p.value}" for p in parameters if p.name in names.DYNAMIC)
+        if changed:
+            self.get_logger().info(f"parameters changed: {changed}")
+
+
+class EdgesslNode(ParamsMixin, Node):
+    """Declares its parameters, loads the bundle (``EdgesslError`` when it fails its checks), subscribes."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__(names.NODE, **node_kwargs)
+        self._init_params()
+        self.scoring = Scoring(self, self.params)
+        self.scoring.start()
+        p, pipe = self.params, self.scoring.pipeline
+        self.get_logger().info(f"scoring {', '.join(self.scoring.cameras)} with {p.bundle} ({pipe.precision_key} on "
+                               f"{pipe.backend}); publishing {', '.join(p.outputs)}")
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.scoring.pipeline
 
     def close(self) -> None:
-        """Stop the worker (it finishes the frame in hand) and destroy the node."""
-        self._stop.set()
-        self._worker.join(timeout=5.0)
+        """Stop the worker (it finishes the batch in hand) and destroy the node."""
+        self.scoring.destroy()
         self.destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Run the node until shutdown; exit 2 with one line on stderr when it cannot start."""
-    rclpy.init(args=args)
+def run(make_node, argv: list[str] | None = None) -> int:
+    """Spin ``make_node()`` until shutdown; exit 2 with one line on stderr when it cannot start."""
+    rclpy.init(args=argv)
     try:
-        node = EdgesslNode()
+        node = make_node()
     except EdgesslError as exc:
         print(f"{names.NODE}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
@@ -170,6 +273,10 @@ def main(args: list[str] | None = None) -> int:
         node.close()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(EdgesslNode, args)
 
 
 if __name__ == "__main__":
