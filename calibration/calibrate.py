@@ -6,10 +6,10 @@ preprocessing (``calib_data``); pre-process the fp32 model; collect activation r
 the costliest layers in float when it fails; re-derive each INT8 threshold from the held-out
 normal scores with the fp32 threshold's own rule and settings (``edge_runtime.thresholds``).
 
-Only when every target passes are files written into the bundle: the INT8 models, TensorRT's
-calibration cache (``calibration.cache``, with ``--target tensorrt``), ``calibration_report.json``,
-``calibration_summary.txt``, then the manifest (``seal``, last). A failed gate or bad input leaves
-the bundle as it was.
+Only when every target passes is the bundle changed, through ``update_bundle``: the INT8 models,
+TensorRT's calibration cache (``calibration.cache``, with ``--target tensorrt``),
+``calibration_report.json``, ``calibration_summary.txt`` and the re-sealed manifest, swapped in at
+once. A failed gate or bad input leaves the bundle as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import numpy as np
 
 from edgessl import __version__
 from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
-from edgessl.edge_runtime.bundle import Bundle, seal, write_atomic
+from edgessl.edge_runtime.bundle import Bundle, write_atomic
+from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
@@ -172,30 +173,30 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         failing = "; ".join(f"{k}: {', '.join(r['failed'])}" for k, r in results.items() if not r["passed"])
         if failing:
             raise GateFailed(f"INT8 failed the accuracy gate ({failing}); the bundle is unchanged", report)
-        _write(bundle, cfg, results, report, ranges)
+        update_bundle(bundle.root, lambda root, m: _write(root, m, cfg, results, report, ranges),
+                      based_on=bundle.hash)
     return report
 
 
 
-def _earlier_targets(bundle: Bundle, results: dict) -> dict:
+def _earlier_targets(root: Path, manifest: dict, results: dict) -> dict:
     """Report entries of INT8 models this run leaves in place (an earlier ``--target``), kept in the report."""
-    old = bundle.path(REPORT_FILE)
+    old = root / REPORT_FILE
     if not old.is_file():
         return {}
     previous = json.loads(old.read_text())
     entries = {**previous.get("earlier_targets", {}),
                **{k: {**t, "calibration": previous.get("calibration")} for k, t in previous.get("targets", {}).items()}}
-    return {k: t for k, t in entries.items() if k not in results and k in bundle.manifest.get("precisions", {})}
+    return {k: t for k, t in entries.items() if k not in results and k in manifest.get("precisions", {})}
 
 
-def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ranges: dict) -> None:
-    """Models, TensorRT cache, report, then the manifest (sealed last)."""
-    m = dict(bundle.manifest)
+def _write(root: Path, m: dict, cfg: CalibrateConfig, results: dict, report: dict, ranges: dict) -> dict:
+    """Models, TensorRT cache and report into the bundle's staging copy ``root``; returns the new manifest."""
     precisions, thresholds = dict(m.get("precisions", {})), dict(m.get("thresholds", {}))
     cal = report["calibration"]
     for key, r in results.items():
         target = TARGETS_BY_KEY[key]
-        write_atomic(bundle.path(target.model_file), r["model_bytes"])
+        write_atomic(root / target.model_file, r["model_bytes"])
         precisions[key] = {"model": target.model_file, "dtype": "int8", "target": target.name, **target.describe(),
                            "float_nodes": r["float_nodes"],
                            "calibration": {k: cal[k] for k in ("method", "num_images", "calibration_set_sha256")},
@@ -205,15 +206,15 @@ def _write(bundle: Bundle, cfg: CalibrateConfig, results: dict, report: dict, ra
         thresholds[key] = r["threshold"].to_dict()
     cache = None
     if "int8-tensorrt" in results:
-        write_cache(bundle.path(TRT_CACHE_FILE), ranges, cfg.tensorrt_version)
+        write_cache(root / TRT_CACHE_FILE, ranges, cfg.tensorrt_version)
         cache = {"file": TRT_CACHE_FILE, "tensorrt_version": cfg.tensorrt_version,
                  "header": f"TRT-{version_number(cfg.tensorrt_version)}-EntropyCalibration2",
                  "note": "TensorRT 10 implicit-quantization fallback; TensorRT 11 uses the Q/DQ model"}
-    write_report(bundle.root, {**report, "earlier_targets": _earlier_targets(bundle, results)})
+    write_report(root, {**report, "earlier_targets": _earlier_targets(root, m, results)})
     m["calibration"] = {**cal, "targets": list(results), "report": REPORT_FILE, "summary": SUMMARY_FILE,
                         "tensorrt_cache": cache, "created": report["created"]}
     m.update(precisions=precisions, thresholds=thresholds)
-    seal(bundle.root, m)
+    return m
 
 
 def model_opset(path: Path) -> int:

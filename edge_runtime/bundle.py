@@ -14,7 +14,17 @@ Manifest keys (``MANIFEST_VERSION`` 1): ``format``, ``manifest_version``, ``tool
 ``calibration`` (optional), ``engines`` (list), ``provenance``, ``files`` (relative path -> sha256).
 
 The bundle hash is the sha256 of ``manifest.json``'s bytes: since the manifest lists every file's
-sha256, it identifies the whole bundle.
+sha256, it identifies the whole bundle (``--expect-sha256`` pins it).
+
+**The seal.** ``manifest["seal"] = {"sha256": sha256(canonical_json(manifest without "seal"))}``,
+canonical JSON being sorted keys and no whitespace. Loading refuses, in this order: a manifest
+without its ``files`` list, a broken seal (the manifest edited in place), a section of the wrong
+type, a bundle whose hash is not the pinned one, an unsigned bundle or a bad signature when a
+public key is given (``signing``), a signed bundle whose manifest is not the one signed, a listed
+file missing or not matching its sha256, and any file the manifest does not list (only
+``manifest.json`` and the detached ``signature.json`` are not listed). The seal stops edits by
+hand and by mistake; an attacker can recompute it, which the signature or the pin then refuses.
+A bundle is made or changed only through ``bundle_update.update_bundle``.
 """
 
 from __future__ import annotations
@@ -31,7 +41,12 @@ from .errors import EdgesslError
 FORMAT = "edgessl-bundle"
 MANIFEST_VERSION = 1
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"  # detached: signs manifest.json's bytes, so it cannot be listed in it
+UNLISTED = (MANIFEST, SIGNATURE)
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
+SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
+            "operating_points": dict, "engines": list, "calibration": dict, "provenance": dict,
+            "intended_use": dict}  # the JSON type of each top-level section, when present
 
 
 def file_sha256(path: Path) -> str:
@@ -73,20 +88,47 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def seal(bundle_dir: Path, manifest: dict) -> dict:
-    """Hash every file of the bundle into ``manifest["files"]`` and write ``manifest.json`` atomically.
+def canonical_json(obj) -> bytes:
+    """The bytes the seal is computed over: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
-    Call it last in any step that changes a bundle: the manifest is the commit point.
+
+def seal_digest(manifest: dict) -> str:
+    """sha256 of the canonical JSON of ``manifest`` without its ``seal``."""
+    return hashlib.sha256(canonical_json({k: v for k, v in manifest.items() if k != "seal"})).hexdigest()
+
+
+def bundle_files(bundle_dir: Path) -> list[str]:
+    """Every file under ``bundle_dir`` (relative POSIX paths, sorted) except the manifest and the signature."""
+    return sorted(rel for p in Path(bundle_dir).rglob("*")
+                  if p.is_file() and (rel := p.relative_to(bundle_dir).as_posix()) not in UNLISTED)
+
+
+def seal(bundle_dir: Path, manifest: dict) -> dict:
+    """Hash every file into ``manifest["files"]``, seal the manifest, write ``manifest.json`` atomically.
+
+    A primitive of ``bundle_update.update_bundle``, which every command that changes a bundle goes through.
     """
     bundle_dir = Path(bundle_dir)
-    files = {}
-    for p in sorted(bundle_dir.rglob("*")):
-        rel = p.relative_to(bundle_dir).as_posix()
-        if p.is_file() and rel != MANIFEST and not p.name.startswith("."):
-            files[rel] = file_sha256(p)
+    files = {rel: file_sha256(bundle_dir / rel) for rel in bundle_files(bundle_dir)}
     manifest = {**manifest, "format": FORMAT, "manifest_version": MANIFEST_VERSION, "files": files}
+    manifest["seal"] = {"sha256": seal_digest(manifest), "over": "canonical JSON (sorted keys) without 'seal'"}
     write_atomic(bundle_dir / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
+
+
+def _inside(rel) -> bool:
+    """``rel`` is a relative path that stays inside the bundle."""
+    return isinstance(rel, str) and rel not in ("", ".") and not Path(rel).is_absolute() and ".." not in Path(rel).parts
+
+
+def check_pin(text: str) -> str:
+    """A ``--expect-sha256`` value: 64 hex digits, lower-cased."""
+    pin = text.strip().lower()
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise EdgesslError(f"--expect-sha256 {text!r}: expected the bundle's sha256, 64 hex digits "
+                           "(`edgessl bundle inspect BUNDLE` prints it)")
+    return pin
 
 
 @dataclass
@@ -98,8 +140,10 @@ class Bundle:
     hash: str
 
     @classmethod
-    def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
-        """Read ``manifest.json``; with ``verify``, refuse a bundle whose files do not match their hashes."""
+    def load(cls, path: str | Path, verify: bool = True, public_key: str | Path | None = None,
+             expect_sha256: str | None = None) -> "Bundle":
+        """Read ``manifest.json``; with ``verify``, the checks of the module docstring. ``public_key``
+        (a ``.pub`` file) requires a valid signature; ``expect_sha256`` pins the bundle hash."""
         root = Path(path)
         mpath = root / MANIFEST
         if not mpath.is_file():
@@ -107,9 +151,9 @@ class Bundle:
         raw = mpath.read_bytes()
         try:
             manifest = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise EdgesslError(f"{mpath}: not valid JSON ({exc.msg})") from None
-        if manifest.get("format") != FORMAT:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EdgesslError(f"{mpath}: not valid JSON ({getattr(exc, 'msg', exc.__class__.__name__)})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise EdgesslError(f"{mpath}: not an edgessl bundle manifest")
         version = manifest.get("manifest_version")
         if version != MANIFEST_VERSION:
@@ -117,18 +161,98 @@ class Bundle:
                                f"(expects {MANIFEST_VERSION}); re-export it with `edgessl export`")
         bundle = cls(root, manifest, hashlib.sha256(raw).hexdigest())
         if verify:
+            bundle.check_seal()
+        pin = None if expect_sha256 is None else check_pin(expect_sha256)
+        if pin is not None and bundle.hash != pin:
+            raise EdgesslError(f"{root}: bundle sha256 {bundle.hash} is not the pinned {pin} (--expect-sha256); "
+                               "refusing to load")
+        if public_key is not None:
+            from .signing import verify_signature
+
+            verify_signature(bundle, public_key)
+        if verify:
+            bundle.check_signed_hash()
             bundle.verify()
         return bundle
 
+    @property
+    def signature(self) -> dict | None:
+        """The detached signature record (``signing``), or None when the bundle is unsigned."""
+        p = self.root / SIGNATURE
+        if not p.is_file():
+            return None
+        try:
+            record = json.loads(p.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EdgesslError(f"{p}: not a signature record (not JSON); sign the bundle again") from None
+        if not isinstance(record, dict):
+            raise EdgesslError(f"{p}: not a signature record; sign the bundle again")
+        return record
+
+    def check_signed_hash(self) -> None:
+        """A signed bundle's manifest is the one that was signed (edgessl removes the signature on any
+        change, so a mismatch is a change made outside it; without a key this stops only the naive)."""
+        record = self.signature
+        if record is not None and record.get("manifest_sha256") != self.hash:
+            raise EdgesslError(f"{self.root}: the manifest changed after the bundle was signed (outside edgessl); "
+                               "refusing to load")
+
+    def check_seal(self) -> None:
+        """The manifest has its ``files`` list and its seal matches its content."""
+        mpath = self.root / MANIFEST
+        if not isinstance(self.manifest.get("files"), dict):
+            raise EdgesslError(f"{mpath}: the manifest has no 'files' list, so no file can be checked; "
+                               "refusing to load (re-export the bundle)")
+        seal_record = self.manifest.get("seal")
+        if not isinstance(seal_record, dict) or "sha256" not in seal_record:
+            raise EdgesslError(f"{mpath}: the manifest has no seal (edited, or made by an older edgessl); "
+                               "refusing to load (re-export the bundle)")
+        if seal_record["sha256"] != seal_digest(self.manifest):
+            raise EdgesslError(f"{mpath}: the manifest was edited after it was sealed (its content does not "
+                               "match its seal); refusing to load")
+        self.check_sections()
+
+    def check_sections(self) -> None:
+        """Each section present has its JSON type, and the entries the runtime indexes are objects."""
+        where = self.root / MANIFEST
+        for name, kind in SECTIONS.items():
+            if name in self.manifest and not isinstance(self.manifest[name], kind):
+                raise EdgesslError(f"{where}: manifest section {name!r} must be a JSON {kind.__name__}")
+        m = self.manifest
+        for name in ("precisions", "thresholds", "operating_points"):
+            bad = next((k for k, v in m.get(name, {}).items() if not isinstance(v, dict)), None)
+            if bad is not None:
+                raise EdgesslError(f"{where}: manifest entry {name}.{bad} must be a JSON object")
+        for key, p in m.get("precisions", {}).items():
+            if not isinstance(p.get("model"), str) or not _inside(p["model"]):
+                raise EdgesslError(f"{where}: precisions.{key}.model must name a file in the bundle")
+        if not _inside(m.get("detector", {}).get("directory", "detector")):
+            raise EdgesslError(f"{where}: detector.directory must name a folder in the bundle")
+        if not all(isinstance(e, dict) for e in m.get("engines", [])):
+            raise EdgesslError(f"{where}: every manifest entry of 'engines' must be a JSON object")
+
+    def section(self, name: str) -> dict:
+        """A manifest section the caller needs, or ``EdgesslError`` when the manifest lacks it."""
+        if name not in self.manifest:
+            raise EdgesslError(f"{self.root / MANIFEST}: the manifest has no {name!r} section; re-export the bundle")
+        return self.manifest[name]
+
     def verify(self) -> None:
-        """Every listed file exists and has its recorded sha256."""
-        for rel, digest in self.manifest.get("files", {}).items():
+        """Every listed file exists and has its recorded sha256; no other file is in the bundle."""
+        files = self.manifest["files"]
+        for rel, digest in files.items():
+            if not _inside(rel):
+                raise EdgesslError(f"{self.root}: the manifest lists {rel!r}, outside the bundle; refusing to load")
             p = self.root / rel
             if not p.is_file():
                 raise EdgesslError(f"{self.root}: file {rel} listed in the manifest is missing")
-            if file_sha256(p) != digest:
+            if file_sha256(p) != digest:  # a digest that is not a string never matches
                 raise EdgesslError(f"{self.root}: {rel} does not match its sha256 in the manifest "
                                    "(modified after export); refusing to load")
+        for rel in bundle_files(self.root):
+            if rel not in files:
+                raise EdgesslError(f"{self.root}: {rel} is not listed in the manifest (added after sealing); "
+                                   "refusing to load (remove it)")
 
     def path(self, rel: str) -> Path:
         return self.root / rel

@@ -36,8 +36,19 @@ def default_of(cls: type, name: str) -> Any:
 
 
 @dataclass
-class BundleOptions:
-    """What selects the model a command runs: the bundle, the backend and the precision."""
+class TrustOptions:
+    """What a bundle must prove before it is used (docs/trust.md)."""
+
+    public_key: str | None = option(None, "refuse the bundle unless it is signed with this Ed25519 key "
+                                          "(`edgessl sign`)", metavar="KEY.pub")
+    expect_sha256: str | None = option(None, "refuse the bundle unless its sha256 (of manifest.json, "
+                                             "`edgessl bundle inspect` prints it) is HASH", metavar="HASH")
+
+
+@dataclass
+class BundleOptions(TrustOptions):
+    """What selects the model a command runs: the bundle, the backend and the precision (and, from
+    ``TrustOptions``, what the bundle must prove)."""
 
     bundle: str = option("", "bundle directory (from `edgessl export`)", metavar="BUNDLE", required=True)
     backend: str = option("auto", "inference backend; auto = the best available: "
@@ -45,3 +56,12 @@ class BundleOptions:
     precision: str = option("fp32", "fp32, or int8 (the CPU model on ort-cpu, the Q/DQ TensorRT model on GPUs)",
                             choices=PRECISIONS)
     threads: int = option(0, "ONNX Runtime intra-op threads (0: one per core)")
+
+    def pipeline(self, threshold: float | None = None):
+        """The ``Pipeline`` these options describe (bundle verified, signature and pin checked when given)."""
+        from .backends.ort import OrtOptions
+        from .pipeline import Pipeline
+
+        return Pipeline.load(self.bundle, backend=self.backend, precision=self.precision, threshold=threshold,
+                             options=OrtOptions(intra_op_threads=self.threads), public_key=self.public_key,
+                             expect_sha256=self.expect_sha256)

@@ -33,7 +33,11 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if not data:
         raise EdgesslError(f"{name}: empty file (0 bytes)")
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # a header OpenCV refuses (e.g. a width over its limit), found by fuzzing
+        reason = " ".join(str(exc).split()).split("error: ", 1)[-1]
+        raise EdgesslError(f"{name}: not a readable image (OpenCV: {reason})") from None
     if img is None:
         raise EdgesslError(f"{name}: not a readable image (corrupt or unsupported format)")
     return canonical_image(img, bgr=True, name=name)

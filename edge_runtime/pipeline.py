@@ -2,6 +2,7 @@
 
     from edgessl.edge_runtime.pipeline import Pipeline
     pipe = Pipeline.load("bundle/", backend="auto", precision="int8")
+    pipe = Pipeline.load("bundle/", public_key="signer.pub", expect_sha256="5f0c...")  # signed / pinned
     r = pipe.score(image)            # HxW or HxWx3 RGB, uint8/uint16
     r.score, r.is_anomaly, r.anomaly_map, r.latency_ms
 
@@ -149,20 +150,22 @@ class Pipeline:
         self.precision_key = precision
         self.threshold_record = threshold
         self.threshold_override = threshold_override
-        self.spec = PreprocessSpec.from_dict(bundle.manifest["preprocess"])
+        self.spec = PreprocessSpec.from_dict(bundle.section("preprocess"))
         self._blas = _one_blas_thread if detector.blas_bound else contextlib.nullcontext
 
     @classmethod
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
-             threshold: float | None = None, options: OrtOptions | None = None) -> "Pipeline":
-        """Verify the bundle (version, every file's sha256), pick the backend, check the precision
-        has a model and a threshold, and load the model and the detector."""
-        bundle = Bundle.load(bundle_path, verify=True)
+             threshold: float | None = None, options: OrtOptions | None = None,
+             public_key: str | Path | None = None, expect_sha256: str | None = None) -> "Pipeline":
+        """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file; with
+        ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the backend, check
+        the precision has a model and a threshold, and load the model and the detector."""
+        bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
         name = select_backend(backend)
         key = precision_key(precision, name)
         bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
         record = Threshold.from_dict(bundle.threshold(key))
-        detector_dir = bundle.path(bundle.manifest.get("detector", {}).get("directory", "detector"))
+        detector_dir = bundle.path(bundle.section("detector").get("directory", "detector"))
         detector = load_detector(detector_dir)
         return cls(bundle, _make_backend(bundle, name, key, options, detector), detector, key, record, threshold)
 

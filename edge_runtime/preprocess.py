@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import EdgesslError
 from .images import to_uint8
+from .records import record_from_dict
 
 RESIZE_POLICIES = ("stretch", "shorter_center_crop")
 
@@ -57,9 +58,7 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
-        d = dict(d)
-        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
-        return cls(**d)
+        return record_from_dict(cls, d, "preprocess spec")
 
 
 def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:

@@ -52,6 +52,7 @@ import numpy as np
 
 from .bundle import write_atomic
 from .errors import EdgesslError
+from .records import record_from_dict
 
 
 def binomial_sf(m: int, n: int, p: float) -> float:
@@ -144,7 +145,7 @@ class Threshold:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Threshold":
-        return cls(**d)
+        return record_from_dict(cls, d, "threshold")
 
     def save(self, path: str | Path) -> None:
         write_atomic(Path(path), (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode())

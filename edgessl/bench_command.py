@@ -40,13 +40,10 @@ class BenchConfig(BundleOptions):
 
 def bench(cfg: BenchConfig) -> dict:
     """Load the bundle and time all contenders (see ``edge_runtime.streams.bench``)."""
-    from edgessl.edge_runtime.backends.ort import OrtOptions
     from edgessl.edge_runtime.data.datasets import open_dataset
-    from edgessl.edge_runtime.pipeline import Pipeline
     from edgessl.edge_runtime.streams.bench import bench_pipeline, synthetic_images
 
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision,
-                         options=OrtOptions(intra_op_threads=cfg.threads))
+    pipe = cfg.pipeline()
     n = max(cfg.batch_size * 4, 16)
     if cfg.data:
         ds = open_dataset(cfg.data, "test")

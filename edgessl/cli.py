@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "edgessl.commands",
     "edgessl.edge_runtime.commands.replay",
     "edgessl.edge_runtime.commands.triage",
+    "edgessl.edge_runtime.commands.trust",
 )
 
 # Rooms that register kinds of training data (data.registry): ROS 2 bags, DICOM.

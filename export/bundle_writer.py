@@ -1,8 +1,8 @@
 """``edgessl export``: a run directory (backbone + fitted detector + threshold) to a verified bundle.
 
-The bundle is assembled in a hidden sibling directory (``.BUNDLE.<pid>.tmp``), verified, sealed, and
-only then renamed to ``BUNDLE``: a crash or a failed verification leaves no bundle, or the old
-bundle untouched (``--force`` replaces an existing bundle only after the new one is complete).
+The bundle is assembled by ``update_bundle`` (``create``) in a hidden sibling directory, verified,
+sealed, and only then renamed to ``BUNDLE``: a crash or a failed verification leaves no bundle, or
+the old bundle untouched (``--force`` replaces an existing bundle only after the new one is complete).
 
 A run without a fitted detector is refused (run ``edgessl fit`` first): a bundle is a detector with
 a threshold, and every consumer (runtime, ROS node, triage) scores with it.
@@ -11,14 +11,14 @@ a threshold, and every consumer (runtime, ROS node, triage) scores with it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from edgessl import __version__
-from edgessl.edge_runtime.bundle import MANIFEST, file_sha256, seal
+from edgessl.edge_runtime.bundle import file_sha256
+from edgessl.edge_runtime.bundle_update import check_new, update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
@@ -80,21 +80,6 @@ def _provenance(run: Path, meta: dict, fit: dict) -> dict:
     }
 
 
-def _install(staging: Path, out: Path, force: bool) -> None:
-    """Rename the finished ``staging`` to ``out``; with ``force``, swap out an existing bundle."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
-    os.replace(out, old)
-    try:
-        os.replace(staging, out)
-    except OSError:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_bundle(cfg: ExportConfig) -> dict:
     """Export, verify and seal; returns the manifest. Raises ``EdgesslError`` and writes nothing on failure."""
     from edgessl.train.feature_model import FeatureModel
@@ -104,20 +89,14 @@ def export_bundle(cfg: ExportConfig) -> dict:
 
     run, out = Path(cfg.run), Path(cfg.out)
     check_opset(cfg.opset)
-    if out.exists() and not cfg.force:
-        what = "a bundle" if (out / MANIFEST).is_file() else "a file or directory"
-        raise EdgesslError(f"{out} already exists ({what}); choose another --out or pass --force to replace it")
+    check_new(out, cfg.force)  # before the slow part
     backbone, spec, meta, detector, threshold, fit = read_run(run)
     source = cfg.data or fit.get("data") or meta.get("data")
     if not source:
         raise EdgesslError(f"{run}: the run does not record its data; pass --data SOURCE to verify on")
     batch, verified_on = verification_images(source, spec, cfg.verify_images)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    def write(staging: Path, _: dict) -> dict:
         model = FeatureModel(backbone, with_patches="patches" in detector.inputs)
         model_info = export_onnx(model, spec, staging / MODEL_FILE, cfg.opset)
         check = verify_export(model, staging / MODEL_FILE, batch, detector, threshold)
@@ -127,7 +106,7 @@ def export_bundle(cfg: ExportConfig) -> dict:
         for f in DETECTOR_FILES:
             if (run / "detector" / f).is_file():
                 shutil.copy2(run / "detector" / f, staging / "detector" / f)
-        manifest = {
+        return {
             "tool_version": __version__,
             "created": utc_now(),
             "model": {**model_info, "verification": {**check.to_dict(), "images_from": verified_on}},
@@ -142,8 +121,5 @@ def export_bundle(cfg: ExportConfig) -> dict:
             "engines": [],
             "provenance": _provenance(run, meta, fit),
         }
-        manifest = seal(staging, manifest)
-        _install(staging, out, cfg.force)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return manifest
+
+    return update_bundle(out, write, create=True, replace=cfg.force).manifest

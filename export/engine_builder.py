@@ -10,21 +10,24 @@
 One optimization profile over the dynamic batch (1, ``opt_batch``, ``max_batch``), a workspace pool
 limit, an optional timing cache (read, then written back), and DLA with GPU fallback for Jetson.
 The engine is written to ``engines/<key>.engine`` and recorded in ``manifest["engines"]``
-(``edge_runtime.engines``), then the bundle is re-sealed.
+(``edge_runtime.engines``), through ``update_bundle`` (verified, re-sealed, swapped in at once).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
-from edgessl.edge_runtime.bundle import Bundle, file_sha256, seal, write_atomic
+from edgessl.edge_runtime.bundle import Bundle, write_atomic
+from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.engines import ENGINE_DIR, engine_key, gpu_compute_capability, upsert_engine, version_triple
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.gpu_packages import import_tensorrt
 from edgessl.edge_runtime.timestamps import utc_now
 
 from .config import EngineConfig
+
 
 def source_key(precision: str) -> str:
     """The bundle precision whose ONNX an engine of ``precision`` is built from."""
@@ -125,15 +128,20 @@ def build_engine(cfg: EngineConfig) -> dict:
     cc = gpu_compute_capability()
     key = engine_key(trt.__version__, cc, cfg.precision, source_sha, cfg.dla_core)
     rel = f"{ENGINE_DIR}/{key}.engine"
-    write_atomic(bundle.path(rel), bytes(serialized))
+    engine = bytes(serialized)
     entry = {
         "key": key, "file": rel, "tensorrt_version": version_triple(trt.__version__),
         "tensorrt_version_full": trt.__version__, "compute_capability": cc, "precision": cfg.precision,
         "source": src, "source_model": rel_model, "source_sha256": source_sha,
         "strongly_typed": strongly_typed, "dla_core": cfg.dla_core, "min_batch": 1, "opt_batch": cfg.opt_batch,
         "max_batch": cfg.max_batch, "workspace_mb": cfg.workspace_mb,
-        "build_seconds": round(time.perf_counter() - started, 1), "engine_sha256": file_sha256(bundle.path(rel)),
+        "build_seconds": round(time.perf_counter() - started, 1), "engine_sha256": hashlib.sha256(engine).hexdigest(),
         "created": utc_now(),
     }
-    seal(bundle.root, upsert_engine(bundle.manifest, entry))
+
+    def store(root: Path, manifest: dict) -> dict:
+        write_atomic(root / rel, engine)
+        return upsert_engine(manifest, entry)
+
+    update_bundle(bundle.root, store, based_on=bundle.hash)
     return entry

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from requires import require
+
 TINY_DATA = "digits"
 TINY_NORMAL = "0"
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    pytest.importorskip("torch")
+    require("torch")
     from edgessl.train.fit import FitConfig, fit_run
     from edgessl.train.pretrain import PretrainConfig, pretrain
 

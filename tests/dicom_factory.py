@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-pydicom = __import__("pytest").importorskip("pydicom", reason="pydicom (optional group 'medical') is not installed")
+from requires import require
+
+pydicom = require("pydicom", reason="pydicom (optional group 'medical') is not installed")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 

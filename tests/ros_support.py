@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from requires import require
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "ros2_node" / "config" / "fastdds_loopback.xml"
 _next_domain = itertools.count()
@@ -89,7 +91,7 @@ def patch_bundle(tmp_path_factory):
 @pytest.fixture
 def ros(monkeypatch):
     """A fresh rclpy context on a fresh domain over the loopback profile; torn down after the test."""
-    rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    rclpy = require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 

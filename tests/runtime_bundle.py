@@ -3,7 +3,8 @@
 The model is written with ONNX's helper API (conv 3x3 stride 2 + ReLU -> ``patches``; global
 average pool -> ``embedding``), run with ONNX Runtime on the digits' normal class (0) to fit a
 detector (``knn`` on embeddings or ``patch`` on patch features) and a threshold from held-out
-normal scores; the bundle is sealed with ``bundle.seal``. Only numpy, onnx and onnxruntime.
+normal scores; the bundle is made with ``update_bundle``, as ``edgessl export`` makes one. Only
+numpy, onnx and onnxruntime.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.bundle import seal
+from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import KnnDetector, PatchDetector
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
@@ -57,24 +58,25 @@ def _outputs(model: Path, images: list[np.ndarray]) -> dict[str, np.ndarray]:
 
 def make_bundle(out: Path, detector: str = "knn") -> Path:
     """Write a sealed fp32 bundle to ``out`` and return it."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_model(out / "model.onnx")
-    train = open_dataset("digits", "train")
-    normal = [train.image(i) for i in np.flatnonzero(train.labels == 0)]
-    fit_imgs, held = normal[:60], normal[60:]
-    bank = _outputs(out / "model.onnx", fit_imgs)
-    det = KnnDetector(bank["embedding"], k=3) if detector == "knn" else PatchDetector(
-        bank["patches"].transpose(0, 2, 3, 1).reshape(-1, CHANNELS), k=1)
-    det.save(out / "detector")
-    threshold = fit_threshold(det.score(_outputs(out / "model.onnx", held)).raw_scores, target_fpr=0.1)
-    manifest = {
-        "model": {"input": "input", "outputs": ["embedding", "patches"], "opset": 17},
-        "preprocess": SPEC.to_dict(),
-        "detector": {"kind": det.kind, "directory": "detector", "inputs": list(det.inputs)},
-        "precisions": {"fp32": {"model": "model.onnx"}},
-        "thresholds": {"fp32": threshold.to_dict()},
-        "engines": [],
-        "provenance": {"made_by": "tests/runtime_bundle.py"},
-    }
-    seal(out, manifest)
+    def write(root: Path, _: dict) -> dict:
+        write_model(root / "model.onnx")
+        train = open_dataset("digits", "train")
+        normal = [train.image(i) for i in np.flatnonzero(train.labels == 0)]
+        fit_imgs, held = normal[:60], normal[60:]
+        bank = _outputs(root / "model.onnx", fit_imgs)
+        det = KnnDetector(bank["embedding"], k=3) if detector == "knn" else PatchDetector(
+            bank["patches"].transpose(0, 2, 3, 1).reshape(-1, CHANNELS), k=1)
+        det.save(root / "detector")
+        threshold = fit_threshold(det.score(_outputs(root / "model.onnx", held)).raw_scores, target_fpr=0.1)
+        return {
+            "model": {"input": "input", "outputs": ["embedding", "patches"], "opset": 17},
+            "preprocess": SPEC.to_dict(),
+            "detector": {"kind": det.kind, "directory": "detector", "inputs": list(det.inputs)},
+            "precisions": {"fp32": {"model": "model.onnx"}},
+            "thresholds": {"fp32": threshold.to_dict()},
+            "engines": [],
+            "provenance": {"made_by": "tests/runtime_bundle.py"},
+        }
+
+    update_bundle(out, write, create=True, replace=True)
     return out

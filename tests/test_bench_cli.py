@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from requires import require
+
 from edgessl.cli import main
 from runtime_bundle import make_bundle
 
@@ -39,7 +41,7 @@ def test_bench_table_shows_the_breakdown(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_adds_pytorch_eager_for_an_exported_bundle(tiny_bundle, capsys):
-    pytest.importorskip("torch")
+    require("torch")
     out = _bench(capsys, "--bundle", str(tiny_bundle), "--data", "digits")
     assert set(out["results"]) == {"runtime", "bare_ort", "pytorch_eager"}
     assert out["ratios"]["runtime_vs_pytorch_eager"] > 0

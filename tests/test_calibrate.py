@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+from requires import require
+
+require("torch")
 
 from edgessl.calibration.calib_data import check_batch  # noqa: E402
 from edgessl.calibration.calibrate import CalibrateConfig, calibrate_bundle  # noqa: E402

@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+from requires import require
+
+require("torch")
 
 from edgessl.cli import main  # noqa: E402
 

@@ -6,13 +6,15 @@ import json
 
 import pytest
 
+from requires import require
+
 from edgessl.cli import main
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
-    pytest.importorskip("torch")
+    require("torch")
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--image-size", "16", "--budget", "1", "--bench-iterations", "3",
                "--device", "cpu"])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from requires import require
 from edgessl.edge_runtime.data import metrics
 from edgessl.edge_runtime.detectors import (DETECTORS, GaussianDetector, KnnDetector, PatchDetector,
                                             load_detector)
@@ -118,7 +119,7 @@ def test_bad_detector_files_and_inputs(tmp_path):
 
 
 def test_coreset_covers_the_points_better_than_random():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from edgessl.train.detectors.coreset import greedy_coreset
 
     torch.manual_seed(0)

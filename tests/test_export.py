@@ -6,7 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+from requires import require
+
+require("torch")
 
 from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.bundle import Bundle, file_sha256  # noqa: E402

@@ -9,7 +9,9 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from requires import require
+
+torch = require("torch")
 
 from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.data.datasets import open_dataset  # noqa: E402

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-cv2 = pytest.importorskip("cv2")
+from requires import require
+
+torch = require("torch")
+cv2 = require("cv2")
 
 from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.data.datasets import open_dataset  # noqa: E402
@@ -130,7 +132,7 @@ def test_fpr_on_held_out_normal_images_is_within_target(run_dir, tmp_path):
 def test_evaluation_scores_equal_the_runtime_path_through_onnx_runtime(run_dir, tmp_path):
     """The same images: torch FeatureModel -> numpy detector (evaluation) vs the runtime's numpy
     preprocessing -> ONNX Runtime -> the detector loaded from its files (the device)."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     from edgessl.train.checkpoint import load_model
     from edgessl.train.feature_model import FeatureModel
     from edgessl.train.scoring import score_dataset

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from requires import require
+
 from edgessl.edge_runtime.data.datasets import FileDataset, open_dataset
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-torch = pytest.importorskip("torch", reason="the training side needs torch")
+torch = require("torch", reason="the training side needs torch")
 
 
 def _files(pattern: str, n: int) -> FileDataset:

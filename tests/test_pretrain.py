@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch")
+from requires import require
+
+torch = require("torch")
 
 from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402

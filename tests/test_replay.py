@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from requires import require
+
 from edgessl.cli import main
 from edgessl.edge_runtime.ros.image import raw_from_image
 from ros_support import sample_image
@@ -27,7 +29,7 @@ def bundle(tmp_path_factory):
 
 def write_bag(path, storage: str) -> list[tuple[str, int, np.ndarray | None]]:
     """The bag, and what it holds: (topic, stamp_ns, pixels or None when malformed), in order."""
-    rosbags = pytest.importorskip("rosbags", reason="rosbags (the `ros` extra) is not installed")
+    rosbags = require("rosbags", reason="rosbags (the `ros` extra) is not installed")
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from requires import require
 from ros_support import (Probe, fresh_domain_id, image_msg, patch_bundle, python, ros,  # noqa: F401 (fixtures)
                          ros_env, sample_image, spin_until, start_node)
 
@@ -68,7 +69,7 @@ def test_topics_that_resolve_to_one_are_refused(ros, patch_bundle):
     ("[/cam0/image, /cam0/image]", "'input_topics' names /cam0/image more than once"),
 ])
 def test_node_process_exits_2_with_one_line_for_a_bad_camera_list(tmp_path, value, reason):
-    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
     proc = subprocess.run([python(), "-m", "edgessl_ros.node", "--ros-args", "-p", f"bundle:={tmp_path}",
                            "-p", f"input_topics:={value}"],
                           env=ros_env(fresh_domain_id()), capture_output=True, text=True, timeout=60)

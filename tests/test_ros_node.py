@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from requires import require
 from ros_support import (REPO, Probe, fresh_domain_id, image_msg, patch_bundle, python, ros,  # noqa: F401 (fixtures)
                          ros_env, sample_image, spin_until, start_node)
 
@@ -162,7 +163,7 @@ def test_bundle_failing_its_checks_is_refused(ros, patch_bundle, tmp_path):
 
 
 def test_node_process_exits_non_zero_with_the_reason(tmp_path):
-    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
     proc = subprocess.run([python(), "-m", "edgessl_ros.node", "--ros-args", "-p", f"bundle:={tmp_path}"],
                           env=ros_env(fresh_domain_id()), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2

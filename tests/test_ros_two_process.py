@@ -12,6 +12,7 @@ import cv2
 import pytest
 import yaml
 
+from requires import require
 from ros_support import REPO, fresh_domain_id, python, ros_env, sample_image, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -48,7 +49,7 @@ def settled(diag) -> bool:
 
 
 def test_camera_process_to_node_process(bundle, tmp_path, monkeypatch):
-    rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    rclpy = require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor

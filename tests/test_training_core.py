@@ -2,7 +2,9 @@
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from requires import require
+
+torch = require("torch")
 
 from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402

@@ -22,10 +22,12 @@ import cv2
 import numpy as np
 import pytest
 
+from requires import require, require_binary
+
 from dicom_factory import write_dicom
 from edgessl.cli import main as cli_main
 from edgessl.edge_runtime.medical import operating_point as opmod
-from edgessl.edge_runtime.medical.audit_log import AuditLog, read_audit_log, verify_audit_log
+from edgessl.edge_runtime.medical.audit_log import read_audit_log, verify_audit_log
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.edge_runtime.medical.dicom import read_dicom
 from edgessl.edge_runtime.errors import EdgesslError
@@ -40,7 +42,7 @@ BAD_FILES = ("fake.dcm", "no_pixels.dcm", "jpegls.dcm", "mr.dcm", "huge.dcm")
 AUDIT_FIELDS = ("file", "file_sha256", "image_sha256", "study_uid", "series_uid", "instance_uid", "modality",
                 "bundle_hash", "manifest_version", "backend", "precision", "threshold", "raw_threshold",
                 "threshold_kind", "operating_point", "score", "raw_score", "decision", "status", "reason", "time",
-                "tool_version", "run_id", "prev_sha256")
+                "tool_version", "run_id", "seq", "prev_sha256", "sha256")
 
 
 def _need_data() -> None:
@@ -74,32 +76,6 @@ def test_operating_point_request_parsing():
             opmod.parse_target(bad)
 
 
-def test_audit_log_appends_and_chains(tmp_path):
-    path = tmp_path / "audit.jsonl"
-    with AuditLog(path) as log:
-        log.append({"n": 1})
-        log.append({"n": 2})
-    first = path.read_bytes()
-    with AuditLog(path) as log:
-        log.append({"n": 3})
-    assert path.read_bytes().startswith(first)
-    assert verify_audit_log(path) == 3 and [e["n"] for e in read_audit_log(path)] == [1, 2, 3]
-    lines = path.read_bytes().split(b"\n")
-    path.write_bytes(b"\n".join([lines[0], lines[2], b""]))  # an entry removed
-    with pytest.raises(EdgesslError, match="does not chain"):
-        verify_audit_log(path)
-
-
-def test_audit_log_survives_a_partial_line(tmp_path):
-    path = tmp_path / "audit.jsonl"
-    path.write_bytes(b'{"n": 1, "prev_sha256": null}\n{"n": 2, "tru')  # a crash mid-write
-    with AuditLog(path) as log:
-        log.append({"n": 3})
-    assert path.read_bytes().startswith(b'{"n": 1, "prev_sha256": null}\n{"n": 2, "tru\n')
-    with pytest.raises(EdgesslError, match="line 2 is not a JSON entry"):
-        verify_audit_log(path)
-
-
 def test_stale_operating_point_is_refused():
     manifest = {"precisions": {"fp32": {"model": "model.onnx"}}, "detector": {"directory": "detector"},
                 "files": {"model.onnx": "a" * 64, "detector/detector.npz": "b" * 64}}
@@ -117,7 +93,7 @@ def test_stale_operating_point_is_refused():
 @pytest.fixture(scope="module")
 def pneumonia_bundle(tmp_path_factory) -> Path:
     _need_data()
-    pytest.importorskip("torch")
+    require("torch")
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.fit import FitConfig, fit_run
     from edgessl.train.pretrain import PretrainConfig, pretrain
@@ -343,14 +319,9 @@ def test_missing_operating_point_is_a_clear_error(pneumonia_bundle, validated, t
                                 operating_point="sensitivity=0.99"))
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_report_renders_in_chromium(triaged, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
+    browser = require_binary("chromium", "chromium-browser",
+                             reason="chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     shot = tmp_path / "report.png"
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -31,11 +31,7 @@ class RunConfig(RecordOptions, RunOptions, BundleOptions):
 
 def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
     """The ``Pipeline`` the bundle options describe; says on stderr which backend ``auto`` took."""
-    from ..backends.ort import OrtOptions
-    from ..pipeline import Pipeline
-
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threshold=threshold,
-                         options=OrtOptions(intra_op_threads=cfg.threads))
+    pipe = cfg.pipeline(threshold)
     how = " (auto)" if cfg.backend == "auto" else ""
     print(f"edgessl: backend {pipe.backend}{how}, precision {pipe.precision_key}, bundle {pipe.bundle.hash[:12]}",
           file=sys.stderr)

@@ -16,7 +16,8 @@ def _triage(args: argparse.Namespace) -> Outcome:
       worklist.csv  ranked from most to least abnormal, with the decision and why any study
                     was not scored
       report.html   self-contained: thumbnails, heatmaps, score histogram with the threshold
-      audit.jsonl   one line per study, appended (never truncated), hash-chained
+      audit.jsonl   one line per study, appended (never truncated), hash-chained and anchored
+                    (check it with `edgessl audit verify`)
     Decisions use the bundle's operating point for this precision (set with
     `edgessl operating-point`), else its normal-only threshold. Studies are scored in
     batches; a study's score depends on its own pixels only, never on its batch.

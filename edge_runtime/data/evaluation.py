@@ -73,10 +73,7 @@ FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
 def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | None = None) -> dict:
     """The metrics above as a JSON-able dict. ``feature_metrics(train_x, train_y, test_x, test_y,
     normal)`` receives runtime embeddings of the train and test splits."""
-    from ..backends.ort import OrtOptions
-
-    pipe = Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision,
-                         options=OrtOptions(intra_op_threads=cfg.threads))
+    pipe = cfg.pipeline()
     data = cfg.data or pipe.bundle.manifest["detector"].get("data")
     if not data:
         raise EdgesslError("give --data (the bundle does not record the data its detector was fitted on)")

@@ -11,10 +11,11 @@ It is stored in the bundle manifest, per precision key (each model scores differ
 
     operating_points[precision_key]["sensitivity=0.95"] = OperatingPoint.to_dict()
 
-written through ``bundle.seal`` after the bundle is verified, so every hash stays valid and a
-tampered bundle is never re-blessed. ``model_identity`` ties the point to the precision's model file
-and the detector's files: once either changes (re-fit, re-calibration), the point is refused. ``intended_use`` (optional) records the modalities and image
-size the bundle is for (see ``IntendedUse``).
+written through ``bundle_update.update_bundle`` (verified first, so a tampered bundle is never
+re-blessed; re-sealed; swapped in at once). ``model_identity`` ties the point to the precision's
+model file and the detector's files: once either changes (re-fit, re-calibration), the point is
+refused. ``intended_use`` (optional) records the modalities and image size the bundle is for (see
+``IntendedUse``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import MANIFEST, Bundle, seal
+from ..bundle import Bundle
+from ..bundle_update import update_bundle
 from ..errors import EdgesslError
 
 MIN_PER_CLASS = 5
@@ -150,25 +152,14 @@ def select_point(manifest: dict, key: str, request: str) -> OperatingPoint | Non
     return points[name]
 
 
-def _check_unlisted(bundle: Bundle) -> None:
-    """Sealing hashes every file present: refuse files the manifest does not list, so none is blessed."""
-    listed = set(bundle.manifest.get("files", {}))
-    for p in bundle.root.rglob("*"):
-        rel = p.relative_to(bundle.root).as_posix()
-        if p.is_file() and rel != MANIFEST and not p.name.startswith(".") and rel not in listed:
-            raise EdgesslError(f"{bundle.root}: {rel} is not listed in the manifest; remove it before "
-                               "changing the bundle")
+def store(bundle_path: str | Path, key: str, point: OperatingPoint, intended_use: dict | None = None,
+          based_on: str | None = None) -> Bundle:
+    """Add ``point`` (and ``intended_use`` when given) to the bundle's manifest through ``update_bundle``."""
+    def add(_: Path, manifest: dict) -> dict:
+        points = manifest.setdefault("operating_points", {})
+        points.setdefault(key, {})[point.name] = point.to_dict()
+        if intended_use is not None:
+            manifest["intended_use"] = intended_use
+        return manifest
 
-
-def store(bundle_path: str | Path, key: str, point: OperatingPoint, intended_use: dict | None = None) -> Bundle:
-    """Add ``point`` (and ``intended_use`` when given) to a verified bundle's manifest and re-seal it."""
-    bundle = Bundle.load(bundle_path, verify=True)
-    _check_unlisted(bundle)
-    manifest = dict(bundle.manifest)
-    points = {k: dict(v) for k, v in manifest.get("operating_points", {}).items()}
-    points.setdefault(key, {})[point.name] = point.to_dict()
-    manifest["operating_points"] = points
-    if intended_use is not None:
-        manifest["intended_use"] = intended_use
-    seal(bundle.root, manifest)
-    return Bundle.load(bundle.root, verify=True)
+    return update_bundle(bundle_path, add, based_on=based_on)

@@ -141,19 +141,14 @@ class TriageConfig(RunOptions, BundleOptions):
     normal_label: str | None = option(None, "the label of normal studies (enables test sensitivity)", metavar="L")
     split: str = option("test", "split read from a MedMNIST .npz input", choices=SPLITS)
     report_images: int = option(200, "thumbnails for this many top ranks")
-
-
-def load(cfg: BundleOptions):
-    from ..backends.ort import OrtOptions
-    from ..pipeline import Pipeline
-
-    return Pipeline.load(cfg.bundle, backend=cfg.backend, precision=cfg.precision,  # refuses a tampered bundle
-                         options=OrtOptions(intra_op_threads=cfg.threads))
+    audit_key: str | None = option(None, "secret key file (32+ random bytes): every audit line carries an HMAC, so "
+                                         "rewriting the whole log is detected too (`edgessl audit verify "
+                                         "--audit-key FILE`)", metavar="FILE")
 
 
 def run_triage(cfg: TriageConfig) -> dict:
     """Score, rank, report and audit every study of ``cfg.source``; return the run's summary."""
-    pipe = load(cfg)
+    pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
@@ -167,7 +162,7 @@ def run_triage(cfg: TriageConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    with AuditLog(out / AUDIT) as log:
+    with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
         for _, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
                                     cfg.normal_label, cfg):
             log.append(audit_entry(rec, run))
@@ -217,7 +212,7 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     from ..pipeline import Pipeline
 
     target = opmod.parse_target(cfg.sensitivity)
-    pipe = load(cfg)
+    pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
     for study, rec in score_studies(pipe, _labelled(_validation_studies(cfg), cfg.labels), IntendedUse(), rule,
@@ -236,7 +231,7 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
     use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
                       reference_size=reference_size(shapes))
-    bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict())
+    bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict(), based_on=pipe.bundle.hash)
     return {"bundle": str(cfg.bundle), "bundle_hash": bundle.hash, "precision": pipe.precision_key,
             "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}
 

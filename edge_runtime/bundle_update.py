@@ -1,0 +1,125 @@
+"""The one way a bundle is made or changed: ``update_bundle``.
+
+``export`` (a new bundle), ``calibrate``, ``build-engine`` and ``operating-point`` all go through it:
+
+1. verify the bundle as loading does (seal, every file's sha256, no unlisted file); optionally
+   refuse a bundle that changed since the caller read it (``based_on``, its hash then);
+2. copy its listed files into a hidden sibling staging directory (``.BUNDLE.<pid>.tmp``);
+3. apply the change there: ``change(staging_dir, manifest) -> new manifest``;
+4. re-seal (``bundle.seal``) and verify the staging directory;
+5. swap it in with one atomic rename (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames).
+
+A failure at any step leaves the bundle as it was. Updates are serialised by an exclusive
+``flock`` on the folder that holds the bundle (no lock file is left behind), so two concurrent
+commands never lose a change. The detached signature is not carried over (it
+signed the old manifest): a signed bundle comes out unsigned, and a note says to sign it again.
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import fcntl
+import ctypes.util
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .bundle import MANIFEST, SIGNATURE, Bundle, seal
+from .errors import EdgesslError
+
+Change = Callable[[Path, dict], dict]
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with ``renameat2``; False where the system has no such call."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: a file system without exchange
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def install(staging: Path, out: Path) -> None:
+    """Put the finished ``staging`` at ``out``, replacing any existing bundle there, then remove the old one."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    if _exchange(staging, out):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the old bundle
+        return
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_new(out: Path, replace: bool) -> None:
+    """Refuse to make a bundle where something already is, unless ``replace``."""
+    if out.exists() and not replace:
+        what = "a bundle" if (out / MANIFEST).is_file() else "a file or directory"
+        raise EdgesslError(f"{out} already exists ({what}); choose another --out or pass --force to replace it")
+
+
+def update_bundle(path: str | Path, change: Change, *, create: bool = False, replace: bool = False,
+                  based_on: str | None = None) -> Bundle:
+    """Apply ``change`` to the bundle at ``path`` (module docstring) and return the new, verified bundle.
+
+    ``create``: make a new bundle from an empty manifest; an existing ``path`` is refused unless
+    ``replace``. ``based_on``: the bundle hash the caller's change was computed from.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
+        signed = _update(out, change, create, replace, based_on)
+    finally:
+        os.close(fd)
+    if signed:
+        print(f"edgessl: note: {out} changed, so its signature was removed; sign it again with "
+              f"`edgessl sign --bundle {out} --key KEY`", file=sys.stderr)
+    return Bundle.load(out)
+
+
+def _update(out: Path, change: Change, create: bool, replace: bool, based_on: str | None) -> bool:
+    """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed."""
+    signed = False
+    if create:
+        check_new(out, replace)
+        manifest: dict = {}
+    else:
+        old = Bundle.load(out)
+        if based_on is not None and old.hash != based_on:
+            raise EdgesslError(f"{out}: the bundle changed while this command ran (hash {based_on[:12]} -> "
+                               f"{old.hash[:12]}); run it again")
+        manifest, signed = copy.deepcopy(old.manifest), (out / SIGNATURE).exists()
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for rel in manifest.get("files", {}):
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out / rel, staging / rel)
+        new = change(staging, manifest)
+        seal(staging, {k: v for k, v in new.items() if k != "seal"})
+        Bundle.load(staging)
+        install(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return signed

@@ -1,0 +1,169 @@
+"""CLI registration of the trust commands (torch-free): ``keygen``, ``sign``, ``bundle inspect|verify``,
+``audit verify``. Every check fails with one line and exit status 2 (``EdgesslError``); docs/trust.md."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from ..config import TrustOptions, option
+from .options import Outcome, add_command, config_from_args
+
+BUNDLE_HELP = "bundle directory (from `edgessl export`)"
+
+
+@dataclass
+class KeygenConfig:
+    out: str = option("", "private key file (PEM, mode 0600); the public key goes to OUT.pub", metavar="KEY",
+                      required=True)
+
+
+@dataclass
+class SignConfig:
+    bundle: str = option("", BUNDLE_HELP, metavar="BUNDLE", required=True)
+    key: str = option("", "private key from `edgessl keygen`", metavar="KEY", required=True)
+
+
+@dataclass
+class InspectConfig:
+    bundle: str = option("", BUNDLE_HELP, metavar="BUNDLE", required=True)
+
+
+@dataclass
+class VerifyConfig(InspectConfig, TrustOptions):
+    pass
+
+
+@dataclass
+class AuditVerifyConfig:
+    log: str = option("", "the audit log (REPORT_DIR/audit.jsonl)", metavar="FILE", required=True)
+    audit_key: str | None = option(None, "the key triage ran with (--audit-key): check every HMAC", metavar="FILE")
+
+
+def _keygen(args: argparse.Namespace) -> Outcome:
+    """Write an Ed25519 private key to --out (PEM, mode 0600; keep it off the device) and the public
+    key to OUT.pub (give it to `--public-key` on the device). Never overwrites a file."""
+    from ..signing import keygen
+
+    private, public, kid = keygen(config_from_args(KeygenConfig, args).out)
+    return Outcome({"private_key": str(private), "public_key": str(public), "key_id": kid},
+                   f"private key {private} (keep it secret, off the device), public key {public}, key id {kid}")
+
+
+def _sign(args: argparse.Namespace) -> Outcome:
+    """Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over manifest.json,
+    which lists every file's sha256. Any later change to the bundle (calibrate, build-engine,
+    operating-point) removes it: sign again after."""
+    from ..signing import sign_bundle
+
+    cfg = config_from_args(SignConfig, args)
+    record = sign_bundle(cfg.bundle, cfg.key)
+    return Outcome(record, f"signed {cfg.bundle}: bundle sha256 {record['manifest_sha256']}, key id {record['key_id']}")
+
+
+def bundle_summary(bundle) -> dict:
+    """What ``bundle inspect`` shows: files, precisions, thresholds, operating points, engines, signature."""
+    m = bundle.manifest
+    signature = bundle.signature
+    return {
+        "bundle": str(bundle.root), "sha256": bundle.hash, "seal": (m.get("seal") or {}).get("sha256"),
+        "tool_version": m.get("tool_version"), "created": m.get("created"),
+        "files": {rel: {"sha256": digest, "bytes": bundle.path(rel).stat().st_size}
+                  for rel, digest in m["files"].items()},
+        "precisions": {k: {"model": v.get("model"), "dtype": v.get("dtype"), "float_nodes": v.get("float_nodes")}
+                       for k, v in m.get("precisions", {}).items()},
+        "thresholds": {k: {f: v.get(f) for f in ("raw_threshold", "target_fpr", "offset", "scale", "rule")}
+                       for k, v in m.get("thresholds", {}).items()},
+        "operating_points": {k: {name: {f: p.get(f) for f in ("raw_threshold", "sensitivity", "specificity")}
+                                 for name, p in points.items()}
+                             for k, points in m.get("operating_points", {}).items()},
+        "engines": [{f: e.get(f) for f in ("file", "precision", "tensorrt_version", "compute_capability")}
+                    for e in m.get("engines", [])],
+        "signature": ({"signed": True, "algorithm": signature.get("algorithm"), "key_id": signature.get("key_id")}
+                      if signature else {"signed": False}),
+    }
+
+
+def _table(s: dict) -> str:
+    sig = s["signature"]
+    lines = [f"bundle     {s['bundle']}", f"sha256     {s['sha256']}  (pin with --expect-sha256)",
+             f"sealed     yes ({s['seal']})", "signature  " + (f"ed25519, key id {sig['key_id']} (check it with "
+                                                              "`edgessl bundle verify --public-key KEY.pub`)"
+                                                              if sig["signed"] else "none (`edgessl sign`)"),
+             "files"]
+    lines += [f"  {rel:<40} {f['bytes']:>11,d} B  {f['sha256'][:16]}" for rel, f in s["files"].items()]
+    lines.append("precisions")
+    lines += [f"  {k:<14} {p['model']}  ({p['dtype'] or '?'}"
+              + (f", {len(p['float_nodes'])} nodes kept in float" if p["float_nodes"] else "") + ")"
+              for k, p in s["precisions"].items()]
+    lines.append("thresholds (raw; anomalous iff raw score >= it)")
+    lines += [f"  {k:<14} {t['raw_threshold']}  (target FPR {t['target_fpr']})" for k, t in s["thresholds"].items()]
+    if s["operating_points"]:
+        lines.append("operating points")
+        lines += [f"  {k:<14} {name}: raw {p['raw_threshold']}, sensitivity {p['sensitivity']}, "
+                  f"specificity {p['specificity']}" for k, points in s["operating_points"].items()
+                  for name, p in points.items()]
+    if s["engines"]:
+        lines.append("engines")
+        lines += [f"  {e['file']}  {e['precision']}, TensorRT {e['tensorrt_version']}, sm {e['compute_capability']}"
+                  for e in s["engines"]]
+    return "\n".join(lines)
+
+
+def _inspect(args: argparse.Namespace) -> Outcome:
+    """Verify the bundle (seal, files) and show what it holds: files, precisions, thresholds,
+    operating points, engines, signature and its sha256 (for --expect-sha256)."""
+    from ..bundle import Bundle
+
+    summary = bundle_summary(Bundle.load(config_from_args(InspectConfig, args).bundle))
+    return Outcome(summary, _table(summary))
+
+
+def _verify(args: argparse.Namespace) -> Outcome:
+    """Check the seal, every listed file's sha256, that no file is unlisted, and with --public-key
+    the signature, with --expect-sha256 the pinned hash. Exit 0 when all pass; else one line naming
+    the problem and exit 2."""
+    from ..bundle import Bundle
+
+    cfg = config_from_args(VerifyConfig, args)
+    b = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
+    checks = ["seal", f"{len(b.manifest['files'])} files", "no unlisted file"]
+    checks += ["signature"] if cfg.public_key else []
+    checks += ["pinned sha256"] if cfg.expect_sha256 else []
+    return Outcome({"bundle": str(b.root), "sha256": b.hash, "checks": checks},
+                   f"{b.root}: ok ({', '.join(checks)}); sha256 {b.hash}")
+
+
+def _audit_verify(args: argparse.Namespace) -> Outcome:
+    """Check every line of a triage audit log, the hash chain and the anchor (and every HMAC with
+    --audit-key). Exit 0 when all pass; else one line naming the first affected line and exit 2."""
+    from ..medical.audit_log import is_keyed, verify_audit_log
+
+    cfg = config_from_args(AuditVerifyConfig, args)
+    n = verify_audit_log(cfg.log, cfg.audit_key)
+    macs = ("HMACs verified" if cfg.audit_key else
+            "HMACs NOT checked: pass --audit-key" if is_keyed(cfg.log) else "no HMACs")
+    return Outcome({"log": cfg.log, "entries": n, "hmacs_checked": bool(cfg.audit_key)},
+                   f"{cfg.log}: ok, {n} entries (every line, the chain and the anchor; {macs})")
+
+
+def register(sub) -> dict[str, argparse.ArgumentParser]:
+    b = sub.add_parser("bundle", help="inspect or verify a bundle")
+    bsub = b.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    a = sub.add_parser("audit", help="verify a triage audit log")
+    asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    return {
+        **add_command(sub, "keygen", _keygen, KeygenConfig, help="make an Ed25519 key pair to sign bundles with"),
+        **add_command(sub, "sign", _sign, SignConfig,
+                      help="sign a bundle (a detached Ed25519 signature over its sealed manifest)"),
+        "bundle": b, "audit": a,
+        **{f"bundle {k}": p for k, p in add_command(
+            bsub, "inspect", _inspect, InspectConfig,
+            help="files, precisions, thresholds, operating points, engines, signature").items()},
+        **{f"bundle {k}": p for k, p in add_command(
+            bsub, "verify", _verify, VerifyConfig,
+            help="exit 0 only when the seal, the files, and any signature or pin asked for check").items()},
+        **{f"audit {k}": p for k, p in add_command(
+            asub, "verify", _audit_verify, AuditVerifyConfig,
+            help="check every line, the hash chain and the anchor (and HMACs with --audit-key)").items()},
+    }
