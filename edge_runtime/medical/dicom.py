@@ -126,10 +126,16 @@ class DicomFile:
             raise EdgesslError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
         except Exception as exc:  # pydicom raises assorted errors on truncated/garbled files
             raise EdgesslError(f"{self.path}: unreadable DICOM ({type(exc).__name__}: {exc})") from None
+        try:
+            self.info = self._info()
+        except Exception as exc:  # pydicom converts elements lazily: a garbled one raises here, in many types
+            raise EdgesslError(f"{self.path}: unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+
+    def _info(self) -> DicomInfo:
         ds = self.dataset
         meta = getattr(ds, "file_meta", None)
         ts = meta.get("TransferSyntaxUID") if meta is not None else None
-        self.info = DicomInfo(
+        return DicomInfo(
             study_uid=str(ds.get("StudyInstanceUID", "")),
             series_uid=str(ds.get("SeriesInstanceUID", "")),
             instance_uid=str(ds.get("SOPInstanceUID", "")),
@@ -170,6 +176,8 @@ class DicomFile:
     def _stored(self) -> np.ndarray:
         """All frames' stored values, ``F x H x W`` (grey) or ``F x H x W x 3`` (RGB)."""
         try:
+            # pixel data longer than NumberOfFrames says: the frames it declares, not the excess
+            self.dataset.pixel_array_options(allow_excess_frames=False)
             arr = self.dataset.pixel_array
         except Exception as exc:  # decoders raise many types for corrupt pixel data
             raise EdgesslError(f"{self.path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
@@ -180,13 +188,18 @@ class DicomFile:
 
     def frames(self) -> Iterator[np.ndarray]:
         """Each frame as grey (uint8/uint16, per the module docstring) or RGB uint8."""
-        self.check_decodable()
-        arr = self._stored()
-        if self.info.photometric in COLOUR:
-            for frame in arr:
-                yield np.ascontiguousarray(frame.astype(np.uint8))
-            return
-        yield from grey_frames(self.dataset, arr, str(self.path))
+        try:
+            self.check_decodable()
+            arr = self._stored()
+            if self.info.photometric in COLOUR:
+                frames = [np.ascontiguousarray(frame.astype(np.uint8)) for frame in arr]
+            else:
+                frames = grey_frames(self.dataset, arr, str(self.path))
+        except EdgesslError:
+            raise
+        except Exception as exc:  # a garbled element read lazily by the checks or the LUTs
+            raise EdgesslError(f"{self.path}: unreadable DICOM ({type(exc).__name__}: {exc})") from None
+        yield from frames
 
 
 def read_dicom(path: str | Path) -> tuple[DicomInfo, list[np.ndarray]]:
