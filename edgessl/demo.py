@@ -1,6 +1,6 @@
 """``edgessl demo``: the whole pipeline in one command, on the built-in digits or on ``--data``.
 
-pretrain (SimCLR, a time budget) -> fit a detector on the normal class -> export a verified bundle
+pretrain (the default pretext task, a time budget) -> fit a detector on the normal class -> export a verified bundle
 -> calibrate INT8 for the CPU -> evaluate fp32 and INT8 through the torch-free runtime -> bench
 (runtime vs bare ONNX Runtime vs PyTorch eager) -> a short table, and where the bundle, the plots
 and ``demo.json`` (every figure) are. Each step calls that stage's Python function.
@@ -129,7 +129,7 @@ def summary_table(fig: dict) -> str:
 
 
 def _demo(args: argparse.Namespace) -> Outcome:
-    """Pretrain a backbone (SimCLR, a time budget), fit an anomaly detector on the normal class, export
+    """Pretrain a backbone (the default pretext task, a time budget), fit an anomaly detector on the normal class, export
     a verified bundle, calibrate INT8 for the CPU, evaluate fp32 and INT8 through the torch-free
     runtime, bench it against ONNX Runtime and PyTorch eager, and print a table. A few minutes on
     two CPU cores with the defaults.

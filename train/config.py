@@ -128,7 +128,8 @@ class EvaluateConfig(EvalData):
     k: int = option(200, "neighbours for the kNN classifier")
     linear_probe: bool = option(True, "the linear-probe accuracy")
     device: str = device_option()
-    torch_precision: str = precision_option("torch-precision")  # --precision picks a bundle's model
+    torch_precision: str = precision_option(  # --precision picks a bundle's model
+        "torch-precision", auto="fp32 here (the scores are judged against the fp32 threshold that ships); bf16 on request")
     plots: str | None = option(None, "write roc.png, histogram.png and top_scoring.png (heatmaps) here (needs a "
                                      "fitted detector)", metavar="DIR")
 

@@ -30,7 +30,7 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
         raise EdgesslError(f"{cfg.run}: --plots needs a fitted detector; run `edgessl fit --run {cfg.run}` first")
     normal_label = cfg.normal_label if cfg.normal_label is not None else fitted_normal_label(cfg.run)
     device = pick_device(cfg.device)
-    precision.select(cfg.torch_precision)
+    precision.select(cfg.torch_precision, shipped=True)
     train_ds = open_dataset(cfg.data, "train")
     test_ds = drop_labels(open_dataset(cfg.data, "test"), cfg.ignore_labels)
     if not (train_ds.labelled and test_ds.labelled):

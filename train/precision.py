@@ -11,7 +11,7 @@ back to float32, so checkpoints, detectors and exported models do not change typ
 
 One choice per process: each command (``pretrain``, ``finetune``, ``evaluate``, ``fit``) calls
 ``select`` with its ``--precision``; the training loop and feature extraction read it through
-``active``. ``fit`` keeps fp32 under ``auto`` (see ``select``).
+``active``. ``fit`` and ``evaluate`` keep fp32 under ``auto`` (see ``select``).
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def resolve(precision: str, device: torch.device) -> str:
 def select(precision: str, shipped: bool = False) -> str:
     """Set this process's choice (checked); returns it.
 
-    ``shipped``: what is computed goes into a bundle (``fit``'s memory bank and the threshold fitted
-    on held-out scores, which the device then compares with its own fp32/int8 scores): there
-    ``auto`` means ``fp32``, so the threshold's false-positive bound is about the model that ships;
-    ``bf16`` must be asked for.
+    ``shipped``: what is computed goes into a bundle or judges one (``fit``'s memory bank and the
+    threshold fitted on held-out scores, which the device compares with its own fp32/int8 scores;
+    ``evaluate``'s scores against that threshold): there ``auto`` means ``fp32``, so the threshold's
+    false-positive bound is about the model that ships; ``bf16`` must be asked for.
     """
     global _selected
     resolve(precision, torch.device("cpu"))  # validates the name
