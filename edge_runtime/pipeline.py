@@ -151,6 +151,8 @@ class Pipeline:
         self.threshold_record = threshold
         self.threshold_override = threshold_override
         self.spec = PreprocessSpec.from_dict(bundle.section("preprocess"))
+        if detector.blas_bound:  # inspect the loaded libraries here, in the loading thread: threadpoolctl's
+            _blas_controller()  # first inspection from a worker thread (the ROS node's) can hang
         self._blas = _one_blas_thread if detector.blas_bound else contextlib.nullcontext
 
     @classmethod

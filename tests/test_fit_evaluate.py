@@ -309,3 +309,27 @@ def test_fit_without_detector_uses_the_methods_measured_best(tmp_path, capsys, m
     assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--json", "--coreset", "64"
                 if expected == "patch" else "0") == 0
     assert json.loads(capsys.readouterr().out)["detector"] == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaussian_crossfit_threshold_holds_on_fresh_normals_with_fewer_images_than_dimensions(seed):
+    """Fewer images (140) than embedding dimensions (256), where the shrinkage, and with it the
+    distances' scale, depends on how many images a detector is fitted on: the threshold from
+    cross-fitted scores keeps the shipped detector's false-positive rate on fresh normal samples of
+    the same distribution at or under its target."""
+    from edgessl.edge_runtime.thresholds import fit_threshold
+    from edgessl.train.config import FitConfig
+    from edgessl.train.features import bank_features
+    from edgessl.train.fit import crossfit_scores, fit_detector
+
+    rng = np.random.default_rng(seed)
+    scales = 1.0 / np.arange(1, 257) ** 0.7  # a decaying spectrum, as embeddings have
+
+    def normals(m: int) -> np.ndarray:
+        return (rng.standard_normal((m, len(scales))) * scales).astype(np.float32)
+
+    outputs = {"embedding": normals(140)}
+    threshold = fit_threshold(crossfit_scores(FitConfig(run="unused", detector="gaussian"), outputs), 0.15, 0.9)
+    shipped = fit_detector("gaussian", bank_features(outputs))
+    fresh = shipped.score({"embedding": normals(4000)}).raw_scores
+    assert np.mean(fresh >= threshold.raw_threshold) <= threshold.target_fpr

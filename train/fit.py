@@ -37,6 +37,7 @@ from .checkpoint import load_model, write_json
 from .config import FitConfig, with_recorded_data
 from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
+from .detectors.gaussian import ledoit_wolf_delta
 from .detectors.patch import DEFAULT_TOP
 from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
@@ -88,11 +89,11 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
 
 
 def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0,
-                 top: int = 0) -> Detector:
-    """Fit a detector of ``kind`` on ``bank_features`` of normal images."""
+                 top: int = 0, delta: float | None = None) -> Detector:
+    """Fit a detector of ``kind`` on ``bank_features`` of normal images (``delta``: the gaussian's shrinkage)."""
     k = k or DEFAULT_K[kind]
     if kind == "gaussian":
-        return fit_gaussian(features["embedding"])
+        return fit_gaussian(features["embedding"], delta)
     if kind == "knn":
         return fit_knn(features["embedding"], k, coreset, seed)
     return fit_patch(features["patches"], k, coreset, seed, top or DEFAULT_TOP)
@@ -104,14 +105,17 @@ def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
 
 
 def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """Each image's raw score under a detector fitted on the other folds (``cfg.folds`` fits)."""
+    """Each image's raw score under a detector fitted on the other folds (``cfg.folds`` fits). A
+    gaussian fold detector takes the shrinkage of all the images, the shipped detector's
+    (``detectors/gaussian.py``: its distances' scale depends on it)."""
     n = len(outputs["embedding"])
     folds = fold_ids(n, cfg.folds, cfg.seed)
+    delta = ledoit_wolf_delta(outputs["embedding"]) if cfg.detector == "gaussian" else None
     scores = np.empty(n, np.float64)
     for f in range(cfg.folds):
         held, kept = folds == f, folds != f
         detector = fit_detector(cfg.detector, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
-                                cfg.k, cfg.coreset, cfg.seed, cfg.top)
+                                cfg.k, cfg.coreset, cfg.seed, cfg.top, delta)
         scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
     return scores
 
