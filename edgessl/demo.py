@@ -34,7 +34,8 @@ class DemoConfig:
     budget: float = option(90.0, "pretraining time", metavar="SECONDS")
     detector: str = option(default_of(FitConfig, "detector"), "detector kind (auto: the method's natural one)",
                            choices=("auto", *DETECTOR_KINDS))
-    target_fpr: float = option(0.15, "false-positive rate of the threshold (0.15: digits has 19 held-out normals)")
+    target_fpr: float = option(default_of(FitConfig, "target_fpr"), "false-positive rate of the threshold (fewer normal "
+                               "images than it needs: the tightest they support, as `fit` does)")
     bench_iterations: int = option(30, "timed calls per bench contender")
     device: str = device_option()
 
