@@ -199,9 +199,14 @@ path, who, n, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 Path(path + ".ready-" + who).touch()
 while not Path(path + ".go").exists():  # start together
     time.sleep(0.005)
+other = "b" if who == "a" else "a"
 with AuditLog(path, key) as log:
     for i in range(n):
         log.append({"writer": who, "i": i, "pad": "x" * (i % 97)})
+        if i == 0:  # both have written a line before either goes on: the lines interleave at least twice
+            Path(path + ".started-" + who).touch()
+            while not Path(path + ".started-" + other).exists():
+                time.sleep(0.001)
 """
 
 
