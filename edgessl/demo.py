@@ -65,7 +65,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.evaluate import EvaluateConfig, evaluate_run
-    from edgessl.train.fit import FitConfig, default_detector, fit_run
+    from edgessl.train.fit import FitConfig, chosen_detector, fit_run
     from edgessl.train.pretrain import PretrainConfig, pretrain
 
     normal = cfg.normal_label if cfg.normal_label is not None else DEFAULT_NORMAL.get(cfg.data)
@@ -81,8 +81,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                                                   time_budget=cfg.budget,
                                                   device=cfg.device, out=str(run)))
     figures["pretrain_s"] = round(time.perf_counter() - t, 1)
-    kind = default_detector(cfg.method) if cfg.detector == "auto" else cfg.detector
-    _step(f"fit a {kind} detector on class {normal}", log)
+    _step(f"fit a {chosen_detector(cfg.detector, cfg.method)} detector on class {normal}", log)
     figures["fit"] = fit_run(FitConfig(run=str(run), data=cfg.data, normal_label=normal, detector=cfg.detector,
                                        target_fpr=cfg.target_fpr, device=cfg.device))
     _step("evaluate the run (PyTorch) and draw plots", log)

@@ -53,6 +53,11 @@ def default_detector(method: str | None) -> str:
     return measured or DEFAULT_DETECTOR
 
 
+def chosen_detector(detector: str, method: str | None) -> str:
+    """``detector``, or for ``auto`` the default of a run pretrained with ``method``."""
+    return default_detector(method) if detector == "auto" else detector
+
+
 def has_detector(run_dir: str | Path) -> bool:
     return (Path(run_dir) / DETECTOR_DIR / "detector.json").is_file()
 
@@ -162,8 +167,7 @@ def fit_run(cfg: FitConfig) -> dict:
     cfg = with_recorded_data(cfg)
     start = time.process_time()
     backbone, spec, meta = load_model(Path(cfg.run))
-    if cfg.detector == "auto":
-        cfg = replace(cfg, detector=default_detector(meta.get("method")))
+    cfg = replace(cfg, detector=chosen_detector(cfg.detector, meta.get("method")))
     device = pick_device(cfg.device)
     precision.select(cfg.torch_precision, shipped=True)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
