@@ -26,36 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing_bundle import timing_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "magnetic_tile" / "tile"
-
-
-def build(work: Path, data: str, size: int, detector: str, coreset: int, int8: bool) -> tuple[Path, str | None]:
-    """The bundle of one configuration (made once in ``work``) and why it has no int8-cpu model (None: it has)."""
-    from edgessl.demo import _calibrate
-    from edgessl.edge_runtime.preprocess import PreprocessSpec
-    from edgessl.export.bundle_writer import ExportConfig, export_bundle
-    from edgessl.train.backbones import BackboneConfig, build_backbone
-    from edgessl.train.checkpoint import save_model
-    from edgessl.train.fit import FitConfig, fit_run
-
-    import torch
-
-    name = f"{detector}-{coreset}"
-    run, bundle = work / name / "run", work / name / "bundle"
-    done = work / name / "built.json"
-    if done.is_file() and (json.loads(done.read_text())["int8"] or not int8):
-        return bundle, json.loads(done.read_text())["note"]
-    torch.manual_seed(0)
-    save_model(run, build_backbone(BackboneConfig("resnet18", 1, size)), PreprocessSpec(size, 1, (0.5,), (0.25,)),
-               {"method": "random-init", "data": data})
-    fit_run(FitConfig(run=str(run), data=data, detector=detector, coreset=coreset, target_fpr=0.1, device="cpu",
-                      batch_size=64))
-    export_bundle(ExportConfig(run=str(run), out=str(bundle), verify_images=16, force=True))
-    note = _calibrate(bundle, data) if int8 else "not asked for (--precisions)"
-    done.write_text(json.dumps({"int8": int8, "note": note}))
-    return bundle, note
 
 
 def peak_rss_mb() -> float:
@@ -124,7 +98,8 @@ def main() -> None:
     configs = [("gaussian", 0), ("knn", 0)] + [("patch", int(c)) for c in args.coresets.split(",")]
     rows = []
     for detector, coreset in (c for c in configs if c[0] in args.detectors.split(",")):
-        bundle, note = build(work, args.data, args.image_size, detector, coreset, "int8" in precisions)
+        bundle, note = timing_bundle(work / f"{detector}-{coreset}", args.image_size, 1, detector, args.data,
+                                     None, coreset, "int8" in precisions)
         if note and "int8" in precisions:
             print(f"{detector}-{coreset}: no int8 row ({note})")
         bank = json.loads((bundle / "detector" / "detector.json").read_text())["params"].get("bank_size", 0)

@@ -4,9 +4,9 @@
                                              [--rate 30] [--bundle BUNDLE | --work /tmp/edgessl_bench_ros]
                                              [--precision int8] [--reliable]
 
-Without --bundle, builds (once, in --work) a resnet18 bundle at the default model size (32 px RGB,
-random init: enough for timing) with a knn detector fitted on the digits' class 0, and calibrates
-INT8 for the CPU (otherwise it runs fp32 and says so). Then, over the project's loopback Fast DDS
+Without --bundle, builds (once, in --work) a bundle at the default model size (``timing_bundle.py``:
+32 px RGB, random-init resnet18, fit's default detector for the default method, fitted on the
+digits' class 0, INT8 for the CPU; where calibration refuses it runs fp32 and says so). Then, over the project's loopback Fast DDS
 profile on a private domain, for each configuration in turn -- one node with ``input_topics`` (one
 model, frames waiting together scored in one batch) and one node per camera (``input_topic``, each
 in its camera's namespace) -- it starts the node process(es), waits until every camera is reported
@@ -32,36 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing_bundle import timing_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "ros2_node" / "config" / "fastdds_loopback.xml"
 CONFIGS = ("one node", "one node per camera")
-
-
-def build_bundle(work: Path) -> Path:
-    """resnet18 at the default size (32 px RGB), random init, knn on digits class 0, exported; INT8 attempted."""
-    from edgessl.edge_runtime.preprocess import PreprocessSpec
-    from edgessl.export.bundle_writer import ExportConfig, export_bundle
-    from edgessl.train.backbones import BackboneConfig, build_backbone
-    from edgessl.train.checkpoint import save_model
-    from edgessl.train.fit import FitConfig, fit_run
-
-    run, bundle = work / "run", work / "bundle"
-    if not (bundle / "manifest.json").is_file():
-        backbone = BackboneConfig()
-        spec = PreprocessSpec(image_size=backbone.image_size, channels=3, mean=(0.485, 0.456, 0.406),
-                              std=(0.229, 0.224, 0.225))
-        save_model(run, build_backbone(backbone), spec, {"method": "random-init", "data": "digits"})
-        fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector="knn", target_fpr=0.15, device="cpu",
-                          batch_size=32))
-        export_bundle(ExportConfig(run=str(run), out=str(bundle), verify_images=16, force=True))
-    if "int8-cpu" not in json.loads((bundle / "manifest.json").read_text())["precisions"]:
-        from edgessl.demo import _calibrate
-
-        note = _calibrate(bundle, "digits")
-        if note:
-            print(f"note: {note}", file=sys.stderr)
-    return bundle
 
 
 def cpu_seconds(pid: int) -> float:
@@ -189,7 +164,13 @@ def main() -> None:
     ap.add_argument("--reliable", action="store_true", help="reliable QoS on the cameras and the nodes' inputs")
     args = ap.parse_args()
 
-    bundle = Path(args.bundle) if args.bundle else build_bundle(Path(args.work))
+    bundle = Path(args.bundle) if args.bundle else None
+    if bundle is None:
+        from edgessl.train.config import PretrainConfig
+
+        bundle, note = timing_bundle(Path(args.work), PretrainConfig().image_size, 3)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     precision = args.precision
     if precision == "int8" and "int8-cpu" not in json.loads((bundle / "manifest.json").read_text())["precisions"]:
         print("note: the bundle has no int8-cpu model: running fp32", file=sys.stderr)

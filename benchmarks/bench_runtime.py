@@ -1,12 +1,11 @@
 """Runtime overhead over a bare ONNX Runtime session at the project's model sizes, in one run.
 
     .venv/bin/python benchmarks/bench_runtime.py [--work runs/bench_runtime] [--sizes 28,64,224]
-        [--detectors knn,patch] [--iterations 200]
+        [--detectors gaussian,knn,patch] [--iterations 200]
 
-Builds (once, in --work) per image size a run with a randomly initialised resnet18 (the
-backbone's own stem for that size; grey below 224 px, RGB at 224; random init is enough for
-timing), fits each detector on the digits' class 0, exports the bundle and calibrates INT8 for the
-CPU. Then, per bundle and precision (fp32, int8-cpu), at batch 1 on the CPU (ONNX Runtime's default
+Builds (once, in --work) per image size and detector a bundle (``timing_bundle.py``: random-init
+resnet18, grey below 224 px, RGB at 224, fitted on the digits' class 0 with fit's defaults, INT8
+for the CPU). Then, per bundle and precision (fp32, int8-cpu), at batch 1 on the CPU (ONNX Runtime's default
 threads), ``edgessl bench``'s code times interleaved after a warm-up: the runtime end to end
 (``Pipeline.score_batch`` on uint8 images at the model's size: preprocessing, inference, scoring,
 results) against the very same session called bare on preprocessed tensors. Prints p50s, the
@@ -20,43 +19,26 @@ import argparse
 import json
 from pathlib import Path
 
-
-def build_bundle(work: Path, size: int, detector: str) -> Path:
-    from edgessl.edge_runtime.preprocess import PreprocessSpec
-    from edgessl.export.bundle_writer import ExportConfig, export_bundle
-    from edgessl.train.backbones import BackboneConfig, build_backbone
-    from edgessl.train.checkpoint import save_model
-    from edgessl.train.fit import FitConfig, fit_run
-    from edgessl.demo import _calibrate
-
-    run, bundle = work / f"{size}-{detector}" / "run", work / f"{size}-{detector}" / "bundle"
-    if (bundle / "manifest.json").is_file() and "int8-cpu" in json.loads((bundle / "manifest.json").read_text())["precisions"]:
-        return bundle
-    channels = 1 if size < 224 else 3
-    spec = PreprocessSpec(image_size=size, channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels)
-    save_model(run, build_backbone(BackboneConfig("resnet18", channels, size)), spec,
-               {"method": "random-init", "data": "digits"})
-    fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector=detector, target_fpr=0.15,
-                      device="cpu", batch_size=32))
-    export_bundle(ExportConfig(run=str(run), out=str(bundle), verify_images=16, force=True))
-    note = _calibrate(bundle, "digits")
-    if note:
-        raise SystemExit(note)
-    return bundle
+from timing_bundle import timing_bundle
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="runs/bench_runtime")
     ap.add_argument("--sizes", default="28,64,224")
-    ap.add_argument("--detectors", default="knn,patch")
+    ap.add_argument("--detectors", default="gaussian,knn,patch", help="detectors timed (gaussian: fit's default)")
     ap.add_argument("--iterations", type=int, default=200)
     args = ap.parse_args()
     from edgessl.bench_command import BenchConfig, bench
 
     work = Path(args.work)
     configs = [(int(s), d) for s in args.sizes.split(",") for d in args.detectors.split(",")]
-    bundles = {c: build_bundle(work, *c) for c in configs}
+    bundles = {}
+    for size, detector in configs:
+        bundle, note = timing_bundle(work / f"{size}-{detector}", size, 1 if size < 224 else 3, detector)
+        if note:
+            raise SystemExit(f"{size} px {detector}: {note}")
+        bundles[size, detector] = bundle
     rows = []
     for (size, detector), bundle in bundles.items():
         for precision in ("fp32", "int8"):
