@@ -298,7 +298,8 @@ def test_sixty_normal_images_fit_with_the_defaults(run_dir, tmp_path, capsys):
     assert json.loads(captured.out)["threshold"]["requested_target_fpr"] == 0.01
 
 
-@pytest.mark.parametrize("method,expected", [("cutpaste", "patch"), ("perlin", "gaussian"), ("random-init", "knn")])
+@pytest.mark.parametrize("method,expected", [("simclr", "knn"), ("cutpaste", "gaussian"), ("perlin", "gaussian"),
+                                             ("random-init", "knn")])
 def test_fit_without_detector_uses_the_methods_measured_best(tmp_path, capsys, method, expected):
     from edgessl.train.backbones import BackboneConfig, build_backbone
     from edgessl.train.checkpoint import save_model

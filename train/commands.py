@@ -97,8 +97,8 @@ def _fit(args: argparse.Namespace) -> Outcome:
     """Fit a detector on the run's features of the normal images of --data's train and val splits, and
     its threshold on their cross-fitted scores (K folds: a detector fitted on K-1 folds scores the
     held-out one; the shipped detector is fitted on all). Anomalous images are never read. Writes
-    RUN_DIR/detector/. Without --detector: the best measured for the run's method (perlin gaussian,
-    cutpaste patch), else knn.
+    RUN_DIR/detector/. Without --detector: the best measured for the run's method (simclr knn,
+    perlin gaussian, cutpaste gaussian), else knn.
 
     Detectors:
       gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)

@@ -68,7 +68,7 @@ class PretrainConfig(TrainingSchedule):
     data: str = option("digits", "dataset: digits, a MedMNIST .npz, an ImageFolder/MVTec-AD directory, a folder "
                                  "of images, a video, a ROS 2 bag, DICOM, a .csv/.txt list, or folders of these "
                                  "(docs/data-sources.md; labels unused)")
-    method: str = option("perlin", "pretext task (see above; perlin measured best: docs/detection.md)",
+    method: str = option("simclr", "pretext task (see above; simclr measured best: docs/detection.md)",
                          choices=tuple(METHOD_SUMMARIES))
     backbone: str = option("resnet18", "network trained", choices=BACKBONES)
     image_size: int = option(32, "model input size in pixels")
@@ -106,7 +106,8 @@ class FitConfig:
     normal_label: str | None = option(None, "class index or name of the normal class; omit for unlabelled data "
                                             "(every image is normal) or a train split of one class (MVTec's good)")
     detector: str = option("auto", "detector kind (see above); auto: the best measured for the run's method "
-                                   "(perlin gaussian, cutpaste patch), else knn", choices=("auto", *DETECTOR_KINDS))
+                                   "(simclr knn, perlin gaussian, cutpaste gaussian), else knn",
+                           choices=("auto", *DETECTOR_KINDS))
     target_fpr: float = option(0.01, "false-positive rate to hold")
     confidence: float = option(0.9, "probability that the true false-positive rate is at most the target")
     folds: int = option(5, "cross-fitting folds for the threshold's held-out scores")

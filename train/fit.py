@@ -44,7 +44,7 @@ from .features import bank_features, collect_outputs, feature_model_for
 from .methods import METHODS
 
 DETECTOR_DIR = "detector"
-DEFAULT_DETECTOR = "knn"  # methods without a measured default: knn (best on 2 of 4 data sets, bench_detectors.py)
+DEFAULT_DETECTOR = "knn"  # methods without a measured default: knn (the classic tasks' best in bench_quality.py)
 
 
 def default_detector(method: str | None) -> str:
