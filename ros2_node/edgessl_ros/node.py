@@ -54,8 +54,10 @@ def load_pipeline(p: NodeParams) -> Pipeline:
     if missing:
         raise EdgesslError("parameters 'public_key' and 'bundle_sha256' need a runtime that checks bundle "
                            f"signatures and pins (this one's Pipeline.load has no {', '.join(sorted(missing))})")
+    # No spinning: frames arrive tens of milliseconds apart, and ONNX Runtime's workers spinning after
+    # each run would burn the cores the camera drivers and DDS need (benchmarks/bench_ros.py measures it).
     return Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
-                         options=OrtOptions(intra_op_threads=p.threads), **trust)
+                         options=OrtOptions(intra_op_threads=p.threads, spinning=False), **trust)
 
 
 def threshold_override(p: NodeParams) -> float | None:
