@@ -164,8 +164,9 @@ def main() -> None:
     ap.add_argument("--reliable", action="store_true", help="reliable QoS on the cameras and the nodes' inputs")
     args = ap.parse_args()
 
-    bundle = Path(args.bundle) if args.bundle else None
-    if bundle is None:
+    if args.bundle:
+        bundle = Path(args.bundle)
+    else:
         from edgessl.train.config import PretrainConfig
 
         bundle, note = timing_bundle(Path(args.work), PretrainConfig().image_size, 3)
