@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--detectors", default="gaussian,knn,patch", help="detectors timed (gaussian: fit's default)")
     ap.add_argument("--iterations", type=int, default=200)
     args = ap.parse_args()
-    from edgessl.bench_command import BenchConfig, bench
+    from edgessl.bench import BenchConfig, bench
 
     work = Path(args.work)
     configs = [(int(s), d) for s in args.sizes.split(",") for d in args.detectors.split(",")]

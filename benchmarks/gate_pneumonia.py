@@ -28,7 +28,7 @@ def main() -> None:
     if not DATA.is_file():
         raise SystemExit(f"{DATA} not found")
     from edgessl.calibration.calibrate import CalibrateConfig, calibrate_bundle
-    from edgessl.calibration.report import summary_text
+    from edgessl.calibration.gate_report import summary_text
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.fit import FitConfig, fit_run
     from edgessl.train.pretrain import PretrainConfig, pretrain

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import class_indices, open_dataset, resolve_label
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from edgessl import __version__
 from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
-from edgessl.edge_runtime.bundle import Bundle, write_atomic
+from edgessl.edge_runtime.bundle import Bundle
+from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
@@ -38,7 +39,7 @@ from .compare import compare
 from .config import CalibrateConfig
 from .gate import GateCriteria, GateFailed, run_gate
 from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
-from .report import REPORT_FILE, SUMMARY_FILE, write_report
+from .gate_report import REPORT_FILE, SUMMARY_FILE, write_report
 from .trt_cache import version_number, write_cache
 
 MIN_QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
@@ -115,13 +116,10 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         raise EdgesslError(f"{fp32.name} has ONNX opset {opset}; INT8 Q/DQ needs opset {MIN_QDQ_OPSET} or newer "
                            "(re-export with `edgessl export --opset 17`)")
     spec = PreprocessSpec.from_dict(m["preprocess"])
-    det_dir = bundle.path(m.get("detector", {}).get("directory", "detector"))
-    detector = load_detector(det_dir)
-    fit = json.loads((det_dir / "fit.json").read_text()) if (det_dir / "fit.json").is_file() else {}
-    data = cfg.data or m["detector"].get("data") or fit.get("data")
-    if not data:
-        raise EdgesslError("the bundle does not record its data: pass --data SOURCE")
-    normal_label = cfg.normal_label if cfg.normal_label is not None else m["detector"].get("normal_label")
+    detector = load_detector(bundle.detector_dir)
+    fit = bundle.fit_record()
+    data = bundle.recorded_data(cfg.data)
+    normal_label = bundle.recorded_normal_label(cfg.normal_label)
     t32 = Threshold.from_dict(bundle.threshold("fp32"))
     input_shape = tuple(int(d) for d in m["model"]["input"]["shape"][1:])
     input_name = m["model"]["input"]["name"]

@@ -1,11 +1,9 @@
-"""``edgessl calibrate``'s config (importable without onnx). Each field is a command-line option;
-its default is written here only."""
+"""``edgessl calibrate``'s config (importable without onnx): a plain dataclass whose defaults are
+written here only (the CLI reads them from here)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from edgessl.edge_runtime.config import option
 
 CALIBRATION_TARGETS = ("tensorrt", "cpu", "both")
 RANGE_METHODS = ("minmax", "percentile", "entropy")
@@ -13,17 +11,23 @@ RANGE_METHODS = ("minmax", "percentile", "entropy")
 
 @dataclass
 class CalibrateConfig:
-    bundle: str = option("", "bundle directory (from `edgessl export`)", metavar="BUNDLE", required=True)
-    data: str | None = option(None, "dataset of normal images (default: the data the detector was fitted on)")
-    target: str = option("both", "which INT8 model(s) to write (see above)", choices=CALIBRATION_TARGETS)
-    method: str = option("entropy", "activation range method (entropy: TensorRT's KL histogram calibration)",
-                         choices=RANGE_METHODS)
-    num_images: int = option(256, "calibration images (at least 32)", metavar="N")
-    normal_label: str | None = option(None, "normal class (default: the detector's)", metavar="L")
-    percentile: float = option(99.99, "for --method percentile")
-    holdout_images: int = option(512, "most test images the gate scores", metavar="N")
-    tensorrt_version: str = option("10.3.0", "TensorRT version in the calibration cache header (10.3.0: JetPack 6.2)")
-    min_cosine: float = option(0.99, "gate: least mean embedding cosine")
-    max_auroc_change: float = option(0.01, "gate: most |AUROC change|")
-    max_float_nodes: int = option(8, "most layers kept in float to pass the gate")
-    batch_size: int = option(32, "images per inference call")
+    """INT8 models of ``bundle`` for ``target`` from ``num_images`` normal images of ``data`` (None:
+    the data the detector was fitted on; ``normal_label`` None: the detector's), activation ranges
+    by ``method`` (``percentile`` at ``percentile``); the gate scores at most ``holdout_images``
+    test images and passes with a mean embedding cosine of at least ``min_cosine`` and an AUROC
+    change of at most ``max_auroc_change``, keeping at most ``max_float_nodes`` layers in float.
+    ``tensorrt_version`` is written into the TensorRT calibration cache's header."""
+
+    bundle: str = ""
+    data: str | None = None
+    target: str = "both"
+    method: str = "entropy"
+    num_images: int = 256
+    normal_label: str | None = None
+    percentile: float = 99.99
+    holdout_images: int = 512
+    tensorrt_version: str = "10.3.0"
+    min_cosine: float = 0.99
+    max_auroc_change: float = 0.01
+    max_float_nodes: int = 8
+    batch_size: int = 32

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from edgessl.edge_runtime.bundle import write_atomic
+from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.errors import EdgesslError
 
 ALGORITHM = "EntropyCalibration2"

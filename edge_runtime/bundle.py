@@ -31,30 +31,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EdgesslError
+from .files import file_sha256, write_atomic
+from .signing import SIGNATURE, verify_signature
 
 FORMAT = "edgessl-bundle"
 MANIFEST_VERSION = 1
 MANIFEST = "manifest.json"
-SIGNATURE = "signature.json"  # detached: signs manifest.json's bytes, so it cannot be listed in it
-UNLISTED = (MANIFEST, SIGNATURE)
+UNLISTED = (MANIFEST, SIGNATURE)  # the signature signs manifest.json's bytes, so it cannot be listed in it
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
 SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
             "operating_points": dict, "engines": list, "calibration": dict, "provenance": dict,
             "intended_use": dict}  # the JSON type of each top-level section, when present
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def precision_key(precision: str, backend: str) -> str:
@@ -68,24 +59,6 @@ def precision_key(precision: str, backend: str) -> str:
     if precision == "int8":
         return "int8-cpu" if backend == "ort-cpu" else "int8-tensorrt"
     raise EdgesslError(f"unknown precision {precision!r}; use fp32 or int8")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a uniquely named temporary file beside it, flushed to disk
-    (fsync), then a rename: a reader sees the old file or the new one, never half of one, and two
-    writers never share a temporary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def canonical_json(obj) -> bytes:
@@ -138,6 +111,7 @@ class Bundle:
     root: Path
     manifest: dict
     hash: str
+    raw: bytes  # manifest.json's bytes, which ``manifest`` was parsed from and ``hash`` hashes
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True, public_key: str | Path | None = None,
@@ -159,7 +133,7 @@ class Bundle:
         if version != MANIFEST_VERSION:
             raise EdgesslError(f"{root}: bundle format version {version} is not supported by this edgessl "
                                f"(expects {MANIFEST_VERSION}); re-export it with `edgessl export`")
-        bundle = cls(root, manifest, hashlib.sha256(raw).hexdigest())
+        bundle = cls(root, manifest, hashlib.sha256(raw).hexdigest(), raw)
         if verify:
             bundle.check_seal()
         pin = None if expect_sha256 is None else check_pin(expect_sha256)
@@ -167,9 +141,7 @@ class Bundle:
             raise EdgesslError(f"{root}: bundle sha256 {bundle.hash} is not the pinned {pin} (--expect-sha256); "
                                "refusing to load")
         if public_key is not None:
-            from .signing import verify_signature
-
-            verify_signature(bundle, public_key)
+            verify_signature(raw, bundle.signature, public_key, root)
         if verify:
             bundle.check_signed_hash()
             bundle.verify()
@@ -264,6 +236,27 @@ class Bundle:
             hint = " (run `edgessl calibrate`)" if key.startswith("int8") else ""
             raise EdgesslError(f"{self.root}: no {key} model in this bundle (has: {have}){hint}")
         return self.path(precisions[key]["model"])
+
+    def recorded_data(self, given: str | None = None) -> str:
+        """``given``, else the data the bundle's detector was fitted on."""
+        data = given or self.manifest.get("detector", {}).get("data")
+        if not data:
+            raise EdgesslError("give --data (the bundle does not record the data its detector was fitted on)")
+        return str(data)
+
+    def recorded_normal_label(self, given: str | None = None) -> str | None:
+        """``given``, else the normal class the bundle's detector was fitted on (None: unlabelled data)."""
+        label = given if given is not None else self.manifest.get("detector", {}).get("normal_label")
+        return None if label is None else str(label)
+
+    @property
+    def detector_dir(self) -> Path:
+        return self.path(self.manifest.get("detector", {}).get("directory", "detector"))
+
+    def fit_record(self) -> dict:
+        """The detector's ``fit.json`` (data, normal label, held-out scores), ``{}`` when there is none."""
+        path = self.detector_dir / "fit.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def threshold(self, key: str) -> dict:
         thresholds = self.manifest.get("thresholds", {})

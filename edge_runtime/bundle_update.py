@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .bundle import MANIFEST, SIGNATURE, Bundle, seal
+from .bundle import MANIFEST, Bundle, seal
+from .signing import SIGNATURE
 from .errors import EdgesslError
 
 Change = Callable[[Path, dict], dict]

@@ -167,8 +167,8 @@ class Pipeline:
         key = precision_key(precision, name)
         bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
         record = Threshold.from_dict(bundle.threshold(key))
-        detector_dir = bundle.path(bundle.section("detector").get("directory", "detector"))
-        detector = load_detector(detector_dir)
+        bundle.section("detector")  # refuses a manifest without one
+        detector = load_detector(bundle.detector_dir)
         return cls(bundle, _make_backend(bundle, name, key, options, detector), detector, key, record, threshold)
 
     @property

@@ -19,8 +19,10 @@ import json
 import os
 from pathlib import Path
 
-from .bundle import MANIFEST, SIGNATURE, Bundle, write_atomic
 from .errors import EdgesslError
+from .files import write_atomic
+
+SIGNATURE = "signature.json"  # the detached signature record, beside manifest.json
 
 
 def _serialization():
@@ -72,33 +74,33 @@ def _load_key(path: str | Path, private: bool):
     return key
 
 
-def sign_bundle(bundle_path: str | Path, key_path: str | Path) -> dict:
-    """Verify the bundle, then write its detached signature; returns the signature record."""
-    bundle = Bundle.load(bundle_path)
+def sign_bundle(root: Path, manifest: bytes, key_path: str | Path) -> dict:
+    """Write the detached signature of the bundle at ``root`` over ``manifest``, the manifest bytes
+    a verified load read (``Bundle.raw``); returns the signature record."""
     key = _load_key(key_path, private=True)
-    raw = (bundle.root / MANIFEST).read_bytes()
-    record = {"algorithm": "ed25519", "key_id": key_id(key.public_key()), "manifest_sha256": bundle.hash,
-              "signature": base64.b64encode(key.sign(raw)).decode()}
-    write_atomic(bundle.root / SIGNATURE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    record = {"algorithm": "ed25519", "key_id": key_id(key.public_key()),
+              "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+              "signature": base64.b64encode(key.sign(manifest)).decode()}
+    write_atomic(Path(root) / SIGNATURE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return record
 
 
-def verify_signature(bundle: Bundle, public_key_path: str | Path) -> str:
-    """Refuse an unsigned bundle or a signature that ``public_key_path`` does not verify; returns the key id."""
+def verify_signature(manifest: bytes, record: dict | None, public_key_path: str | Path, root: Path) -> str:
+    """Refuse an unsigned bundle (``record`` None) or a signature over ``manifest`` (the manifest's
+    bytes) that ``public_key_path`` does not verify; returns the key id. ``root`` names the bundle."""
     from cryptography.exceptions import InvalidSignature
 
     key = _load_key(public_key_path, private=False)
-    record = bundle.signature
     if record is None:
-        raise EdgesslError(f"{bundle.root}: the bundle is not signed ({SIGNATURE} missing) and --public-key "
+        raise EdgesslError(f"{root}: the bundle is not signed ({SIGNATURE} missing) and --public-key "
                            "requires a signature; sign it with `edgessl sign --bundle B --key KEY`")
     try:
         signature = base64.b64decode(str(record.get("signature", "")), validate=True)
     except (binascii.Error, ValueError):
         signature = b""
     try:
-        key.verify(signature, (bundle.root / MANIFEST).read_bytes())
+        key.verify(signature, manifest)
     except InvalidSignature:
-        raise EdgesslError(f"{bundle.root}: bad signature: {SIGNATURE} does not verify with {public_key_path} "
+        raise EdgesslError(f"{root}: bad signature: {SIGNATURE} does not verify with {public_key_path} "
                            "(the manifest changed after signing, or another key signed it); refusing to load") from None
     return key_id(key)

@@ -7,8 +7,8 @@ on new normal images, ``FPR = P(X >= s_(k))``, is distributed as ``Beta(n + 1 - 
 
     P(FPR <= a) = P(Binomial(n, a) >= n + 1 - k).
 
-We take the smallest ``k`` for which that probability is at least ``confidence`` (default 0.9),
-for the target rate ``a`` (default 0.01): the lowest threshold whose FPR is at most the target
+We take the smallest ``k`` for which that probability is at least ``confidence`` (e.g. 0.9),
+for the target rate ``a`` (e.g. 0.01): the lowest threshold whose FPR is at most the target
 with the stated confidence. It exists only when ``k = n`` qualifies, i.e. when
 ``1 - (1 - a)^n >= confidence``, so ``n >= log(1 - confidence) / log(1 - a)`` (230 images for
 1% at 90%).
@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import write_atomic
+from .files import write_atomic
 from .errors import EdgesslError
 from .records import record_from_dict
 
@@ -97,8 +97,8 @@ def order_statistic_rank(n: int, target_fpr: float, confidence: float) -> int:
     if n < need:
         raise EdgesslError(
             f"{n} held-out normal images are too few for a false-positive rate of {target_fpr:g} at "
-            f"{confidence:g} confidence: the rule needs at least {need}. Add normal images to the "
-            f"validation split, or raise --target-fpr (or lower --confidence)")
+            f"{confidence:g} confidence: the rule needs at least {need}. Add normal images, "
+            f"or raise --target-fpr (or lower --confidence)")
     lo, hi = 1, n  # fpr_confidence increases with k
     while lo < hi:
         mid = (lo + hi) // 2
@@ -161,8 +161,7 @@ class Threshold:
             raise EdgesslError(f"{path}: not a threshold record ({exc})") from None
 
 
-def fit_threshold(holdout_scores: np.ndarray, target_fpr: float = 0.01, confidence: float = 0.9,
-                  strict: bool = True) -> Threshold:
+def fit_threshold(holdout_scores: np.ndarray, target_fpr: float, confidence: float, *, strict: bool) -> Threshold:
     """The rule above applied to raw scores of held-out normal images. Too few for ``target_fpr``:
     ``strict`` raises, otherwise the target becomes ``achievable_fpr`` (``requested_target_fpr`` keeps the ask)."""
     s = np.sort(np.asarray(holdout_scores, np.float64).ravel())

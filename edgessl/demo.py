@@ -8,36 +8,35 @@ and ``demo.json`` (every figure) are. Each step calls that stage's Python functi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgessl.edge_runtime.commands.options import Outcome, add_command, config_from_args
-from edgessl.edge_runtime.config import default_of, option
 from edgessl.edge_runtime.errors import EdgesslError
-from edgessl.train.config import BACKBONES, DETECTOR_KINDS, METHOD_SUMMARIES, FitConfig, PretrainConfig, device_option
+from edgessl.train.config import ComputeOptions, FitConfig, PretrainConfig
 
 DEFAULT_NORMAL = {"digits": "0"}
 
 
 @dataclass
 class DemoConfig:
-    data: str = option(default_of(PretrainConfig, "data"), "dataset (digits: normal class 0)")
-    normal_label: str | None = option(None, "the normal class (default: 0 for digits; required otherwise)")
-    out: str = option("runs/demo", "where the run, bundle, plots and demo.json go")
-    method: str = option(default_of(PretrainConfig, "method"), "pretext task", choices=tuple(METHOD_SUMMARIES))
-    backbone: str = option(default_of(PretrainConfig, "backbone"), "network trained", choices=BACKBONES)
-    image_size: int = option(default_of(PretrainConfig, "image_size"), "model input size in pixels")
-    budget: float = option(90.0, "pretraining time", metavar="SECONDS")
-    detector: str = option(default_of(FitConfig, "detector"), "detector kind (auto: the method's natural one)",
-                           choices=("auto", *DETECTOR_KINDS))
-    target_fpr: float = option(default_of(FitConfig, "target_fpr"), "false-positive rate of the threshold (fewer normal "
-                               "images than it needs: the tightest they support, as `fit` does)")
-    bench_iterations: int = option(30, "timed calls per bench contender")
-    device: str = device_option()
+    """The demo's data and its normal class (None: ``DEFAULT_NORMAL``'s for the data), where it
+    writes, what it trains (``pretrain``'s defaults) for ``budget`` seconds, the detector and its
+    target (``fit``'s defaults), the bench's timed calls and the PyTorch device."""
+
+    data: str = PretrainConfig.data
+    normal_label: str | None = None
+    out: str = "runs/demo"
+    method: str = PretrainConfig.method
+    backbone: str = PretrainConfig.backbone
+    image_size: int = PretrainConfig.image_size
+    budget: float = 90.0
+    detector: str = FitConfig.detector
+    target_fpr: float = FitConfig.target_fpr
+    bench_iterations: int = 30
+    device: str = ComputeOptions.device
 
 
 def _step(name: str, log: list[str]):
@@ -61,8 +60,8 @@ def _calibrate(bundle: Path, data: str) -> str | None:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Every step above; returns the figures (also written to OUT/demo.json)."""
-    from edgessl.bench_command import BenchConfig, bench
-    from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
+    from edgessl.bench import BenchConfig, bench
+    from edgessl.edge_runtime.streams.evaluation import BundleEvalConfig, evaluate_bundle
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.evaluate import EvaluateConfig, evaluate_run
     from edgessl.train.fit import FitConfig, chosen_detector, fit_run
@@ -127,19 +126,3 @@ def summary_table(fig: dict) -> str:
              f"all figures: {Path(fig['bundle']).parent / 'demo.json'}",
              f"next: edgessl run --bundle {fig['bundle']} --source IMAGES_OR_CAMERA --out results.jsonl"]
     return "\n".join(rows)
-
-
-def _demo(args: argparse.Namespace) -> Outcome:
-    """Pretrain a backbone (the default pretext task, a time budget), fit an anomaly detector on the normal class, export
-    a verified bundle, calibrate INT8 for the CPU, evaluate fp32 and INT8 through the torch-free
-    runtime, bench it against ONNX Runtime and PyTorch eager, and print a table. A few minutes on
-    two CPU cores with the defaults.
-    """
-    figures = run_demo(config_from_args(DemoConfig, args))
-    return Outcome(figures, summary_table(figures))
-
-
-def register(sub) -> dict[str, argparse.ArgumentParser]:
-    return add_command(
-        sub, "demo", _demo, DemoConfig,
-        help="the whole pipeline on the built-in digits (or --data): train, fit, export, INT8, evaluate, bench")

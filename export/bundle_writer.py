@@ -10,14 +10,13 @@ a threshold, and every consumer (runtime, ROS node, triage) scores with it.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from edgessl import __version__
-from edgessl.edge_runtime.bundle import file_sha256
+from edgessl.edge_runtime.files import file_sha256
 from edgessl.edge_runtime.bundle_update import check_new, update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import load_detector
@@ -25,6 +24,8 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import Threshold
 from edgessl.edge_runtime.timestamps import utc_now
+
+from edgessl.train.run_records import detector_dir, fit_record, recorded_data
 
 from .config import ExportConfig
 
@@ -49,15 +50,14 @@ def read_run(run: Path):
     from edgessl.train.checkpoint import load_model
 
     backbone, spec, meta = load_model(run)
-    det_dir = run / "detector"
+    det_dir = detector_dir(run)
     missing = [f for f in ("detector.json", "detector.npz", "threshold.json") if not (det_dir / f).is_file()]
     if missing:
         raise EdgesslError(f"{run}: no fitted detector ({', '.join(missing)} missing in {det_dir}); "
                            f"run `edgessl fit --run {run} --data SOURCE` first")
     detector = load_detector(det_dir)
     threshold = Threshold.load(det_dir / "threshold.json")
-    fit = json.loads((det_dir / "fit.json").read_text()) if (det_dir / "fit.json").is_file() else {}
-    return backbone, spec, meta, detector, threshold, fit
+    return backbone, spec, meta, detector, threshold, fit_record(run)
 
 
 def _provenance(run: Path, meta: dict, fit: dict) -> dict:
@@ -71,8 +71,8 @@ def _provenance(run: Path, meta: dict, fit: dict) -> dict:
         "tool_version": __version__,
         "run_dir": str(run.resolve()),
         "checkpoint_sha256": file_sha256(run / "model.safetensors"),
-        "detector_sha256": {f: file_sha256(run / "detector" / f) for f in DETECTOR_FILES
-                            if (run / "detector" / f).is_file()},
+        "detector_sha256": {f: file_sha256(detector_dir(run) / f) for f in DETECTOR_FILES
+                            if (detector_dir(run) / f).is_file()},
         "training": {k: meta.get(k) for k in ("method", "backbone", "data", "epochs_done", "tool_version")},
         "training_config": yaml.safe_load(config.read_text()) if config.is_file() else None,
         "fit": {k: fit.get(k) for k in ("data", "normal_label", "detector", "params", "train_images")},
@@ -91,9 +91,7 @@ def export_bundle(cfg: ExportConfig) -> dict:
     check_opset(cfg.opset)
     check_new(out, cfg.force)  # before the slow part
     backbone, spec, meta, detector, threshold, fit = read_run(run)
-    source = cfg.data or fit.get("data") or meta.get("data")
-    if not source:
-        raise EdgesslError(f"{run}: the run does not record its data; pass --data SOURCE to verify on")
+    source = cfg.data or recorded_data(run, detector_first=True)
     batch, verified_on = verification_images(source, spec, cfg.verify_images)
 
     def write(staging: Path, _: dict) -> dict:
@@ -104,8 +102,8 @@ def export_bundle(cfg: ExportConfig) -> dict:
             raise EdgesslError(f"ONNX Runtime does not match PyTorch on {check.describe()}; bundle not written")
         (staging / "detector").mkdir()
         for f in DETECTOR_FILES:
-            if (run / "detector" / f).is_file():
-                shutil.copy2(run / "detector" / f, staging / "detector" / f)
+            if (detector_dir(run) / f).is_file():
+                shutil.copy2(detector_dir(run) / f, staging / "detector" / f)
         return {
             "tool_version": __version__,
             "created": utc_now(),
@@ -116,7 +114,8 @@ def export_bundle(cfg: ExportConfig) -> dict:
                          "normal_label": fit.get("normal_label"), "data": fit.get("data"),
                          "normalisation": "normalised = (raw - offset) / scale; anomalous iff raw >= raw_threshold"},
             "precisions": {"fp32": {"model": MODEL_FILE, "dtype": "float32",
-                                    "threshold_from": "edgessl fit: PyTorch scores of the held-out val normals"}},
+                                    "threshold_from": "edgessl fit: PyTorch scores of the train+val normals, each "
+                                                      "from a detector cross-fitted without it"}},
             "thresholds": {"fp32": threshold.to_dict()},
             "engines": [],
             "provenance": _provenance(run, meta, fit),

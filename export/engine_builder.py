@@ -19,7 +19,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from edgessl.edge_runtime.bundle import Bundle, write_atomic
+from edgessl.edge_runtime.bundle import Bundle
+from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.engines import ENGINE_DIR, engine_key, gpu_compute_capability, upsert_engine, version_triple
 from edgessl.edge_runtime.errors import EdgesslError

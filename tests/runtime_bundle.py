@@ -67,7 +67,7 @@ def make_bundle(out: Path, detector: str = "knn") -> Path:
         det = KnnDetector(bank["embedding"], k=3) if detector == "knn" else PatchDetector(
             bank["patches"].transpose(0, 2, 3, 1).reshape(-1, CHANNELS), k=1)
         det.save(root / "detector")
-        threshold = fit_threshold(det.score(_outputs(root / "model.onnx", held)).raw_scores, target_fpr=0.1)
+        threshold = fit_threshold(det.score(_outputs(root / "model.onnx", held)).raw_scores, 0.1, 0.9, strict=True)
         return {
             "model": {"input": "input", "outputs": ["embedding", "patches"], "opset": 17},
             "preprocess": SPEC.to_dict(),

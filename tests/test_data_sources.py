@@ -13,7 +13,7 @@ import pytest
 
 from edgessl.edge_runtime.data.cache import build_store
 from edgessl.edge_runtime.data.datasets import open_dataset
-from edgessl.edge_runtime.data.sources import open_source_dataset
+from edgessl.edge_runtime.data.user_data import open_source_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
 from source_factory import TOPICS, digit_frames, write_bag, write_labelled_pngs, write_video
@@ -194,7 +194,7 @@ def test_dicom_folder_reads_like_triage_with_a_modality_filter(dicom_folder):
     triage = {s.key: s.image for s in iter_studies([str(root)]) if s.image is not None}
     for i in range(len(full)):
         np.testing.assert_array_equal(full.image(i), triage[full.name(i)])
-    cr = open_source_dataset(f"{root}?modality=CR")
+    cr = open_source_dataset(f"{root}?dicom_modality=CR")
     assert cr.report.kept == 24 + 2 and cr.report.skipped == {"modality": 6, "error": 1}
 
 
@@ -303,23 +303,18 @@ def pipeline(tmp_path, unlabelled: str, labelled: str, normal: str) -> None:
 
 
 def test_command_line_options_are_written_into_the_source_string():
-    from edgessl.calibration.config import CalibrateConfig
     from edgessl.cli import build_parser
-    from edgessl.edge_runtime.commands.options import config_from_args
+    from edgessl.cli.options import selected_data
     from edgessl.edge_runtime.data.source_text import SourceOptions, parse_source
-    from edgessl.edge_runtime.medical.triage import OperatingPointConfig
-    from edgessl.train.config import EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig
 
     parser, _ = build_parser()
-    for cls, command in ((PretrainConfig, ["pretrain", "--out", "r"]), (FitConfig, ["fit", "--run", "r"]),
-                         (EvaluateConfig, ["evaluate", "--run", "r"]), (CalibrateConfig, ["calibrate", "--bundle", "b"]),
-                         (FinetuneConfig, ["finetune", "--run", "r", "--out", "o"]),
-                         (OperatingPointConfig, ["operating-point", "--bundle", "b", "--sensitivity", "0.9",
-                                                 "--normal-label", "0"])):
+    for command in (["pretrain", "--out", "r"], ["fit", "--run", "r"], ["evaluate", "--run", "r"],
+                    ["calibrate", "--bundle", "b"], ["finetune", "--run", "r", "--out", "o"],
+                    ["operating-point", "--bundle", "b", "--sensitivity", "0.9", "--normal-label", "0"]):
         args = parser.parse_args([*command, "--data", "run.mcap?every=2", "--topic", "/cam/image", "--fps", "5",
                                   "--dedup", "0", "--dicom-modality", "CR"])
-        path, options = parse_source(config_from_args(cls, args).data)
+        path, options = parse_source(selected_data(args))
         assert path == "run.mcap"
-        assert options == SourceOptions(topic="/cam/image", every=2, fps=5.0, dedup=0.0, modality="CR")
+        assert options == SourceOptions(topic="/cam/image", every=2, fps=5.0, dedup=0.0, dicom_modality="CR")
     args = parser.parse_args(["pretrain", "--out", "r", "--data", "digits"])
-    assert config_from_args(PretrainConfig, args).data == "digits"  # nothing given, nothing written
+    assert selected_data(args) == "digits"  # nothing given, nothing written

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgessl.edge_runtime.data.datasets import UNLABELLED, detect_kind, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import detect_kind, open_dataset, resolve_label
+from edgessl.edge_runtime.data.image_datasets import UNLABELLED
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.images import read_image
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image

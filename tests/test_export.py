@@ -11,7 +11,8 @@ from requires import require
 require("torch")
 
 from edgessl.cli import main  # noqa: E402
-from edgessl.edge_runtime.bundle import Bundle, file_sha256  # noqa: E402
+from edgessl.edge_runtime.bundle import Bundle  # noqa: E402
+from edgessl.edge_runtime.files import file_sha256  # noqa: E402
 from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.export.bundle_writer import ExportConfig, export_bundle, read_run, verification_images  # noqa: E402
 

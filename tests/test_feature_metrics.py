@@ -32,5 +32,6 @@ def test_balanced_accuracy_is_the_mean_recall():
 
 def test_one_training_class_has_no_classification_keys():
     x = np.random.default_rng(1).normal(size=(20, 4))
-    out = feature_metrics(x, np.zeros(20, int), x[:5], np.r_[np.zeros(3, int), np.ones(2, int)], 0, ["good", "bad"])
+    out = feature_metrics(x, np.zeros(20, int), x[:5], np.r_[np.zeros(3, int), np.ones(2, int)], 0, ["good", "bad"],
+                          k=5, linear_probe=True)
     assert out["knn_accuracy"] is None and "majority_class" not in out and "knn_auroc" in out

@@ -273,7 +273,7 @@ def test_fit_json_holds_cross_fitted_scores_of_the_named_images(run_dir, tmp_pat
     shipped = load_detector(run / "detector").score(outputs).raw_scores
     assert np.median(shipped) < np.median(recorded)  # the shipped bank holds every image: in-sample is lower
     threshold = Threshold.load(run / "detector/threshold.json")
-    assert fit_threshold(recorded, threshold.target_fpr, threshold.confidence) == threshold
+    assert fit_threshold(recorded, threshold.target_fpr, threshold.confidence, strict=True) == threshold
     assert threshold.n_holdout == len(recorded) == fit["train_images"]
 
 
@@ -330,7 +330,7 @@ def test_gaussian_crossfit_threshold_holds_on_fresh_normals_with_fewer_images_th
         return (rng.standard_normal((m, len(scales))) * scales).astype(np.float32)
 
     outputs = {"embedding": normals(140)}
-    threshold = fit_threshold(crossfit_scores(FitConfig(run="unused", detector="gaussian"), outputs), 0.15, 0.9)
+    threshold = fit_threshold(crossfit_scores(FitConfig(run="unused", detector="gaussian"), outputs), 0.15, 0.9, strict=True)
     shipped = fit_detector("gaussian", bank_features(outputs))
     fresh = shipped.score({"embedding": normals(4000)}).raw_scores
     assert np.mean(fresh >= threshold.raw_threshold) <= threshold.target_fpr

@@ -1,12 +1,12 @@
-"""Options generated from config dataclasses: one spelling and one default per option, ``--config``
-keys as the long option names, choices checked for file values, lists replaced, one JSON object
-with ``--json``, and the exit codes."""
+"""Options from each command's table, typed and defaulted by the library's config dataclasses: one
+spelling and one default per option, ``--config`` keys as the long option names, choices checked
+for file values, lists replaced, one JSON object with ``--json``, and the exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from edgessl.cli import build_parser, main
-from edgessl.edge_runtime.commands.options import apply_config, option_name
+from edgessl.cli.options import apply_config
 from edgessl.edge_runtime.errors import EdgesslError
 from runtime_bundle import make_bundle
 
@@ -122,11 +122,39 @@ def test_nothing_processed_exits_1(bundle, tmp_path, capsys):
                  str(tmp_path / "r.jsonl")]) == 1
 
 
-def test_option_names_are_the_field_names_with_dashes():
-    from edgessl.edge_runtime.commands.run import RunConfig
+def test_one_thing_has_one_spelling_across_commands():
+    """The field an option fills has the same flag on every command (``--torch-precision`` is PyTorch's
+    precision everywhere, ``--precision`` always the bundle model's)."""
+    _, commands = build_parser()
+    spellings: dict[str, set[str]] = {}
+    for p in commands.values():
+        for a in p._actions:
+            if a.option_strings and a.dest not in ("help", "config", "json"):
+                spellings.setdefault(a.dest, set()).update(s for s in a.option_strings if s.startswith("--"))
+    assert {dest: flags for dest, flags in spellings.items() if len(flags) > 1} == {}
+    assert spellings["torch_precision"] == {"--torch-precision"} and spellings["precision"] == {"--precision"}
 
-    names = {option_name(f) for f in fields(RunConfig)}
-    assert {"bundle", "source", "batch-size", "queue-size", "out", "overlays", "features"} <= names
+
+def test_every_option_is_spelled_in_the_source_and_shows_the_library_default():
+    """A grep for a flag finds it (each is written out in ``edgessl/cli``); its default is the library
+    dataclass field's, shown by ``--help`` and never restated in the help text."""
+    import edgessl.cli as cli_package
+    from edgessl.cli.main import COMMANDS
+    from edgessl.cli.options import config_field, field_default
+
+    source = "".join(p.read_text() for p in Path(cli_package.__file__).parent.glob("*.py"))
+    _, parsers = build_parser()
+    for command in COMMANDS:
+        actions = {a.dest: a for a in parsers[command.name]._actions}
+        for opt in command.options:
+            assert f'"{opt.flag}"' in source, opt.flag
+            default = field_default(config_field((opt.of,) if opt.of else command.configs, opt.field)[0])
+            action = actions[opt.field]
+            assert action.default == (None if opt.override else default), (command.name, opt.flag)
+            if default not in (None, False, "", []):
+                assert "(default:" not in opt.help, (command.name, opt.flag, opt.help)
+                if not isinstance(default, (bool, list)):
+                    assert action.help.endswith(f"(default: {default})"), (command.name, opt.flag)
 
 
 @pytest.mark.parametrize("command", ["fit", "evaluate", "finetune"])
@@ -144,20 +172,25 @@ def test_training_side_commands_default_to_the_runs_recorded_data(tiny_run, tmp_
     assert "recorded-elsewhere" in capsys.readouterr().err
 
 
-def test_no_command_writes_an_option_by_hand():
-    """Every option comes from a config dataclass field, so its default is written once (the field)."""
-    import importlib
-    import inspect
+def test_only_the_option_machinery_calls_argparse():
+    import edgessl.cli as cli_package
 
-    from edgessl.cli import COMMAND_MODULES
-
-    for name in (*COMMAND_MODULES, "edgessl.bench_command", "edgessl.demo"):
-        source = inspect.getsource(importlib.import_module(name))
-        assert "add_argument(" not in source, f"{name} declares an option by hand; declare it as a config field"
+    for path in Path(cli_package.__file__).parent.glob("*.py"):
+        if path.name not in ("options.py", "main.py"):
+            assert "add_argument(" not in path.read_text(), f"{path.name} declares an option by hand; add an Opt"
 
 
-def test_an_old_spelling_still_works_and_a_required_option_is_still_required(tmp_path, capsys):
-    assert _parse("triage", ["--bundle", "b", "--input", "x", "y", "--out", "o"], None, tmp_path).source == ["x", "y"]
+def test_a_flag_spelled_against_its_field_default_is_refused():
+    """A bool field that defaults to on must be spelled ``--no-NAME`` (and the reverse)."""
+    from edgessl.cli.options import Opt, add_option
+    from edgessl.train.config import EvaluateConfig
+
+    with pytest.raises(TypeError, match="--no-linear-probe"):
+        add_option(argparse.ArgumentParser(), Opt("--linear-probe", "x"), (EvaluateConfig,))
+
+
+def test_a_required_option_is_required(tmp_path, capsys):
+    assert _parse("triage", ["--bundle", "b", "--source", "x", "y", "--out", "o"], None, tmp_path).source == ["x", "y"]
     with pytest.raises(SystemExit) as exc:
         main(["triage", "--bundle", "b", "--out", "o"])
     assert exc.value.code == 2 and "required: --source" in capsys.readouterr().err

@@ -141,7 +141,7 @@ def test_tensorrt_backend_is_auto_when_present():
 def test_evaluate_bundle_gives_pixel_auroc_on_mvtec_masks(patch_bundle, tmp_path):
     import cv2
 
-    from edgessl.edge_runtime.data.evaluation import BundleEvalConfig, evaluate_bundle
+    from edgessl.edge_runtime.streams.evaluation import BundleEvalConfig, evaluate_bundle
 
     rng = np.random.RandomState(0)
     root = tmp_path / "mvtec"

@@ -10,7 +10,8 @@ import pytest
 
 from requires import require
 
-from edgessl.edge_runtime.data.datasets import FileDataset, open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
+from edgessl.edge_runtime.data.image_datasets import FileDataset
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -257,6 +257,18 @@ def test_resume_continues_the_step_count(tmp_path):
 
 
 @pytest.mark.slow
+def test_resuming_a_finished_run_is_one_line_and_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--epochs", "1", "--out", str(out)]) == 0
+    state = (out / "state.json").read_bytes()
+    capsys.readouterr()
+    assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--epochs", "1", "--resume", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nothing left to train" in err and "Traceback" not in err
+    assert (out / "state.json").read_bytes() == state
+
+
+@pytest.mark.slow
 def test_config_file_options_and_the_saved_config_reproduce_a_run(tmp_path):
     cfg = tmp_path / "pretrain.yaml"
     cfg.write_text(yaml.safe_dump({"data": "digits", "method": "rotation", "backbone": "mobilenet_v3_small",
@@ -289,7 +301,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
 
 def test_config_file_can_supply_a_required_option(tmp_path):
     from edgessl.cli import build_parser
-    from edgessl.edge_runtime.commands.options import apply_config
+    from edgessl.cli.options import apply_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"out": str(tmp_path / "run"), "method": "byol"}))

@@ -52,13 +52,13 @@ def test_load_and_score_without_torch(bundle, tmp_path):
     import json, sys
     from edgessl.edge_runtime.pipeline import Pipeline
     from edgessl.edge_runtime.images import read_image
-    from edgessl.edge_runtime.streams import sources, sinks, runner, bench
-    from edgessl.edge_runtime.data import evaluation
-    from edgessl.edge_runtime.commands import run, replay, triage
+    from edgessl.edge_runtime import timing
+    from edgessl.edge_runtime.streams import sources, sinks, runner, evaluation
+    from edgessl.edge_runtime.medical import triage
     pipe = Pipeline.load({str(bundle)!r})
     r = pipe.score(read_image({str(img)!r}), with_features=True)
     loaded = sorted(m for m in sys.modules if m.startswith({FORBIDDEN!r}))
-    from edgessl.cli import main  # registers every stage's commands (torch-free registration modules)
+    from edgessl.cli import main  # every command's options and handlers (torch-free until a handler runs)
     rc = main(["run", "--bundle", {str(bundle)!r}, "--source", {str(img)!r}, "--out", {str(tmp_path / 'r.jsonl')!r}])
     loaded += sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
     print(json.dumps({{"score": r.score, "map": list(r.anomaly_map.shape), "features": len(r.features),

@@ -43,7 +43,7 @@ def test_simulated_fpr_is_under_target_with_the_stated_confidence():
     rng = np.random.default_rng(0)
     n, target, conf, reps = 300, 0.02, 0.9, 4000
     samples = rng.random((reps, n))
-    th = fit_threshold(samples[0], target, conf)
+    th = fit_threshold(samples[0], target, conf, strict=True)
     true_fpr = 1.0 - np.sort(samples, axis=1)[:, th.k - 1]  # the same rank for every repetition
     covered = float((true_fpr <= target).mean())
     se = math.sqrt(th.achieved_confidence * (1 - th.achieved_confidence) / reps)
@@ -54,7 +54,7 @@ def test_simulated_fpr_is_under_target_with_the_stated_confidence():
 
 def test_normalisation_maps_median_to_zero_and_threshold_to_one():
     scores = np.random.default_rng(1).gamma(2.0, size=500)
-    th = fit_threshold(scores, 0.05, 0.9)
+    th = fit_threshold(scores, 0.05, 0.9, strict=True)
     assert th.normalise(np.median(scores)) == pytest.approx(0.0, abs=1e-12)
     assert th.normalise(th.raw_threshold) == pytest.approx(1.0)
     assert th.is_anomaly(th.raw_threshold) and not th.is_anomaly(np.nextafter(th.raw_threshold, 0))
@@ -64,7 +64,7 @@ def test_normalisation_maps_median_to_zero_and_threshold_to_one():
 
 
 def test_threshold_record_round_trips_through_json(tmp_path):
-    th = fit_threshold(np.random.default_rng(2).normal(size=300), 0.05, 0.9)
+    th = fit_threshold(np.random.default_rng(2).normal(size=300), 0.05, 0.9, strict=True)
     th.save(tmp_path / "threshold.json")
     assert Threshold.load(tmp_path / "threshold.json") == th
     assert Threshold.from_dict(th.to_dict()) == th
@@ -72,8 +72,8 @@ def test_threshold_record_round_trips_through_json(tmp_path):
 
 def test_too_few_holdout_images_says_how_many_are_needed():
     with pytest.raises(EdgesslError, match="at least 230"):
-        fit_threshold(np.arange(229.0), 0.01, 0.9)
-    fit_threshold(np.arange(230.0), 0.01, 0.9)
+        fit_threshold(np.arange(229.0), 0.01, 0.9, strict=True)
+    fit_threshold(np.arange(230.0), 0.01, 0.9, strict=True)
 
 
 @pytest.mark.parametrize("scores,match", [
@@ -82,13 +82,13 @@ def test_too_few_holdout_images_says_how_many_are_needed():
 ])
 def test_bad_holdout_scores(scores, match):
     with pytest.raises(EdgesslError, match=match):
-        fit_threshold(scores, 0.1, 0.9)
+        fit_threshold(scores, 0.1, 0.9, strict=True)
 
 
 @pytest.mark.parametrize("a,c", [(0.0, 0.9), (1.0, 0.9), (0.01, 1.0), (0.01, 0.0)])
 def test_rates_out_of_range(a, c):
     with pytest.raises(EdgesslError):
-        fit_threshold(np.arange(1000.0), a, c)
+        fit_threshold(np.arange(1000.0), a, c, strict=True)
 
 
 @pytest.mark.parametrize("n,c", [(60, 0.9), (12, 0.95), (229, 0.9), (1, 0.5)])

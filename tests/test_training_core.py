@@ -69,6 +69,13 @@ class _Tiny(torch.nn.Module):
         return loss, {}
 
 
+def _cfg(epochs: int, time_budget_s: float = 0.0):
+    from edgessl.train.loop import LoopConfig
+
+    return LoopConfig(epochs=epochs, batch_size=8, lr=1e-3, weight_decay=0.0, warmup_epochs=0.5, seed=0,
+                      time_budget_s=time_budget_s, max_steps=0)
+
+
 def _loop(tmp_path, cfg, method):
     from edgessl.train.loop import train
 
@@ -80,19 +87,39 @@ def _loop(tmp_path, cfg, method):
 
 def test_a_time_budget_alone_trains_until_it_is_spent(tmp_path):
     """``epochs`` 0 with a budget: epoch after epoch (a checkpoint each) until the budget ends it."""
-    from edgessl.train.loop import LoopConfig
-
-    summary, epochs = _loop(tmp_path, LoopConfig(epochs=0, batch_size=8, time_budget_s=0.5), _Tiny())
+    summary, epochs = _loop(tmp_path, _cfg(0, 0.5), _Tiny())
     assert summary["stopped_by_budget"] and summary["seconds"] >= 0.5
     assert summary["epochs_done"] >= 3 and summary["steps"] > 3 * 4 and epochs[:3] == [1, 2, 3]
-    bounded, _ = _loop(tmp_path, LoopConfig(epochs=2, batch_size=8, time_budget_s=60), _Tiny())
+    bounded, _ = _loop(tmp_path, _cfg(2, 60), _Tiny())
     assert (bounded["epochs_done"], bounded["steps"], bounded["stopped_by_budget"]) == (2, 8, False)
 
 
 def test_a_time_budget_below_one_step_is_refused(tmp_path):
-    from edgessl.train.loop import LoopConfig
-
     with pytest.raises(EdgesslError, match="shorter than one training step"):
-        _loop(tmp_path, LoopConfig(epochs=0, batch_size=8, time_budget_s=0.01), _Tiny(step_seconds=0.05))
+        _loop(tmp_path, _cfg(0, 0.01), _Tiny(step_seconds=0.05))
     with pytest.raises(EdgesslError, match="needs an end"):
-        _loop(tmp_path, LoopConfig(epochs=0, batch_size=8), _Tiny())
+        _loop(tmp_path, _cfg(0), _Tiny())
+
+
+class _Diverging(_Tiny):
+    def forward(self, batch):
+        loss, metrics = super().forward(batch)
+        return loss * float("nan"), metrics
+
+
+def test_a_failing_step_still_closes_the_tensorboard_writer(tmp_path, monkeypatch):
+    import edgessl.train.loop as loop
+
+    closed = []
+    real = loop._tensorboard
+
+    def recording(run_dir):
+        writer = real(run_dir)
+        close = writer.close
+        writer.close = lambda: (closed.append(True), close())
+        return writer
+
+    monkeypatch.setattr(loop, "_tensorboard", recording)
+    with pytest.raises(EdgesslError, match="diverged"):
+        _loop(tmp_path, _cfg(1), _Diverging())
+    assert closed == [True]

@@ -12,7 +12,8 @@ import cv2
 import pytest
 
 from edgessl.cli import main
-from edgessl.edge_runtime.bundle import SIGNATURE, Bundle, seal
+from edgessl.edge_runtime.bundle import Bundle, seal
+from edgessl.edge_runtime.signing import SIGNATURE
 from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.errors import EdgesslError

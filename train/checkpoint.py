@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from edgessl import __version__
-from edgessl.edge_runtime.bundle import write_atomic
+from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from edgessl.edge_runtime.data.cache import UInt8Store, build_store
-from edgessl.edge_runtime.data.datasets import ImageDataset
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from edgessl.edge_runtime.data.anomaly_report import anomaly_report, pixel_auroc_from_dataset
-from edgessl.edge_runtime.data.datasets import ImageDataset
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.heatmaps import upsample_map
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
 from edgessl.edge_runtime.thresholds import Threshold
 
 from .backbones import Backbone
-from .fit import DETECTOR_DIR
+from .run_records import detector_dir
 from .scoring import score_dataset
 
 TOP_IMAGES = 8
@@ -28,7 +28,7 @@ TOP_IMAGES = 8
 def detector_metrics(run_dir: str | Path, backbone: Backbone, spec: PreprocessSpec, test_ds: ImageDataset,
                      normal: int, device, batch_size: int, plots_dir: str | None = None) -> dict:
     """The metrics above (and the plots, when ``plots_dir`` is given) as a JSON-able dict."""
-    folder = Path(run_dir) / DETECTOR_DIR
+    folder = detector_dir(run_dir)
     detector = load_detector(folder)
     threshold = Threshold.load(folder / "threshold.json")
     out = score_dataset(backbone, detector, test_ds, spec, device, batch_size)

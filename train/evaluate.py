@@ -13,12 +13,12 @@ from edgessl.edge_runtime.errors import EdgesslError
 
 from . import precision
 from .checkpoint import load_model
-from .config import EvaluateConfig, with_recorded_data
+from .config import EvaluateConfig
 from .detector_metrics import detector_metrics
 from .distributed import pick_device
 from .feature_metrics import feature_metrics
 from .features import embed_dataset
-from .fit import fitted_normal_label, has_detector
+from .run_records import fitted_normal_label, has_detector, with_recorded_data
 
 
 def evaluate_run(cfg: EvaluateConfig) -> dict:
@@ -47,7 +47,8 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     result = {
         "run": cfg.run, "data": cfg.data, "method": meta.get("method"), "backbone": meta["backbone"]["name"],
         "train_images": len(train_ds), "test_images": len(test_ds),
-        **feature_metrics(train_x, train_y, test_x, test_y, normal, train_ds.class_names, cfg.k, cfg.linear_probe),
+        **feature_metrics(train_x, train_y, test_x, test_y, normal, train_ds.class_names, k=cfg.k,
+                          linear_probe=cfg.linear_probe),
     }
     if normal is not None:
         result["normal_label"] = train_ds.class_names[normal]

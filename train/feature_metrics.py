@@ -40,8 +40,7 @@ def _name(index: int, class_names: list[str] | None) -> str:
 
 
 def feature_metrics(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                    normal: int | None, class_names: list[str] | None = None, k: int = 200,
-                    linear_probe: bool = True) -> dict:
+                    normal: int | None, class_names: list[str] | None, *, k: int, linear_probe: bool) -> dict:
     """The metrics above as a JSON-able dict (classification keys only with several training classes);
     ``majority_class`` is named from ``class_names`` (its index without them)."""
     out: dict = {"knn_accuracy": None}

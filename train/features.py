@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgessl.edge_runtime.data.datasets import ImageDataset
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from .backbones import Backbone

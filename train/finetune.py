@@ -24,20 +24,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, open_dataset
+from edgessl.edge_runtime.data.datasets import open_dataset
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from .augment import AugmentConfig, augment
 from .backbones import Backbone
 from .checkpoint import load_model, save_model, save_tensors, write_json
-from .config import FinetuneConfig, with_recorded_data
+from .config import FINETUNE_KINDS, FinetuneConfig
 from .data import load_images, normalise
 from .distributed import init_distributed, pick_device
 from . import precision
 from .features import embed_tensor
 from .loop import LoopConfig, seed_everything, train
 from .precise_bn import precise_bn
+from .run_records import with_recorded_data
 
 FINETUNE_AUGMENT = AugmentConfig(crop_scale=(0.6, 1.0), jitter_p=0.5, strength=0.2, grey_p=0.0)
 
@@ -134,10 +136,11 @@ def finetune(cfg: FinetuneConfig) -> dict:
     images = load_images(labelled, spec, desc="reading")
     labels = torch.from_numpy(labelled.labels)
     batch = min(cfg.batch_size, len(labelled) // dist.world_size)
-    lr = cfg.lr or (1e-2 if cfg.linear else 1e-3)
-    epochs = cfg.epochs or (100 if cfg.linear else 30)
-    loop_cfg = LoopConfig(epochs, max(1, batch), lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed,
-                          cfg.time_budget, cfg.max_steps)
+    kind = FINETUNE_KINDS["linear" if cfg.linear else "full"]
+    lr, epochs = cfg.lr or kind.lr, cfg.epochs or kind.epochs
+    loop_cfg = LoopConfig(epochs=epochs, batch_size=max(1, batch), lr=lr, weight_decay=cfg.weight_decay,
+                          warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=cfg.time_budget,
+                          max_steps=cfg.max_steps)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if cfg.linear:

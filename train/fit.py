@@ -17,7 +17,6 @@ Writes ``RUN_DIR/detector/``:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -27,23 +26,23 @@ from pathlib import Path
 
 import numpy as np
 
-from edgessl.edge_runtime.data.datasets import ImageDataset, class_indices, open_dataset, resolve_label
+from edgessl.edge_runtime.data.datasets import class_indices, open_dataset, resolve_label
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.detectors import DETECTORS, Detector, load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_holdout
 
 from . import precision
 from .checkpoint import load_model, write_json
-from .config import FitConfig, with_recorded_data
-from .detectors import DEFAULT_K, fit_gaussian, fit_knn, fit_patch
+from .config import FitConfig
+from .detectors import fit_gaussian, fit_knn, fit_patch
 from .detectors.coreset import check_coreset
 from .detectors.gaussian import ledoit_wolf_delta
-from .detectors.patch import DEFAULT_TOP
 from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
 from .methods import METHODS
+from .run_records import DETECTOR_DIR, with_recorded_data
 
-DETECTOR_DIR = "detector"
 DEFAULT_DETECTOR = "knn"  # methods without a measured default: knn (the classic tasks' best in bench_quality.py)
 
 
@@ -56,15 +55,6 @@ def default_detector(method: str | None) -> str:
 def chosen_detector(detector: str, method: str | None) -> str:
     """``detector``, or for ``auto`` the default of a run pretrained with ``method``."""
     return default_detector(method) if detector == "auto" else detector
-
-
-def has_detector(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / DETECTOR_DIR / "detector.json").is_file()
-
-
-def fitted_normal_label(run_dir: str | Path) -> str | None:
-    path = Path(run_dir) / DETECTOR_DIR / "fit.json"
-    return json.loads(path.read_text()).get("normal_label") if path.is_file() else None
 
 
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
@@ -93,15 +83,21 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
     return subset, ds.class_names[normal]
 
 
-def fit_detector(kind: str, features: dict[str, np.ndarray], k: int = 0, coreset: int = 0, seed: int = 0,
-                 top: int = 0, delta: float | None = None) -> Detector:
-    """Fit a detector of ``kind`` on ``bank_features`` of normal images (``delta``: the gaussian's shrinkage)."""
-    k = k or DEFAULT_K[kind]
+def detector_options(cfg: FitConfig) -> dict:
+    """The detector options ``cfg`` gives (``k``, ``coreset``, ``top``); the others keep the
+    fitting function's defaults (``detectors/``)."""
+    return {name: getattr(cfg, name) for name in ("k", "coreset", "top") if getattr(cfg, name) is not None}
+
+
+def fit_detector(kind: str, features: dict[str, np.ndarray], seed: int = 0, delta: float | None = None,
+                 **options: int) -> Detector:
+    """Fit a detector of ``kind`` on ``bank_features`` of normal images (``delta``: the gaussian's
+    shrinkage; ``options``: ``detector_options``)."""
     if kind == "gaussian":
         return fit_gaussian(features["embedding"], delta)
     if kind == "knn":
-        return fit_knn(features["embedding"], k, coreset, seed)
-    return fit_patch(features["patches"], k, coreset, seed, top or DEFAULT_TOP)
+        return fit_knn(features["embedding"], seed=seed, **options)
+    return fit_patch(features["patches"], seed=seed, **options)
 
 
 def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
@@ -120,7 +116,7 @@ def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> np.ndarra
     for f in range(cfg.folds):
         held, kept = folds == f, folds != f
         detector = fit_detector(cfg.detector, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
-                                cfg.k, cfg.coreset, cfg.seed, cfg.top, delta)
+                                cfg.seed, delta, **detector_options(cfg))
         scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
     return scores
 
@@ -135,9 +131,9 @@ def _check_options(cfg: FitConfig, n_images: int) -> None:
     """The cheap checks, before any feature is computed."""
     if cfg.detector not in DETECTORS:
         raise EdgesslError(f"unknown detector {cfg.detector!r}; choose one of {', '.join(DETECTORS)}")
-    if cfg.detector == "gaussian" and (cfg.coreset or cfg.k):
+    if cfg.detector == "gaussian" and (cfg.coreset is not None or cfg.k is not None):
         raise EdgesslError("--coreset and --k apply to the knn and patch detectors, not gaussian")
-    if cfg.top and cfg.detector != "patch":
+    if cfg.top is not None and cfg.detector != "patch":
         raise EdgesslError("--top applies to the patch detector only")
     if cfg.folds < 2:
         raise EdgesslError(f"--folds must be at least 2 (got {cfg.folds})")
@@ -150,7 +146,7 @@ def _check_options(cfg: FitConfig, n_images: int) -> None:
             f"{n_images} normal images are too few for a false-positive rate of {cfg.target_fpr:g} at "
             f"{cfg.confidence:g} confidence (--strict): the rule needs at least {need}. Add normal images, "
             "or raise --target-fpr (or lower --confidence)")
-    if cfg.detector == "knn":
+    if cfg.detector == "knn" and cfg.coreset is not None:
         check_coreset(cfg.coreset, n_images - -(-n_images // cfg.folds), "normal training images of a fold")
 
 
@@ -187,8 +183,8 @@ def fit_run(cfg: FitConfig) -> dict:
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.k, cfg.coreset, cfg.seed,
-                     cfg.top).save(tmp)
+        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.seed,
+                     **detector_options(cfg)).save(tmp)
         detector = load_detector(tmp)  # what ships
         threshold.save(tmp / "threshold.json")
         bounds = np.cumsum([0] + [len(p) for p in parts])

@@ -33,15 +33,19 @@ from .precision import Compute, active
 
 @dataclass
 class LoopConfig:
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.5
-    seed: int = 0
-    time_budget_s: float = 0.0  # stop after this much wall time (0: no limit)
-    max_steps: int = 0  # stop after this many steps (0: no limit)
-    grad_clip: float = 5.0
+    """What the loop runs: built by each command from its config (``config.TrainingSchedule``),
+    so its defaults live there. ``epochs`` 0: until the time budget or the step limit ends it;
+    ``time_budget_s`` and ``max_steps`` 0: no limit."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    seed: int
+    time_budget_s: float
+    max_steps: int
+    grad_clip: float = 5.0  # max global gradient norm
 
 
 def seed_everything(seed: int) -> None:
@@ -194,6 +198,9 @@ def train(
     total = total_steps(per_epoch, cfg)
     warmup = max(1, int(cfg.warmup_epochs * per_epoch))
     start = _resume(method, optimizer, run_dir) if resume else (0, 0)
+    if (cfg.epochs and start[0] >= cfg.epochs) or (total and start[1] >= total):
+        raise EdgesslError(f"{run_dir}: nothing left to train ({start[0]} epochs, {start[1]} steps done); raise "
+                           "--epochs or --max-steps to train on")
     writer = _tensorboard(run_dir) if dist.is_main else None
     csv_log = _CsvLog(run_dir / "metrics.csv", append=resume) if dist.is_main else None
     state = _Progress(*start)  # the clock starts here
@@ -204,18 +211,20 @@ def train(
         writer.add_scalar("lr", row["lr"], row["step"])
 
     method.train()
-    while not cfg.epochs or state.epoch < cfg.epochs:
-        train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, compute, dist,
-                        log if dist.is_main else None)
-        epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
-        if dist.is_main:
-            _save_state(method, optimizer, run_dir, epochs_done, state.step)
-            on_checkpoint(epochs_done)
-        if state.stopped_by_budget or (total and state.step >= total):
-            break
-        state.epoch += 1
-    if writer:
-        writer.close()
+    try:
+        while True:
+            train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, compute, dist,
+                            log if dist.is_main else None)
+            epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
+            if dist.is_main:
+                _save_state(method, optimizer, run_dir, epochs_done, state.step)
+                on_checkpoint(epochs_done)
+            if state.stopped_by_budget or (total and state.step >= total) or epochs_done == cfg.epochs:
+                break
+            state.epoch += 1
+    finally:
+        if writer:
+            writer.close()
     elapsed = state.elapsed
     return {"steps": state.step, "epochs_done": epochs_done,
             "images_seen": state.seen, "seconds": round(elapsed, 2),

@@ -49,8 +49,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
         load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images))
     epochs = cfg.epochs or (0 if cfg.time_budget else 1)
-    loop_cfg = LoopConfig(epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.warmup_epochs,
-                          cfg.seed, cfg.time_budget, cfg.max_steps)
+    loop_cfg = LoopConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                          warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=cfg.time_budget,
+                          max_steps=cfg.max_steps)
 
     def checkpoint(epoch: int) -> None:
         precise_bn(backbone, images, spec, device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgessl.edge_runtime.data.datasets import ImageDataset
+from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.detectors import Detector, DetectorOutput
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import ImageDataset
+from .image_datasets import ImageDataset
 from ..heatmaps import mask_at_input, upsample_map
 from .metrics import aupr, auroc, f1_max, pixel_auroc, rates_at_threshold
 from ..preprocess import PreprocessSpec

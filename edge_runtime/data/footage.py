@@ -16,9 +16,9 @@ import numpy as np
 
 from ..errors import EdgesslError
 from .cache import cached_json, digest, file_identity
-from .datasets import UNLABELLED, ImageDataset
+from .image_datasets import UNLABELLED, ImageDataset
 from .frame_selection import FrameStream, StreamFrame, select_frames
-from .report import SourceReport
+from .source_report import SourceReport
 from .source_text import SourceOptions
 
 SELECTION_FIELDS = ("topic", "every", "fps", "max_frames", "dedup")

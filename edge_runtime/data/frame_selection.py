@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import EdgesslError
 from ..images import to_uint8
-from .report import SourceReport
+from .source_report import SourceReport
 from .source_text import SourceOptions
 
 THUMBNAIL = 32

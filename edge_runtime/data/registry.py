@@ -1,23 +1,26 @@
-"""Kinds of file the user's own data comes in, registered by the rooms that read them.
-
-``data/`` reads videos and images itself; the applications add what only they read (``ros/``
-registers ROS 2 bags, ``medical/`` DICOM) when they are imported, so ``data/`` never imports
-an application. The CLI imports both; a Python caller imports ``edgessl.edge_runtime.ros`` /
-``edgessl.edge_runtime.medical`` to read those kinds.
+"""Kinds of file the user's own data comes in, named in one table: the entry points of the group
+``edgessl.data_kinds`` in ``pyproject.toml`` (images and videos from ``data/``, ROS 2 bags from
+``ros/``, DICOM from ``medical/``). The table is read on first use, so ``data/`` never imports an
+application and a Python caller reads a bag or DICOM with no import of its own.
 
 A kind *claims* a path (a file, or a folder such as a bag directory) and *opens* the paths it
 claimed, with their labels (indices into the class names, ``UNLABELLED`` when unknown), as one
-dataset whose ``report`` says what was read, kept and skipped.
+dataset whose ``report`` says what was read, kept and skipped. Claims are disjoint (suffixes,
+DICOM's magic bytes, a bag's folder), so the order kinds are asked in does not matter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
 from ..errors import EdgesslError
 from .source_text import SourceOptions
+
+ENTRY_POINTS = "edgessl.data_kinds"
 
 Opener = Callable[[list[Path], list[int], list[str], SourceOptions], "object"]  # -> ImageDataset
 
@@ -34,23 +37,19 @@ class UnreadableFile(EdgesslError):
     open): the source's other files are still read, and this one is counted and listed."""
 
 
-KINDS: dict[str, SourceKind] = {}
-
-
-def register(kind: SourceKind) -> SourceKind:
-    """Add (or replace) a kind; later registrations are asked first."""
-    KINDS.pop(kind.name, None)
-    KINDS[kind.name] = kind
-    return kind
+@lru_cache(maxsize=1)
+def kinds() -> tuple[SourceKind, ...]:
+    """Every kind of the entry-point table, by entry name."""
+    found = sorted(entry_points(group=ENTRY_POINTS), key=lambda ep: ep.name)
+    if not found:
+        raise EdgesslError(f"no data kinds are registered (entry points {ENTRY_POINTS!r}); reinstall edgessl")
+    return tuple(ep.load() for ep in found)
 
 
 def claiming(path: Path) -> SourceKind | None:
-    """The kind that reads ``path``, if any (the most recently registered first)."""
-    for kind in reversed(list(KINDS.values())):
-        if kind.claims(path):
-            return kind
-    return None
+    """The kind that reads ``path``, if any."""
+    return next((kind for kind in kinds() if kind.claims(path)), None)
 
 
 def known_kinds() -> str:
-    return ", ".join(sorted(KINDS))
+    return ", ".join(sorted(kind.name for kind in kinds()))

@@ -1,15 +1,13 @@
-"""Video files as footage, decoded by the runtime's own ``streams.sources.VideoSource`` (OpenCV),
-so a training frame is the frame ``edgessl run --source video.mp4`` scores."""
+"""Video files as footage, decoded by the runtime's own ``video.VideoReader`` (OpenCV), so a
+training frame is the frame ``edgessl run --source video.mp4`` scores."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-
 from ..errors import EdgesslError
-from ..streams.sources import VIDEO_SUFFIXES, VideoSource
+from ..video import VideoReader
 from .frame_selection import StreamFrame
 from .registry import UnreadableFile
 
@@ -27,17 +25,12 @@ class VideoStream:
 
     def frames(self) -> Iterator[StreamFrame]:
         try:
-            source = VideoSource(self.name, self.name, live=False)
+            reader = VideoReader(self.name, self.name, live=False)
         except EdgesslError as exc:
             raise UnreadableFile(str(exc)) from None
-        fps = source.cap.get(cv2.CAP_PROP_FPS) or 0.0
         try:
-            for f in source:
-                yield StreamFrame(f.index, f.name, f.index / fps if fps > 0 else None, f.image, f.error)
+            for i, image, error in reader.frames():
+                yield StreamFrame(i, f"{self.name}#{i}", i / reader.fps if reader.fps > 0 else None, image, error)
         finally:
-            source.close()
-        self.notes[:] = source.notes
-
-
-def is_video(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+            reader.close()
+        self.notes += [note] if (note := reader.end_note()) else []

@@ -28,7 +28,7 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
-from ..bundle import write_atomic
+from ..files import write_atomic
 from ..errors import EdgesslError
 
 FORMAT = "edgessl-detector"

@@ -31,7 +31,8 @@ import json
 import os
 from pathlib import Path
 
-from ..bundle import canonical_json, write_atomic
+from ..bundle import canonical_json
+from ..files import write_atomic
 from ..errors import EdgesslError
 
 try:  # POSIX (every device we target); on other systems appends are not locked against each other

@@ -1,7 +1,7 @@
 """DICOM files as a training dataset, decoded by the triage reader (``dicom.DicomFile``: rescale,
 VOI window, MONOCHROME1, bit depths, multi-frame), so a frame trains as triage scores it.
 
-Importing this module registers the ``DICOM`` kind with ``data.registry``. Each file's header is
+``DICOM`` is the ``DICOM`` kind of ``data.registry``'s table. Each file's header is
 read when the source is opened: a file that is not DICOM, has no pixel data or cannot be decoded
 is counted and listed; ``--dicom-modality`` keeps only the given modalities (others are counted
 as skipped by ``modality``). A multi-frame file gives one image per frame (``file#frame``).
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.cache import digest, file_identity
-from ..data.datasets import ImageDataset
-from ..data.registry import SourceKind, register
-from ..data.report import SourceReport
+from ..data.image_datasets import ImageDataset
+from ..data.registry import SourceKind
+from ..data.source_report import SourceReport
 from ..data.source_text import SourceOptions
 from ..errors import EdgesslError
 from .dicom import DicomFile, is_dicom_file
@@ -68,4 +68,4 @@ def open_dicom(paths: list[Path], labels: list[int], class_names: list[str], opt
     return ds
 
 
-DICOM = register(SourceKind("DICOM", is_dicom_file, open_dicom))
+DICOM = SourceKind("DICOM", is_dicom_file, open_dicom)

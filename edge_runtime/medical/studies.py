@@ -23,8 +23,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..bundle import file_sha256
-from ..data.datasets import ImageDataset, open_dataset
+from ..files import file_sha256
+from ..data.datasets import open_dataset
+from ..data.image_datasets import ImageDataset
 from .dicom import DicomFile, is_dicom_file
 from ..errors import EdgesslError
 from ..images import IMAGE_SUFFIXES, files_in, read_image

@@ -13,7 +13,7 @@ scored, with the reason, when it cannot be read or is outside the bundle's ``int
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,15 +22,15 @@ import numpy as np
 
 from . import operating_point as opmod
 from .audit_log import AuditLog
-from ..config import BundleOptions, option
-from ..data.datasets import SPLITS, open_dataset
+from ..data.datasets import open_dataset
 from ..errors import EdgesslError
+from ..pipeline_options import BundleOptions
 from ..streams.runner import RunOptions, ScoredStream
 from ..streams.sources import Frame, Source
 from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
-from .report import thumbnail, write_report
+from .report_html import thumbnail, write_report
 from .studies import Study, dataset_studies, image_sha256, iter_studies, read_labels
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
@@ -127,23 +127,24 @@ def test_metrics(records: list[TriageRecord]) -> dict | None:
             "n_anomalous": int(truth.sum()), "n_normal": int((~truth).sum())}
 
 
-SOURCES_HELP = "DICOM/image/.npz files, folders (searched recursively) or quoted globs"
-
-
 @dataclass
 class TriageConfig(RunOptions, BundleOptions):
-    source: list[str] = option(help=SOURCES_HELP, metavar="PATH", aliases=("input",), required=True, factory=list)
-    out: str = option("", "where the worklist, report and audit log go", metavar="REPORT_DIR", required=True)
-    operating_point: str = option("auto", "auto: the bundle's point with the highest sensitivity for this "
-                                  "precision, or the normal-only threshold if it has none; none: the normal-only "
-                                  "threshold", metavar="sensitivity=S|auto|none")
-    labels: str | None = option(None, "file,label CSV of known labels, to report test sensitivity", metavar="CSV")
-    normal_label: str | None = option(None, "the label of normal studies (enables test sensitivity)", metavar="L")
-    split: str = option("test", "split read from a MedMNIST .npz input", choices=SPLITS)
-    report_images: int = option(200, "thumbnails for this many top ranks")
-    audit_key: str | None = option(None, "secret key file (32+ random bytes): every audit line carries an HMAC, so "
-                                         "rewriting the whole log is detected too (`edgessl audit verify "
-                                         "--audit-key FILE`)", metavar="FILE")
+    """``source``: DICOM/image/.npz files, folders (searched recursively) or globs; ``out``: where the
+    worklist, report and audit log go; ``operating_point``: ``sensitivity=S``, ``auto`` (the bundle's
+    point with the highest sensitivity for this precision, else the normal-only threshold) or
+    ``none`` (the normal-only threshold); ``labels``: a file,label CSV of known labels and
+    ``normal_label`` the label of normal studies (for test sensitivity); ``split``: read from a
+    MedMNIST .npz; ``report_images``: thumbnails for this many top ranks; ``audit_key``: a secret
+    key file (32+ random bytes) whose HMAC every audit line carries."""
+
+    source: list[str] = field(default_factory=list)
+    out: str = ""
+    operating_point: str = "auto"
+    labels: str | None = None
+    normal_label: str | None = None
+    split: str = "test"
+    report_images: int = 200
+    audit_key: str | None = None
 
 
 def run_triage(cfg: TriageConfig) -> dict:
@@ -182,16 +183,19 @@ def run_triage(cfg: TriageConfig) -> dict:
 
 @dataclass
 class OperatingPointConfig(RunOptions, BundleOptions):
-    sensitivity: str = option("", "target sensitivity, e.g. 0.95", metavar="S", required=True)
-    normal_label: str = option("", "the label of normal images", metavar="L", required=True)
-    data: str | None = option(None, "validation dataset: a MedMNIST .npz, an ImageFolder or MVTec-AD directory")
-    split: str = option("val", "split of --data", choices=SPLITS)
-    source: list[str] = option(help="validation " + SOURCES_HELP + " (with --labels)", metavar="PATH",
-                               aliases=("input",), factory=list)
-    labels: str | None = option(None, "file,label CSV for --source", metavar="CSV")
-    max_images: int = option(0, "a deterministic random subset of --data (0: all)")
-    modality: list[str] | None = option(None, "DICOM modalities the bundle is for, e.g. CR DX (default: those of "
-                                              "the validation DICOMs)", metavar="M")
+    """``sensitivity``: the target (``0.95``); ``normal_label``: the label of normal images; the
+    validation images as ``data`` (a dataset, ``split`` of it, ``max_images`` a deterministic random
+    subset, 0: all) or as ``source`` paths with a ``labels`` CSV; ``modality``: the DICOM modalities
+    the bundle is for (None: those of the validation DICOMs)."""
+
+    sensitivity: str = ""
+    normal_label: str = ""
+    data: str | None = None
+    split: str = "val"
+    source: list[str] = field(default_factory=list)
+    labels: str | None = None
+    max_images: int = 0
+    modality: list[str] | None = None
 
 
 def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:

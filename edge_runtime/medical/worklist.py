@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import write_atomic
+from ..files import write_atomic
 
 SCORED, NOT_SCORED = "scored", "not_scored"
 ABNORMAL, NORMAL = "abnormal", "normal"

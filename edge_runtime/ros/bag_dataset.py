@@ -1,7 +1,7 @@
 """ROS 2 bags as training footage: one image topic of a bag (MCAP or sqlite3, a bag directory or
 its ``.mcap`` file), decoded by ``bag.BagSource`` exactly as ``replay`` and the node decode it.
 
-Importing this module registers the ``ROS 2 bag`` kind with ``data.registry``. The topic is
+``BAG`` is the ``ROS 2 bag`` kind of ``data.registry``'s table. The topic is
 ``--topic``, or the bag's only image topic; frame times for ``--fps`` are the header stamps.
 """
 
@@ -12,9 +12,9 @@ from typing import Iterator
 
 from ..data.footage import open_footage
 from ..data.frame_selection import StreamFrame
-from ..data.registry import SourceKind, UnreadableFile, register
+from ..data.registry import SourceKind, UnreadableFile
 from ..data.source_text import SourceOptions
-from ..data.sources import open_each
+from ..data.user_data import open_each
 from ..errors import EdgesslError
 from .bag import BagSource, image_topics, the_image_topic
 
@@ -59,4 +59,4 @@ def open_bags(paths: list[Path], labels: list[int], class_names: list[str], opti
     return open_each(paths, labels, class_names, lambda p: _open_bag(p, options))
 
 
-BAG = register(SourceKind("ROS 2 bag", is_bag, open_bags))
+BAG = SourceKind("ROS 2 bag", is_bag, open_bags)

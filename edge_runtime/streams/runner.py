@@ -14,7 +14,6 @@ from typing import Iterator
 
 import numpy as np
 
-from ..config import option
 from ..errors import EdgesslError
 from ..pipeline import Pipeline, Result
 from .prefetch import Item, Prefetcher
@@ -24,11 +23,13 @@ from .sources import Frame, Source
 
 @dataclass
 class RunOptions:
-    """How a source is scored (also the options of every command that scores one)."""
+    """How a source is scored: images per inference call (offline sources; live ones score each
+    frame), decoded frames waiting at most (live sources drop the oldest), and a progress bar on
+    offline sources of 50 images or more (or of unknown length)."""
 
-    batch_size: int = option(8, "images per inference call (offline sources; live ones score each frame)")
-    queue_size: int = option(8, "decoded frames waiting at most (live sources drop the oldest)")
-    progress: bool = option(True, "a progress bar on offline sources (of 50 images or more, or of unknown length)")
+    batch_size: int = 8
+    queue_size: int = 8
+    progress: bool = True
 
 
 def _score(pipe: Pipeline, items: list[Item], with_features: bool,

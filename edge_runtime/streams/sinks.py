@@ -24,6 +24,7 @@ import numpy as np
 from ..heatmaps import overlay
 from ..images import to_uint8
 from ..pipeline import Result
+from ..timing import percentiles
 from .sources import Frame
 
 
@@ -87,14 +88,6 @@ class OverlaySink:
         path = self.directory / _safe_name(frame.index, frame.name)
         cv2.imwrite(str(path), pic)
         return path
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """p50, p90, p99 of ``values`` (None when empty)."""
-    if not values:
-        return {"p50": None, "p90": None, "p99": None}
-    p = np.percentile(np.asarray(values, np.float64), [50, 90, 99])
-    return {"p50": round(float(p[0]), 3), "p90": round(float(p[1]), 3), "p99": round(float(p[2]), 3)}
 
 
 class Summary:

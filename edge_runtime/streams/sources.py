@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from ..data.datasets import detect_kind, open_dataset
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, canonical_image, files_in, read_image
+from ..images import IMAGE_SUFFIXES, files_in, read_image
+from ..video import VIDEO_SUFFIXES, VideoReader
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
 
@@ -102,41 +101,24 @@ class DatasetSource(Source):
 
 
 class VideoSource(Source):
-    """Frames of a video file or a camera through ``cv2.VideoCapture`` (BGR converted to RGB)."""
+    """Frames of a video file or a camera (``video.VideoReader``)."""
 
     def __init__(self, name: str, target: str | int, live: bool):
         super().__init__(name)
         self.live = live
-        self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            what = "camera" if live else "video file"
-            raise EdgesslError(f"{what} {name} did not open (check the device/path, permissions and codecs)")
-        self.expected = 0 if live else int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.reader = VideoReader(name, target, live)
 
     def __len__(self) -> int:
-        return self.expected
+        return self.reader.expected
 
     def __iter__(self) -> Iterator[Frame]:
-        i = 0
-        while True:
-            ok, img = self.cap.read()
-            if not ok or img is None:
-                break
-            try:
-                yield Frame(i, f"{self.name}#{i}", canonical_image(img, bgr=True, name=self.name))
-            except EdgesslError as exc:
-                yield Frame(i, f"{self.name}#{i}", None, str(exc))
-            i += 1
-        if self.live:
-            self.notes.append(f"camera {self.name} stopped delivering frames after {i}")
-        elif i < self.expected:
-            self.notes.append(f"video {self.name} ended early: {i} of {self.expected} frames could be read")
-        elif i == 0:
-            self.notes.append(f"video {self.name} gave no frames (truncated file or unsupported codec?)")
+        for i, image, error in self.reader.frames():
+            yield Frame(i, f"{self.name}#{i}", image, error)
+        self.notes += [note] if (note := self.reader.end_note()) else []
         self.close()
 
     def close(self) -> None:
-        self.cap.release()
+        self.reader.close()
 
 
 def _camera_target(text: str) -> int | str | None:

@@ -7,6 +7,4 @@ from .gaussian import fit_gaussian
 from .knn import fit_knn
 from .patch import fit_patch
 
-DEFAULT_K = {"gaussian": 0, "knn": 5, "patch": 1}
-
-__all__ = ["DEFAULT_K", "fit_gaussian", "fit_knn", "fit_patch"]
+__all__ = ["fit_gaussian", "fit_knn", "fit_patch"]

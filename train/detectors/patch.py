@@ -9,17 +9,17 @@ from edgessl.edge_runtime.errors import EdgesslError
 
 from .coreset import check_coreset, greedy_coreset
 
-DEFAULT_CORESET = 2048
-DEFAULT_TOP = 1  # image score = the map's max (measured against top-k means: docs/detection.md)
+DEFAULT_CORESET = 2048  # the bank when no size is given (or every patch, when fewer)
 
 
-def fit_patch(patch_rows: np.ndarray, k: int = 1, coreset: int = 0, seed: int = 0,
-              top: int = DEFAULT_TOP) -> PatchDetector:
-    """``patch_rows`` ``(P, C)``: patch features of normal images; ``coreset`` 0 means ``DEFAULT_CORESET``;
-    the image score is the mean of the ``top`` largest map values."""
-    size = coreset or min(DEFAULT_CORESET, len(patch_rows))
-    if k < 1:
-        raise EdgesslError(f"--k must be at least 1 (got {k})")
+def fit_patch(patch_rows: np.ndarray, k: int = 1, coreset: int | None = None, seed: int = 0,
+              top: int = 1) -> PatchDetector:
+    """``patch_rows`` ``(P, C)``: patch features of normal images; a bank of ``coreset`` of them
+    (None: ``DEFAULT_CORESET``); the image score is the mean of the ``top`` largest map values
+    (1: the max, measured against top-k means: docs/detection.md)."""
+    size = min(DEFAULT_CORESET, len(patch_rows)) if coreset is None else coreset
+    if k < 1 or size < 1:
+        raise EdgesslError(f"--k and --coreset must be at least 1 (got {k} and {size})")
     check_coreset(size, len(patch_rows), "patch features sampled from the normal training images")
     if top < 1:
         raise EdgesslError(f"--top must be at least 1 (got {top})")

@@ -10,35 +10,36 @@ precision's threshold) and ``pixel_auroc`` when the data has masks and the detec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from .anomaly_report import anomaly_report, pixel_auroc_from_dataset
-from .datasets import ImageDataset, drop_labels, open_dataset, resolve_label
-from ..config import BundleOptions, option
+from ..data.anomaly_report import anomaly_report, pixel_auroc_from_dataset
+from ..data.datasets import drop_labels, open_dataset, resolve_label
+from ..data.image_datasets import ImageDataset
 from ..errors import EdgesslError
 from ..pipeline import Pipeline
-from ..streams.runner import RunOptions, ScoredStream
-from ..streams.sources import DatasetSource
+from ..pipeline_options import BundleOptions
+from .runner import RunOptions, ScoredStream
+from .sources import DatasetSource
 
 
 @dataclass
 class EvalData:
-    """What both ``evaluate --run`` and ``evaluate --bundle`` evaluate on."""
+    """What both ``evaluate --run`` and ``evaluate --bundle`` evaluate on: the labelled dataset
+    (None: the data the detector was fitted on), the normal class (None: the detector's), classes
+    left out of the test metrics (ELPV's uncertain), and images per inference call."""
 
-    data: str | None = option(None, "labelled dataset (default: the data the detector was fitted on)")
-    normal_label: str | None = option(None, "class index or name of the normal class (default: the detector's)")
-    ignore_labels: list[str] = option(help="leave these classes out of the test metrics (e.g. ELPV's uncertain)",
-                                      name="ignore-label", metavar="LABEL", factory=list)
-    batch_size: int = option(256, "images per inference call")
+    data: str | None = None
+    normal_label: str | None = None
+    ignore_labels: list[str] = field(default_factory=list)
+    batch_size: int = 256
 
 
 @dataclass
 class BundleEvalConfig(EvalData, BundleOptions):
-    bundle: str = option("", "evaluate an exported bundle through the torch-free runtime instead of --run "
-                             "(same keys; --precision/--backend choose the model)", metavar="BUNDLE")
+    """A bundle evaluated through the torch-free runtime."""
 
 
 @dataclass
@@ -67,20 +68,18 @@ def score_dataset(pipe: Pipeline, ds: ImageDataset, batch_size: int = 256, with_
                   maps if with_maps else None)
 
 
-FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], dict]
+FeatureMetrics = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, list[str]], dict]
 
 
 def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | None = None) -> dict:
     """The metrics above as a JSON-able dict. ``feature_metrics(train_x, train_y, test_x, test_y,
-    normal)`` receives runtime embeddings of the train and test splits."""
+    normal, class_names)`` receives runtime embeddings of the train and test splits."""
     pipe = cfg.pipeline()
-    data = cfg.data or pipe.bundle.manifest["detector"].get("data")
-    if not data:
-        raise EdgesslError("give --data (the bundle does not record the data its detector was fitted on)")
+    data = pipe.bundle.recorded_data(cfg.data)
     test_ds = drop_labels(open_dataset(data, "test"), cfg.ignore_labels)
     if not test_ds.labelled:
         raise EdgesslError(f"{data}: evaluation needs a labelled test split")
-    label = cfg.normal_label if cfg.normal_label is not None else pipe.bundle.manifest["detector"].get("normal_label")
+    label = pipe.bundle.recorded_normal_label(cfg.normal_label)
     if label is None:
         raise EdgesslError("say which class is normal with --normal-label (the bundle does not record it)")
     normal = resolve_label(test_ds, label)
@@ -100,5 +99,6 @@ def evaluate_bundle(cfg: BundleEvalConfig, feature_metrics: FeatureMetrics | Non
         train_ds = open_dataset(data, "train")
         train = score_dataset(pipe, train_ds, cfg.batch_size, with_features=True)
         result["train_images"] = len(train_ds)
-        result.update(feature_metrics(train.features, train_ds.labels, test.features, test_ds.labels, normal))
+        result.update(feature_metrics(train.features, train_ds.labels, test.features, test_ds.labels, normal,
+                                      train_ds.class_names))
     return result

@@ -25,14 +25,15 @@ import numpy as np
 
 from ..errors import EdgesslError
 from ..images import is_image_file
-from .datasets import UNLABELLED, ConcatDataset, FileDataset, ImageDataset
+from .image_datasets import UNLABELLED, ConcatDataset, FileDataset, ImageDataset
 from .cache import digest, file_identity
 from .footage import open_footage
 from .frame_selection import selection_error
-from .registry import SourceKind, UnreadableFile, claiming, known_kinds, register
-from .report import SourceReport
+from .registry import SourceKind, UnreadableFile, claiming, known_kinds
+from .source_report import SourceReport
 from .source_text import SourceOptions, parse_source
-from .video import VideoStream, is_video
+from ..video import is_video
+from .video import VideoStream
 
 LIST_SUFFIXES = (".csv", ".txt")
 HEADERS = ("path", "file")
@@ -51,8 +52,8 @@ def _open_videos(paths: list[Path], labels: list[int], class_names: list[str],
     return open_each(paths, labels, class_names, lambda p: open_footage(VideoStream(p), options))
 
 
-register(SourceKind("image", is_image_file, _open_images))
-register(SourceKind("video", is_video, _open_videos))
+IMAGE = SourceKind("image", is_image_file, _open_images)
+VIDEO = SourceKind("video", is_video, _open_videos)
 
 
 def open_each(paths: list[Path], labels: list[int], class_names: list[str],

@@ -1,36 +1,29 @@
 """The ``edgessl`` command: one entry point, a subcommand per pipeline step.
 
-Each stage registers its own subcommands (``register(subparsers)`` in its ``commands.py``); a
-handler imports its heavy modules only when it runs, so ``edgessl run`` never imports torch.
-Every subcommand's options are generated from its config dataclass
-(``edge_runtime/commands/options.py``); every subcommand takes ``--config FILE.yaml`` (keys: the
-long option names; the command line wins) and ``--json`` (one JSON object instead of the summary).
+Each command is a ``Command`` (options table + handler) in this package; a handler imports its
+heavy modules only when it runs, so ``edgessl run`` never imports torch. Every subcommand takes
+``--config FILE.yaml`` (keys: the long option names; the command line wins) and ``--json`` (one
+JSON object instead of the summary).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from edgessl import __version__
-from edgessl.edge_runtime.commands.options import (EXIT_INTERRUPTED, EXIT_USER, apply_config, check_required, emit,
-                                                  leaf_parser)
 from edgessl.edge_runtime.errors import EdgesslError
 
-COMMAND_MODULES = (
-    "edgessl.train.commands",
-    "edgessl.export.commands",
-    "edgessl.calibration.commands",
-    "edgessl.edge_runtime.commands.run",
-    "edgessl.commands",
-    "edgessl.edge_runtime.commands.replay",
-    "edgessl.edge_runtime.commands.triage",
-    "edgessl.edge_runtime.commands.trust",
-)
+from .bench import COMMANDS as BENCH
+from .export import COMMANDS as EXPORT
+from .medical import COMMANDS as MEDICAL
+from .options import EXIT_INTERRUPTED, EXIT_USER, Command, add_command, apply_config, emit, leaf_parser
+from .run import COMMANDS as RUN
+from .train import COMMANDS as TRAIN
+from .trust import COMMANDS as TRUST
+from .trust import GROUPS
 
-# Rooms that register kinds of training data (data.registry): ROS 2 bags, DICOM.
-SOURCE_MODULES = ("edgessl.edge_runtime.ros.bag_dataset", "edgessl.edge_runtime.medical.dicom_dataset")
+COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *BENCH, *MEDICAL, *TRUST)
 
 DESCRIPTION = """\
 edgessl: unlabeled images to an INT8 anomaly detector on the edge.
@@ -52,14 +45,24 @@ EPILOG = """exit status (every command): 0 success; 1 nothing could be processed
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each command's own parser by its name (``bundle inspect`` for a nested one)."""
     parser = argparse.ArgumentParser(prog="edgessl", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgessl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands: dict[str, argparse.ArgumentParser] = {}
-    for name in COMMAND_MODULES:
-        commands.update(importlib.import_module(name).register(sub))
-    return parser, commands
+    groups: dict[str, argparse._SubParsersAction] = {}
+    parsers: dict[str, argparse.ArgumentParser] = {}
+    for command in COMMANDS:
+        *group, name = command.name.split(" ")
+        where = sub
+        if group:
+            if group[0] not in groups:
+                g = sub.add_parser(group[0], help=GROUPS[group[0]])
+                groups[group[0]] = g.add_subparsers(dest=f"{group[0]}_command", metavar="ACTION", required=True)
+                parsers[group[0]] = g
+            where = groups[group[0]]
+        parsers[command.name] = add_command(where, command, name)
+    return parser, parsers
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -81,12 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         if config:
             apply_config(config, command)
         args = parser.parse_args(argv)
-        for module in SOURCE_MODULES:
-            importlib.import_module(module)
         if not args.command:
             parser.print_help()
             return EXIT_USER
-        check_required(command, args)
         return emit(args.handler(args), args.json)
     except EdgesslError as exc:
         print(f"edgessl {name}: error: {exc}", file=sys.stderr)

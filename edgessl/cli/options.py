@@ -1,20 +1,26 @@
-"""The command-line glue every stage's ``commands.py`` shares: options generated from config
-dataclasses, the ``--config`` file, the exit codes and what a command prints.
+"""The option machinery every command shares: a table of options per command, turned into argparse;
+the ``--config`` file; what a command prints and its exit status.
 
-A command's options are the fields of its config dataclass(es) (``edge_runtime.config.option``
-carries the help text, choices and spelling), so each default is written once, in the field:
+An option is written once, as the user types it, in its command's table (``Opt("--target-fpr",
+"false-positive rate to hold")``), so a grep for a flag finds it. What it means is the help text;
+its type and default are read from the library's config dataclass field it fills (the spelling
+without ``--``/``--no-``, dashes as underscores, unless ``dest`` says otherwise), so a default is
+written once, in the library, and ``--help`` shows that value:
 
-* ``--NAME`` is the field name with dashes (or the field's ``name``); ``bool`` fields are flags
-  (``--NAME`` when the default is off, ``--no-NAME`` when it is on); list fields take one or more
-  values; ``X | None`` fields read as ``X``.
-* A ``--config FILE.yaml`` key is the long option name (``ignore-label``, also ``ignore_label``; a
-  flag's key is its name without ``no-``: ``linear-probe: false``). Its values are converted and
-  checked against the choices like command-line values; a list given on the command line replaces
-  the file's list. A key that is the Python name of a differently spelled option is refused with
-  the option's spelling.
+* a ``bool`` field is a flag: spelled ``--NAME`` when its default is off, ``--no-NAME`` when on
+  (the table must say which; the builder refuses the other);
+* a list field takes one or more values; ``X | None`` reads as ``X``;
+* an ``override`` option is None unless given (what it overrides keeps its own value): the frame
+  selection options written into ``--data``'s string (``selected_data``).
 
-Written by hand rather than with jsonargparse or tyro: the generation is ~100 lines, keeps
-argparse's help layout, and adds no dependency to the device runtime.
+A ``--config FILE.yaml`` key is the long option name (``ignore-label``, also ``ignore_label``; a
+flag's key is its name without ``no-``: ``linear-probe: false``). Its values are converted and
+checked against the choices like command-line values; a list given on the command line replaces
+the file's list. A key that is the Python name of a differently spelled option is refused with
+the option's spelling.
+
+Written by hand rather than with jsonargparse or tyro: the builder is ~100 lines, keeps argparse's
+help layout, and adds no dependency to the device install.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ import argparse
 import inspect
 import sys
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
-from ..data.source_text import SourceFlags, with_flags
-from ..errors import EdgesslError
+from edgessl.edge_runtime.data.source_text import SourceOptions, with_selection
+from edgessl.edge_runtime.errors import EdgesslError
 
 T = TypeVar("T")
 
@@ -37,6 +43,38 @@ EXIT_OK = 0  # success
 EXIT_NOTHING = 1  # the command ran but nothing could be processed (every input failed)
 EXIT_USER = 2  # a user error: bad option, input, bundle or config file (one line on stderr)
 EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option of a command: its spelling, what it means, and how the value is read."""
+
+    flag: str  # as typed: "--target-fpr", "--no-linear-probe"
+    help: str  # what the option means (never its default: --help adds the field's)
+    dest: str = ""  # the config field it fills, when not the spelling's
+    choices: Sequence | None = None
+    metavar: str | None = None
+    required: bool = False
+    override: bool = False  # None unless given (see the module docstring)
+    of: type | None = None  # the dataclass whose field it is, when not one of the command's
+
+    @property
+    def field(self) -> str:
+        return self.dest or self.flag.removeprefix("--").removeprefix("no-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``name`` (``bundle inspect`` for a nested one), what it runs, the library
+    dataclasses its options' types and defaults come from (the first that has the field), its
+    options, the one-line help and the description (default: ``run``'s docstring)."""
+
+    name: str
+    run: Callable[[argparse.Namespace], "Outcome | None"]
+    configs: tuple[type, ...]
+    options: tuple[Opt, ...]
+    help: str
+    description: str = ""
 
 
 @dataclass
@@ -62,11 +100,16 @@ def summary_lines(title: str, summary: dict, keys: typing.Iterable[str]) -> str:
     return "\n".join(rows)
 
 
-def option_name(f) -> str:
-    return f.metadata.get("name") or f.name.replace("_", "-")
+def config_field(configs: Sequence[type], name: str) -> tuple[Field, Any]:
+    """The field ``name`` of the first of ``configs`` that has it, with its resolved type."""
+    for cls in configs:
+        found = {f.name: f for f in fields(cls)}
+        if name in found:
+            return found[name], typing.get_type_hints(cls)[name]
+    raise TypeError(f"no field {name!r} in {', '.join(c.__name__ for c in configs)}")
 
 
-def _default(f) -> Any:
+def field_default(f: Field) -> Any:
     if f.default_factory is not MISSING:
         return f.default_factory()
     return None if f.default is MISSING else f.default
@@ -93,86 +136,59 @@ class _ListOption(argparse.Action):
         setattr(namespace, self.dest, before + list(values))
 
 
-def _help(meta, default) -> str:
-    text = meta.get("help", "")
-    if not (default is None or default is False or default in ("", []) or meta.get("required")):
-        shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        text = f"{text} (default: {shown})" if text else f"(default: {shown})"
-    return text
+def _help(opt: Opt, default: Any) -> str:
+    if default is None or default is False or default in ("", []) or opt.required:
+        return opt.help
+    shown = " ".join(map(str, default)) if isinstance(default, list) else default
+    return f"{opt.help} (default: {shown})"
 
 
-def add_options(parser: argparse.ArgumentParser, *configs: type) -> None:
-    """One option per field of each config dataclass; a field two configs share must agree on its default."""
-    seen: dict[str, Any] = {}
-    aliases: list[tuple[str, dict]] = []
-    for cls in configs:
-        hints = typing.get_type_hints(cls)
-        own = set(vars(cls).get("__annotations__", {}))
-        # shown in --help: required options first, then the command's own, then the shared ones
-        for f in sorted(fields(cls), key=lambda f: (not f.metadata.get("required"), f.name not in own)):
-            if f.name in seen:
-                if _default(f) != _default(seen[f.name]):
-                    raise TypeError(f"{cls.__name__}.{f.name}: default {_default(f)!r} differs from "
-                                    f"{_default(seen[f.name])!r} of the same option")
-                continue
-            seen[f.name] = f
-            aliases += _add_option(parser, f, hints[f.name])
-    for flag, kw in aliases:  # an old spelling: accepted, not shown, unless a real option of the command has it
-        if flag not in parser._option_string_actions:
-            parser.add_argument(flag, help=argparse.SUPPRESS, **{**kw, "default": argparse.SUPPRESS})
-
-
-def _add_option(parser: argparse.ArgumentParser, f, hint) -> list[tuple[str, dict]]:
-    """Add the option of field ``f``; return its aliases' flags with their argparse settings."""
-    meta, default, name = f.metadata, _default(f), option_name(f)
+def add_option(parser: argparse.ArgumentParser, opt: Opt, configs: Sequence[type]) -> None:
+    """Add ``opt`` with the type and default of its config field."""
+    f, hint = config_field((opt.of,) if opt.of else configs, opt.field)
+    default = field_default(f)
     kind, is_list = _kind(hint)
-    kw: dict[str, Any] = {"dest": f.name, "default": default}
+    kw: dict[str, Any] = {"dest": opt.field, "default": None if opt.override else default}
     if kind is bool:
-        flag = f"--no-{name}" if default else f"--{name}"
-        text = f"turn off: {meta.get('help', '')}" if default else meta.get("help", "")
-        kw["action"] = "store_false" if default else "store_true"
-        parser.add_argument(flag, help=text, **kw)
-        return [(f"--{'no-' if default else ''}{alias}", kw) for alias in meta.get("aliases", ())]
-    kw.update(type=kind, choices=meta.get("choices"), metavar=meta.get("metavar"))
+        negated = opt.flag.startswith("--no-")
+        if negated != bool(default):
+            raise TypeError(f"{opt.flag}: field {opt.field} defaults to {default}; spell the flag "
+                            f"--{'no-' if default else ''}{opt.field.replace('_', '-')}")
+        parser.add_argument(opt.flag, help=opt.help, action="store_false" if default else "store_true", **kw)
+        return
+    kw.update(type=kind, choices=opt.choices, metavar=opt.metavar)
     if is_list:
         kw.update(nargs="+", action=_ListOption)
-    required = meta.get("required", False)
-    if required and meta.get("aliases"):  # argparse would not count the alias: checked by check_required
-        vars(parser).setdefault("required_with_alias", []).append((f.name, f"--{name}"))
-    parser.add_argument(f"--{name}", help=_help(meta, default), required=required and not meta.get("aliases"), **kw)
-    return [(f"--{alias}", kw) for alias in meta.get("aliases", ())]
+    parser.add_argument(opt.flag, help=_help(opt, default), required=opt.required, **kw)
 
 
-def check_required(parser: argparse.ArgumentParser | None, args: argparse.Namespace) -> None:
-    """argparse's own refusal (exit 2) for a required option that has an alias and was given neither way."""
-    missing = [flag for dest, flag in vars(parser).get("required_with_alias", []) if not getattr(args, dest, None)]
-    if missing:
-        parser.error(f"the following arguments are required: {', '.join(missing)}")
-
-
-def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
-    """The dataclass ``cls`` filled from the parsed options whose names are its fields; ``data``
-    gets the frame selection options (``SourceFlags``) written into it (``data.source_text``)."""
-    names = {f.name for f in fields(cls)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    if values.get("data") is not None and hasattr(args, "every"):
-        values["data"] = with_flags(values["data"], SourceFlags(**{f.name: getattr(args, f.name)
-                                                                   for f in fields(SourceFlags)}))
-    return cls(**values)
-
-
-def add_command(sub, name: str, handler: Callable, *configs: type, help: str,
-                description: str | None = None) -> dict[str, argparse.ArgumentParser]:
-    """``{name: parser}`` of a subcommand whose options are ``configs``' fields, described (line
-    breaks kept) by ``description`` or else by the handler's docstring."""
-    p = sub.add_parser(name, help=help, description=description or inspect.cleandoc(handler.__doc__ or ""),
+def add_command(sub, command: Command, name: str) -> argparse.ArgumentParser:
+    """The subparser of ``command`` under ``name`` (its last word), with ``--config`` and ``--json``."""
+    p = sub.add_parser(name, help=command.help,
+                       description=command.description or inspect.cleandoc(command.run.__doc__ or ""),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_options(p, *configs)
+    for opt in sorted(command.options, key=lambda o: not o.required):
+        add_option(p, opt, command.configs)
     p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file whose keys are the long "
                    "option names (command-line options win; a list given here replaces the file's)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
-    p.set_defaults(handler=handler)
-    return {name: p}
+    p.set_defaults(handler=command.run)
+    return p
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """The dataclass ``cls`` from the parsed options that are its fields, ``given`` replacing them."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **given})
+
+
+def selected_data(args: argparse.Namespace) -> str | None:
+    """``--data``'s source string with the frame selection options given on the command line
+    written into it (``data.source_text``); None when ``--data`` was not given."""
+    if args.data is None:
+        return None
+    given = {f.name: getattr(args, f.name) for f in fields(SourceOptions) if getattr(args, f.name, None) is not None}
+    return with_selection(args.data, given)
 
 
 def leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgessl.edge_runtime.bundle import write_atomic
+from edgessl.edge_runtime.files import write_atomic
 
 REPORT_FILE = "calibration_report.json"
 SUMMARY_FILE = "calibration_summary.txt"

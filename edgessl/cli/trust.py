@@ -1,32 +1,31 @@
-"""CLI registration of the trust commands (torch-free): ``keygen``, ``sign``, ``bundle inspect|verify``,
-``audit verify``. Every check fails with one line and exit status 2 (``EdgesslError``); docs/trust.md."""
+"""The trust commands (torch-free): ``keygen``, ``sign``, ``bundle inspect|verify``, ``audit
+verify``. Every check fails with one line and exit status 2 (``EdgesslError``); docs/trust.md."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 
-from ..config import TrustOptions, option
-from .options import Outcome, add_command, config_from_args
+from edgessl.edge_runtime.pipeline_options import TrustOptions
 
-BUNDLE_HELP = "bundle directory (from `edgessl export`)"
+from .options import Command, Opt, Outcome, config_from_args
+from .shared import BUNDLE_HELP, TRUST
 
 
 @dataclass
 class KeygenConfig:
-    out: str = option("", "private key file (PEM, mode 0600); the public key goes to OUT.pub", metavar="KEY",
-                      required=True)
+    out: str = ""
 
 
 @dataclass
 class SignConfig:
-    bundle: str = option("", BUNDLE_HELP, metavar="BUNDLE", required=True)
-    key: str = option("", "private key from `edgessl keygen`", metavar="KEY", required=True)
+    bundle: str = ""
+    key: str = ""
 
 
 @dataclass
 class InspectConfig:
-    bundle: str = option("", BUNDLE_HELP, metavar="BUNDLE", required=True)
+    bundle: str = ""
 
 
 @dataclass
@@ -36,14 +35,17 @@ class VerifyConfig(InspectConfig, TrustOptions):
 
 @dataclass
 class AuditVerifyConfig:
-    log: str = option("", "the audit log (REPORT_DIR/audit.jsonl)", metavar="FILE", required=True)
-    audit_key: str | None = option(None, "the key triage ran with (--audit-key): check every HMAC", metavar="FILE")
+    log: str = ""
+    audit_key: str | None = None
+
+
+BUNDLE_DIR = Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True)
 
 
 def _keygen(args: argparse.Namespace) -> Outcome:
     """Write an Ed25519 private key to --out (PEM, mode 0600; keep it off the device) and the public
     key to OUT.pub (give it to `--public-key` on the device). Never overwrites a file."""
-    from ..signing import keygen
+    from edgessl.edge_runtime.signing import keygen
 
     private, public, kid = keygen(config_from_args(KeygenConfig, args).out)
     return Outcome({"private_key": str(private), "public_key": str(public), "key_id": kid},
@@ -54,10 +56,12 @@ def _sign(args: argparse.Namespace) -> Outcome:
     """Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over manifest.json,
     which lists every file's sha256. Any later change to the bundle (calibrate, build-engine,
     operating-point) removes it: sign again after."""
-    from ..signing import sign_bundle
+    from edgessl.edge_runtime.bundle import Bundle
+    from edgessl.edge_runtime.signing import sign_bundle
 
     cfg = config_from_args(SignConfig, args)
-    record = sign_bundle(cfg.bundle, cfg.key)
+    bundle = Bundle.load(cfg.bundle)
+    record = sign_bundle(bundle.root, bundle.raw, cfg.key)
     return Outcome(record, f"signed {cfg.bundle}: bundle sha256 {record['manifest_sha256']}, key id {record['key_id']}")
 
 
@@ -113,7 +117,7 @@ def _table(s: dict) -> str:
 def _inspect(args: argparse.Namespace) -> Outcome:
     """Verify the bundle (seal, files) and show what it holds: files, precisions, thresholds,
     operating points, engines, signature and its sha256 (for --expect-sha256)."""
-    from ..bundle import Bundle
+    from edgessl.edge_runtime.bundle import Bundle
 
     summary = bundle_summary(Bundle.load(config_from_args(InspectConfig, args).bundle))
     return Outcome(summary, _table(summary))
@@ -123,7 +127,7 @@ def _verify(args: argparse.Namespace) -> Outcome:
     """Check the seal, every listed file's sha256, that no file is unlisted, and with --public-key
     the signature, with --expect-sha256 the pinned hash. Exit 0 when all pass; else one line naming
     the problem and exit 2."""
-    from ..bundle import Bundle
+    from edgessl.edge_runtime.bundle import Bundle
 
     cfg = config_from_args(VerifyConfig, args)
     b = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
@@ -137,7 +141,7 @@ def _verify(args: argparse.Namespace) -> Outcome:
 def _audit_verify(args: argparse.Namespace) -> Outcome:
     """Check every line of a triage audit log, the hash chain and the anchor (and every HMAC with
     --audit-key). Exit 0 when all pass; else one line naming the first affected line and exit 2."""
-    from ..medical.audit_log import is_keyed, verify_audit_log
+    from edgessl.edge_runtime.medical.audit_log import is_keyed, verify_audit_log
 
     cfg = config_from_args(AuditVerifyConfig, args)
     n = verify_audit_log(cfg.log, cfg.audit_key)
@@ -147,23 +151,21 @@ def _audit_verify(args: argparse.Namespace) -> Outcome:
                    f"{cfg.log}: ok, {n} entries (every line, the chain and the anchor; {macs})")
 
 
-def register(sub) -> dict[str, argparse.ArgumentParser]:
-    b = sub.add_parser("bundle", help="inspect or verify a bundle")
-    bsub = b.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
-    a = sub.add_parser("audit", help="verify a triage audit log")
-    asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    return {
-        **add_command(sub, "keygen", _keygen, KeygenConfig, help="make an Ed25519 key pair to sign bundles with"),
-        **add_command(sub, "sign", _sign, SignConfig,
-                      help="sign a bundle (a detached Ed25519 signature over its sealed manifest)"),
-        "bundle": b, "audit": a,
-        **{f"bundle {k}": p for k, p in add_command(
-            bsub, "inspect", _inspect, InspectConfig,
-            help="files, precisions, thresholds, operating points, engines, signature").items()},
-        **{f"bundle {k}": p for k, p in add_command(
-            bsub, "verify", _verify, VerifyConfig,
-            help="exit 0 only when the seal, the files, and any signature or pin asked for check").items()},
-        **{f"audit {k}": p for k, p in add_command(
-            asub, "verify", _audit_verify, AuditVerifyConfig,
-            help="check every line, the hash chain and the anchor (and HMACs with --audit-key)").items()},
-    }
+KEYGEN = Command("keygen", _keygen, (KeygenConfig,), (
+    Opt("--out", "private key file (PEM, mode 0600); the public key goes to OUT.pub", metavar="KEY", required=True),),
+    help="make an Ed25519 key pair to sign bundles with")
+SIGN = Command("sign", _sign, (SignConfig,), (
+    BUNDLE_DIR, Opt("--key", "private key from `edgessl keygen`", metavar="KEY", required=True)),
+    help="sign a bundle (a detached Ed25519 signature over its sealed manifest)")
+BUNDLE_INSPECT = Command("bundle inspect", _inspect, (InspectConfig,), (BUNDLE_DIR,),
+                         help="files, precisions, thresholds, operating points, engines, signature")
+BUNDLE_VERIFY = Command("bundle verify", _verify, (VerifyConfig,), (BUNDLE_DIR, *TRUST),
+                        help="exit 0 only when the seal, the files, and any signature or pin asked for check")
+AUDIT_VERIFY = Command("audit verify", _audit_verify, (AuditVerifyConfig,), (
+    Opt("--log", "the audit log (REPORT_DIR/audit.jsonl)", metavar="FILE", required=True),
+    Opt("--audit-key", "the key triage ran with (--audit-key): check every HMAC", metavar="FILE")),
+    help="check every line, the hash chain and the anchor (and HMACs with --audit-key)")
+
+# Command groups: the first word of a nested command's name, with its help.
+GROUPS = {"bundle": "inspect or verify a bundle", "audit": "verify a triage audit log"}
+COMMANDS = (KEYGEN, SIGN, BUNDLE_INSPECT, BUNDLE_VERIFY, AUDIT_VERIFY)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..bundle import write_atomic
+from ..files import write_atomic
 from ..heatmaps import overlay
 from ..images import to_uint8
 from .worklist import ABNORMAL, SCORED, TriageRecord

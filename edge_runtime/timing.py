@@ -26,13 +26,20 @@ from typing import Callable
 
 import numpy as np
 
-from ..backends.ort import OrtBackend
-from ..pipeline import Pipeline, Result
-from ..preprocess import preprocess_batch
-from .sinks import percentiles
+from .backends.ort import OrtBackend
+from .pipeline import Pipeline, Result
+from .preprocess import preprocess_batch
 
 BLOCK = 5
 STAGES = ("preprocess", "inference", "score")
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p90, p99 of ``values`` (None when empty)."""
+    if not values:
+        return {"p50": None, "p90": None, "p99": None}
+    p = np.percentile(np.asarray(values, np.float64), [50, 90, 99])
+    return {"p50": round(float(p[0]), 3), "p90": round(float(p[1]), 3), "p99": round(float(p[2]), 3)}
 
 
 def synthetic_images(n: int, size: int, channels: int, seed: int = 0) -> list[np.ndarray]:

@@ -1,0 +1,121 @@
+"""``export``, ``build-engine`` and ``calibrate``: their options and handlers. Handlers import
+torch, onnx, onnxruntime or TensorRT only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgessl.calibration.config import CALIBRATION_TARGETS, RANGE_METHODS, CalibrateConfig
+from edgessl.export.config import ENGINE_PRECISIONS, EngineConfig, ExportConfig
+
+from .options import Command, Opt, Outcome, config_from_args, selected_data, summary_lines
+from .shared import BUNDLE_HELP, RUN_DIR, SELECTION
+
+
+def _export(args: argparse.Namespace) -> Outcome:
+    """Export RUN_DIR's network to model.onnx (dynamic batch), copy its detector and threshold,
+    record preprocessing and provenance, verify ONNX Runtime against PyTorch on real images
+    (features and scores within 1e-4 relative, no decision flips) and seal the bundle. Needs a
+    fitted detector (`edgessl fit`). Nothing is written when verification fails.
+    Example: edgessl export --run runs/digits --out bundles/digits
+    """
+    from edgessl.export.bundle_writer import export_bundle
+
+    cfg = config_from_args(ExportConfig, args)
+    manifest = export_bundle(cfg)
+    check = manifest["model"]["verification"]
+    s = {"bundle": cfg.out, "outputs": manifest["model"]["outputs"],
+         "verification": {"images": check["images"], "passed": check["passed"],
+                          "rel": {n: v["rel"] for n, v in check["outputs"].items()},
+                          "scores_rel": (check["scores"] or {}).get("rel"),
+                          "decision_flips": check["decision_flips"]}}
+    v = s["verification"]
+    text = (f"edgessl export: {cfg.run} -> {cfg.out}, verified on {v['images']} images "
+            f"(largest relative error {max(v['rel'].values()):.2g}, scores {v['scores_rel'] or 0:.2g}, "
+            f"{v['decision_flips']} decision flips)")
+    return Outcome(s, text)
+
+
+EXPORT = Command(
+    "export", _export, (ExportConfig,), (
+        Opt("--run", "run directory with a fitted detector (`edgessl fit`)", metavar=RUN_DIR, required=True),
+        Opt("--out", "bundle directory to create", metavar="BUNDLE", required=True),
+        Opt("--data", "dataset to verify on (default: the data the detector was fitted on)"),
+        Opt("--verify-images", "test images to verify on", metavar="N"),
+        Opt("--opset", "ONNX opset, 17-20"),
+        Opt("--force", "replace an existing bundle (only once the new one is verified)")),
+    help="a run (backbone + fitted detector) to a verified ONNX bundle")
+
+
+def _build_engine(args: argparse.Namespace) -> Outcome:
+    """Build a serialized TensorRT engine (TensorRT 10 or 11) for this GPU: fp16 from model.onnx, int8
+    and best from the Q/DQ model.int8-tensorrt.onnx (`edgessl calibrate --target tensorrt`). The
+    engine is keyed by TensorRT version, GPU compute capability, precision and source model; the
+    runtime refuses it anywhere else.
+    """
+    from edgessl.export.engine_builder import build_engine
+
+    entry = build_engine(config_from_args(EngineConfig, args))
+    return Outcome(entry, summary_lines("edgessl build-engine: engine recorded in the manifest", entry,
+                                        ("file", "precision", "tensorrt_version", "compute_capability")))
+
+
+BUILD_ENGINE = Command(
+    "build-engine", _build_engine, (EngineConfig,), (
+        Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True),
+        Opt("--precision", "engine precision", choices=ENGINE_PRECISIONS),
+        Opt("--dla-core", "build for DLA core N (Jetson), GPU fallback on", metavar="N"),
+        Opt("--max-batch", "largest batch of the profile", metavar="N"),
+        Opt("--opt-batch", "batch the profile tunes for", metavar="N"),
+        Opt("--workspace-mb", "builder workspace limit in MiB", metavar="N"),
+        Opt("--timing-cache", "read and update this TensorRT timing cache", metavar="FILE")),
+    help="a bundle's ONNX to a TensorRT engine recorded in the manifest (needs TensorRT + GPU)")
+
+
+def _calibrate(args: argparse.Namespace) -> Outcome:
+    """Post-training INT8 from normal training images read through the runtime's preprocessing.
+      --target tensorrt  symmetric int8 Q/DQ, per-channel weights (TensorRT 10/11, ORT TensorRT/CUDA)
+      --target cpu       asymmetric uint8 activations (fast in ONNX Runtime on CPUs)
+    The gate compares each INT8 model with fp32 on held-out images (embedding cosine, score
+    Spearman, AUROC change); on failure the costliest layers stay in float and it retries.
+    Each INT8 threshold is re-derived from held-out normal scores. Nothing is written unless
+    every target passes.
+    Example: edgessl calibrate --bundle bundles/digits --target both
+    """
+    from edgessl.calibration.calibrate import calibrate_bundle
+    from edgessl.calibration.gate import GateFailed
+    from edgessl.calibration.gate_report import summary_text
+
+    cfg = config_from_args(CalibrateConfig, args, data=selected_data(args))
+    try:
+        report = calibrate_bundle(cfg)
+    except GateFailed as exc:
+        print(summary_text(exc.report), end="", file=sys.stderr)
+        raise
+    text = (summary_text(report) + f"written into {cfg.bundle}: " +
+            ", ".join(t["model"] for t in report["targets"].values()) +
+            ", calibration_report.json, calibration_summary.txt")
+    return Outcome(report, text)
+
+
+CALIBRATE = Command(
+    "calibrate", _calibrate, (CalibrateConfig,), (
+        Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True),
+        Opt("--data", "dataset of normal images (default: the data the detector was fitted on)"),
+        Opt("--target", "which INT8 model(s) to write (see above)", choices=CALIBRATION_TARGETS),
+        Opt("--method", "activation range method (entropy: TensorRT's KL histogram calibration)",
+            choices=RANGE_METHODS),
+        Opt("--num-images", "calibration images (at least 32)", metavar="N"),
+        Opt("--normal-label", "normal class (default: the detector's)", metavar="L"),
+        Opt("--percentile", "for --method percentile"),
+        Opt("--holdout-images", "most test images the gate scores", metavar="N"),
+        Opt("--tensorrt-version", "TensorRT version in the calibration cache header (10.3.0: JetPack 6.2)"),
+        Opt("--min-cosine", "gate: least mean embedding cosine"),
+        Opt("--max-auroc-change", "gate: most |AUROC change|"),
+        Opt("--max-float-nodes", "most layers kept in float to pass the gate"),
+        Opt("--batch-size", "images per inference call"),
+        *SELECTION),
+    help="INT8 Q/DQ models for a bundle (TensorRT and CPU), with an accuracy gate")
+
+COMMANDS = (EXPORT, BUILD_ENGINE, CALIBRATE)
