@@ -45,6 +45,7 @@ from edgessl.train.data import channel_stats, infer_channels, load_uint8, normal
 from edgessl.train.detector_metrics import detector_metrics
 from edgessl.train.fit import FitConfig, crossfit_scores, fit_detector, fit_run, normal_images
 from edgessl.train.features import bank_features
+from edgessl.train.run_records import detector_dir
 from edgessl.train.methods import METHODS
 from edgessl.train.pretrain import PretrainConfig, pretrain
 
@@ -112,7 +113,7 @@ def best_detector(run: Path, task: Task, normal: str) -> dict:
         m = detector_metrics(run, backbone, spec, test, normal_index, "cpu", 256)
         m["cpu_seconds"] = time.process_time() - start
         m["test_normal_fpr"] = m["fpr_at_threshold"]
-        m["achieved_target"] = Threshold.load(run / "detector" / "threshold.json").target_fpr
+        m["achieved_target"] = Threshold.load(detector_dir(run) / "threshold.json").target_fpr
         by_detector[kind] = m["auroc"]
         if not best or m["auroc"] > best["auroc"]:
             best = m

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .errors import EdgesslError
 from .files import file_sha256, write_atomic
-from .signing import SIGNATURE, verify_signature
+from .signing import SIGNATURE, read_signature, verify_signature
 
 FORMAT = "edgessl-bundle"
 MANIFEST_VERSION = 1
@@ -141,7 +141,7 @@ class Bundle:
             raise EdgesslError(f"{root}: bundle sha256 {bundle.hash} is not the pinned {pin} (--expect-sha256); "
                                "refusing to load")
         if public_key is not None:
-            verify_signature(raw, bundle.signature, public_key, root)
+            verify_signature(raw, root, public_key)
         if verify:
             bundle.check_signed_hash()
             bundle.verify()
@@ -150,16 +150,7 @@ class Bundle:
     @property
     def signature(self) -> dict | None:
         """The detached signature record (``signing``), or None when the bundle is unsigned."""
-        p = self.root / SIGNATURE
-        if not p.is_file():
-            return None
-        try:
-            record = json.loads(p.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise EdgesslError(f"{p}: not a signature record (not JSON); sign the bundle again") from None
-        if not isinstance(record, dict):
-            raise EdgesslError(f"{p}: not a signature record; sign the bundle again")
-        return record
+        return read_signature(self.root)
 
     def check_signed_hash(self) -> None:
         """A signed bundle's manifest is the one that was signed (edgessl removes the signature on any

@@ -85,12 +85,27 @@ def sign_bundle(root: Path, manifest: bytes, key_path: str | Path) -> dict:
     return record
 
 
-def verify_signature(manifest: bytes, record: dict | None, public_key_path: str | Path, root: Path) -> str:
-    """Refuse an unsigned bundle (``record`` None) or a signature over ``manifest`` (the manifest's
-    bytes) that ``public_key_path`` does not verify; returns the key id. ``root`` names the bundle."""
+def read_signature(root: Path) -> dict | None:
+    """The bundle's detached signature record, or None when the bundle is unsigned."""
+    p = Path(root) / SIGNATURE
+    if not p.is_file():
+        return None
+    try:
+        record = json.loads(p.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EdgesslError(f"{p}: not a signature record (not JSON); sign the bundle again") from None
+    if not isinstance(record, dict):
+        raise EdgesslError(f"{p}: not a signature record; sign the bundle again")
+    return record
+
+
+def verify_signature(manifest: bytes, root: Path, public_key_path: str | Path) -> str:
+    """Refuse the bundle at ``root`` when unsigned or when its signature over ``manifest`` (the
+    manifest's bytes) does not verify with ``public_key_path``; returns the key id."""
     from cryptography.exceptions import InvalidSignature
 
     key = _load_key(public_key_path, private=False)
+    record = read_signature(root)
     if record is None:
         raise EdgesslError(f"{root}: the bundle is not signed ({SIGNATURE} missing) and --public-key "
                            "requires a signature; sign it with `edgessl sign --bundle B --key KEY`")

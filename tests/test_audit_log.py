@@ -240,7 +240,7 @@ def test_two_triage_processes_share_one_log(tmp_path, key):
     for i in range(40):
         cv2.imwrite(str(images / f"study{i:02d}.png"), ds.image(i))
     out = tmp_path / "triage"
-    argv = ["-m", "edgessl", "triage", "--bundle", str(bundle), "--input", str(images), "--out", str(out),
+    argv = ["-m", "edgessl", "triage", "--bundle", str(bundle), "--source", str(images), "--out", str(out),
             "--audit-key", str(key), "--operating-point", "none"]
     procs = [subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(2)]

@@ -307,8 +307,8 @@ def test_fit_without_detector_uses_the_methods_measured_best(tmp_path, capsys, m
     run = tmp_path / "run"
     save_model(run, build_backbone(BackboneConfig("resnet18", 1, 16)), PreprocessSpec(16, 1, (0.5,), (0.25,)),
                {"method": method})
-    assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--json", "--coreset", "64"
-                if expected == "patch" else "0") == 0
+    bank = ["--coreset", "64"] if expected == "patch" else []
+    assert _fit(run, "digits", "--normal-label", "0", "--target-fpr", "0.2", "--json", *bank) == 0
     assert json.loads(capsys.readouterr().out)["detector"] == expected
 
 

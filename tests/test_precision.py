@@ -67,6 +67,6 @@ def test_pretrain_flag_sets_the_loop_precision(tmp_path, capsys, flag):
     out = tmp_path / "run"
     assert main(["pretrain", "--data", "digits", "--method", "rotation", "--backbone", "mobilenet_v3_small",
                  "--image-size", "16", "--batch-size", "16", "--max-steps", "2", "--max-images", "64",
-                 "--device", "cpu", "--precision", flag, "--out", str(out)]) == 0
+                 "--device", "cpu", "--torch-precision", flag, "--out", str(out)]) == 0
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert summary["precision"] == flag

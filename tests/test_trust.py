@@ -144,7 +144,7 @@ def test_bad_signatures_are_refused(bundle, keys, image, capsys):
 def test_every_bundle_command_takes_the_trust_options(bundle, keys, capsys, tmp_path):
     pub = ["--public-key", str(keys["public"])]
     _refused(capsys, ["bench", "--bundle", str(bundle), "--iterations", "1", "--no-eager", *pub], "not signed")
-    _refused(capsys, ["triage", "--bundle", str(bundle), "--input", str(tmp_path), "--out", str(tmp_path / "t"),
+    _refused(capsys, ["triage", "--bundle", str(bundle), "--source", str(tmp_path), "--out", str(tmp_path / "t"),
                       *pub], "not signed")
     _refused(capsys, ["operating-point", "--bundle", str(bundle), "--data", "digits", "--normal-label", "0",
                       "--sensitivity", "0.9", "--expect-sha256", "0" * 64], "is not the pinned")

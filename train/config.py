@@ -41,9 +41,8 @@ class ComputeOptions:
 class TrainingSchedule(ComputeOptions):
     """How long and how fast a training command trains (pretrain, finetune). ``time_budget``: wall
     seconds (0: no limit; the learning-rate schedule ends with it); ``max_steps``: optimizer steps
-    (0: no limit)."""
+    (0: no limit). Each command sets its own ``batch_size``."""
 
-    batch_size: int = 128
     weight_decay: float = 1e-4
     seed: int = 0
     time_budget: float = 0.0

@@ -41,7 +41,7 @@ from .detectors.gaussian import ledoit_wolf_delta
 from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
 from .methods import METHODS
-from .run_records import DETECTOR_DIR, with_recorded_data
+from .run_records import DETECTOR_DIR, detector_dir, with_recorded_data
 
 DEFAULT_DETECTOR = "knn"  # methods without a measured default: knn (the classic tasks' best in bench_quality.py)
 
@@ -179,7 +179,7 @@ def fit_run(cfg: FitConfig) -> dict:
     held_out = crossfit_scores(cfg, outputs)
     threshold = fit_threshold(held_out, cfg.target_fpr, cfg.confidence, strict=cfg.strict)
     _say_loosened(threshold)
-    out = Path(cfg.run) / DETECTOR_DIR
+    out = detector_dir(cfg.run)
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
