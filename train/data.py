@@ -23,6 +23,8 @@ from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, resize_image
 
+from .config import AUTO_SIZE
+
 
 IN_MEMORY_LIMIT_MB = 512
 
@@ -106,6 +108,17 @@ def infer_channels(ds: ImageDataset) -> int:
     if not probe:
         raise EdgesslError(f"{ds.source}: no images")
     return 3 if any(img.ndim == 3 for img in probe) else 1
+
+
+def infer_image_size(ds: ImageDataset, probes: int = 32) -> int:
+    """The data's own size for the model input: the median shorter side of up to ``probes`` images
+    spread over ``ds``, within ``AUTO_SIZE`` (smaller images are enlarged to the first; a cap keeps
+    training cost bounded: the stem strides more as the size grows, ``backbones``)."""
+    if len(ds) == 0:
+        raise EdgesslError(f"{ds.source}: no images")
+    idx = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), probes)).round().astype(int))
+    side = float(np.median([min(ds.image(int(i)).shape[:2]) for i in idx]))
+    return int(min(max(side, AUTO_SIZE[0]), AUTO_SIZE[1]))
 
 
 def select(ds: ImageDataset, labels: list[int] | None) -> ImageDataset:

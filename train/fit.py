@@ -21,7 +21,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,27 +34,13 @@ from edgessl.edge_runtime.thresholds import Threshold, fit_threshold, required_h
 from . import precision
 from .checkpoint import load_model, write_json
 from .config import FitConfig
-from .detectors import fit_gaussian, fit_knn, fit_patch
+from .detectors import combined_scores, fit_combined, fit_gaussian, fit_knn, fit_patch
+from .detectors.combined import PARTS
 from .detectors.coreset import check_coreset
 from .detectors.gaussian import ledoit_wolf_delta
 from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
-from .methods import METHODS
 from .run_records import DETECTOR_DIR, detector_dir, with_recorded_data
-
-DEFAULT_DETECTOR = "knn"  # methods without a measured default: knn (the classic tasks' best in bench_quality.py)
-
-
-def default_detector(method: str | None) -> str:
-    """The detector ``fit`` uses without ``--detector`` for a run pretrained with ``method``."""
-    measured = METHODS[method].default_detector_kind if method in METHODS else None
-    return measured or DEFAULT_DETECTOR
-
-
-def chosen_detector(detector: str, method: str | None) -> str:
-    """``detector``, or for ``auto`` the default of a run pretrained with ``method``."""
-    return default_detector(method) if detector == "auto" else detector
-
 
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
     """The normal images of ``ds`` and the normal class's name (None: unlabelled, all taken as normal).
@@ -83,16 +68,17 @@ def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageData
     return subset, ds.class_names[normal]
 
 
-def detector_options(cfg: FitConfig) -> dict:
-    """The detector options ``cfg`` gives (``k``, ``coreset``, ``top``); the others keep the
-    fitting function's defaults (``detectors/``)."""
-    return {name: getattr(cfg, name) for name in ("k", "coreset", "top") if getattr(cfg, name) is not None}
+def detector_options(cfg: FitConfig, kind: str) -> dict:
+    """The options ``cfg`` gives (``k``, ``coreset``, ``top``) that a detector of ``kind`` takes; the
+    others keep the fitting function's defaults (``detectors/``)."""
+    takes = {"gaussian": (), "knn": ("k", "coreset"), "patch": ("k", "coreset", "top")}[kind]
+    return {name: getattr(cfg, name) for name in takes if getattr(cfg, name) is not None}
 
 
 def fit_detector(kind: str, features: dict[str, np.ndarray], seed: int = 0, delta: float | None = None,
                  **options: int) -> Detector:
-    """Fit a detector of ``kind`` on ``bank_features`` of normal images (``delta``: the gaussian's
-    shrinkage; ``options``: ``detector_options``)."""
+    """Fit a single detector of ``kind`` on ``bank_features`` of normal images (``delta``: the
+    gaussian's shrinkage; ``options``: ``detector_options``)."""
     if kind == "gaussian":
         return fit_gaussian(features["embedding"], delta)
     if kind == "knn":
@@ -105,20 +91,40 @@ def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(np.arange(n) % folds)
 
 
-def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """Each image's raw score under a detector fitted on the other folds (``cfg.folds`` fits). A
-    gaussian fold detector takes the shrinkage of all the images, the shipped detector's
-    (``detectors/gaussian.py``: its distances' scale depends on it)."""
+def base_kinds(detector: str) -> tuple[str, ...]:
+    """The single detectors ``detector`` is made of (itself, or the combined detector's parts)."""
+    return PARTS if detector == "combined" else (detector,)
+
+
+def crossfit_scores(cfg: FitConfig, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each image's raw score under a detector of each of ``base_kinds(cfg.detector)`` fitted on
+    the other folds (``cfg.folds`` fits each). A gaussian fold detector takes the shrinkage of all
+    the images, the shipped detector's (``detectors/gaussian.py``: its distances' scale depends on it)."""
     n = len(outputs["embedding"])
     folds = fold_ids(n, cfg.folds, cfg.seed)
-    delta = ledoit_wolf_delta(outputs["embedding"]) if cfg.detector == "gaussian" else None
-    scores = np.empty(n, np.float64)
-    for f in range(cfg.folds):
-        held, kept = folds == f, folds != f
-        detector = fit_detector(cfg.detector, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
-                                cfg.seed, delta, **detector_options(cfg))
-        scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
-    return scores
+    out = {}
+    for kind in base_kinds(cfg.detector):
+        delta = ledoit_wolf_delta(outputs["embedding"]) if kind == "gaussian" else None
+        scores = np.empty(n, np.float64)
+        for f in range(cfg.folds):
+            held, kept = folds == f, folds != f
+            detector = fit_detector(kind, bank_features({k: v[kept] for k, v in outputs.items()}, seed=cfg.seed),
+                                    cfg.seed, delta, **detector_options(cfg, kind))
+            scores[held] = _score(detector, {k: v[held] for k, v in outputs.items()})
+        out[kind] = scores
+    return out
+
+
+def held_out_scores(cfg: FitConfig, parts: dict[str, np.ndarray]) -> np.ndarray:
+    """The threshold's held-out scores of ``cfg.detector`` from its parts' (``crossfit_scores``)."""
+    return combined_scores(list(parts.values())) if cfg.detector == "combined" else parts[cfg.detector]
+
+
+def fit_shipped(cfg: FitConfig, outputs: dict[str, np.ndarray], parts: dict[str, np.ndarray]) -> Detector:
+    """The detector that ships, fitted on every normal image (a combined one standardised by ``parts``)."""
+    bank = bank_features(outputs, seed=cfg.seed)
+    fitted = [fit_detector(kind, bank, cfg.seed, **detector_options(cfg, kind)) for kind in base_kinds(cfg.detector)]
+    return fit_combined(fitted, list(parts.values())) if cfg.detector == "combined" else fitted[0]
 
 
 def _score(detector: Detector, outputs: dict[str, np.ndarray], block: int = 256) -> np.ndarray:
@@ -133,8 +139,8 @@ def _check_options(cfg: FitConfig, n_images: int) -> None:
         raise EdgesslError(f"unknown detector {cfg.detector!r}; choose one of {', '.join(DETECTORS)}")
     if cfg.detector == "gaussian" and (cfg.coreset is not None or cfg.k is not None):
         raise EdgesslError("--coreset and --k apply to the knn and patch detectors, not gaussian")
-    if cfg.top is not None and cfg.detector != "patch":
-        raise EdgesslError("--top applies to the patch detector only")
+    if cfg.top is not None and cfg.detector not in ("patch", "combined"):
+        raise EdgesslError("--top applies to the patch detector (alone or in the combined one) only")
     if cfg.folds < 2:
         raise EdgesslError(f"--folds must be at least 2 (got {cfg.folds})")
     if n_images < cfg.folds:
@@ -146,7 +152,7 @@ def _check_options(cfg: FitConfig, n_images: int) -> None:
             f"{n_images} normal images are too few for a false-positive rate of {cfg.target_fpr:g} at "
             f"{cfg.confidence:g} confidence (--strict): the rule needs at least {need}. Add normal images, "
             "or raise --target-fpr (or lower --confidence)")
-    if cfg.detector == "knn" and cfg.coreset is not None:
+    if "knn" in base_kinds(cfg.detector) and cfg.coreset is not None:
         check_coreset(cfg.coreset, n_images - -(-n_images // cfg.folds), "normal training images of a fold")
 
 
@@ -163,7 +169,6 @@ def fit_run(cfg: FitConfig) -> dict:
     cfg = with_recorded_data(cfg)
     start = time.process_time()
     backbone, spec, meta = load_model(Path(cfg.run))
-    cfg = replace(cfg, detector=chosen_detector(cfg.detector, meta.get("method")))
     device = pick_device(cfg.device)
     precision.select(cfg.torch_precision, shipped=True)
     train_ds, label = normal_images(open_dataset(cfg.data, "train"), cfg.normal_label)
@@ -176,15 +181,15 @@ def fit_run(cfg: FitConfig) -> dict:
 
     model = feature_model_for(backbone, DETECTORS[cfg.detector].inputs)
     outputs = collect_outputs(model, parts, spec, device, cfg.batch_size)
-    held_out = crossfit_scores(cfg, outputs)
+    part_scores = crossfit_scores(cfg, outputs)
+    held_out = held_out_scores(cfg, part_scores)
     threshold = fit_threshold(held_out, cfg.target_fpr, cfg.confidence, strict=cfg.strict)
     _say_loosened(threshold)
     out = detector_dir(cfg.run)
     tmp = out.with_name(f".{DETECTOR_DIR}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        fit_detector(cfg.detector, bank_features(outputs, seed=cfg.seed), cfg.seed,
-                     **detector_options(cfg)).save(tmp)
+        fit_shipped(cfg, outputs, part_scores).save(tmp)
         detector = load_detector(tmp)  # what ships
         threshold.save(tmp / "threshold.json")
         bounds = np.cumsum([0] + [len(p) for p in parts])

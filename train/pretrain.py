@@ -14,7 +14,7 @@ from . import precision
 from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
 from .config import PretrainConfig
-from .data import channel_stats, infer_channels, load_images
+from .data import channel_stats, infer_channels, infer_image_size, load_images
 from .distributed import init_distributed, pick_device
 from .init_weights import load_init_weights
 from .loop import LoopConfig, seed_everything, train
@@ -38,17 +38,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.max_images:
         ds = ds.subset(torch.arange(min(cfg.max_images, len(ds))).numpy())
     channels = cfg.channels or infer_channels(ds)
-    backbone_cfg = BackboneConfig(cfg.backbone, channels, cfg.image_size)
-    geometry = PreprocessSpec(cfg.image_size, channels, (0.5,) * channels, (0.25,) * channels)
+    size = cfg.image_size or infer_image_size(ds)
+    backbone_cfg = BackboneConfig(cfg.backbone, channels, size)
+    geometry = PreprocessSpec(size, channels, (0.5,) * channels, (0.25,) * channels)
     images = load_images(ds, geometry, desc="reading")
     mean, std = channel_stats(images)
-    spec = PreprocessSpec(cfg.image_size, channels, mean, std)
+    spec = PreprocessSpec(size, channels, mean, std)
 
     backbone = build_backbone(backbone_cfg)
     if cfg.init_weights:
         load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images))
-    epochs = cfg.epochs or (0 if cfg.time_budget else 1)
+    epochs = cfg.epochs or (0 if cfg.time_budget or cfg.max_steps else 1)
     loop_cfg = LoopConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                           warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=cfg.time_budget,
                           max_steps=cfg.max_steps)
@@ -60,7 +61,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     summary = train(method, images, loop_cfg, out, device, dist, checkpoint, resume=cfg.resume)
-    summary.update(method=cfg.method, backbone=cfg.backbone, image_size=cfg.image_size,
+    summary.update(method=cfg.method, backbone=cfg.backbone, image_size=size,
                    images=len(ds), device=str(device), world_size=dist.world_size, out=str(out),
                    data_report=ds.report.to_dict() if ds.report is not None else None)
     if dist.is_main:

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from ..errors import EdgesslError
 from .base import Detector, DetectorOutput, read_parts
+from .combined import CombinedDetector
 from .gaussian import GaussianDetector
 from .knn import KnnDetector
 from .patch import PatchDetector
 
-DETECTORS: dict[str, type[Detector]] = {d.kind: d for d in (GaussianDetector, KnnDetector, PatchDetector)}
+DETECTORS: dict[str, type[Detector]] = {d.kind: d for d in (GaussianDetector, KnnDetector, PatchDetector,
+                                                             CombinedDetector)}
 
 
 def load_detector(directory: str | Path) -> Detector:
@@ -26,5 +28,5 @@ def load_detector(directory: str | Path) -> Detector:
     return DETECTORS[kind].from_parts(config.get("params", {}), arrays)
 
 
-__all__ = ["DETECTORS", "Detector", "DetectorOutput", "GaussianDetector", "KnnDetector", "PatchDetector",
+__all__ = ["DETECTORS", "CombinedDetector", "Detector", "DetectorOutput", "GaussianDetector", "KnnDetector", "PatchDetector",
            "load_detector"]

@@ -60,7 +60,7 @@ DEMO = Command(
         Opt("--backbone", "network trained", choices=BACKBONES),
         Opt("--image-size", "model input size in pixels"),
         Opt("--budget", "pretraining time", metavar="SECONDS"),
-        Opt("--detector", "detector kind (auto: the method's natural one)", choices=("auto", *DETECTOR_KINDS)),
+        Opt("--detector", "detector kind", choices=DETECTOR_KINDS),
         Opt("--target-fpr", "false-positive rate of the threshold (fewer normal images than it needs: the "
                             "tightest they support, as `fit` does)"),
         Opt("--bench-iterations", "timed calls per bench contender"),

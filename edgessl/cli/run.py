@@ -7,6 +7,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
+from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline_options import BundleOptions
 from edgessl.edge_runtime.streams.runner import RunOptions
 
@@ -93,6 +94,10 @@ def _run(args: argparse.Namespace) -> Outcome:
 
     cfg = config_from_args(RunConfig, args)
     pipe = load_pipeline(cfg, cfg.threshold)
+    if cfg.overlays and not pipe.detector.has_maps:
+        raise EdgesslError(f"--overlays: the bundle's {pipe.detector.kind} detector makes no anomaly maps; re-fit "
+                           "with `edgessl fit --detector combined` (the default) or `--detector patch`, or drop "
+                           "--overlays")
     outcome = score_to_records("run", cfg, open_source(cfg.source, cfg.split), pipe, cfg.overlays)
     outcome.summary["overlays"] = cfg.overlays
     return outcome

@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.streams.evaluation import BundleEvalConfig
-from edgessl.train.config import (BACKBONES, DETECTOR_KINDS, FINETUNE_KINDS, METHOD_SUMMARIES, EvaluateConfig,
-                                  FinetuneConfig, FitConfig, PretrainConfig)
+from edgessl.train.config import (AUTO_SIZE, BACKBONES, DETECTOR_KINDS, FINETUNE_KINDS, METHOD_SUMMARIES,
+                                  EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig)
 from edgessl.train.run_records import with_recorded_data
 
 from .options import Command, Opt, Outcome, config_from_args, selected_data, summary_lines
@@ -79,9 +79,10 @@ PRETRAIN = Command(
                       "labels unused)"),
         Opt("--method", "pretext task (see above)", choices=tuple(METHOD_SUMMARIES)),
         Opt("--backbone", "network trained", choices=BACKBONES),
-        Opt("--image-size", "model input size in pixels"),
+        Opt("--image-size", "model input size in pixels (0: the data's own, from {} up to {} px)".format(*AUTO_SIZE)),
         Opt("--channels", "input channels; 0 infers from the data (1 grey, 3 colour)", choices=(0, 1, 3)),
-        Opt("--epochs", "passes over the training images (0: until --time-budget is spent when given, else 1)"),
+        Opt("--epochs", "passes over the training images (0: until --time-budget or --max-steps ends training "
+                        "when given, else 1)"),
         Opt("--batch-size", "images per optimizer step"),
         Opt("--lr", "peak AdamW learning rate"),
         Opt("--warmup-epochs", "linear learning-rate warm-up"),
@@ -138,13 +139,14 @@ def _fit(args: argparse.Namespace) -> Outcome:
     """Fit a detector on the run's features of the normal images of --data's train and val splits, and
     its threshold on their cross-fitted scores (K folds: a detector fitted on K-1 folds scores the
     held-out one; the shipped detector is fitted on all). Anomalous images are never read. Writes
-    RUN_DIR/detector/. Without --detector: the one measured best for the run's pretext task
-    (docs/detection.md).
+    RUN_DIR/detector/.
 
     Detectors:
       gaussian  Mahalanobis distance to the normal embeddings (Ledoit-Wolf shrinkage)
       knn       mean cosine distance to the k nearest normal embeddings (coreset optional)
       patch     PatchCore: per-patch distance to a coreset of normal patch features; heatmaps
+      combined  the mean of the three above, each standardised on its cross-fitted normal scores;
+                heatmaps (the default: never far from the best single detector, docs/detection.md)
 
     Threshold: the smallest order statistic of the held-out normal scores whose false-positive
     rate is at most --target-fpr with probability --confidence; scores are normalised so the
@@ -170,8 +172,7 @@ FIT = Command(
         Opt("--data", f"dataset whose normal images are fitted ({RECORDED})"),
         Opt("--normal-label", "class index or name of the normal class; omit for unlabelled data (every image is "
                               "normal) or a train split of one class (MVTec's good)"),
-        Opt("--detector", "detector kind (see above); auto: the one measured best for the run's pretext task",
-            choices=("auto", *DETECTOR_KINDS)),
+        Opt("--detector", "detector kind (see above)", choices=DETECTOR_KINDS),
         Opt("--target-fpr", "false-positive rate to hold"),
         Opt("--confidence", "probability that the true false-positive rate is at most the target"),
         Opt("--folds", "cross-fitting folds for the threshold's held-out scores"),

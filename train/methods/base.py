@@ -37,7 +37,6 @@ class PretextMethod(nn.Module):
     """Base class: subclasses set ``name`` and implement ``forward(batch) -> (loss, metrics)``."""
 
     name: ClassVar[str] = ""
-    default_detector_kind: ClassVar[str | None] = None  # fit's default for its runs: the best one measured
 
     def __init__(self, backbone: Backbone, spec: PreprocessSpec, augment_config: AugmentConfig | None = None):
         super().__init__()

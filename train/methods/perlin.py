@@ -1,6 +1,7 @@
 """Noise-masked texture perturbation (DRAEM-style, Zavrtanik et al., ICCV 2021), with a localisation target.
 
-Half of each batch is altered: a blob mask ``m`` (Perlin noise, lattice of 2, 4 or 8 cells, above
+Every image first gets a mild random view (``synthetic.shared_view``, the same kind for the altered
+and the normal half), then half of each batch is altered: a blob mask ``m`` (Perlin noise, lattice of 2, 4 or 8 cells, above
 ``threshold``) selects where a texture ``t`` replaces the image, blended with opacity ``beta``:
 
     x' = x (1 - m) + ((1 - beta) t + beta x) m,        beta ~ U(0, 0.8),
@@ -13,9 +14,8 @@ head ``g`` on the pooled embedding predicts altered or not:
 
     L = BCE(s(p(x')), avgpool(m)) + CE(g(f(x')), [m != 0])
 
-(the mask target is ``m`` averaged onto the feature grid). The patch detector localises
-(``edgessl fit --detector patch``); measured here (``benchmarks/bench_quality.py``, ELPV) the
-gaussian one scored images best, so it is ``fit``'s default for perlin runs.
+(the mask target is ``m`` averaged onto the feature grid). ``edgessl fit``'s default detector
+applies here too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import nn
 
 from ..feature_model import PATCH_STAGES
 from .base import PretextMethod
-from .synthetic import jitter, perlin_noise
+from .synthetic import jitter, perlin_noise, shared_view
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,6 @@ class PerlinConfig:
 
 class PerlinPaste(PretextMethod):
     name = "perlin"
-    default_detector_kind = "gaussian"  # measured (bench_quality.py, 600 s): best on PneumoniaMNIST, ELPV within 0.002
 
     def __init__(self, backbone, spec, augment_config=None, config: PerlinConfig | None = None):
         super().__init__(backbone, spec, augment_config)
@@ -68,7 +67,7 @@ class PerlinPaste(PretextMethod):
         return x * (1 - m) + ((1 - beta) * self.textures(x) + beta * x) * m, m
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        altered, mask = self.synthesise(batch.float() * (1.0 / 255.0))
+        altered, mask = self.synthesise(shared_view(batch.float() * (1.0 / 255.0)))
         maps = self.backbone.feature_maps(self.inputs(altered * 255.0))
         l2, l3 = (maps[s] for s in PATCH_STAGES)
         p = torch.cat([l2, F.interpolate(l3, size=l2.shape[-2:], mode="bilinear", align_corners=False)], dim=1)

@@ -28,7 +28,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 class SimCLR(PretextMethod):
     name = "simclr"
-    default_detector_kind = "knn"  # measured (bench_quality.py, 600 s): best on PneumoniaMNIST and BreastMNIST
 
     def __init__(self, backbone, spec, augment_config=None, temperature: float = 0.2, proj_dim: int = 128):
         super().__init__(backbone, spec, augment_config)

@@ -8,7 +8,13 @@ parameters, and returns the altered batch with the mask ``(B, 1, H, W)`` of alte
 * ``paste``: ``x' = x (1 - m) + src m`` where ``src`` is the same image shifted by a random
   offset and colour-jittered (CutPaste's "cut a patch, jitter it, paste it elsewhere"), or any
   other source the caller gives (a texture from another image);
+* ``feathered``: a mask's edges softened by a Gaussian blur, so a pasted region blends in
+  (NSA-style seamless pasting, approximated) and a hard seam is never the cue;
 * ``perlin_noise``: 2-D Perlin gradient noise on a random lattice, for DRAEM-style blob masks.
+
+Before any alteration the tasks give every image the same kind of mild random view
+(``shared_view``: crop, flip, brightness and contrast), the normal copy included, so the photometric
+change of a view is never what tells an altered image from a normal one.
 """
 
 from __future__ import annotations
@@ -16,8 +22,30 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from edgessl.edge_runtime.errors import EdgesslError
+
+from ..augment import AugmentConfig, augment
+
+SHARED_VIEW = AugmentConfig(crop_scale=(0.7, 1.0), jitter_p=0.8, strength=0.2, grey_p=0.0)
+
+
+def shared_view(x: torch.Tensor) -> torch.Tensor:
+    """A mild random view of each image of a ``[0, 1]`` batch (``SHARED_VIEW``), given before alteration."""
+    return augment(x, SHARED_VIEW)
+
+
+def feathered(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``mask`` ``(B, 1, H, W)`` blurred by a Gaussian of ``sigma`` pixels (unchanged when ``sigma`` < 0.3)."""
+    if sigma < 0.3:
+        return mask
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, device=mask.device, dtype=mask.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    m = F.conv2d(F.pad(mask, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1)).clamp(0, 1)
 
 
 def _grid(b: int, h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,9 +71,11 @@ def rectangle_masks(b: int, h: int, w: int, area: tuple[float, float], aspect: t
 
 def rotated_rectangle_masks(b: int, h: int, w: int, width: tuple[float, float], length: tuple[float, float],
                             max_angle_deg: float, device) -> torch.Tensor:
-    """Thin boxes ``U(width) x U(length)`` pixels rotated by ``U(+-max_angle)``, centred anywhere."""
-    bw = torch.empty(b, device=device).uniform_(*width)
-    bl = torch.empty(b, device=device).uniform_(*length)
+    """Thin boxes ``U(width) x U(length)`` (fractions of the image side, at least 1 x 2 pixels)
+    rotated by ``U(+-max_angle)``, centred anywhere."""
+    side = min(h, w)
+    bw = (torch.empty(b, device=device).uniform_(*width) * side).clamp(min=1.0)
+    bl = (torch.empty(b, device=device).uniform_(*length) * side).clamp(min=2.0)
     theta = torch.empty(b, device=device).uniform_(-max_angle_deg, max_angle_deg) * (math.pi / 180)
     cy = torch.rand(b, device=device) * (h - 1)
     cx = torch.rand(b, device=device) * (w - 1)
@@ -105,8 +135,8 @@ def perlin_noise(b: int, h: int, w: int, scales: tuple[int, ...], device) -> tor
     return out
 
 
-def check_fits(what: str, pixels: float, image_size: int) -> None:
-    """A synthetic defect must fit inside the image, else a clear error."""
-    if pixels >= image_size:
-        raise EdgesslError(f"{what} ({pixels:g} px) does not fit a {image_size} px image; raise --image-size "
-                           f"above {pixels:g} or choose another --method")
+def check_size(method: str, least: int, image_size: int) -> None:
+    """A task whose synthetic defects would be a pixel or less below ``least`` px refuses smaller images."""
+    if image_size < least:
+        raise EdgesslError(f"{method}'s synthetic defects need at least {least} px images, not {image_size}; "
+                           f"raise --image-size to {least} or choose another --method")

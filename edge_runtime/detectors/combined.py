@@ -1,0 +1,81 @@
+"""Combined detector: the mean of several detectors' scores, each standardised on its held-out normal scores.
+
+For parts ``d_1 .. d_n`` (for example gaussian and knn on the embedding, patch on the patch
+features), each with the median ``m_i`` and inter-quartile range ``q_i`` of its cross-fitted
+normal scores (``train/fit.py``: scores from detectors that never saw the image),
+
+    z_i(x) = (raw_i(x) - m_i) / q_i,        raw(x) = 1/n * sum_i z_i(x).
+
+Standardising puts image-level and patch-level evidence on one scale, so neither dominates by its
+units; the median and IQR are robust to the odd outlier among the normal images. The map of the
+part with maps (the patch detector) becomes the combined score per location, the other parts
+held at their image-level value:
+
+    map(i, j) = 1/n * (z_patch(i, j) + sum_{i != patch} z_i(x)),
+
+i.e. ``map = raw + (z_patch(i, j) - z_patch(x)) / n``: with the patch part's image score being
+its map's max, ``max map = raw``, and a location is anomalous under the threshold exactly where
+it pushes the image over it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import EdgesslError
+from .base import Detector, DetectorOutput
+from .gaussian import GaussianDetector
+from .knn import KnnDetector
+from .patch import PatchDetector
+
+PART_KINDS: dict[str, type[Detector]] = {d.kind: d for d in (GaussianDetector, KnnDetector, PatchDetector)}
+
+
+class CombinedDetector(Detector):
+    kind = "combined"
+    inputs = ("embedding", "patches")
+    has_maps = True
+    blas_bound = True
+
+    def __init__(self, parts: list[Detector], medians: list[float], scales: list[float]):
+        if not parts or len(parts) != len(medians) or len(parts) != len(scales):
+            raise EdgesslError("a combined detector needs one median and one scale per part")
+        if sum(p.has_maps for p in parts) != 1:
+            raise EdgesslError("a combined detector needs exactly one part that makes maps (patch)")
+        if min(scales) <= 0 or not np.isfinite(scales).all():
+            raise EdgesslError(f"combined detector scales must be positive and finite, got {scales}")
+        self.parts, self.medians, self.scales = parts, [float(m) for m in medians], [float(s) for s in scales]
+
+    def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
+        z, z_map, z_map_image = [], None, None
+        for part, median, scale in zip(self.parts, self.medians, self.scales):
+            out = part.score(outputs)
+            z.append((out.raw_scores - median) / scale)
+            if part.has_maps:
+                z_map, z_map_image = (out.maps.astype(np.float64) - median) / scale, z[-1]
+        raw = np.mean(z, axis=0)
+        maps = raw[:, None, None] + (z_map - z_map_image[:, None, None]) / len(self.parts)
+        return DetectorOutput(raw, maps.astype(np.float32))
+
+    def params(self) -> dict:
+        return {"parts": [{"kind": p.kind, "params": p.params(), "median": m, "scale": s}
+                          for p, m, s in zip(self.parts, self.medians, self.scales)]}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"{i}.{name}": a for i, p in enumerate(self.parts) for name, a in p.arrays().items()}
+
+    @classmethod
+    def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "CombinedDetector":
+        parts, medians, scales = [], [], []
+        for i, entry in enumerate(params.get("parts", [])):
+            kind = entry.get("kind")
+            if kind not in PART_KINDS:
+                raise EdgesslError(f"combined detector part {i}: unknown kind {kind!r}")
+            prefix = f"{i}."
+            own = {name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)}
+            parts.append(PART_KINDS[kind].from_parts(entry.get("params", {}), own))
+            medians.append(entry["median"])
+            scales.append(entry["scale"])
+        return cls(parts, medians, scales)
