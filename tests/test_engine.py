@@ -1,42 +1,14 @@
-"""TensorRT parts: the calibration cache format, engine records and the refusal of stale/foreign engines.
+"""TensorRT parts: engine records and the refusal of stale/foreign engines.
 
 Building an engine needs TensorRT and a GPU; that test skips with the reason when they are absent.
 """
 
-import struct
-
-import numpy as np
 import pytest
 
-from edgessl.calibration.trt_cache import cache_text, read_cache, version_number, write_cache
 from edgessl.edge_runtime.engines import check_engine, engine_key, select_engine, upsert_engine
 from edgessl.edge_runtime.errors import EdgesslError
 
 SHA = "ab" * 32
-
-
-def test_cache_round_trip_in_tensorrt_format(tmp_path):
-    ranges = {"input": (-0.93, 2.12), "/stages.0/Conv_output_0": (-0.5, 0.25), "embedding": (0.0, 0.567)}
-    write_cache(tmp_path / "calibration.cache", ranges, "10.3.0")
-    lines = (tmp_path / "calibration.cache").read_text().splitlines()
-    assert lines[0] == "TRT-100300-EntropyCalibration2"
-    name, hexval = lines[1].split(": ")
-    assert name == "input" and len(hexval) == 8
-    assert hexval == struct.pack(">f", np.float32(2.12 / 127)).hex()
-    version, algo, scales = read_cache(tmp_path / "calibration.cache")
-    assert (version, algo) == (100300, "EntropyCalibration2")
-    for n, (lo, hi) in ranges.items():
-        assert scales[n] == pytest.approx(max(abs(lo), abs(hi)) / 127, rel=1e-6)
-
-
-def test_version_numbers_and_bad_cache(tmp_path):
-    assert version_number("10.3.0") == 100300 and version_number("8.6.1") == 8601 and version_number("11.4.1") == 110401
-    assert cache_text({}, "8.6.1") == "TRT-8601-EntropyCalibration2\n"
-    (tmp_path / "x.cache").write_text("input: 3c010a14\n")
-    with pytest.raises(EdgesslError, match="not a TensorRT calibration cache"):
-        read_cache(tmp_path / "x.cache")
-    with pytest.raises(EdgesslError, match="not a TensorRT version"):
-        version_number("ten")
 
 
 def _entry(**kw):

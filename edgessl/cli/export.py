@@ -110,7 +110,6 @@ CALIBRATE = Command(
         Opt("--normal-label", "normal class (default: the detector's)", metavar="L"),
         Opt("--percentile", "for --method percentile"),
         Opt("--holdout-images", "most test images the gate scores", metavar="N"),
-        Opt("--tensorrt-version", "TensorRT version in the calibration cache header (10.3.0: JetPack 6.2)"),
         Opt("--min-cosine", "gate: least mean embedding cosine"),
         Opt("--max-auroc-change", "gate: most |AUROC change|"),
         Opt("--max-float-nodes", "most layers kept in float to pass the gate"),
