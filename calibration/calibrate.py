@@ -35,12 +35,13 @@ from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.data.holdout import HeldOut, held_out
 from edgessl.edge_runtime.detectors import load_detector
+from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, rederive_threshold
 from edgessl.edge_runtime.timestamps import utc_now
 from edgessl.export.config import EngineConfig, engine_batches
-from edgessl.export.tensorrt_preflight import TENSORRT_LINES, input_profile, preflight
+from edgessl.export.tensorrt_preflight import TENSORRT_LINES, preflight
 
 from .calib_data import batch_digest, calibration_images, check_batch
 from .collect_ranges import collect_stats, tensor_ranges
@@ -169,7 +170,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
                 r.update(threshold=None, threshold_shift=None, decision_agreement=None, holdout_normal_scores=None)
                 continue
             if target.name == "tensorrt":
-                preflight(r["model"], TENSORRT_LINES, input_profile(m, engine_batches(EngineConfig())))
+                preflight(r["model"], TENSORRT_LINES, engine_profile(m, engine_batches(EngineConfig())))
             t8, shift = _threshold_figures(t32, hold, r["model"], scorer, ref_scores)
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
 

@@ -3,9 +3,11 @@ them from here). Importable without torch, onnx or TensorRT."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ENGINE_PRECISIONS = ("fp16", "int8", "best")
+TENSORRT_LINES = ("10", "11")  # the TensorRT lines the preflight knows (tensorrt_preflight.RULESETS)
+CHECK_TARGETS = ("tensorrt",)
 
 
 @dataclass
@@ -49,3 +51,14 @@ def engine_batches(cfg: EngineConfig) -> tuple[int, int, int]:
     if cfg.dla_core is not None:
         return cfg.opt_batch, cfg.opt_batch, cfg.opt_batch
     return 1, cfg.opt_batch, cfg.max_batch
+
+
+@dataclass
+class CheckConfig:
+    """A static check of ``bundle``'s models against ``target``'s rules (``tensorrt``: TensorRT's
+    ONNX parser, for the ``tensorrt`` lines of ``TENSORRT_LINES``), with ``build-engine``'s default
+    optimization profile."""
+
+    bundle: str = ""
+    target: str = "tensorrt"
+    tensorrt: list[str] = field(default_factory=lambda: list(TENSORRT_LINES))

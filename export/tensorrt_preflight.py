@@ -60,7 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgessl.edge_runtime.engines import Profile, engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
+
+from .config import TENSORRT_LINES
 
 ONNX_HINT = "the TensorRT preflight reads models with the onnx package: pip install 'edgessl[gpu]' (or onnx)"
 
@@ -151,7 +154,6 @@ RULESETS = {
     "10": RuleSet("10", "TensorRT 10.3", 20, OPS_10, ("Pad", "Squeeze", "Unsqueeze", *REDUCE), _types("INT4")),
     "11": RuleSet("11", "TensorRT 11", 25, OPS_11, REDUCE, _types("FP8 INT4 FP4")),
 }
-TENSORRT_LINES = tuple(RULESETS)
 
 
 def ruleset_for(version: str) -> RuleSet:
@@ -160,9 +162,6 @@ def ruleset_for(version: str) -> RuleSet:
     if major not in RULESETS:
         raise EdgesslError(f"TensorRT {version}: edgessl builds engines with TensorRT 10 or 11")
     return RULESETS[major]
-
-
-Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max)
 
 
 @dataclass
@@ -410,21 +409,8 @@ def preflight(path: Path, versions: tuple[str, ...] = TENSORRT_LINES, profile: P
 TENSORRT_MODELS = ("fp32", "int8-tensorrt")  # the bundle precisions engines are built from
 
 
-def input_profile(manifest: dict, batches: tuple[int, int, int]) -> Profile:
-    """The optimization profile ``build-engine`` sets: the manifest's model input, its batch at
-    ``batches`` (min, opt, max) and every other dimension as the manifest records it."""
-    spec = manifest.get("model", {}).get("input")
-    if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list) or not spec.get("name"):
-        raise EdgesslError("the manifest records no model input name and shape (model.input); re-export the bundle")
-    dims = spec["shape"][1:]
-    if not all(isinstance(d, int) and d > 0 for d in dims):
-        raise EdgesslError(f"the manifest's input shape {spec['shape']} has a dynamic dimension besides the batch; "
-                           "TensorRT's profile needs each one fixed: re-export the bundle")
-    return {spec["name"]: tuple((b, *dims) for b in batches)}
-
-
 def check_bundle(bundle, versions: tuple[str, ...], batches: tuple[int, int, int]) -> dict[str, list[Finding]]:
     """Each model of ``bundle`` that engines are built from (``TENSORRT_MODELS``) -> its findings."""
-    profile = input_profile(bundle.manifest, batches)
+    profile = engine_profile(bundle.manifest, batches)
     return {bundle.manifest["precisions"][key]["model"]: check_file(bundle.model_file(key), versions, profile)
             for key in TENSORRT_MODELS if key in bundle.manifest.get("precisions", {})}

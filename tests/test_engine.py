@@ -33,20 +33,24 @@ def test_stale_or_foreign_engine_is_refused():
         check_engine(_entry(), "10.3.0", "8.7", "cd" * 32)
 
 
-def test_select_engine_from_manifest():
-    manifest = upsert_engine({"files": {"model.int8-tensorrt.onnx": SHA}}, _entry())
-    manifest = upsert_engine(manifest, _entry(key="other", tensorrt_version="10.7.0"))
-    manifest = upsert_engine(manifest, _entry())  # same key again: replaced, not duplicated
-    assert len(manifest["engines"]) == 2
-    assert select_engine(manifest, "10.3.0", "8.7", "int8")["tensorrt_version"] == "10.3.0"
-    assert select_engine(manifest, "10.7.0", "8.7", "int8")["key"] == "other"
-    with pytest.raises(EdgesslError, match="no fp16 TensorRT engine"):
-        select_engine(manifest, "10.3.0", "8.7", "fp16")
+def test_select_engine_from_records():
+    files = {"model.int8-tensorrt.onnx": SHA}
+    engines = upsert_engine([], _entry())
+    engines = upsert_engine(engines, _entry(key="other", tensorrt_version="10.7.0"))
+    engines = upsert_engine(engines, _entry())  # same key again: replaced, not duplicated
+    engines = upsert_engine(engines, _entry(key="dla", dla_core=1))
+    assert len(engines) == 3
+    assert select_engine(engines, files, "10.3.0", "8.7", "int8")["key"] == _entry()["key"]
+    assert select_engine(engines, files, "10.7.0", "8.7", "int8")["key"] == "other"
+    assert select_engine(engines, files, "10.3.0", "8.7", "int8", dla_core=1)["key"] == "dla"
+    with pytest.raises(EdgesslError, match="no int8 TensorRT engine for DLA core 0.*--dla-core 0"):
+        select_engine(engines, files, "10.3.0", "8.7", "int8", dla_core=0)
+    with pytest.raises(EdgesslError, match="no fp16 TensorRT engine for the GPU"):
+        select_engine(engines, files, "10.3.0", "8.7", "fp16")
     with pytest.raises(EdgesslError, match="TensorRT 10"):
-        select_engine(manifest, "11.4.1", "8.7", "int8")
-    manifest["files"]["model.int8-tensorrt.onnx"] = "cd" * 32  # re-calibrated since
-    with pytest.raises(EdgesslError, match="stale"):
-        select_engine(manifest, "10.3.0", "8.7", "int8")
+        select_engine(engines, files, "11.4.1", "8.7", "int8")
+    with pytest.raises(EdgesslError, match="stale"):  # re-calibrated since
+        select_engine(engines, {"model.int8-tensorrt.onnx": "cd" * 32}, "10.3.0", "8.7", "int8")
 
 
 def test_build_engine_without_tensorrt_says_what_to_install(tiny_bundle, capsys):
