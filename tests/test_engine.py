@@ -69,15 +69,19 @@ def test_build_engine_without_tensorrt_says_what_to_install(tiny_bundle, capsys)
 
 
 def test_build_engine_with_tensorrt(tiny_bundle, tmp_path):
+    """The real thing, where TensorRT and a GPU exist: an fp16 engine built, checked against ONNX Runtime,
+    kept in the engines delta, and run by the pipeline with its own threshold."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs NVIDIA's wheel or JetPack and a GPU)")
     import shutil
 
     from edgessl.edge_runtime.bundle import Bundle
+    from edgessl.edge_runtime.pipeline import Pipeline
     from edgessl.export.engine_builder import EngineConfig, build_engine
 
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)
     entry = build_engine(EngineConfig(bundle=str(b), precision="fp16", max_batch=4, timing_cache=str(tmp_path / "t.cache")))
-    m = Bundle.load(b).manifest
-    assert m["engines"][-1]["key"] == entry["key"] and (b / entry["file"]).is_file()
-    assert (tmp_path / "t.cache").is_file()
+    assert Bundle.load(b).engines[-1]["key"] == entry["key"] and (b / entry["file"]).is_file()
+    assert (tmp_path / "t.cache").is_file() and entry["comparison"]["embedding_cosine_mean"] >= 0.99
+    pipe = Pipeline.load(b, backend="auto")
+    assert pipe.backend == "tensorrt" and pipe.threshold_record.to_dict() == entry["threshold"]
