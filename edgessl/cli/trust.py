@@ -57,8 +57,9 @@ def _keygen(args: argparse.Namespace) -> Outcome:
 
 def _sign(args: argparse.Namespace) -> Outcome:
     """Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over manifest.json,
-    which lists every file's sha256. Any later change to the bundle (calibrate, build-engine,
-    operating-point) removes it: sign again after."""
+    which lists every file's sha256. Any later change to the bundle (calibrate, operating-point)
+    removes it: sign again after. Engines built on the device (build-engine) go into the sealed
+    engines delta and leave the signature in place."""
     from edgessl.edge_runtime.bundle import Bundle
     from edgessl.edge_runtime.signing import sign_bundle
 
