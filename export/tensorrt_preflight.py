@@ -197,7 +197,7 @@ class _Graph:
 
         try:
             model = onnx.shape_inference.infer_shapes(model)
-        except Exception:  # noqa: BLE001 - an unusual graph: check what is declared
+        except onnx.shape_inference.InferenceError:  # a graph ONNX cannot type: check what it declares
             pass
         self.model, self.graph = model, model.graph
         self.consts = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
@@ -279,7 +279,7 @@ def _qdq(g: _Graph, node, rs: RuleSet, opset: int) -> list[tuple[str, str]]:
 
 
 def _node(g: _Graph, node, rs: RuleSet, opset: int) -> list[tuple[str, str]]:
-    """R2, R3, R5-R9 for one node."""
+    """R2-R9 for one node."""
     if node.domain not in ("", "ai.onnx"):
         return [("R2", f"op of domain '{node.domain}' (not an ONNX op to TensorRT; ONNX Runtime's contrib ops "
                        "are not parsed)")]
@@ -310,11 +310,11 @@ def _node(g: _Graph, node, rs: RuleSet, opset: int) -> list[tuple[str, str]]:
             out.append(("R8", f"K must be a constant below {TOPK_MAX}"))
         if _attr(node, "sorted", 1) != 1:
             out.append(("R9", "'sorted' must be 1"))
-    out += _attributes(g, node)
+    out += _attributes(node)
     return out
 
 
-def _attributes(g: _Graph, node) -> list[tuple[str, str]]:
+def _attributes(node) -> list[tuple[str, str]]:
     """R9."""
     out = []
     if node.op_type in POOLS:
