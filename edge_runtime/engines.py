@@ -24,9 +24,6 @@ import subprocess
 
 from .errors import EdgesslError
 
-ENGINE_PRECISIONS = ("fp16", "int8", "best")
-
-
 Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max) shapes
 
 

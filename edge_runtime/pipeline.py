@@ -183,7 +183,7 @@ class Pipeline:
         bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
         if dla_core is not None and backend not in ("auto", "tensorrt"):
             raise EdgesslError(f"--dla-core runs a DLA engine on the native tensorrt backend, not on {backend}")
-        name = "tensorrt" if dla_core is not None else select_backend(
+        name = select_backend("tensorrt") if dla_core is not None else select_backend(
             backend, lambda: engine_ready(bundle, precision_key(precision, "tensorrt")))
         key = precision_key(precision, name)
         bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
