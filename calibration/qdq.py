@@ -7,8 +7,10 @@ Runtime only rewrites the graph. Weights: int8, symmetric, per output channel (a
   explicit quantization) and ONNX Runtime's TensorRT/CUDA providers run. NVIDIA's Q/DQ placement:
   Q/DQ on the *inputs* of Conv/ConvTranspose/Gemm/MatMul (never on their outputs: TensorRT fuses
   DQ -> Conv -> (Add) -> ReLU and requantizes where the next pair sits), a dedicated pair per
-  consumer, and on the *residual* input of each residual Add only (the shortcut, so the Add fuses
-  into the other branch's convolution: ``residual_input``). Activations int8 symmetric (zero point
+  quantized consumer, and on the *residual* input of each residual Add only (the shortcut, so the
+  Add fuses into the other branch's convolution: ``residual_input``; a shortcut that already feeds
+  a convolution reads that convolution's DequantizeLinear, as ONNX Runtime rewires every reader of
+  a quantized tensor, and gets no second pair). Activations int8 symmetric (zero point
   0); biases stay float (``QuantizeBias=False``): TensorRT's parser dequantizes only int8/fp8/int4
   (and fp4), so the int32 bias ``DequantizeLinear`` ONNX Runtime writes by default cannot be parsed.
 * ``cpu`` -> ``model.int8-cpu.onnx``: uint8, asymmetric (zero point from the range), every
