@@ -6,10 +6,15 @@ preprocessing (``calib_data``); pre-process the fp32 model; collect activation r
 the costliest layers in float when it fails; re-derive each INT8 threshold from the held-out
 normal scores with the fp32 threshold's own rule and settings (``edge_runtime.thresholds``).
 
+The TensorRT-target model must also pass the TensorRT preflight (``export.tensorrt_preflight``,
+for TensorRT 10 and 11 with ``build-engine``'s default profile); its report says what keeping the
+biases in float changed: the gate's figures of the same model with int32 biases (ONNX Runtime's
+default, which TensorRT cannot parse) beside its own.
+
 Only when every target passes is the bundle changed, through ``update_bundle``: the INT8 models,
-TensorRT's calibration cache (``calibration.cache``, with ``--target tensorrt``),
 ``calibration_report.json``, ``calibration_summary.txt`` and the re-sealed manifest, swapped in at
-once. A failed gate or bad input leaves the bundle as it was.
+once. A failed gate or bad input leaves the bundle as it was. (No TensorRT calibration cache is
+written: TensorRT 10 deprecated implicit quantization and 11 removed it; both take the Q/DQ model.)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import itertools
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +33,27 @@ from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle
+from edgessl.edge_runtime.data.holdout import HeldOut, held_out
 from edgessl.edge_runtime.detectors import load_detector
+from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
-from edgessl.edge_runtime.thresholds import Threshold, fit_threshold
+from edgessl.edge_runtime.thresholds import Threshold, rederive_threshold
 from edgessl.edge_runtime.timestamps import utc_now
+from edgessl.export.config import EngineConfig, engine_batches
+from edgessl.export.tensorrt_preflight import TENSORRT_LINES, preflight
 
-from .calib_data import HeldOut, batch_digest, calibration_images, check_batch, held_out
+from .calib_data import batch_digest, calibration_images, check_batch
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
 from .config import CalibrateConfig
 from .gate import GateCriteria, GateFailed, run_gate
-from .qdq import TARGETS, Target, pre_process, quantizable_nodes, write_qdq
+from .qdq import TARGETS, Target, float_biases, pre_process, quantizable_nodes, write_qdq
 from .gate_report import REPORT_FILE, SUMMARY_FILE, write_report
-from .trt_cache import version_number, write_cache
 
 MIN_QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
-TRT_CACHE_FILE = "calibration.cache"
 SENSITIVITY_IMAGES = 64
+BIAS_FIGURES = ("embedding_cosine_mean", "embedding_cosine_p5", "score_spearman", "auroc_int8")
 TARGETS_BY_KEY = {t.key: t for t in TARGETS.values()}
 
 
@@ -86,20 +95,31 @@ def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _S
         got, _ = scorer(model, sub)
         return 1.0 - compare(ref_sub, got, np.zeros(len(sub)), np.zeros(len(sub)))["embedding_cosine_mean"]
 
-    return run_gate(quantize, evaluate, quantizable_nodes(pre, target), criteria, cost)
+    result = run_gate(quantize, evaluate, quantizable_nodes(pre, target), criteria, cost)
+    if not target.quantize_bias and result["passed"]:
+        int32 = work / f"{target.name}.int32-bias.onnx"
+        write_qdq(pre, ranges, replace(target, quantize_bias=True), int32, tuple(result["float_nodes"]))
+        result["float_biases"] = float_bias_figures(result["model"], result["metrics"], evaluate(int32))
+    return result
+
+
+def float_bias_figures(model: Path, metrics: dict, int32_metrics: dict) -> dict:
+    """What keeping the biases in float changed: the gate's figures with float and with int32 biases."""
+    import onnx
+
+    keys = [k for k in BIAS_FIGURES if k in metrics]
+    return {"biases_kept_float": len(float_biases(onnx.load(str(model)))),
+            "with_int32_biases": {k: int32_metrics[k] for k in keys},
+            "change": {k: metrics[k] - int32_metrics[k] for k in keys}}
 
 
 def _threshold_figures(t32: Threshold, hold: HeldOut, model: Path, scorer: _Scorer,
                        ref_scores: np.ndarray) -> tuple[Threshold, dict]:
-    """The INT8 threshold from held-out normal scores (same rule and settings as fp32), and its shift.
-
-    With cross-fitted fp32 scores recorded, image i's INT8 held-out score is its recorded score plus
-    the change INT8 makes to its score under the shipped detector, ``s_i + (q_i - r_i)``: the fold
-    detectors that produced ``s_i`` do not ship, the network's quantisation error is what moves."""
+    """The INT8 threshold from held-out normal scores (``thresholds.rederive_threshold``), its shift
+    and the decision agreement with fp32."""
     _, scores = scorer(model)
     n = len(hold.normals)
-    held = scores[:n] if hold.recorded_scores is None else hold.recorded_scores + (scores[:n] - ref_scores[:n])
-    t8 = fit_threshold(held, t32.requested_target_fpr or t32.target_fpr, t32.confidence, strict=False)
+    t8, held = rederive_threshold(t32, scores[:n], ref_scores[:n], hold.recorded_scores)
     agree = float((t8.is_anomaly(scores) == t32.is_anomaly(ref_scores)).mean())
     return t8, {"threshold_shift": (t8.raw_threshold - t32.raw_threshold) / t32.scale, "decision_agreement": agree,
                 "holdout_normal_scores": [float(v) for v in held]}
@@ -145,9 +165,14 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         ref, ref_scores = scorer(fp32)
         for target in targets:
             r = _gate_target(target, pre, ranges, work, scorer, ref, ref_scores, labels, criteria)
+            results[target.key] = r
+            if not r["passed"]:  # no threshold for a model that failed: its scores may not even spread
+                r.update(threshold=None, threshold_shift=None, decision_agreement=None, holdout_normal_scores=None)
+                continue
+            if target.name == "tensorrt":
+                preflight(r["model"], TENSORRT_LINES, engine_profile(m, engine_batches(EngineConfig())))
             t8, shift = _threshold_figures(t32, hold, r["model"], scorer, ref_scores)
             r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
-            results[target.key] = r
 
         created = utc_now()
         report = {
@@ -163,16 +188,16 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             "targets": {k: {"model": TARGETS_BY_KEY[k].model_file, **TARGETS_BY_KEY[k].describe(), "calibrated": created,
                             "passed": r["passed"], "failed": r["failed"], "metrics": r["metrics"],
                             "float_nodes": r["float_nodes"], "attempts": r["attempts"],
-                            "sensitivity": r["sensitivity"], "threshold": r["threshold"].to_dict(),
+                            "sensitivity": r["sensitivity"], "threshold": r["threshold"] and r["threshold"].to_dict(),
                             "threshold_shift": r["threshold_shift"], "decision_agreement": r["decision_agreement"],
-                            "holdout_normal_scores": r["holdout_normal_scores"]}
+                            "holdout_normal_scores": r["holdout_normal_scores"],
+                            **({"float_biases": r["float_biases"]} if "float_biases" in r else {})}
                         for k, r in results.items()},
         }
         failing = "; ".join(f"{k}: {', '.join(r['failed'])}" for k, r in results.items() if not r["passed"])
         if failing:
             raise GateFailed(f"INT8 failed the accuracy gate ({failing}); the bundle is unchanged", report)
-        update_bundle(bundle.root, lambda root, m: _write(root, m, cfg, results, report, ranges),
-                      based_on=bundle.hash)
+        update_bundle(bundle.root, lambda root, m: _write(root, m, results, report), based_on=bundle.hash)
     return report
 
 
@@ -188,8 +213,8 @@ def _earlier_targets(root: Path, manifest: dict, results: dict) -> dict:
     return {k: t for k, t in entries.items() if k not in results and k in manifest.get("precisions", {})}
 
 
-def _write(root: Path, m: dict, cfg: CalibrateConfig, results: dict, report: dict, ranges: dict) -> dict:
-    """Models, TensorRT cache and report into the bundle's staging copy ``root``; returns the new manifest."""
+def _write(root: Path, m: dict, results: dict, report: dict) -> dict:
+    """Models and report into the bundle's staging copy ``root``; returns the new manifest."""
     precisions, thresholds = dict(m.get("precisions", {})), dict(m.get("thresholds", {}))
     cal = report["calibration"]
     for key, r in results.items():
@@ -201,16 +226,12 @@ def _write(root: Path, m: dict, cfg: CalibrateConfig, results: dict, report: dic
                            "gate": {"passed": True, **{k: v for k, v in r["metrics"].items()
                                                        if k.endswith(("mean", "p5", "spearman", "change"))}},
                            "threshold_from": f"{report['held_out']['normals']} held-out normal scores of this model"}
+        if target.name == "tensorrt":
+            precisions[key]["tensorrt_preflight"] = {"passed": True, "tensorrt": list(TENSORRT_LINES)}
         thresholds[key] = r["threshold"].to_dict()
-    cache = None
-    if "int8-tensorrt" in results:
-        write_cache(root / TRT_CACHE_FILE, ranges, cfg.tensorrt_version)
-        cache = {"file": TRT_CACHE_FILE, "tensorrt_version": cfg.tensorrt_version,
-                 "header": f"TRT-{version_number(cfg.tensorrt_version)}-EntropyCalibration2",
-                 "note": "TensorRT 10 implicit-quantization fallback; TensorRT 11 uses the Q/DQ model"}
     write_report(root, {**report, "earlier_targets": _earlier_targets(root, m, results)})
     m["calibration"] = {**cal, "targets": list(results), "report": REPORT_FILE, "summary": SUMMARY_FILE,
-                        "tensorrt_cache": cache, "created": report["created"]}
+                        "created": report["created"]}
     m.update(precisions=precisions, thresholds=thresholds)
     return m
 

@@ -15,8 +15,7 @@ class CalibrateConfig:
     the data the detector was fitted on; ``normal_label`` None: the detector's), activation ranges
     by ``method`` (``percentile`` at ``percentile``); the gate scores at most ``holdout_images``
     test images and passes with a mean embedding cosine of at least ``min_cosine`` and an AUROC
-    change of at most ``max_auroc_change``, keeping at most ``max_float_nodes`` layers in float.
-    ``tensorrt_version`` is written into the TensorRT calibration cache's header."""
+    change of at most ``max_auroc_change``, keeping at most ``max_float_nodes`` layers in float."""
 
     bundle: str = ""
     data: str | None = None
@@ -26,7 +25,6 @@ class CalibrateConfig:
     normal_label: str | None = None
     percentile: float = 99.99
     holdout_images: int = 512
-    tensorrt_version: str = "10.3.0"
     min_cosine: float = 0.99
     max_auroc_change: float = 0.01
     max_float_nodes: int = 8

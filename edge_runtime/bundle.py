@@ -5,13 +5,14 @@
     BUNDLE/detector/detector.json|npz the anomaly detector (edge_runtime.detectors)
     BUNDLE/model.int8-cpu.onnx        Q/DQ INT8, asymmetric uint8 activations  (after calibrate)
     BUNDLE/model.int8-tensorrt.onnx   Q/DQ INT8, symmetric int8 activations     (after calibrate)
-    BUNDLE/engines/*.engine           TensorRT engines keyed by TensorRT version and GPU (after build-engine)
+    BUNDLE/engines/engines.json       the engines delta (after build-engine on the device): see below
+    BUNDLE/engines/*.engine           TensorRT engines keyed by TensorRT version and GPU
 
 Manifest keys (``MANIFEST_VERSION`` 1): ``format``, ``manifest_version``, ``tool_version``, ``created``,
 ``model`` (input/output names and shapes, opset, verification), ``preprocess`` (a ``PreprocessSpec``),
 ``detector`` (kind, directory, inputs), ``precisions`` (precision key -> model file and details),
 ``thresholds`` (precision key -> ``Threshold`` record), ``operating_points`` (optional),
-``calibration`` (optional), ``engines`` (list), ``provenance``, ``files`` (relative path -> sha256).
+``calibration`` (optional), ``provenance``, ``files`` (relative path -> sha256).
 
 The bundle hash is the sha256 of ``manifest.json``'s bytes: since the manifest lists every file's
 sha256, it identifies the whole bundle (``--expect-sha256`` pins it).
@@ -25,13 +26,24 @@ file missing or not matching its sha256, and any file the manifest does not list
 ``manifest.json`` and the detached ``signature.json`` are not listed). The seal stops edits by
 hand and by mistake; an attacker can recompute it, which the signature or the pin then refuses.
 A bundle is made or changed only through ``bundle_update.update_bundle``.
+
+**The engines delta.** TensorRT engines are built on the device, after the bundle was sealed and
+signed elsewhere, so they are kept beside the base rather than in it: ``engines/`` holds the engine
+files and ``engines/engines.json``, ``{"format": "edgessl-engines", "base_sha256": <the bundle
+hash>, "engines": [records, edge_runtime.engines], "files": {path: sha256}, "seal": ...}``, sealed
+like the manifest. The base manifest does not list ``engines/``, so adding an engine leaves
+``manifest.json`` (its hash, pin and signature) as it was. Loading refuses a delta whose seal is
+broken, that names another base bundle, whose files are missing, altered or unlisted, or an
+``engines/`` folder without its ``engines.json``. The delta is sealed, not signed: the device
+made it. ``bundle_update.add_engine`` writes it; any change to the base drops it (its engines
+were built for the old base).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EdgesslError
@@ -41,10 +53,13 @@ from .signing import SIGNATURE, read_signature, verify_signature
 FORMAT = "edgessl-bundle"
 MANIFEST_VERSION = 1
 MANIFEST = "manifest.json"
+ENGINES_FORMAT = "edgessl-engines"
+ENGINES_DIR = "engines"
+ENGINES_MANIFEST = f"{ENGINES_DIR}/engines.json"
 UNLISTED = (MANIFEST, SIGNATURE)  # the signature signs manifest.json's bytes, so it cannot be listed in it
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
 SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
-            "operating_points": dict, "engines": list, "calibration": dict, "provenance": dict,
+            "operating_points": dict, "calibration": dict, "provenance": dict,
             "intended_use": dict}  # the JSON type of each top-level section, when present
 
 
@@ -71,10 +86,27 @@ def seal_digest(manifest: dict) -> str:
     return hashlib.sha256(canonical_json({k: v for k, v in manifest.items() if k != "seal"})).hexdigest()
 
 
+def _files_under(root: Path, folder: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def bundle_files(bundle_dir: Path) -> list[str]:
-    """Every file under ``bundle_dir`` (relative POSIX paths, sorted) except the manifest and the signature."""
-    return sorted(rel for p in Path(bundle_dir).rglob("*")
-                  if p.is_file() and (rel := p.relative_to(bundle_dir).as_posix()) not in UNLISTED)
+    """Every file of the base bundle (relative POSIX paths, sorted): all but the manifest, the
+    signature and the engines delta (``engines/``)."""
+    return [rel for rel in _files_under(Path(bundle_dir), Path(bundle_dir))
+            if rel not in UNLISTED and rel.split("/")[0] != ENGINES_DIR]
+
+
+def seal_engines(bundle_dir: Path, base_sha256: str, engines: list[dict]) -> dict:
+    """Hash every file of ``bundle_dir/engines`` and write the sealed ``engines.json`` naming the base
+    bundle (a primitive of ``bundle_update.add_engine``); returns the record."""
+    bundle_dir = Path(bundle_dir)
+    files = {rel: file_sha256(bundle_dir / rel) for rel in _files_under(bundle_dir, bundle_dir / ENGINES_DIR)
+             if rel != ENGINES_MANIFEST}
+    record = {"format": ENGINES_FORMAT, "base_sha256": base_sha256, "engines": engines, "files": files}
+    record["seal"] = {"sha256": seal_digest(record), "over": "canonical JSON (sorted keys) without 'seal'"}
+    write_atomic(bundle_dir / ENGINES_MANIFEST, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return record
 
 
 def seal(bundle_dir: Path, manifest: dict) -> dict:
@@ -112,6 +144,7 @@ class Bundle:
     manifest: dict
     hash: str
     raw: bytes  # manifest.json's bytes, which ``manifest`` was parsed from and ``hash`` hashes
+    engines: list[dict] = field(default_factory=list)  # the engines delta's records (verified loads only)
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True, public_key: str | Path | None = None,
@@ -145,6 +178,7 @@ class Bundle:
         if verify:
             bundle.check_signed_hash()
             bundle.verify()
+            bundle.engines = bundle.read_engines()
         return bundle
 
     @property
@@ -191,8 +225,6 @@ class Bundle:
                 raise EdgesslError(f"{where}: precisions.{key}.model must name a file in the bundle")
         if not _inside(m.get("detector", {}).get("directory", "detector")):
             raise EdgesslError(f"{where}: detector.directory must name a folder in the bundle")
-        if not all(isinstance(e, dict) for e in m.get("engines", [])):
-            raise EdgesslError(f"{where}: every manifest entry of 'engines' must be a JSON object")
 
     def section(self, name: str) -> dict:
         """A manifest section the caller needs, or ``EdgesslError`` when the manifest lacks it."""
@@ -217,6 +249,38 @@ class Bundle:
                 raise EdgesslError(f"{self.root}: {rel} is not listed in the manifest (added after sealing); "
                                    "refusing to load (remove it)")
 
+    def read_engines(self) -> list[dict]:
+        """The engines delta's records, verified (module docstring); [] when the bundle has none."""
+        folder, path = self.root / ENGINES_DIR, self.root / ENGINES_MANIFEST
+        if not folder.exists():
+            return []
+        if not path.is_file():
+            raise EdgesslError(f"{self.root}: {ENGINES_DIR}/ has no engines.json (not made by `edgessl build-engine`); "
+                               f"refusing to load (remove {ENGINES_DIR}/)")
+        try:
+            record = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict) or record.get("format") != ENGINES_FORMAT or \
+                not isinstance(record.get("files"), dict) or not isinstance(record.get("engines"), list):
+            raise EdgesslError(f"{path}: not an engines record; refusing to load (remove {ENGINES_DIR}/ and rebuild)")
+        if (record.get("seal") or {}).get("sha256") != seal_digest(record):
+            raise EdgesslError(f"{path}: edited after it was sealed; refusing to load (remove {ENGINES_DIR}/ and rebuild)")
+        if record.get("base_sha256") != self.hash:
+            raise EdgesslError(f"{path}: its engines were built for bundle {str(record.get('base_sha256'))[:12]}, not "
+                               f"this one ({self.hash[:12]}); remove {ENGINES_DIR}/ and rebuild them")
+        for rel, digest in record["files"].items():
+            p = self.root / rel
+            if not _inside(rel) or rel.split("/")[0] != ENGINES_DIR or not p.is_file() or file_sha256(p) != digest:
+                raise EdgesslError(f"{self.root}: engine file {rel} is missing or altered; refusing to load "
+                                   f"(remove {ENGINES_DIR}/ and rebuild)")
+        for rel in _files_under(self.root, folder):
+            if rel != ENGINES_MANIFEST and rel not in record["files"]:
+                raise EdgesslError(f"{self.root}: {rel} is not listed in {ENGINES_MANIFEST}; refusing to load (remove it)")
+        if not all(isinstance(e, dict) and e.get("file") in record["files"] for e in record["engines"]):
+            raise EdgesslError(f"{path}: an engine record names no listed file; refusing to load")
+        return record["engines"]
+
     def path(self, rel: str) -> Path:
         return self.root / rel
 
@@ -239,6 +303,12 @@ class Bundle:
         """``given``, else the normal class the bundle's detector was fitted on (None: unlabelled data)."""
         label = given if given is not None else self.manifest.get("detector", {}).get("normal_label")
         return None if label is None else str(label)
+
+    @property
+    def cache_dir(self) -> Path:
+        """``.NAME.cache`` beside the bundle: what a device derives from it and may rebuild (ONNX
+        Runtime's TensorRT engines), outside the sealed bundle."""
+        return self.root.parent / f".{self.root.name}.cache"
 
     @property
     def detector_dir(self) -> Path:

@@ -13,6 +13,12 @@ A failure at any step leaves the bundle as it was. Updates are serialised by an 
 ``flock`` on the folder that holds the bundle (no lock file is left behind), so two concurrent
 commands never lose a change. The detached signature is not carried over (it
 signed the old manifest): a signed bundle comes out unsigned, and a note says to sign it again.
+Nor is the engines delta (``engines/``, built for the old base): a note says to rebuild.
+
+``add_engine`` (``build-engine``) changes only the engines delta, the same way: verify the bundle
+and its delta, copy the delta into a hidden sibling folder, add the engine, re-seal the delta
+naming the base bundle's hash, and swap the folder in. The base manifest, its hash and its
+signature stay as they were.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .bundle import MANIFEST, Bundle, seal
+from .bundle import ENGINES_DIR, MANIFEST, Bundle, seal, seal_engines
+from .engines import upsert_engine
+from .files import write_atomic
 from .signing import SIGNATURE
 from .errors import EdgesslError
 
@@ -86,30 +94,50 @@ def update_bundle(path: str | Path, change: Change, *, create: bool = False, rep
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
-        signed = _update(out, change, create, replace, based_on)
-    finally:
-        os.close(fd)
+    with _locked(out):
+        signed, engines = _update(out, change, create, replace, based_on)
     if signed:
         print(f"edgessl: note: {out} changed, so its signature was removed; sign it again with "
               f"`edgessl sign --bundle {out} --key KEY`", file=sys.stderr)
+    if engines:
+        print(f"edgessl: note: {out} changed, so its {engines} TensorRT engine(s) ({ENGINES_DIR}/, built for the old "
+              f"bundle) were dropped; rebuild them on the device with `edgessl build-engine`", file=sys.stderr)
     return Bundle.load(out)
 
 
-def _update(out: Path, change: Change, create: bool, replace: bool, based_on: str | None) -> bool:
-    """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed."""
-    signed = False
+class _locked:
+    """An exclusive ``flock`` on the folder that holds the bundle, for the ``with`` block."""
+
+    def __init__(self, out: Path):
+        self.folder = out.parent
+
+    def __enter__(self):
+        self.fd = os.open(self.folder, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)  # released when the descriptor closes
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def _current(out: Path, based_on: str | None) -> Bundle:
+    """The bundle at ``out``, verified, refused when it is not the one the caller read (``based_on``)."""
+    old = Bundle.load(out)
+    if based_on is not None and old.hash != based_on:
+        raise EdgesslError(f"{out}: the bundle changed while this command ran (hash {based_on[:12]} -> "
+                           f"{old.hash[:12]}); run it again")
+    return old
+
+
+def _update(out: Path, change: Change, create: bool, replace: bool, based_on: str | None) -> tuple[bool, int]:
+    """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed
+    and how many engines its delta held."""
+    signed, engines = False, 0
     if create:
         check_new(out, replace)
         manifest: dict = {}
     else:
-        old = Bundle.load(out)
-        if based_on is not None and old.hash != based_on:
-            raise EdgesslError(f"{out}: the bundle changed while this command ran (hash {based_on[:12]} -> "
-                               f"{old.hash[:12]}); run it again")
-        manifest, signed = copy.deepcopy(old.manifest), (out / SIGNATURE).exists()
+        old = _current(out, based_on)
+        manifest, signed, engines = copy.deepcopy(old.manifest), (out / SIGNATURE).exists(), len(old.engines)
     staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -123,4 +151,25 @@ def _update(out: Path, change: Change, create: bool, replace: bool, based_on: st
         install(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return signed
+    return signed, engines
+
+
+def add_engine(path: str | Path, entry: dict, engine: bytes, based_on: str) -> Bundle:
+    """Add (or replace, by key) the engine ``entry`` with its bytes to the engines delta of the bundle
+    at ``path`` (module docstring); ``entry["file"]`` is its path, under ``engines/``. Returns the bundle."""
+    out = Path(path)
+    with _locked(out):
+        old = _current(out, based_on)
+        staging = out.with_name(f".{out.name}.{ENGINES_DIR}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / ENGINES_DIR).mkdir(parents=True)
+        try:
+            keep = [e for e in old.engines if e["key"] != entry["key"]]
+            for e in keep:
+                shutil.copy2(out / e["file"], staging / e["file"])
+            write_atomic(staging / entry["file"], engine)
+            seal_engines(staging, old.hash, upsert_engine(keep, entry))
+            install(staging / ENGINES_DIR, out / ENGINES_DIR)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Bundle.load(out)

@@ -1,18 +1,20 @@
-"""TensorRT engines recorded in a bundle, and the refusal of a stale or foreign one. Torch-free.
+"""TensorRT engine records, and the refusal of a stale or foreign engine. Torch-free.
 
 A serialized TensorRT engine only runs on the TensorRT version and the GPU architecture (compute
 capability) that built it, and only means what the bundle says while its source ONNX model is the
-one in the bundle. ``edgessl build-engine`` appends a record per engine to ``manifest["engines"]``::
+one in the bundle. ``edgessl build-engine`` adds a record per engine to the bundle's engines delta
+(``bundle.py``: ``engines/engines.json``, ``Bundle.engines``)::
 
     {"key": "trt10.3.0-sm87-int8-1a2b3c4d5e6f", "file": "engines/<key>.engine",
      "tensorrt_version": "10.3.0", "compute_capability": "8.7", "precision": "int8",
      "source": "int8-tensorrt", "source_model": "model.int8-tensorrt.onnx", "source_sha256": "...",
-     "strongly_typed": true, "dla_core": null, "min_batch": 1, "opt_batch": 1, "max_batch": 16,
-     "workspace_mb": 1024, "device_name": "Orin", "created": "..."}
+     "strongly_typed": true, "builder_flags": [], "dla_core": null, "min_batch": 1, "opt_batch": 1,
+     "max_batch": 16, "workspace_mb": 1024, "threshold": {...}, "comparison": {...}, "created": "..."}
 
-The runtime's TensorRT backend calls ``select_engine`` (or ``check_engine`` on a record it chose):
-an engine of another TensorRT version, another GPU, or an older source model is refused with a
-message saying how to rebuild it.
+``threshold`` is the engine's own (re-derived at build time from its scores of the held-out
+normals); ``comparison`` its outputs against ONNX Runtime on its source model. The runtime's
+TensorRT backend calls ``select_engine``: an engine of another TensorRT version, another GPU, or an
+older source model is refused with a message saying how to rebuild it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,21 @@ import subprocess
 
 from .errors import EdgesslError
 
-ENGINE_DIR = "engines"
-ENGINE_PRECISIONS = ("fp16", "int8", "best")
+Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max) shapes
+
+
+def engine_profile(manifest: dict, batches: tuple[int, int, int]) -> Profile:
+    """The one optimization profile of an engine of this bundle (``build-engine``, ONNX Runtime's
+    TensorRT provider): the manifest's model input, its batch at ``batches`` (min, opt, max) and
+    every other dimension as the manifest records it."""
+    spec = manifest.get("model", {}).get("input")
+    if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list) or not spec.get("name"):
+        raise EdgesslError("the manifest records no model input name and shape (model.input); re-export the bundle")
+    dims = spec["shape"][1:]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        raise EdgesslError(f"the manifest's input shape {spec['shape']} has a dynamic dimension besides the batch; "
+                           "a TensorRT profile needs each one fixed: re-export the bundle")
+    return {spec["name"]: tuple((b, *dims) for b in batches)}
 
 
 def version_triple(version: str) -> str:
@@ -64,27 +79,27 @@ def check_engine(entry: dict, tensorrt_version: str, compute_capability: str,
                            f"(re-exported or re-calibrated since): {rebuild}")
 
 
-def select_engine(manifest: dict, tensorrt_version: str, compute_capability: str, precision: str,
-                  dla_core: int | None = None) -> dict:
-    """The manifest's engine record for this device and precision, checked; else a clear refusal."""
-    engines = [e for e in manifest.get("engines", []) if e.get("precision") == precision
-               and e.get("dla_core") == dla_core]
-    if not engines:
-        have = ", ".join(e.get("key", "?") for e in manifest.get("engines", [])) or "none"
-        raise EdgesslError(f"no {precision} TensorRT engine in this bundle (has: {have}); "
-                           f"build one with `edgessl build-engine --precision {precision}`")
-    files = manifest.get("files", {})
-    here = [e for e in engines if version_triple(e.get("tensorrt_version", "0")) == version_triple(tensorrt_version)
+def select_engine(engines: list[dict], files: dict[str, str], tensorrt_version: str, compute_capability: str,
+                  precision: str, dla_core: int | None = None) -> dict:
+    """The record of ``engines`` (a bundle's) for this device, precision and DLA core (None: the
+    GPU), checked against the base bundle's ``files`` (path -> sha256); else a clear refusal."""
+    matching = [e for e in engines if e.get("precision") == precision and e.get("dla_core") == dla_core]
+    if not matching:
+        have = ", ".join(e.get("key", "?") for e in engines) or "none"
+        where = "the GPU" if dla_core is None else f"DLA core {dla_core}"
+        flag = "" if dla_core is None else f" --dla-core {dla_core}"
+        raise EdgesslError(f"no {precision} TensorRT engine for {where} in this bundle (has: {have}); "
+                           f"build one with `edgessl build-engine --precision {precision}{flag}`")
+    here = [e for e in matching if version_triple(e.get("tensorrt_version", "0")) == version_triple(tensorrt_version)
             and str(e.get("compute_capability")) == str(compute_capability)]
-    entry = (here or engines)[-1]
+    entry = (here or matching)[-1]
     check_engine(entry, tensorrt_version, compute_capability, files.get(entry.get("source_model", "")))
     return entry
 
 
-def upsert_engine(manifest: dict, entry: dict) -> dict:
-    """A copy of ``manifest`` whose ``engines`` list holds ``entry`` in place of any of the same key."""
-    engines = [e for e in manifest.get("engines", []) if e.get("key") != entry["key"]]
-    return {**manifest, "engines": engines + [entry]}
+def upsert_engine(engines: list[dict], entry: dict) -> list[dict]:
+    """``engines`` with ``entry`` in place of any record of the same key."""
+    return [e for e in engines if e.get("key") != entry["key"]] + [entry]
 
 
 def gpu_compute_capability(device: int = 0) -> str:

@@ -31,8 +31,11 @@ import numpy as np
 
 from .backends import select_backend
 from .backends.ort import OrtBackend, OrtOptions
+from .backends.tensorrt_native import engine_ready
 from .bundle import Bundle, precision_key
 from .detectors import Detector, load_detector
+from .engines import engine_profile
+from .errors import EdgesslError
 from .heatmaps import upsample_map
 from .images import canonical_image
 from .preprocess import PreprocessSpec, preprocess, resize_geometry
@@ -125,17 +128,29 @@ def _one_blas_thread():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector):
+ORT_TENSORRT_BATCHES = (1, 1, 16)  # the TensorRT provider's profile: min, opt, max batch
+
+
+def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector,
+                  dla_core: int | None) -> tuple[object, str, Threshold]:
+    """The runner, the precision it runs and its threshold: a native engine its own (re-derived at
+    build time), an ONNX Runtime model the bundle's for ``key``."""
     if name == "tensorrt":
         from .backends.tensorrt_native import TensorRTBackend, engine_for
 
-        return TensorRTBackend(engine_for(bundle, key))
+        entry = engine_for(bundle, key, dla_core)
+        runner = TensorRTBackend(bundle.path(entry["file"]), dla_core)
+        return runner, f"engine-{entry['precision']}", Threshold.from_dict(entry["threshold"])
     opts = options or OrtOptions()
     if opts.spinning is None:
         opts = replace(opts, spinning=not detector.blas_bound)
-    if name == "ort-tensorrt" and key.startswith("int8"):
-        opts = replace(opts, int8=True)
-    return OrtBackend(bundle.model_file(key), name, opts)
+    if name == "ort-tensorrt":
+        model = bundle.manifest["precisions"][key]["model"]
+        cache = bundle.cache_dir / "ort-tensorrt" / bundle.manifest["files"][model][:16]
+        opts = replace(opts, int8=key.startswith("int8"), engine_cache_dir=opts.engine_cache_dir or str(cache),
+                       trt_profile=opts.trt_profile or engine_profile(bundle.manifest, ORT_TENSORRT_BATCHES))
+    return OrtBackend(bundle.model_file(key), name, opts), key, Threshold.from_dict(bundle.threshold(key))
+
 
 
 class Pipeline:
@@ -158,18 +173,25 @@ class Pipeline:
     @classmethod
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
              threshold: float | None = None, options: OrtOptions | None = None,
-             public_key: str | Path | None = None, expect_sha256: str | None = None) -> "Pipeline":
-        """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file; with
-        ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the backend, check
-        the precision has a model and a threshold, and load the model and the detector."""
+             public_key: str | Path | None = None, expect_sha256: str | None = None,
+             dla_core: int | None = None) -> "Pipeline":
+        """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file, the engines
+        delta; with ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the
+        backend (``auto``: native TensorRT only when the bundle has a valid engine for this device),
+        check the precision has a model and a threshold, and load the model and the detector.
+        ``dla_core``: run the engine built for that DLA core (native TensorRT only)."""
         bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
-        name = select_backend(backend)
+        if dla_core is not None and backend not in ("auto", "tensorrt"):
+            raise EdgesslError(f"--dla-core runs a DLA engine on the native tensorrt backend, not on {backend}")
+        name = select_backend("tensorrt") if dla_core is not None else select_backend(
+            backend, lambda: engine_ready(bundle, precision_key(precision, "tensorrt")))
         key = precision_key(precision, name)
         bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
-        record = Threshold.from_dict(bundle.threshold(key))
+        bundle.threshold(key)
         bundle.section("detector")  # refuses a manifest without one
         detector = load_detector(bundle.detector_dir)
-        return cls(bundle, _make_backend(bundle, name, key, options, detector), detector, key, record, threshold)
+        runner, runs, record = _make_backend(bundle, name, key, options, detector, dla_core)
+        return cls(bundle, runner, detector, runs, record, threshold)
 
     @property
     def threshold(self) -> float:

@@ -20,12 +20,14 @@ class TrustOptions:
 @dataclass
 class BundleOptions(TrustOptions):
     """The bundle directory, the backend (``backends.base.CHOICES``; auto: the best available), the
-    precision (``PRECISIONS``) and ONNX Runtime's intra-op threads (0: one per core)."""
+    precision (``PRECISIONS``), ONNX Runtime's intra-op threads (0: one per core) and the DLA core
+    whose engine to run (None: the GPU's)."""
 
     bundle: str = ""
     backend: str = "auto"
     precision: str = "fp32"
     threads: int = 0
+    dla_core: int | None = None
 
     def pipeline(self, threshold: float | None = None):
         """The ``Pipeline`` these options describe (bundle verified, signature and pin checked when given)."""
@@ -34,4 +36,4 @@ class BundleOptions(TrustOptions):
 
         return Pipeline.load(self.bundle, backend=self.backend, precision=self.precision, threshold=threshold,
                              options=OrtOptions(intra_op_threads=self.threads), public_key=self.public_key,
-                             expect_sha256=self.expect_sha256)
+                             expect_sha256=self.expect_sha256, dla_core=self.dla_core)

@@ -182,3 +182,18 @@ def fit_threshold(holdout_scores: np.ndarray, target_fpr: float, confidence: flo
                "max": float(s[-1])}
     return Threshold(target_fpr, confidence, n, k, t, median, t - median,
                      fpr_confidence(n, k, target_fpr), float((s >= t).mean()), summary, requested)
+
+
+def rederive_threshold(reference: Threshold, scores: np.ndarray, reference_scores: np.ndarray,
+                       recorded: np.ndarray | None) -> tuple[Threshold, np.ndarray]:
+    """Another precision's threshold (INT8, a TensorRT engine) from the held-out normals
+    ``reference`` came from, with its rule, target and confidence; returns it and the held-out scores.
+
+    ``scores`` and ``reference_scores``: the new model's and the fp32 model's raw scores of those
+    normals under the shipped detector. With their cross-fitted fp32 scores ``recorded``, image i's
+    held-out score is its recorded score plus the change the new precision makes to its score,
+    ``s_i + (q_i - r_i)``: the fold detectors that produced ``s_i`` do not ship, the network's
+    precision is what moves. Without (plain validation normals), its own score ``q_i``."""
+    held = np.asarray(scores, np.float64) if recorded is None else recorded + (scores - reference_scores)
+    target = reference.requested_target_fpr or reference.target_fpr
+    return fit_threshold(held, target, reference.confidence, strict=False), held

@@ -1,5 +1,8 @@
 """``edgessl export``: a run directory (backbone + fitted detector + threshold) to a verified bundle.
 
+The model must also pass the TensorRT preflight (``tensorrt_preflight``: TensorRT 10 and 11,
+``build-engine``'s default profile), since engines are built from it on the device.
+
 The bundle is assembled by ``update_bundle`` (``create``) in a hidden sibling directory, verified,
 sealed, and only then renamed to ``BUNDLE``: a crash or a failed verification leaves no bundle, or
 the old bundle untouched (``--force`` replaces an existing bundle only after the new one is complete).
@@ -20,6 +23,7 @@ from edgessl.edge_runtime.files import file_sha256
 from edgessl.edge_runtime.bundle_update import check_new, update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import load_detector
+from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import Threshold
@@ -27,7 +31,8 @@ from edgessl.edge_runtime.timestamps import utc_now
 
 from edgessl.train.run_records import detector_dir, fit_record, recorded_data
 
-from .config import ExportConfig
+from .config import TENSORRT_LINES, EngineConfig, ExportConfig, engine_batches
+from .tensorrt_preflight import preflight
 
 DETECTOR_FILES = ("detector.json", "detector.npz", "fit.json")
 MODEL_FILE = "model.onnx"
@@ -100,6 +105,8 @@ def export_bundle(cfg: ExportConfig) -> dict:
         check = verify_export(model, staging / MODEL_FILE, batch, detector, threshold)
         if not check.passed:
             raise EdgesslError(f"ONNX Runtime does not match PyTorch on {check.describe()}; bundle not written")
+        preflight(staging / MODEL_FILE, TENSORRT_LINES, engine_profile({"model": model_info},
+                                                                      engine_batches(EngineConfig())))
         (staging / "detector").mkdir()
         for f in DETECTOR_FILES:
             if (detector_dir(run) / f).is_file():
@@ -115,9 +122,9 @@ def export_bundle(cfg: ExportConfig) -> dict:
                          "normalisation": "normalised = (raw - offset) / scale; anomalous iff raw >= raw_threshold"},
             "precisions": {"fp32": {"model": MODEL_FILE, "dtype": "float32",
                                     "threshold_from": "edgessl fit: PyTorch scores of the train+val normals, each "
-                                                      "from a detector cross-fitted without it"}},
+                                                      "from a detector cross-fitted without it",
+                                    "tensorrt_preflight": {"passed": True, "tensorrt": list(TENSORRT_LINES)}}},
             "thresholds": {"fp32": threshold.to_dict()},
-            "engines": [],
             "provenance": _provenance(run, meta, fit),
         }
 

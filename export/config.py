@@ -3,9 +3,11 @@ them from here). Importable without torch, onnx or TensorRT."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ENGINE_PRECISIONS = ("fp16", "int8", "best")
+TENSORRT_LINES = ("10", "11")  # the TensorRT lines the preflight knows (tensorrt_preflight.RULESETS)
+CHECK_TARGETS = ("tensorrt",)
 
 
 @dataclass
@@ -25,8 +27,11 @@ class ExportConfig:
 @dataclass
 class EngineConfig:
     """A TensorRT engine of ``bundle`` at ``precision`` (``ENGINE_PRECISIONS``); ``dla_core``: build
-    for that DLA core (Jetson), GPU fallback on; the profile's batches; the builder's workspace
-    limit in MiB; an optional timing cache file to read and update."""
+    for that DLA core (Jetson), GPU fallback on; the profile's batches (``engine_batches``); the
+    builder's workspace limit in MiB; an optional timing cache file to read and update. The engine
+    is compared with ONNX Runtime on held-out images of ``data`` (None: the data the detector was
+    fitted on; at most ``holdout_images`` test images beside the held-out normals) and refused below
+    a mean embedding cosine of ``min_cosine``; its threshold is re-derived from its own scores."""
 
     bundle: str = ""
     precision: str = "int8"
@@ -35,3 +40,25 @@ class EngineConfig:
     opt_batch: int = 1
     workspace_mb: int = 1024
     timing_cache: str | None = None
+    data: str | None = None
+    holdout_images: int = 256
+    min_cosine: float = 0.99
+
+
+def engine_batches(cfg: EngineConfig) -> tuple[int, int, int]:
+    """The profile's (min, opt, max) batch: 1 to ``max_batch`` on a GPU; on a DLA core, which takes no
+    dynamic dimension, ``opt_batch`` fixed (min = opt = max)."""
+    if cfg.dla_core is not None:
+        return cfg.opt_batch, cfg.opt_batch, cfg.opt_batch
+    return 1, cfg.opt_batch, cfg.max_batch
+
+
+@dataclass
+class CheckConfig:
+    """A static check of ``bundle``'s models against ``target``'s rules (``tensorrt``: TensorRT's
+    ONNX parser, for the ``tensorrt`` lines of ``TENSORRT_LINES``), with ``build-engine``'s default
+    optimization profile."""
+
+    bundle: str = ""
+    target: str = "tensorrt"
+    tensorrt: list[str] = field(default_factory=lambda: list(TENSORRT_LINES))

@@ -69,12 +69,13 @@ def make_bundle(out: Path, detector: str = "knn") -> Path:
         det.save(root / "detector")
         threshold = fit_threshold(det.score(_outputs(root / "model.onnx", held)).raw_scores, 0.1, 0.9, strict=True)
         return {
-            "model": {"input": "input", "outputs": ["embedding", "patches"], "opset": 17},
+            "model": {"input": {"name": "input", "shape": ["batch", 1, SPEC.image_size, SPEC.image_size]},
+                      "outputs": ["embedding", "patches"], "opset": 17},
             "preprocess": SPEC.to_dict(),
-            "detector": {"kind": det.kind, "directory": "detector", "inputs": list(det.inputs)},
+            "detector": {"kind": det.kind, "directory": "detector", "inputs": list(det.inputs), "data": "digits",
+                         "normal_label": "0"},
             "precisions": {"fp32": {"model": "model.onnx"}},
             "thresholds": {"fp32": threshold.to_dict()},
-            "engines": [],
             "provenance": {"made_by": "tests/runtime_bundle.py"},
         }
 

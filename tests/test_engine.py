@@ -1,42 +1,14 @@
-"""TensorRT parts: the calibration cache format, engine records and the refusal of stale/foreign engines.
+"""TensorRT parts: engine records and the refusal of stale/foreign engines.
 
 Building an engine needs TensorRT and a GPU; that test skips with the reason when they are absent.
 """
 
-import struct
-
-import numpy as np
 import pytest
 
-from edgessl.calibration.trt_cache import cache_text, read_cache, version_number, write_cache
 from edgessl.edge_runtime.engines import check_engine, engine_key, select_engine, upsert_engine
 from edgessl.edge_runtime.errors import EdgesslError
 
 SHA = "ab" * 32
-
-
-def test_cache_round_trip_in_tensorrt_format(tmp_path):
-    ranges = {"input": (-0.93, 2.12), "/stages.0/Conv_output_0": (-0.5, 0.25), "embedding": (0.0, 0.567)}
-    write_cache(tmp_path / "calibration.cache", ranges, "10.3.0")
-    lines = (tmp_path / "calibration.cache").read_text().splitlines()
-    assert lines[0] == "TRT-100300-EntropyCalibration2"
-    name, hexval = lines[1].split(": ")
-    assert name == "input" and len(hexval) == 8
-    assert hexval == struct.pack(">f", np.float32(2.12 / 127)).hex()
-    version, algo, scales = read_cache(tmp_path / "calibration.cache")
-    assert (version, algo) == (100300, "EntropyCalibration2")
-    for n, (lo, hi) in ranges.items():
-        assert scales[n] == pytest.approx(max(abs(lo), abs(hi)) / 127, rel=1e-6)
-
-
-def test_version_numbers_and_bad_cache(tmp_path):
-    assert version_number("10.3.0") == 100300 and version_number("8.6.1") == 8601 and version_number("11.4.1") == 110401
-    assert cache_text({}, "8.6.1") == "TRT-8601-EntropyCalibration2\n"
-    (tmp_path / "x.cache").write_text("input: 3c010a14\n")
-    with pytest.raises(EdgesslError, match="not a TensorRT calibration cache"):
-        read_cache(tmp_path / "x.cache")
-    with pytest.raises(EdgesslError, match="not a TensorRT version"):
-        version_number("ten")
 
 
 def _entry(**kw):
@@ -61,20 +33,24 @@ def test_stale_or_foreign_engine_is_refused():
         check_engine(_entry(), "10.3.0", "8.7", "cd" * 32)
 
 
-def test_select_engine_from_manifest():
-    manifest = upsert_engine({"files": {"model.int8-tensorrt.onnx": SHA}}, _entry())
-    manifest = upsert_engine(manifest, _entry(key="other", tensorrt_version="10.7.0"))
-    manifest = upsert_engine(manifest, _entry())  # same key again: replaced, not duplicated
-    assert len(manifest["engines"]) == 2
-    assert select_engine(manifest, "10.3.0", "8.7", "int8")["tensorrt_version"] == "10.3.0"
-    assert select_engine(manifest, "10.7.0", "8.7", "int8")["key"] == "other"
-    with pytest.raises(EdgesslError, match="no fp16 TensorRT engine"):
-        select_engine(manifest, "10.3.0", "8.7", "fp16")
+def test_select_engine_from_records():
+    files = {"model.int8-tensorrt.onnx": SHA}
+    engines = upsert_engine([], _entry())
+    engines = upsert_engine(engines, _entry(key="other", tensorrt_version="10.7.0"))
+    engines = upsert_engine(engines, _entry())  # same key again: replaced, not duplicated
+    engines = upsert_engine(engines, _entry(key="dla", dla_core=1))
+    assert len(engines) == 3
+    assert select_engine(engines, files, "10.3.0", "8.7", "int8")["key"] == _entry()["key"]
+    assert select_engine(engines, files, "10.7.0", "8.7", "int8")["key"] == "other"
+    assert select_engine(engines, files, "10.3.0", "8.7", "int8", dla_core=1)["key"] == "dla"
+    with pytest.raises(EdgesslError, match="no int8 TensorRT engine for DLA core 0.*--dla-core 0"):
+        select_engine(engines, files, "10.3.0", "8.7", "int8", dla_core=0)
+    with pytest.raises(EdgesslError, match="no fp16 TensorRT engine for the GPU"):
+        select_engine(engines, files, "10.3.0", "8.7", "fp16")
     with pytest.raises(EdgesslError, match="TensorRT 10"):
-        select_engine(manifest, "11.4.1", "8.7", "int8")
-    manifest["files"]["model.int8-tensorrt.onnx"] = "cd" * 32  # re-calibrated since
-    with pytest.raises(EdgesslError, match="stale"):
-        select_engine(manifest, "10.3.0", "8.7", "int8")
+        select_engine(engines, files, "11.4.1", "8.7", "int8")
+    with pytest.raises(EdgesslError, match="stale"):  # re-calibrated since
+        select_engine(engines, {"model.int8-tensorrt.onnx": "cd" * 32}, "10.3.0", "8.7", "int8")
 
 
 def test_build_engine_without_tensorrt_says_what_to_install(tiny_bundle, capsys):
@@ -93,15 +69,19 @@ def test_build_engine_without_tensorrt_says_what_to_install(tiny_bundle, capsys)
 
 
 def test_build_engine_with_tensorrt(tiny_bundle, tmp_path):
+    """The real thing, where TensorRT and a GPU exist: an fp16 engine built, checked against ONNX Runtime,
+    kept in the engines delta, and run by the pipeline with its own threshold."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs NVIDIA's wheel or JetPack and a GPU)")
     import shutil
 
     from edgessl.edge_runtime.bundle import Bundle
+    from edgessl.edge_runtime.pipeline import Pipeline
     from edgessl.export.engine_builder import EngineConfig, build_engine
 
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)
     entry = build_engine(EngineConfig(bundle=str(b), precision="fp16", max_batch=4, timing_cache=str(tmp_path / "t.cache")))
-    m = Bundle.load(b).manifest
-    assert m["engines"][-1]["key"] == entry["key"] and (b / entry["file"]).is_file()
-    assert (tmp_path / "t.cache").is_file()
+    assert Bundle.load(b).engines[-1]["key"] == entry["key"] and (b / entry["file"]).is_file()
+    assert (tmp_path / "t.cache").is_file() and entry["comparison"]["embedding_cosine_mean"] >= 0.99
+    pipe = Pipeline.load(b, backend="auto")
+    assert pipe.backend == "tensorrt" and pipe.threshold_record.to_dict() == entry["threshold"]

@@ -134,8 +134,9 @@ def test_ort_backend_follows_the_protocol_and_options(knn_bundle):
 
 
 @pytest.mark.skipif(not tensorrt_available(), reason="needs TensorRT, the CUDA Python bindings and an NVIDIA GPU")
-def test_tensorrt_backend_is_auto_when_present():
-    assert select_backend("auto") == "tensorrt"
+def test_tensorrt_backend_is_auto_when_present_with_an_engine():
+    assert select_backend("auto", has_engine=lambda: True) == "tensorrt"
+    assert select_backend("auto") != "tensorrt"  # no engine for this device: the best ONNX Runtime provider
 
 
 def test_evaluate_bundle_gives_pixel_auroc_on_mvtec_masks(patch_bundle, tmp_path):

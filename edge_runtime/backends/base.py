@@ -22,3 +22,12 @@ class Backend(Protocol):
     providers: list[str]
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def in_chunks(run, batch: np.ndarray, max_batch: int | None) -> dict[str, np.ndarray]:
+    """``run`` (a batch -> named outputs) over ``batch`` in chunks of at most ``max_batch`` images
+    (None: no limit), outputs concatenated; one call when the batch fits."""
+    if max_batch is None or len(batch) <= max_batch:
+        return run(batch)
+    parts = [run(batch[i : i + max_batch]) for i in range(0, len(batch), max_batch)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -1,8 +1,12 @@
 """ONNX Runtime backend: CPU, CUDA and TensorRT execution providers.
 
-The TensorRT provider takes ``fp16``/``int8`` (for Q/DQ models) and caches its engines in
-``engine_cache_dir``; the session refuses to start when the requested provider silently falls
-back to another one, so ``backend.name`` is always what runs.
+The TensorRT provider takes ``fp16``/``int8`` (``int8``: a Q/DQ model, whose Q/DQ nodes need
+TensorRT's INT8 mode and no calibration table), caches its engines and timing cache in
+``engine_cache_dir`` (the pipeline gives the bundle's cache folder, so a restart reuses them) and
+builds one explicit optimization profile, ``trt_profile`` (without one it rebuilds its engine for
+every new input shape); a batch is split at the profile's maximum. The session refuses to start
+when the requested provider silently falls back to another one, so ``backend.name`` is always what
+runs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgesslError
+from .base import in_chunks
 
 PROVIDERS = {
     "ort-cpu": "CPUExecutionProvider",
@@ -31,6 +36,7 @@ class OrtOptions:
     fp16: bool = False
     int8: bool = False
     engine_cache_dir: str | None = None
+    trt_profile: dict | None = None  # input name -> (min, opt, max) shapes, for the TensorRT provider
     device_id: int = 0
     # Worker threads spin after a run (a faster next run; but they steal the cores numpy needs right
     # after it). None: the pipeline decides from the detector (off for ``blas_bound`` ones), else on.
@@ -53,10 +59,19 @@ def _provider_list(kind: str, opts: OrtOptions) -> list:
             Path(opts.engine_cache_dir).mkdir(parents=True, exist_ok=True)
             trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(opts.engine_cache_dir),
                        trt_timing_cache_enable=True, trt_timing_cache_path=str(opts.engine_cache_dir))
+        if opts.trt_profile:
+            trt.update({f"trt_profile_{which}_shapes": profile_shapes(opts.trt_profile, i)
+                        for i, which in enumerate(("min", "opt", "max"))})
         return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
     if kind == "ort-cuda":
         return [cuda, "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def profile_shapes(profile: dict, which: int) -> str:
+    """The TensorRT provider's ``trt_profile_*_shapes`` string, ``name:1x3x224x224,...``, of
+    ``profile``'s ``which`` (0 min, 1 opt, 2 max) shapes."""
+    return ",".join(f"{name}:{'x'.join(str(d) for d in shapes[which])}" for name, shapes in profile.items())
 
 
 def session_options(opts: OrtOptions):
@@ -104,10 +119,14 @@ class OrtBackend:
         self.model_path = Path(model_path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        profile = (opts.trt_profile or {}).get(self.input_name) if kind == "ort-tensorrt" else None
+        self.max_batch = profile[2][0] if profile else None  # None: any batch in one run
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
-        return dict(zip(self.output_names, outs))
+        return in_chunks(self._run, np.ascontiguousarray(batch, np.float32), self.max_batch)
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: x})))
 
 
 def cpu_session(model: Path | bytes):

@@ -33,6 +33,14 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row (image) of ``a`` and ``b``, flattened beyond the first axis."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-30), 1.0)
+
+
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: P(score of a positive > score of a negative), ties counting 1/2.
 

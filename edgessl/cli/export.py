@@ -49,27 +49,38 @@ EXPORT = Command(
 
 
 def _build_engine(args: argparse.Namespace) -> Outcome:
-    """Build a serialized TensorRT engine (TensorRT 10 or 11) for this GPU: fp16 from model.onnx, int8
-    and best from the Q/DQ model.int8-tensorrt.onnx (`edgessl calibrate --target tensorrt`). The
-    engine is keyed by TensorRT version, GPU compute capability, precision and source model; the
-    runtime refuses it anywhere else.
+    """Build a serialized TensorRT engine (TensorRT 10 or 11) on this device: fp16 from model.onnx,
+    int8 and best from the Q/DQ model.int8-tensorrt.onnx (`edgessl calibrate --target tensorrt`).
+    First the source model passes the TensorRT preflight (`edgessl bundle check`); after the
+    build, the engine's outputs are compared with ONNX Runtime's on held-out images and its own
+    threshold is derived from its scores. The engine is keyed by TensorRT version, GPU compute
+    capability, precision, source model and DLA core (the runtime refuses it anywhere else) and
+    kept in the bundle's sealed engines delta (engines/): a signed bundle stays signed.
     """
     from edgessl.export.engine_builder import build_engine
 
     entry = build_engine(config_from_args(EngineConfig, args))
-    return Outcome(entry, summary_lines("edgessl build-engine: engine recorded in the manifest", entry,
-                                        ("file", "precision", "tensorrt_version", "compute_capability")))
+    shown = {**entry, "embedding cosine vs ONNX Runtime": entry["comparison"]["embedding_cosine_mean"],
+             "threshold": entry["threshold"]["raw_threshold"]}
+    return Outcome(entry, summary_lines("edgessl build-engine: engine added to the bundle's engines delta", shown,
+                                        ("file", "precision", "tensorrt_version", "compute_capability", "dla_core",
+                                         "embedding cosine vs ONNX Runtime", "threshold")))
 
 
 BUILD_ENGINE = Command(
     "build-engine", _build_engine, (EngineConfig,), (
         Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True),
         Opt("--precision", "engine precision", choices=ENGINE_PRECISIONS),
-        Opt("--dla-core", "build for DLA core N (Jetson), GPU fallback on", metavar="N"),
-        Opt("--max-batch", "largest batch of the profile", metavar="N"),
-        Opt("--opt-batch", "batch the profile tunes for", metavar="N"),
+        Opt("--dla-core", "build for DLA core N (Jetson): a fixed batch of --opt-batch, GPU fallback on",
+            metavar="N"),
+        Opt("--max-batch", "largest batch of the profile (a GPU engine)", metavar="N"),
+        Opt("--opt-batch", "batch the profile tunes for (a DLA engine's only batch)", metavar="N"),
         Opt("--workspace-mb", "builder workspace limit in MiB", metavar="N"),
-        Opt("--timing-cache", "read and update this TensorRT timing cache", metavar="FILE")),
+        Opt("--timing-cache", "read and update this TensorRT timing cache", metavar="FILE"),
+        Opt("--data", "dataset the engine is checked and thresholded on (default: the data the detector was "
+                      "fitted on)"),
+        Opt("--holdout-images", "most test images the engine is checked on", metavar="N"),
+        Opt("--min-cosine", "least mean cosine of each output against ONNX Runtime")),
     help="a bundle's ONNX to a TensorRT engine recorded in the manifest (needs TensorRT + GPU)")
 
 
@@ -110,7 +121,6 @@ CALIBRATE = Command(
         Opt("--normal-label", "normal class (default: the detector's)", metavar="L"),
         Opt("--percentile", "for --method percentile"),
         Opt("--holdout-images", "most test images the gate scores", metavar="N"),
-        Opt("--tensorrt-version", "TensorRT version in the calibration cache header (10.3.0: JetPack 6.2)"),
         Opt("--min-cosine", "gate: least mean embedding cosine"),
         Opt("--max-auroc-change", "gate: most |AUROC change|"),
         Opt("--max-float-nodes", "most layers kept in float to pass the gate"),

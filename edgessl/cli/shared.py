@@ -29,6 +29,8 @@ MODEL = (
     Opt("--precision", "the bundle's model: fp32, or int8 (the CPU model on ort-cpu, the Q/DQ TensorRT model on "
                        "GPUs)", choices=PRECISIONS),
     Opt("--threads", "ONNX Runtime intra-op threads (0: one per core)"),
+    Opt("--dla-core", "run the engine built for DLA core N (Jetson; `build-engine --dla-core N`) on the "
+                      "native tensorrt backend", metavar="N"),
     *TRUST,
 )
 BUNDLE = (Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True), *MODEL)

@@ -1,14 +1,17 @@
-"""The trust commands (torch-free): ``keygen``, ``sign``, ``bundle inspect|verify``, ``audit
+"""The trust commands (torch-free): ``keygen``, ``sign``, ``bundle inspect|verify|check``, ``audit
 verify``. Every check fails with one line and exit status 2 (``EdgesslError``); docs/trust.md."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 
+from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline_options import TrustOptions
+from edgessl.export.config import CHECK_TARGETS, TENSORRT_LINES, CheckConfig
 
-from .options import Command, Opt, Outcome, config_from_args
+from .options import EXIT_USER, Command, Opt, Outcome, config_from_args
 from .shared import BUNDLE_HELP, TRUST
 
 
@@ -54,8 +57,9 @@ def _keygen(args: argparse.Namespace) -> Outcome:
 
 def _sign(args: argparse.Namespace) -> Outcome:
     """Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over manifest.json,
-    which lists every file's sha256. Any later change to the bundle (calibrate, build-engine,
-    operating-point) removes it: sign again after."""
+    which lists every file's sha256. Any later change to the bundle (calibrate, operating-point)
+    removes it: sign again after. Engines built on the device (build-engine) go into the sealed
+    engines delta and leave the signature in place."""
     from edgessl.edge_runtime.bundle import Bundle
     from edgessl.edge_runtime.signing import sign_bundle
 
@@ -81,8 +85,9 @@ def bundle_summary(bundle) -> dict:
         "operating_points": {k: {name: {f: p.get(f) for f in ("raw_threshold", "sensitivity", "specificity")}
                                  for name, p in points.items()}
                              for k, points in m.get("operating_points", {}).items()},
-        "engines": [{f: e.get(f) for f in ("file", "precision", "tensorrt_version", "compute_capability")}
-                    for e in m.get("engines", [])],
+        "engines": [{**{f: e.get(f) for f in ("file", "precision", "tensorrt_version", "compute_capability",
+                                              "dla_core")}, "raw_threshold": e["threshold"]["raw_threshold"]}
+                    for e in bundle.engines],
         "signature": ({"signed": True, "algorithm": signature.get("algorithm"), "key_id": signature.get("key_id")}
                       if signature else {"signed": False}),
     }
@@ -108,8 +113,9 @@ def _table(s: dict) -> str:
                   f"specificity {p['specificity']}" for k, points in s["operating_points"].items()
                   for name, p in points.items()]
     if s["engines"]:
-        lines.append("engines")
+        lines.append("engines (the sealed engines delta, engines/engines.json; not covered by the signature)")
         lines += [f"  {e['file']}  {e['precision']}, TensorRT {e['tensorrt_version']}, sm {e['compute_capability']}"
+                  + ("" if e["dla_core"] is None else f", DLA core {e['dla_core']}") + f", threshold {e['raw_threshold']}"
                   for e in s["engines"]]
     return "\n".join(lines)
 
@@ -132,10 +138,44 @@ def _verify(args: argparse.Namespace) -> Outcome:
     cfg = config_from_args(VerifyConfig, args)
     b = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
     checks = ["seal", f"{len(b.manifest['files'])} files", "no unlisted file"]
+    checks += [f"engines delta ({len(b.engines)} engines)"] if b.engines else []
     checks += ["signature"] if cfg.public_key else []
     checks += ["pinned sha256"] if cfg.expect_sha256 else []
     return Outcome({"bundle": str(b.root), "sha256": b.hash, "checks": checks},
                    f"{b.root}: ok ({', '.join(checks)}); sha256 {b.hash}")
+
+
+def _check(args: argparse.Namespace) -> Outcome:
+    """Check each model TensorRT engines are built from (model.onnx, model.int8-tensorrt.onnx)
+    against the ONNX parser rules of the TensorRT lines asked for (10: TensorRT 10.3, JetPack 6;
+    11: TensorRT 11.x, JetPack 7), statically, without TensorRT: ops and their input types, Q/DQ
+    types, zero points, scales and per-channel axes, constant inputs, attributes, the opset, and
+    dynamic dimensions against build-engine's default profile (docs/export.md lists the rules).
+    Needs the onnx package. Exit 0 when every model passes; else one line on stderr naming the
+    first node and its rule, and exit 2 (--json lists every finding).
+    """
+    from edgessl.edge_runtime.bundle import Bundle
+    from edgessl.export.config import EngineConfig, engine_batches
+    from edgessl.export.tensorrt_preflight import check_bundle
+
+    cfg = config_from_args(CheckConfig, args)
+    unknown = sorted(set(cfg.tensorrt) - set(TENSORRT_LINES))
+    if unknown:
+        raise EdgesslError(f"--tensorrt {' '.join(unknown)}: the preflight knows TensorRT lines {', '.join(TENSORRT_LINES)}")
+    bundle = Bundle.load(cfg.bundle)
+    results = check_bundle(bundle, tuple(cfg.tensorrt), engine_batches(EngineConfig()))
+    summary = {"bundle": str(bundle.root), "sha256": bundle.hash, "tensorrt": cfg.tensorrt,
+               "models": {m: [f.to_dict() for f in found] for m, found in results.items()}}
+    lines = [f"{m}: " + ("passes" if not found else f"{len(found)} findings, first: {found[0].line()}")
+             for m, found in results.items()]
+    failed = [(m, found) for m, found in results.items() if found]
+    if not failed:
+        return Outcome(summary, "\n".join(lines) + f"\n(TensorRT lines {', '.join(cfg.tensorrt)})")
+    model, found = failed[0]
+    more = sum(len(f) for _, f in failed) - 1
+    print(f"edgessl bundle check: error: {model} would not parse in TensorRT: {found[0].line()}"
+          + (f" (and {more} more)" if more else ""), file=sys.stderr)
+    return Outcome(summary, "\n".join(lines), status=EXIT_USER)
 
 
 def _audit_verify(args: argparse.Namespace) -> Outcome:
@@ -161,11 +201,15 @@ BUNDLE_INSPECT = Command("bundle inspect", _inspect, (InspectConfig,), (BUNDLE_D
                          help="files, precisions, thresholds, operating points, engines, signature")
 BUNDLE_VERIFY = Command("bundle verify", _verify, (VerifyConfig,), (BUNDLE_DIR, *TRUST),
                         help="exit 0 only when the seal, the files, and any signature or pin asked for check")
+BUNDLE_CHECK = Command("bundle check", _check, (CheckConfig,), (
+    BUNDLE_DIR, Opt("--target", "whose rules: TensorRT's ONNX parser", choices=CHECK_TARGETS),
+    Opt("--tensorrt", "the TensorRT lines to check for (10: 10.3, JetPack 6; 11: JetPack 7)", metavar="LINE")),
+    help="would TensorRT parse the bundle's models? a static preflight (exit 2 naming the node and rule)")
 AUDIT_VERIFY = Command("audit verify", _audit_verify, (AuditVerifyConfig,), (
     Opt("--log", "the audit log (REPORT_DIR/audit.jsonl)", metavar="FILE", required=True),
     Opt("--audit-key", "the key triage ran with (--audit-key): check every HMAC", metavar="FILE")),
     help="check every line, the hash chain and the anchor (and HMACs with --audit-key)")
 
 # Command groups: the first word of a nested command's name, with its help.
-GROUPS = {"bundle": "inspect or verify a bundle", "audit": "verify a triage audit log"}
-COMMANDS = (KEYGEN, SIGN, BUNDLE_INSPECT, BUNDLE_VERIFY, AUDIT_VERIFY)
+GROUPS = {"bundle": "inspect, verify or check a bundle", "audit": "verify a triage audit log"}
+COMMANDS = (KEYGEN, SIGN, BUNDLE_INSPECT, BUNDLE_VERIFY, BUNDLE_CHECK, AUDIT_VERIFY)

@@ -63,7 +63,8 @@ class NodeParams:
 
     bundle: path of an edgessl bundle (required).  public_key: an Ed25519 public key file; the bundle
     must then carry a valid signature.  bundle_sha256: pin one bundle (its manifest's sha256).
-    backend: auto | ort-cpu | ort-cuda | ort-tensorrt | tensorrt.  precision: fp32 | int8.  threads:
+    backend: auto | ort-cpu | ort-cuda | ort-tensorrt | tensorrt.  precision: fp32 | int8.  dla_core:
+    run the engine built for that DLA core (Jetson; -1: the GPU's engine).  threads:
     ONNX Runtime intra-op threads (0: one per core; fewer leave cores to camera drivers).  threshold:
     decision threshold override in normalised units (0 keeps the bundle's, which is 1.0; 0 is the
     median normal score, so overrides are non-zero); changeable at runtime.  input_topic: the camera
@@ -81,6 +82,7 @@ class NodeParams:
     bundle_sha256: str = ""
     backend: str = "auto"
     precision: str = "fp32"
+    dla_core: int = -1
     threads: int = 0
     threshold: float = 0.0
     input_topic: str = "image"

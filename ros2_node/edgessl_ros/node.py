@@ -57,7 +57,8 @@ def load_pipeline(p: NodeParams) -> Pipeline:
     # No spinning: frames arrive tens of milliseconds apart, and ONNX Runtime's workers spinning after
     # each run would burn the cores the camera drivers and DDS need (benchmarks/bench_ros.py measures it).
     return Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
-                         options=OrtOptions(intra_op_threads=p.threads, spinning=False), **trust)
+                         options=OrtOptions(intra_op_threads=p.threads, spinning=False),
+                         dla_core=None if p.dla_core < 0 else p.dla_core, **trust)
 
 
 def threshold_override(p: NodeParams) -> float | None:
