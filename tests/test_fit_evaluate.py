@@ -258,7 +258,8 @@ def test_fit_json_holds_cross_fitted_scores_of_the_named_images(run_dir, tmp_pat
     from edgessl.train.fit import fit_detector, fold_ids
 
     run = _fresh_run(run_dir, tmp_path)
-    assert _fit(run, "digits", "--normal-label", "3", "--target-fpr", "0.2", "--folds", "4", "--seed", "1") == 0
+    assert _fit(run, "digits", "--normal-label", "3", "--target-fpr", "0.2", "--folds", "4", "--seed", "1",
+                "--detector", "knn") == 0
     fit = json.loads((run / "detector/fit.json").read_text())
     parts = [open_dataset(fit["data"], p["split"]).subset(np.asarray(p["indices"])) for p in fit["holdout"]["parts"]]
     assert [p["split"] for p in fit["holdout"]["parts"]] == ["train", "val"]
