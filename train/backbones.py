@@ -1,9 +1,12 @@
 """Backbones: torchvision ResNet-18 (default) and MobileNetV3-Small (light, Jetson-friendly).
 
-Randomly initialised (no weights are downloaded). For small inputs the stem is replaced:
+Randomly initialised (no weights are downloaded). For small inputs the stem is replaced
+(``stem_for_size``; the choice is recorded in the config, so a run always rebuilds its own):
 
-* ``image_size <= 40``: 3x3 stride-1 conv, no max-pool (the CIFAR stem; 32 px -> 32x32 at layer1);
-* ``40 < image_size <= 96``: 3x3 stride-2 conv, no max-pool (64 px -> 32x32 at layer1);
+* ``image_size < 24``: 3x3 stride-1 conv, no max-pool (the CIFAR stem);
+* ``24 <= image_size <= 96``: 3x3 stride-2 conv, no max-pool (32 px -> 16x16 at layer1: a quarter
+  of the stride-1 stem's cost per step, which bought more detection per CPU second on every data
+  set measured, docs/detection.md);
 * larger: the ImageNet stem (7x7 stride-2 conv and max-pool for ResNet).
 
 ``Backbone.forward`` returns the pooled embedding ``(B, D)``; ``feature_maps`` returns the
@@ -25,21 +28,25 @@ from .config import BACKBONES
 MIN_IMAGE_SIZE = 16
 
 
+def stem_for_size(image_size: int) -> int:
+    """The stem stride for an input size: 1, 2, or 0 for the ImageNet stem."""
+    return 1 if image_size < 24 else 2 if image_size <= 96 else 0
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     name: str = "resnet18"
     in_channels: int = 3
     image_size: int = 32
+    stem_stride: int | None = None  # None: stem_for_size(image_size), filled in at construction
 
     def __post_init__(self) -> None:
         if self.name not in BACKBONES:
             raise EdgesslError(f"unknown backbone {self.name!r}; choose one of {', '.join(BACKBONES)}")
         if self.image_size < MIN_IMAGE_SIZE:
             raise EdgesslError(f"image size {self.image_size} is too small for {self.name} (at least {MIN_IMAGE_SIZE} px)")
-
-    @property
-    def stem_stride(self) -> int:
-        return 1 if self.image_size <= 40 else 2 if self.image_size <= 96 else 0  # 0: ImageNet stem
+        if self.stem_stride is None:
+            object.__setattr__(self, "stem_stride", stem_for_size(self.image_size))
 
     def to_dict(self) -> dict:
         return asdict(self)

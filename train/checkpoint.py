@@ -65,11 +65,17 @@ def read_model_meta(run_dir: Path) -> dict:
     return meta
 
 
+def legacy_stem(config: dict) -> int:
+    """The stem of a run saved before the stem was recorded (edgessl 0.1.0): stride 1 up to 40 px."""
+    size = config.get("image_size", 32)
+    return 1 if size <= 40 else 2 if size <= 96 else 0
+
+
 def load_model(run_dir: Path, map_location: str = "cpu") -> tuple[Backbone, PreprocessSpec, dict]:
     """The backbone, its preprocessing spec and the metadata of a run directory."""
     run_dir = Path(run_dir)
     meta = read_model_meta(run_dir)
-    backbone = build_backbone(BackboneConfig(**meta["backbone"]))
+    backbone = build_backbone(BackboneConfig(**{"stem_stride": legacy_stem(meta["backbone"]), **meta["backbone"]}))
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
         raise EdgesslError(f"{run_dir}: model.safetensors is missing")

@@ -61,7 +61,7 @@ class PretrainConfig(TrainingSchedule):
     data: str = "digits"
     method: str = "simclr"
     backbone: str = "resnet18"
-    image_size: int = 0
+    image_size: int = 32  # measured best per CPU second on every named set, docs/detection.md
     channels: int = 0
     epochs: int = 0
     batch_size: int = 32
