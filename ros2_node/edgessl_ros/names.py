@@ -1,7 +1,8 @@
 """The node's interface, defined once: its name, its topics, its parameters and their defaults.
 
 The node, the launch file, ``config/params.yaml`` and the tests all read these names from here.
-This module imports neither rclpy nor the runtime's heavy parts, so a launch file can use it.
+This module imports neither rclpy nor the runtime's heavy parts, so a launch file can use it; the
+defaults it shares with every command that loads a bundle are read from ``BundleOptions``.
 
 Topics are relative, so they land in the node's namespace and can be remapped as usual. With
 several cameras (``input_topics``), each camera's outputs land in its own namespace instead, the
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+
+from edgessl.edge_runtime.pipeline_options import BundleOptions  # light: dataclasses only
 
 PACKAGE = "edgessl_ros"
 NODE = "edgessl_node"
@@ -80,10 +83,10 @@ class NodeParams:
     bundle: str = ""
     public_key: str = ""
     bundle_sha256: str = ""
-    backend: str = "auto"
-    precision: str = "fp32"
-    dla_core: int = -1
-    threads: int = 0
+    backend: str = BundleOptions.backend
+    precision: str = BundleOptions.precision
+    dla_core: int = -1  # ROS parameters have no None: -1 is BundleOptions.dla_core's None, the GPU
+    threads: int = BundleOptions.threads
     threshold: float = 0.0
     input_topic: str = "image"
     input_topics: tuple[str, ...] | None = None
