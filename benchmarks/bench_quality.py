@@ -224,14 +224,15 @@ def one_run(t: Task, method: str, steps: int, seed: int, root: Path) -> dict:
         start, wall = time.process_time(), time.perf_counter()
         if method == "random init":
             random_init(source, run, seed)
-            summary = {"steps": 0, "images_per_s": None}
+            summary = {"steps": 0, "images_per_s": None, "final_loss": None}
         else:
             summary = pretrain(PretrainConfig(data=source, method=method, max_steps=steps, seed=seed, device="cpu",
                                               out=str(run)))
         seconds = time.perf_counter() - wall
         row = detectors(run, t, normal)
         row.update(train_seconds=seconds, train_cpu_seconds=time.process_time() - start,
-                   images_per_s=summary["images_per_s"], image_size=load_model(run)[1].image_size)
+                   images_per_s=summary["images_per_s"], final_loss=summary["final_loss"],
+                   image_size=load_model(run)[1].image_size)
         row["raw_pixels"] = raw_pixels(t, normal, row["image_size"])
         rows.append(row)
     return average(rows)
