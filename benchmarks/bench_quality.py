@@ -47,7 +47,7 @@ from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, save_model
-from edgessl.train.config import DETECTOR_KINDS, FitConfig, PretrainConfig
+from edgessl.train.config import BACKBONES, DETECTOR_KINDS, FitConfig, PretrainConfig
 from edgessl.train.data import channel_stats, infer_channels, infer_image_size, load_uint8, normalise
 from edgessl.train.detectors import fit_knn
 from edgessl.train.features import collect_outputs, feature_model_for
@@ -162,14 +162,14 @@ def one_class(source: str, normal: str, out: Path) -> str:
     return str(out)
 
 
-def random_init(source: str, out: Path, seed: int) -> Path:
-    """The default backbone untrained, at the default image size, with the data's normalisation."""
-    d = PretrainConfig()
+def random_init(source: str, out: Path, seed: int, **backbone) -> Path:
+    """The backbone ``pretrain`` would start from, untrained, with the data's normalisation."""
+    d = PretrainConfig(**backbone)
     ds = open_dataset(source, "train")
     channels, size = infer_channels(ds), d.image_size or infer_image_size(ds)
     mean, std = channel_stats(load_uint8(ds, PreprocessSpec(size, channels, (0.5,) * channels, (0.25,) * channels)))
     torch.manual_seed(seed)
-    save_model(out, build_backbone(BackboneConfig(d.backbone, channels, size)),
+    save_model(out, build_backbone(BackboneConfig(d.backbone, channels, size, d.stem_stride)),
                PreprocessSpec(size, channels, mean, std), {"method": "random-init"})
     return out
 
@@ -215,19 +215,20 @@ def raw_pixels(t: Task, normal: str, size: int) -> float:
     return auroc(test.labels != resolve_label(test, normal), scores)
 
 
-def one_run(t: Task, method: str, steps: int, seed: int, root: Path) -> dict:
+def one_run(t: Task, method: str, steps: int, seed: int, root: Path, **backbone) -> dict:
     """The rows of one method, step budget and seed, averaged over the task's normal classes."""
     rows = []
     for normal in t.normals:
         source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
-        run = root / f"{t.name}-{normal}-{method}-{steps}-{seed}".replace(" ", "_")
+        tag = "-".join(f"{k}{v}" for k, v in backbone.items())
+        run = root / f"{t.name}-{normal}-{method}-{steps}-{seed}-{tag}".replace(" ", "_")
         start, wall = time.process_time(), time.perf_counter()
         if method == "random init":
-            random_init(source, run, seed)
+            random_init(source, run, seed, **backbone)
             summary = {"steps": 0, "images_per_s": None, "final_loss": None}
         else:
             summary = pretrain(PretrainConfig(data=source, method=method, max_steps=steps, seed=seed, device="cpu",
-                                              out=str(run)))
+                                              out=str(run), **backbone))
         seconds = time.perf_counter() - wall
         row = detectors(run, t, normal)
         row.update(train_seconds=seconds, train_cpu_seconds=time.process_time() - start,
@@ -264,19 +265,24 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=[PretrainConfig.method], choices=list(METHODS))
     ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets (the first N)")
+    ap.add_argument("--backbone", choices=BACKBONES, help="instead of pretrain's default")
+    ap.add_argument("--image-size", type=int, help="instead of pretrain's default (0: the data's own)")
+    ap.add_argument("--stem-stride", type=int, choices=(0, 1, 2), help="instead of the one for the image size")
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="also write every row here")
     args = ap.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_"))
     root.mkdir(parents=True, exist_ok=True)
+    backbone = {k: v for k, v in (("backbone", args.backbone), ("image_size", args.image_size),
+                                  ("stem_stride", args.stem_stride)) if v is not None}
     results = []
     for name in args.datasets:
         t = task(name, root, args.classes)
         for method in ["random init", *args.methods]:
             for steps in [0] if method == "random init" else args.steps:
                 for seed in args.seeds:
-                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed,
-                         **one_run(t, method, steps, seed, root)}
+                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **backbone,
+                         **one_run(t, method, steps, seed, root, **backbone)}
                     results.append(r)
                     print(json.dumps(r), flush=True)
                     if args.json:

@@ -62,6 +62,7 @@ class PretrainConfig(TrainingSchedule):
     method: str = "simclr"
     backbone: str = "resnet18"
     image_size: int = 32  # measured best per CPU second on every named set, docs/detection.md
+    stem_stride: int | None = None  # None: by image size (backbones.stem_for_size); 0: the ImageNet stem
     channels: int = 0
     epochs: int = 0
     batch_size: int = 32

@@ -39,7 +39,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         ds = ds.subset(torch.arange(min(cfg.max_images, len(ds))).numpy())
     channels = cfg.channels or infer_channels(ds)
     size = cfg.image_size or infer_image_size(ds)
-    backbone_cfg = BackboneConfig(cfg.backbone, channels, size)
+    backbone_cfg = BackboneConfig(cfg.backbone, channels, size, cfg.stem_stride)
     geometry = PreprocessSpec(size, channels, (0.5,) * channels, (0.25,) * channels)
     images = load_images(ds, geometry, desc="reading")
     mean, std = channel_stats(images)

@@ -80,6 +80,8 @@ PRETRAIN = Command(
         Opt("--method", "pretext task (see above)", choices=tuple(METHOD_SUMMARIES)),
         Opt("--backbone", "network trained", choices=BACKBONES),
         Opt("--image-size", "model input size in pixels (0: the data's own, from {} up to {} px)".format(*AUTO_SIZE)),
+        Opt("--stem-stride", "the backbone stem's stride: 1, 2, or 0 for the ImageNet stem (default: by image "
+                             "size, docs/train.md)", choices=(0, 1, 2)),
         Opt("--channels", "input channels; 0 infers from the data (1 grey, 3 colour)", choices=(0, 1, 3)),
         Opt("--epochs", "passes over the training images (0: until --time-budget or --max-steps ends training "
                         "when given, else 1)"),
