@@ -131,6 +131,7 @@ class Threshold:
     holdout_fpr: float  # fraction of held-out scores >= raw_threshold
     holdout_summary: dict  # min, median, mean, std, max of the held-out raw scores
     requested_target_fpr: float | None = None  # what was asked, when too few images moved target_fpr above it
+    holdout_quantiles: tuple[float, ...] = ()  # the held-out raw scores' 0, 1, ..., 100th percentiles (drift)
 
     def normalise(self, raw: np.ndarray | float) -> np.ndarray | float:
         """``(raw - offset) / scale``: median normal -> 0, threshold -> 1."""
@@ -181,7 +182,8 @@ def fit_threshold(holdout_scores: np.ndarray, target_fpr: float, confidence: flo
     summary = {"min": float(s[0]), "median": median, "mean": float(s.mean()), "std": float(s.std()),
                "max": float(s[-1])}
     return Threshold(target_fpr, confidence, n, k, t, median, t - median,
-                     fpr_confidence(n, k, target_fpr), float((s >= t).mean()), summary, requested)
+                     fpr_confidence(n, k, target_fpr), float((s >= t).mean()), summary, requested,
+                     tuple(float(q) for q in np.percentile(s, np.arange(101))))
 
 
 def rederive_threshold(reference: Threshold, scores: np.ndarray, reference_scores: np.ndarray,

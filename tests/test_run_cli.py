@@ -122,3 +122,26 @@ def test_overlays_from_a_detector_without_maps_are_refused_in_one_line(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "makes no anomaly maps" in err[-1] and "--detector combined" in err[-1]
     assert not (tmp_path / "ov").exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_drift_watch_is_quiet_on_normal_images_and_alarms_on_brighter_ones(tmp_path, capsys):
+    """The bundle's normal class (digit 0, test images the fit never saw) as the camera saw it at
+    fitting, then 1.6x brighter."""
+    bundle = make_bundle(tmp_path / "b", "knn")
+    ds = open_dataset("digits", "test")
+    zeros = [ds.image(i) for i in np.flatnonzero(ds.labels == 0)]
+    for name, gain in (("same", 1.0), ("bright", 1.6)):
+        (tmp_path / name).mkdir()
+        for i in range(120):
+            img = np.clip(zeros[i % len(zeros)].astype(np.float32) * gain, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(tmp_path / name / f"{i:03d}.png"), img)
+    drift = {}
+    for name in ("same", "bright"):
+        assert main(["run", "--bundle", str(bundle), "--source", str(tmp_path / name), "--out",
+                     str(tmp_path / f"{name}.jsonl"), "--json"]) == 0
+        drift[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["drift"]
+    assert drift["same"]["window"] == 100 and not drift["same"]["alarm"]
+    assert drift["bright"]["alarm"] and drift["bright"]["statistic"] > drift["same"]["statistic"]
+    assert main(["run", "--bundle", str(bundle), "--source", str(tmp_path / "same" / "00*.png"), "--out",
+                 str(tmp_path / "short.jsonl"), "--drift-window", "50"]) == 2
+    assert "--drift-window 50 is longer than the 10 inputs" in capsys.readouterr().err

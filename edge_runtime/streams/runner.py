@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..drift import DriftWatch
 from ..errors import EdgesslError
 from ..pipeline import Pipeline, Result
 from .prefetch import Item, Prefetcher
@@ -91,9 +92,10 @@ class ScoredStream:
 
 def run_source(pipe: Pipeline, source: Source, jsonl: JsonlSink | None = None,
                overlays: OverlaySink | None = None, options: RunOptions | None = None,
-               with_features: bool = False) -> Summary:
-    """Score every frame of ``source``; write a record per frame; return the run's summary."""
-    summary = Summary(source.name)
+               with_features: bool = False, drift: DriftWatch | None = None) -> Summary:
+    """Score every frame of ``source``; write a record per frame; return the run's summary (with
+    ``drift``'s report on the scores, when given)."""
+    summary = Summary(source.name, drift)
     stream = ScoredStream(pipe, source, options, keep_images=overlays is not None, with_features=with_features)
     for s in stream:
         summary.add(s.result, s.error)

@@ -24,6 +24,7 @@ import numpy as np
 from ..heatmaps import overlay
 from ..images import to_uint8
 from ..pipeline import Result
+from ..drift import DriftWatch
 from ..timing import percentiles
 from .sources import Frame
 
@@ -91,10 +92,11 @@ class OverlaySink:
 
 
 class Summary:
-    """Counts and latency over a run: scored, failed, dropped, anomalies, total-latency percentiles."""
+    """Counts and latency over a run: scored, failed, dropped, anomalies, total-latency percentiles,
+    and where a ``DriftWatch`` is given, its report on the run's raw scores."""
 
-    def __init__(self, source: str):
-        self.source = source
+    def __init__(self, source: str, drift: DriftWatch | None = None):
+        self.source, self.drift = source, drift
         self.scored = self.failed = self.anomalies = self.dropped = 0
         self.latencies: list[float] = []
         self.errors: list[str] = []
@@ -110,10 +112,13 @@ class Summary:
         self.scored += 1
         self.anomalies += int(result.is_anomaly)
         self.latencies.append(result.latency_ms["total"])
+        if self.drift is not None:
+            self.drift.add(result.raw_score)
 
     def to_dict(self) -> dict:
         wall = time.perf_counter() - self.start
         return {"source": self.source, "scored": self.scored, "failed": self.failed, "dropped": self.dropped,
                 "anomalies": self.anomalies, "latency_ms": percentiles(self.latencies),
                 "wall_s": round(wall, 3), "images_per_s": round(self.scored / wall, 2) if wall > 0 else None,
-                "errors": self.errors, "notes": self.notes}
+                "errors": self.errors, "notes": self.notes,
+                "drift": self.drift.report().to_dict() if self.drift is not None else None}

@@ -7,6 +7,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
+from edgessl.edge_runtime.drift import DriftConfig, DriftWatch
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline_options import BundleOptions
 from edgessl.edge_runtime.streams.runner import RunOptions
@@ -18,11 +19,13 @@ from .shared import BUNDLE, SCORING, SPLIT
 @dataclass
 class RecordOptions:
     """Where a scoring command's records go (None: standard output), whether they hold each image's
-    embedding, and a threshold override in normalised units."""
+    embedding, a threshold override in normalised units, and the drift watch's window (None:
+    ``DriftConfig``'s; 0: no drift watch)."""
 
     threshold: float | None = None
     out: str | None = None
     features: bool = False
+    drift_window: int | None = None
 
 
 @dataclass
@@ -42,6 +45,8 @@ RECORDS = (
     Opt("--threshold", "override the decision threshold (normalised units)"),
     Opt("--out", "JSONL file (default: standard output)", metavar="results.jsonl"),
     Opt("--features", "add each image's embedding to its record"),
+    Opt("--drift-window", "recent scores the drift watch compares with the bundle's held-out normal scores "
+                          f"(default: {DriftConfig.window}; 0: no drift watch; docs/runtime.md)", metavar="N"),
 )
 
 
@@ -54,6 +59,23 @@ def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
     return pipe
 
 
+def drift_watch(pipe, window: int | None, length: int) -> DriftWatch | None:
+    """The drift watch over a run's scores (``window`` None: the default; 0: none). A window asked
+    for that is longer than a source of known length is refused; a bundle whose threshold records
+    no held-out percentiles (made before edgessl recorded them) gets none, with a note."""
+    if window == 0:
+        return None
+    config = DriftConfig() if window is None else DriftConfig(window=window, every=min(DriftConfig.every, window))
+    if window is not None and 0 < length < window:
+        raise EdgesslError(f"--drift-window {window} is longer than the {length} inputs of this run; lower it "
+                           "(or 0: no drift watch)")
+    if not pipe.threshold_record.holdout_quantiles:
+        print("edgessl: note: the bundle's threshold records no held-out percentiles, so no drift watch; re-fit "
+              "and re-export to have one", file=sys.stderr)
+        return None
+    return DriftWatch(pipe.threshold_record, config)
+
+
 def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe,
                      overlays: str | None = None) -> Outcome:
     """Score ``source`` through the one loop (``streams.runner``), a record per frame to ``cfg.out``;
@@ -61,10 +83,11 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
     from edgessl.edge_runtime.streams.runner import run_source
     from edgessl.edge_runtime.streams.sinks import JsonlSink, OverlaySink
 
+    drift = drift_watch(pipe, cfg.drift_window, len(source))
     jsonl = JsonlSink(cfg.out)
     try:
         summary = run_source(pipe, source, jsonl, OverlaySink(overlays) if overlays else None,
-                             cfg, cfg.features).to_dict()
+                             cfg, cfg.features, drift).to_dict()
     finally:
         jsonl.close()
     summary.update(out=cfg.out, backend=pipe.backend, precision=pipe.precision_key, bundle_hash=pipe.bundle.hash)
@@ -79,6 +102,10 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
     text = (f"edgessl {command}: {summary['scored']} scored, {summary['failed']} failed, {summary['dropped']} "
             f"dropped, {summary['anomalies']} anomalous; p50 {lat['p50']} ms, {summary['images_per_s']} images/s "
             f"({pipe.backend}, {pipe.precision_key}); records: {cfg.out or 'standard output'}")
+    if summary["drift"] is not None:
+        d = summary["drift"]
+        text += (f"\n  drift: {'ALARM' if d['alarm'] else 'none'} (last {d['window']} scores: KS {d['statistic']:.3f}, "
+                 f"p {d['p_value']:.3g}; {d['rate_above_threshold']:.3f} above the threshold, p {d['rate_p_value']:.3g})")
     return Outcome(summary, text, status, stdout_taken=jsonl.to_stdout)
 
 
