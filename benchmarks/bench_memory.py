@@ -95,7 +95,7 @@ def main() -> None:
     precisions = args.precisions.split(",")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    configs = [("gaussian", 0), ("knn", 0)] + [("patch", int(c)) for c in args.coresets.split(",")]
+    configs = [("gaussian", None), ("knn", None)] + [("patch", int(c)) for c in args.coresets.split(",")]
     rows = []
     for detector, coreset in (c for c in configs if c[0] in args.detectors.split(",")):
         bundle, note = timing_bundle(work / f"{detector}-{coreset}", args.image_size, 1, detector, args.data,
