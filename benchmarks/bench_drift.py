@@ -71,7 +71,7 @@ def main() -> None:
     draws = [len(stream_alarms(rng.permutation(base)[:120], th, config)) > 0 for _ in range(args.repeats)]
     print(f"\nDrift watch (window {config.window}, a test every {config.every} frames, alpha {config.alpha}, "
           f"effect floor {config.min_effect}) on {args.data}: {len(normals)} test normals, {pipe.detector.kind} detector")
-    print(f"| stream | frames | alarms | per 1,000 frames |\n|---|---|---|---|")
+    print("| stream | frames | alarms | per 1,000 frames |\n|---|---|---|---|")
     print(f"| in-distribution (test normals, drawn with replacement) | {args.frames} | {len(false)} | "
           f"{1000 * len(false) / args.frames:.2f} |")
     print(f"| 120 test normals in random order, {args.repeats} draws | 120 | {sum(draws)} of {args.repeats} draws "
