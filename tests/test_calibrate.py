@@ -21,6 +21,9 @@ from edgessl.edge_runtime.bundle import Bundle  # noqa: E402
 from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.edge_runtime.thresholds import Threshold  # noqa: E402
 
+CRITERIA = GateCriteria(min_cosine_mean=CalibrateConfig.min_cosine, max_auroc_change=CalibrateConfig.max_auroc_change,
+                        max_float_nodes=CalibrateConfig.max_float_nodes)
+
 
 @pytest.fixture(scope="module")
 def calibrated(tiny_bundle, tmp_path_factory):
@@ -170,12 +173,12 @@ def test_gate_keeps_costliest_layers_in_float_until_it_passes():
         c = cos_of(model)
         return {"embedding_cosine_mean": c, "embedding_cosine_p5": c, "score_spearman": 1.0, "images": 10}
 
-    r = run_gate(quantize, evaluate, list(costs), GateCriteria(), lambda m: 1.0 - cos_of(m))
+    r = run_gate(quantize, evaluate, list(costs), CRITERIA, lambda m: 1.0 - cos_of(m))
     assert r["passed"] and r["float_nodes"] == ["conv1"]
     assert [s["node"] for s in r["sensitivity"]] == ["conv1", "add", "conv2"]
     assert len(r["attempts"]) == 2 and r["attempts"][0]["failed"]
     assert gate_failures({"embedding_cosine_mean": 1.0, "embedding_cosine_p5": 1.0, "score_spearman": 1.0,
-                          "auroc_change": -0.02}, GateCriteria()) == ["AUROC change -0.0200 beyond +-0.01"]
+                          "auroc_change": -0.02}, CRITERIA) == ["AUROC change -0.0200 beyond +-0.01"]
 
 
 def test_bad_input_changes_nothing(tiny_bundle, tmp_path):
