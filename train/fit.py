@@ -42,6 +42,7 @@ from .distributed import pick_device
 from .features import bank_features, collect_outputs, feature_model_for
 from .run_records import DETECTOR_DIR, detector_dir, with_recorded_data
 
+
 def normal_images(ds: ImageDataset, normal_label: str | None) -> tuple[ImageDataset, str | None]:
     """The normal images of ``ds`` and the normal class's name (None: unlabelled, all taken as normal).
 
