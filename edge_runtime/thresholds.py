@@ -142,7 +142,8 @@ class Threshold:
         return np.asarray(raw, np.float64) >= self.raw_threshold
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record as JSON stores it (sequences as lists)."""
+        return {**asdict(self), "holdout_quantiles": list(self.holdout_quantiles)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Threshold":
