@@ -5,7 +5,7 @@ score the test split):
 * pretrain with ``edgessl pretrain``'s defaults and ``--max-steps S`` (the learning rate's cosine
   ends with the steps); the seconds and images/s it took are reported, with the host's CPU flags,
   because hosts differ by up to 8x in training speed;
-* fit with ``edgessl fit``'s defaults (``--detector auto``), and each detector ``fit`` offers
+* fit with ``edgessl fit``'s defaults (the combined detector), and each detector ``fit`` offers
   (gaussian, knn, patch, combined) with the same cross-fitted threshold rule;
 * image AUROC of each; the **regret** of the default: the best single detector's AUROC on the test
   split minus the default's (what choosing on the test labels, which a user does not have, would
@@ -23,6 +23,7 @@ the mean over ``--classes`` normal classes), ELPV at full resolution resized to 
     python benchmarks/bench_quality.py                                  # every set, 250 and 1000 steps, 3 seeds
     python benchmarks/bench_quality.py --datasets elpv --steps 4000 --seeds 0 1 2
     python benchmarks/bench_quality.py --datasets elpv --methods simclr cutpaste perlin --steps 1000
+    python benchmarks/bench_quality.py --table a.json b.json            # one table from rows saved by --json
 """
 
 from __future__ import annotations
@@ -270,7 +271,12 @@ def main() -> None:
     ap.add_argument("--stem-stride", type=int, choices=(0, 1, 2), help="instead of the one for the image size")
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="also write every row here")
+    ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json "
+                    "(several runs' files together)")
     args = ap.parse_args()
+    if args.table:
+        print_table([r for f in args.table for r in json.loads(Path(f).read_text())])
+        return
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_"))
     root.mkdir(parents=True, exist_ok=True)
     backbone = {k: v for k, v in (("backbone", args.backbone), ("image_size", args.image_size),
