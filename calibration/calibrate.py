@@ -37,6 +37,7 @@ from edgessl.edge_runtime.data.holdout import HeldOut, held_out
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.graph_scores import features_of, scores_of
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, rederive_threshold
 from edgessl.edge_runtime.timestamps import utc_now
@@ -66,14 +67,15 @@ def _targets(name: str) -> list[Target]:
 
 
 class _Scorer:
-    """Runs a model over the held-out images: named outputs and the detector's raw scores."""
+    """Runs a model over the held-out images: its feature outputs, and the raw scores the model
+    computes (``anomaly_score``; the numpy detector's for a model without it), which the gate judges."""
 
     def __init__(self, detector, images: np.ndarray, batch_size: int):
         self.detector, self.images, self.batch_size = detector, images, batch_size
 
     def __call__(self, model: Path, images: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         outs = run_batches(cpu_session(model), self.images if images is None else images, self.batch_size)
-        return outs, np.asarray(self.detector.score(outs).raw_scores, np.float64)
+        return features_of(outs), np.asarray(scores_of(outs, self.detector).raw_scores, np.float64)
 
 
 def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _Scorer, ref: dict,

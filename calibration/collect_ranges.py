@@ -27,6 +27,7 @@ from onnx import TensorProto, helper
 
 from edgessl.edge_runtime.backends.ort import cpu_session
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.export.scoring_graph import scoring_nodes
 
 METHODS = ("minmax", "percentile", "entropy")
 NUM_BINS = 2048
@@ -46,13 +47,15 @@ class TensorStats:
 
 
 def activation_tensors(model: onnx.ModelProto) -> list[str]:
-    """The float, non-constant inputs and outputs of every node (what Q/DQ may be placed on)."""
+    """The float, non-constant inputs and outputs of every node that may be quantized (what Q/DQ may
+    be placed on): not the detector's scoring nodes, which stay float (``qdq``)."""
     model = onnx.shape_inference.infer_shapes(model)
     infos = {v.name: v for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
     consts = {i.name for i in model.graph.initializer} | \
         {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     names: dict[str, None] = {}
-    for node in model.graph.node:
+    scoring = set(scoring_nodes(model))
+    for node in [n for n in model.graph.node if n.name not in scoring]:
         for name in [*node.input, *node.output]:
             vi = infos.get(name)
             if name and name not in consts and vi is not None and vi.type.tensor_type.elem_type in FLOAT_TYPES:

@@ -19,6 +19,9 @@ Runtime only rewrites the graph. Weights: int8, symmetric, per output channel (a
   the 16-bit saturation of AVX2 without VNNI.
 
 ``quant_pre_process`` (shape inference, graph optimisation) runs first, on the fp32 model.
+
+The detector's scoring nodes (``export.scoring_graph``: ``score/...``, the distance search) are
+never quantized, for either target: they stay float32 (``scoring_nodes``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from edgessl.export.scoring_graph import scoring_nodes
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 INT8_MAX = 127.0
@@ -164,17 +169,20 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
 def quantizable_nodes(model_path: Path, target: Target) -> list[str]:
     """Names of the nodes the target quantizes (the candidates of the sensitivity analysis)."""
     ops = set(_op_types(target)) - {"Relu", "Clip", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"}
-    graph = onnx.load(str(model_path)).graph
-    return [n.name for n in graph.node if n.name and (n.op_type in ops or target.residual_adds and n.op_type == "Add"
-                                                      and residual_input(graph, n) is not None)]
+    model = onnx.load(str(model_path))
+    graph, scoring = model.graph, set(scoring_nodes(model))
+    return [n.name for n in graph.node if n.name and n.name not in scoring and (
+        n.op_type in ops or target.residual_adds and n.op_type == "Add" and residual_input(graph, n) is not None)]
 
 
 def write_qdq(pre_path: Path, ranges: dict[str, tuple[float, float]], target: Target, out_path: Path,
               exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
     """Write the Q/DQ model of ``pre_path`` for ``target`` with the given activation ranges.
 
-    ``exclude``: nodes kept in float; ``only``: quantize just these nodes (sensitivity analysis).
+    ``exclude``: nodes kept in float (besides the scoring nodes); ``only``: quantize just these nodes
+    (sensitivity analysis).
     """
+    exclude = (*exclude, *scoring_nodes(onnx.load(str(pre_path))))
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 

@@ -6,9 +6,11 @@
     r = pipe.score(image)            # HxW or HxWx3 RGB, uint8/uint16
     r.score, r.is_anomaly, r.anomaly_map, r.latency_ms
 
-Per image: ``preprocess`` (the manifest's spec) -> backend -> the bundle's detector -> raw score ->
-``score = (raw - offset) / scale`` with the threshold record of the chosen precision, so the
-decision threshold is 1.0. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
+Per image: ``preprocess`` (the manifest's spec) -> backend -> raw score -> ``score = (raw - offset) /
+scale`` with the threshold record of the chosen precision, so the decision threshold is 1.0. One
+session call gives the raw score: the model computes the detector's ``anomaly_score`` and
+``anomaly_map`` itself (``graph_scores``); a bundle made before that is scored by the numpy
+detector from the model's features. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
 when the caller overrides the threshold, in normalised units). Anomaly maps are normalised the
 same way and resized to the input image's size, undoing the resize/crop policy.
 
@@ -36,6 +38,7 @@ from .bundle import Bundle, precision_key
 from .detectors import Detector, load_detector
 from .engines import engine_profile
 from .errors import EdgesslError
+from .graph_scores import scores_in_graph, scores_of
 from .heatmaps import upsample_map
 from .images import canonical_image
 from .preprocess import PreprocessSpec, preprocess, resize_geometry
@@ -131,6 +134,12 @@ def _one_blas_thread():
 ORT_TENSORRT_BATCHES = (1, 1, 16)  # the TensorRT provider's profile: min, opt, max batch
 
 
+def numpy_blas_scoring(bundle: Bundle, detector: Detector) -> bool:
+    """The detector scores in numpy with a BLAS-sized search (``Detector.blas_bound``): a bundle
+    whose models do not compute the score themselves."""
+    return detector.blas_bound and not scores_in_graph(bundle.manifest)
+
+
 def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector,
                   dla_core: int | None) -> tuple[object, str, Threshold]:
     """The runner, the precision it runs and its threshold: a native engine its own (re-derived at
@@ -143,7 +152,7 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
         return runner, f"engine-{entry['precision']}", Threshold.from_dict(entry["threshold"])
     opts = options or OrtOptions()
     if opts.spinning is None:
-        opts = replace(opts, spinning=not detector.blas_bound)
+        opts = replace(opts, spinning=not numpy_blas_scoring(bundle, detector))
     if name == "ort-tensorrt":
         model = bundle.manifest["precisions"][key]["model"]
         cache = bundle.cache_dir / "ort-tensorrt" / bundle.manifest["files"][model][:16]
@@ -166,9 +175,10 @@ class Pipeline:
         self.threshold_record = threshold
         self.threshold_override = threshold_override
         self.spec = PreprocessSpec.from_dict(bundle.section("preprocess"))
-        if detector.blas_bound:  # inspect the loaded libraries here, in the loading thread: threadpoolctl's
+        blas = numpy_blas_scoring(bundle, detector)
+        if blas:  # inspect the loaded libraries here, in the loading thread: threadpoolctl's
             _blas_controller()  # first inspection from a worker thread (the ROS node's) can hang
-        self._blas = _one_blas_thread if detector.blas_bound else contextlib.nullcontext
+        self._blas = _one_blas_thread if blas else contextlib.nullcontext
 
     @classmethod
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
@@ -222,7 +232,7 @@ class Pipeline:
         outputs = self.infer(items[0].tensor[None] if len(items) == 1 else np.stack([p.tensor for p in items]))
         t1 = time.perf_counter()
         with self._blas():
-            out = self.detector.score(outputs)
+            out = scores_of(outputs, self.detector)
         raw = out.raw_scores.tolist()
         t2 = time.perf_counter()
         record, override = self.threshold_record, self.threshold_override

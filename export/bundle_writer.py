@@ -1,6 +1,7 @@
 """``edgessl export``: a run directory (backbone + fitted detector + threshold) to a verified bundle.
 
-The model must also pass the TensorRT preflight (``tensorrt_preflight``: TensorRT 10 and 11,
+The model computes the detector's score (and map) itself (``scoring_graph``), verified against the
+numpy detector. The model must also pass the TensorRT preflight (``tensorrt_preflight``: TensorRT 10 and 11,
 ``build-engine``'s default profile), since engines are built from it on the device.
 
 The bundle is assembled by ``update_bundle`` (``create``) in a hidden sibling directory, verified,
@@ -90,6 +91,7 @@ def export_bundle(cfg: ExportConfig) -> dict:
     from edgessl.train.feature_model import FeatureModel
 
     from .onnx_export import check_opset, export_onnx
+    from .scoring_graph import SCORING_RECORD, add_scoring
     from .verify import verify_export
 
     run, out = Path(cfg.run), Path(cfg.out)
@@ -102,9 +104,12 @@ def export_bundle(cfg: ExportConfig) -> dict:
     def write(staging: Path, _: dict) -> dict:
         model = FeatureModel(backbone, with_patches="patches" in detector.inputs)
         model_info = export_onnx(model, spec, staging / MODEL_FILE, cfg.opset)
+        model_info["outputs"].update(add_scoring(staging / MODEL_FILE, detector))
+        model_info["scoring"] = SCORING_RECORD
         check = verify_export(model, staging / MODEL_FILE, batch, detector, threshold)
         if not check.passed:
-            raise EdgesslError(f"ONNX Runtime does not match PyTorch on {check.describe()}; bundle not written")
+            raise EdgesslError(f"the exported model (ONNX Runtime) does not match PyTorch and the numpy detector on "
+                               f"{check.describe()}; bundle not written")
         preflight(staging / MODEL_FILE, TENSORRT_LINES, engine_profile({"model": model_info},
                                                                       engine_batches(EngineConfig())))
         (staging / "detector").mkdir()

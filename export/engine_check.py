@@ -4,8 +4,9 @@ On the held-out images calibration uses (``edge_runtime.data.holdout``: the norm
 threshold came from, and up to ``holdout_images`` test images), the engine runs through the
 runtime's TensorRT backend and ONNX Runtime (CPU) runs the engine's source model:
 
-* per output, the cosine of each image's engine and ONNX Runtime outputs (mean, 5th percentile),
-  the largest relative difference of the detector's raw scores, and the share of images whose
+* per feature output, the cosine of each image's engine and ONNX Runtime outputs (mean, 5th
+  percentile), the largest relative difference of the raw scores (the ``anomaly_score`` the models
+  compute, ``edge_runtime.graph_scores``; the numpy detector's for older models), and the share of images whose
   decision is the same (the engine at its threshold, the source model at the bundle's);
 * the engine is refused when a mean cosine is below ``min_cosine``;
 * its threshold is re-derived from its own scores of the held-out normals with the fp32
@@ -26,6 +27,7 @@ from edgessl.edge_runtime.data.holdout import held_out
 from edgessl.edge_runtime.data.metrics import row_cosine
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.graph_scores import features_of, scores_of
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, rederive_threshold
 
@@ -51,7 +53,9 @@ def check_engine_outputs(bundle: Bundle, engine_file: Path, source: str, dla_cor
     got = TensorRTBackend(engine_file, dla_core).run(images)
     ref = run_batches(cpu_session(bundle.model_file(source)), images)
     fp32 = ref if source == "fp32" else run_batches(cpu_session(bundle.model_file("fp32")), images)
-    scores, ref_scores, fp32_scores = (np.asarray(detector.score(o).raw_scores, np.float64) for o in (got, ref, fp32))
+    scores, ref_scores, fp32_scores = (np.asarray(scores_of(o, detector).raw_scores, np.float64)
+                                       for o in (got, ref, fp32))
+    got, ref = features_of(got), features_of(ref)
     t32 = Threshold.from_dict(bundle.threshold("fp32"))
     threshold, _ = rederive_threshold(t32, scores[:n], fp32_scores[:n], hold.recorded_scores)
     record: dict = {"against": f"ONNX Runtime (CPU) on {bundle.manifest['precisions'][source]['model']}",

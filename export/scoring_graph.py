@@ -23,6 +23,7 @@ the manifest's sha256 of it seals them. Every node added is named ``score/...``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -34,6 +35,9 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.graph_scores import MAP_OUTPUT, SCORE_OUTPUT
 
 SCORING_PREFIX = "score/"
+SCORING_RECORD = {  # manifest["model"]["scoring"]: what the graph's scoring is
+    "in_graph": True, "nodes": f"{SCORING_PREFIX}*", "precision": "float32 (kept out of INT8 quantization)",
+    "bank": "initializers of the model file", "reference": "edge_runtime.detectors (numpy), verified at export"}
 NORM_EPS = 1e-12  # neighbours.l2_normalise's floor on the norm
 
 
@@ -183,3 +187,12 @@ def append_scoring(model: onnx.ModelProto, detector: Detector) -> onnx.ModelProt
 def scoring_nodes(model: onnx.ModelProto) -> list[str]:
     """The names of the scoring nodes (``SCORING_PREFIX``), which INT8 quantization leaves in float."""
     return [n.name for n in model.graph.node if n.name.startswith(SCORING_PREFIX)]
+
+
+def add_scoring(path: Path, detector: Detector) -> dict[str, list]:
+    """Append the detector's scoring to the ONNX file ``path`` in place; returns the outputs it adds
+    with their manifest shapes (``["batch"]``, ``["batch", h, w]``)."""
+    model = append_scoring(onnx.load(str(path)), detector)
+    onnx.save(model, str(path))
+    shape = _map_shape(model)
+    return {SCORE_OUTPUT: ["batch"], **({MAP_OUTPUT: ["batch", *shape]} if detector.has_maps else {})}

@@ -1,8 +1,11 @@
-"""ONNX Runtime against PyTorch on real images: the check an export must pass.
+"""ONNX Runtime against PyTorch and the numpy detector on real images: the check an export must pass.
 
-For each output and for the detector's raw scores, ``rel = max|ort - torch| / max|torch|`` (the
-largest absolute difference over the largest magnitude of the reference). The export passes when
-every ``rel <= tolerance`` and no image changes its decision at the threshold (``raw >= t``).
+For each feature output, ``rel = max|ort - torch| / max|torch|`` (the largest absolute difference
+over the largest magnitude of the reference); the same for the scores and maps the graph computes
+(``anomaly_score``, ``anomaly_map``: ``export.scoring_graph``) against the numpy detector's on
+PyTorch's features (for a model without them, the numpy detector's on ONNX Runtime's features).
+The export passes when every ``rel <= tolerance`` and no image changes its decision at the
+threshold (``raw >= t``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 
 from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.graph_scores import scores_of
 from edgessl.train.feature_model import FeatureModel
 
 TOLERANCE = 1e-4
@@ -24,7 +28,8 @@ class Verification:
     images: int
     tolerance: float
     outputs: dict  # output name -> {"max_abs_diff", "max_magnitude", "rel"}
-    scores: dict | None  # same figures for the detector's raw scores
+    scores: dict | None  # same figures for the raw scores: the graph's against the numpy detector's
+    maps: dict | None  # same figures for the anomaly maps, for a detector that makes them
     decision_flips: int | None
     passed: bool
 
@@ -33,8 +38,9 @@ class Verification:
 
     def describe(self) -> str:
         parts = [f"{n} rel {v['rel']:.2e}" for n, v in self.outputs.items()]
-        if self.scores is not None:
-            parts.append(f"scores rel {self.scores['rel']:.2e}, {self.decision_flips} decision flips")
+        parts += [f"{n} rel {v['rel']:.2e}" for n, v in (("scores", self.scores), ("maps", self.maps)) if v]
+        if self.decision_flips is not None:
+            parts.append(f"{self.decision_flips} decision flips")
         return f"{self.images} images: " + ", ".join(parts) + f" (tolerance {self.tolerance:g})"
 
 
@@ -57,17 +63,18 @@ def torch_outputs(model: FeatureModel, batch: np.ndarray, batch_size: int = 64) 
 
 def verify_export(model: FeatureModel, onnx_path, batch: np.ndarray, detector=None, threshold=None,
                   tolerance: float = TOLERANCE) -> Verification:
-    """Compare the ONNX file with ``model`` on ``batch`` (features, and scores/decisions when given)."""
+    """Compare the ONNX file with ``model`` on ``batch`` (features, and scores/maps/decisions when given)."""
     if len(batch) == 0:
         raise EdgesslError("no images to verify the export on")
     ref, got = torch_outputs(model, batch), run_batches(cpu_session(onnx_path), batch)
     outputs = {n: relative_diff(ref[n], got[n]) for n in model.output_names}
-    scores = flips = None
+    scores = maps = flips = None
     if detector is not None:
-        s_ref, s_got = detector.score(ref).raw_scores, detector.score(got).raw_scores
-        scores = relative_diff(s_ref, s_got)
+        expected, graph = detector.score(ref), scores_of(got, detector)
+        scores = relative_diff(expected.raw_scores, graph.raw_scores)
+        if expected.maps is not None:
+            maps = relative_diff(expected.maps, graph.maps)
         if threshold is not None:
-            flips = int((threshold.is_anomaly(s_ref) != threshold.is_anomaly(s_got)).sum())
-    passed = all(v["rel"] <= tolerance for v in outputs.values()) and \
-        (scores is None or scores["rel"] <= tolerance) and not flips
-    return Verification(len(batch), tolerance, outputs, scores, flips, passed)
+            flips = int((threshold.is_anomaly(expected.raw_scores) != threshold.is_anomaly(graph.raw_scores)).sum())
+    passed = all(v["rel"] <= tolerance for v in [*outputs.values(), *(f for f in (scores, maps) if f)]) and not flips
+    return Verification(len(batch), tolerance, outputs, scores, maps, flips, passed)

@@ -27,6 +27,7 @@ def write_model(path: Path, channels_in: int = 1, seed: int = 0) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    size = SPEC.image_size
     rng = np.random.RandomState(seed)
     w = (rng.randn(CHANNELS, channels_in, 3, 3) * 0.5).astype(np.float32)
     b = (rng.randn(CHANNELS) * 0.1).astype(np.float32)
@@ -38,9 +39,9 @@ def write_model(path: Path, channels_in: int = 1, seed: int = 0) -> None:
     ]
     graph = helper.make_graph(
         nodes, "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels_in, "h", "w"])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels_in, size, size])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", CHANNELS]),
-         helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["batch", CHANNELS, "ph", "pw"])],
+         helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["batch", CHANNELS, size // 2, size // 2])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -56,8 +57,10 @@ def _outputs(model: Path, images: list[np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(names, {"input": preprocess_batch(images, SPEC)})))
 
 
-def make_bundle(out: Path, detector: str = "knn") -> Path:
-    """Write a sealed fp32 bundle to ``out`` and return it."""
+def make_bundle(out: Path, detector: str = "knn", graph_scores: bool = False) -> Path:
+    """Write a sealed fp32 bundle to ``out`` and return it. ``graph_scores``: the model computes the
+    detector's ``anomaly_score``/``anomaly_map`` itself (``export.scoring_graph``), as an exported
+    bundle's does; without it, the bundle of an edgessl before in-graph scoring."""
     def write(root: Path, _: dict) -> dict:
         write_model(root / "model.onnx")
         train = open_dataset("digits", "train")
@@ -68,9 +71,14 @@ def make_bundle(out: Path, detector: str = "knn") -> Path:
             bank["patches"].transpose(0, 2, 3, 1).reshape(-1, CHANNELS), k=1)
         det.save(root / "detector")
         threshold = fit_threshold(det.score(_outputs(root / "model.onnx", held)).raw_scores, 0.1, 0.9, strict=True)
+        outputs = ["embedding", "patches"]
+        if graph_scores:
+            from edgessl.export.scoring_graph import add_scoring
+
+            outputs += list(add_scoring(root / "model.onnx", det))
         return {
             "model": {"input": {"name": "input", "shape": ["batch", 1, SPEC.image_size, SPEC.image_size]},
-                      "outputs": ["embedding", "patches"], "opset": 17},
+                      "outputs": outputs, "opset": 17},
             "preprocess": SPEC.to_dict(),
             "detector": {"kind": det.kind, "directory": "detector", "inputs": list(det.inputs), "data": "digits",
                          "normal_label": "0"},

@@ -79,6 +79,34 @@ def test_qdq_structure_per_target(calibrated):
     assert all(c.input[0] in produced_by_q for c in convs)  # every Conv reads a dequantized input
 
 
+def test_the_scoring_stays_float32_in_both_int8_models(calibrated):
+    """The detector's search (``score/...`` nodes) is not quantized: no Q/DQ on what it computes, its
+    bank float32; on the INT8 model's own features the graph's score is the numpy detector's."""
+    import onnx
+    from onnx import TensorProto
+
+    from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
+    from edgessl.edge_runtime.detectors import load_detector
+    from edgessl.edge_runtime.preprocess import PreprocessSpec
+    from edgessl.export.bundle_writer import verification_images
+    from edgessl.export.scoring_graph import SCORING_PREFIX
+
+    b, _ = calibrated
+    bundle = Bundle.load(b)
+    x, _ = verification_images("digits", PreprocessSpec.from_dict(bundle.manifest["preprocess"]), 32)
+    detector = load_detector(bundle.detector_dir)
+    for key in ("int8-cpu", "int8-tensorrt"):
+        graph = onnx.load(str(bundle.model_file(key))).graph
+        computed = {o for n in graph.node if n.name.startswith(SCORING_PREFIX) for o in n.output}
+        assert computed and not [n.name for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in computed]
+        constants = [i for i in graph.initializer if i.name.startswith(SCORING_PREFIX)]
+        assert any(i.data_type == TensorProto.FLOAT and len(i.dims) == 2 for i in constants)  # the bank
+        assert not [i.name for i in constants if i.data_type in (TensorProto.INT8, TensorProto.UINT8)]
+        out = run_batches(cpu_session(bundle.model_file(key)), x)
+        ref = detector.score(out).raw_scores
+        assert np.abs(out["anomaly_score"] - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
 def test_tensorrt_model_passes_the_preflight_with_float_biases(calibrated):
     """What TensorRT's parser takes: every DequantizeLinear reads int8 with zero point 0 (no int32
     bias), the residual input of each residual Add is dequantized, and the report says what float

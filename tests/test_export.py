@@ -41,7 +41,8 @@ def test_bundle_describes_itself(tiny_run, tiny_bundle):
     m = b.manifest
     assert set(m["files"]) >= {"model.onnx", "detector/detector.json", "detector/detector.npz"}
     assert m["model"]["opset"] == 17 and m["model"]["input"]["shape"] == ["batch", 1, 16, 16]
-    assert m["model"]["outputs"] == {"embedding": ["batch", 512]}
+    assert m["model"]["outputs"] == {"embedding": ["batch", 512], "anomaly_score": ["batch"]}
+    assert m["model"]["scoring"]["in_graph"]
     assert m["detector"]["kind"] == "knn" and m["detector"]["normal_label"] == "0"
     fit_threshold = json.loads((tiny_run / "detector" / "threshold.json").read_text())
     assert b.threshold("fp32") == fit_threshold
@@ -85,7 +86,7 @@ def test_failed_verification_writes_nothing(tiny_run, tmp_path, monkeypatch):
 
     real = verify.verify_export  # the real check at a zero tolerance, which float rounding cannot meet
     monkeypatch.setattr(verify, "verify_export", lambda *a, **k: real(*a, **{**k, "tolerance": 0.0}))
-    with pytest.raises(EdgesslError, match="does not match PyTorch"):
+    with pytest.raises(EdgesslError, match="does not match PyTorch and the numpy detector"):
         export_bundle(ExportConfig(run=str(tiny_run), out=str(tmp_path / "b"), verify_images=8))
     assert not any(tmp_path.iterdir())
 
@@ -127,6 +128,9 @@ def test_patch_detector_exports_the_patches_output(tiny_run, tmp_path):
     fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector="patch", coreset=256, target_fpr=0.15,
                       device="cpu"))
     m = export_bundle(ExportConfig(run=str(run), out=str(tmp_path / "b"), verify_images=16))
-    assert list(m["model"]["outputs"]) == ["embedding", "patches"] and m["detector"]["kind"] == "patch"
+    assert set(m["model"]["outputs"]) == {"embedding", "patches", "anomaly_score", "anomaly_map"}
+    _, _, h, w = m["model"]["outputs"]["patches"]
+    assert m["detector"]["kind"] == "patch" and m["model"]["outputs"]["anomaly_map"] == ["batch", h, w]
     check = m["model"]["verification"]
-    assert check["outputs"]["patches"]["rel"] <= 1e-4 and check["scores"]["rel"] <= 1e-4 and check["decision_flips"] == 0
+    assert check["outputs"]["patches"]["rel"] <= 1e-4 and check["decision_flips"] == 0
+    assert check["scores"]["rel"] <= 1e-4 and check["maps"]["rel"] <= 1e-4  # the graph's against numpy's

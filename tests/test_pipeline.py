@@ -176,3 +176,23 @@ def test_patch_scoring_gets_the_cores_and_a_lazy_map(knn_bundle, patch_bundle, d
     assert "anomaly_map" not in vars(r)  # not computed yet
     first = r.anomaly_map
     assert first is r.anomaly_map and first.shape == digits[0][0].shape[:2]
+
+
+@pytest.mark.parametrize("kind", ["knn", "patch"])
+def test_a_model_that_scores_itself_is_scored_in_one_session_call(kind, tmp_path, digits, monkeypatch):
+    """A bundle whose model outputs ``anomaly_score``/``anomaly_map`` (as ``edgessl export`` writes it)
+    scores like the numpy detector on the same features, without calling it; no numpy search, so
+    ONNX Runtime's threads may spin."""
+    numpy_pipe = Pipeline.load(make_bundle(tmp_path / "numpy", kind))
+    graph_bundle = make_bundle(tmp_path / "graph", kind, graph_scores=True)
+    graph_pipe = Pipeline.load(graph_bundle)
+    expected = numpy_pipe.score_batch(digits[0])
+    monkeypatch.setattr(type(graph_pipe.detector), "score", lambda *a: pytest.fail("the numpy detector was called"))
+    got = graph_pipe.score_batch(digits[0])
+    raw = np.array([r.raw_score for r in expected])
+    assert np.abs(np.array([r.raw_score for r in got]) - raw).max() <= 1e-4 * np.abs(raw).max()
+    assert [r.is_anomaly for r in got] == [r.is_anomaly for r in expected]
+    if kind == "patch":
+        maps = np.array([r.anomaly_map for r in expected])
+        assert np.abs(np.array([r.anomaly_map for r in got]) - maps).max() <= 1e-4 * np.abs(maps).max()
+    assert _spinning(graph_pipe) == "1"
