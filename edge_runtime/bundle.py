@@ -2,6 +2,7 @@
 
     BUNDLE/manifest.json              what everything is (schema below), sha256 of every other file
     BUNDLE/model.onnx                 fp32 FeatureModel (input "input", outputs "embedding"[, "patches"])
+                                      and the detector's scoring: "anomaly_score"[, "anomaly_map"]
     BUNDLE/detector/detector.json|npz the anomaly detector (edge_runtime.detectors)
     BUNDLE/model.int8-cpu.onnx        Q/DQ INT8, asymmetric uint8 activations  (after calibrate)
     BUNDLE/model.int8-tensorrt.onnx   Q/DQ INT8, symmetric int8 activations     (after calibrate)
@@ -9,7 +10,8 @@
     BUNDLE/engines/*.engine           TensorRT engines keyed by TensorRT version and GPU
 
 Manifest keys (``MANIFEST_VERSION`` 1): ``format``, ``manifest_version``, ``tool_version``, ``created``,
-``model`` (input/output names and shapes, opset, verification), ``preprocess`` (a ``PreprocessSpec``),
+``model`` (input/output names and shapes, opset, verification, ``scoring``: the detector in the
+graph, ``graph_scores``; absent in bundles made before), ``preprocess`` (a ``PreprocessSpec``),
 ``detector`` (kind, directory, inputs), ``precisions`` (precision key -> model file and details),
 ``thresholds`` (precision key -> ``Threshold`` record), ``operating_points`` (optional),
 ``calibration`` (optional), ``provenance``, ``files`` (relative path -> sha256).
