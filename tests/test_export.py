@@ -120,17 +120,23 @@ def test_cli_export_writes_a_bundle(tiny_run, tmp_path, capsys):
     assert np.isclose(Bundle.load(tmp_path / "b").manifest["model"]["verification"]["images"], 16)
 
 
-def test_patch_detector_exports_the_patches_output(tiny_run, tmp_path):
+@pytest.mark.parametrize("kind", ["patch", "combined", "gaussian"])
+def test_every_detector_is_scored_in_the_exported_graph(kind, tiny_run, tmp_path):
+    """The model outputs the detector's score (and map), verified at export against the numpy detector."""
     from edgessl.train.fit import FitConfig, fit_run
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector="patch", coreset=256, target_fpr=0.15,
+    fit_run(FitConfig(run=str(run), data="digits", normal_label="0", detector=kind,
+                      coreset=256 if kind == "patch" else None, target_fpr=0.15,
                       device="cpu"))
     m = export_bundle(ExportConfig(run=str(run), out=str(tmp_path / "b"), verify_images=16))
-    assert set(m["model"]["outputs"]) == {"embedding", "patches", "anomaly_score", "anomaly_map"}
-    _, _, h, w = m["model"]["outputs"]["patches"]
-    assert m["detector"]["kind"] == "patch" and m["model"]["outputs"]["anomaly_map"] == ["batch", h, w]
+    maps = kind != "gaussian"
+    assert m["detector"]["kind"] == kind and m["model"]["scoring"]["in_graph"]
+    assert set(m["model"]["outputs"]) == {"embedding", "anomaly_score"} | ({"patches", "anomaly_map"} if maps else set())
     check = m["model"]["verification"]
-    assert check["outputs"]["patches"]["rel"] <= 1e-4 and check["decision_flips"] == 0
-    assert check["scores"]["rel"] <= 1e-4 and check["maps"]["rel"] <= 1e-4  # the graph's against numpy's
+    assert check["scores"]["rel"] <= 1e-4 and check["decision_flips"] == 0  # the graph's against numpy's
+    if maps:
+        _, _, h, w = m["model"]["outputs"]["patches"]
+        assert m["model"]["outputs"]["anomaly_map"] == ["batch", h, w]
+        assert check["outputs"]["patches"]["rel"] <= 1e-4 and check["maps"]["rel"] <= 1e-4
