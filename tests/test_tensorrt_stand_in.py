@@ -41,10 +41,11 @@ def trt(line, monkeypatch):
 
 @pytest.fixture(scope="module")
 def base_bundle(tmp_path_factory):
-    """An fp32 bundle and its INT8 (TensorRT target) calibration, made once."""
+    """An fp32 bundle whose model scores itself (as ``edgessl export`` writes it) and its INT8
+    (TensorRT target) calibration, made once."""
     from edgessl.calibration.calibrate import CalibrateConfig, calibrate_bundle
 
-    b = make_bundle(tmp_path_factory.mktemp("trt") / "bundle", "knn")
+    b = make_bundle(tmp_path_factory.mktemp("trt") / "bundle", "knn", graph_scores=True)
     calibrate_bundle(CalibrateConfig(bundle=str(b), target="tensorrt", method="minmax", num_images=32,
                                      holdout_images=60))
     return b
@@ -124,6 +125,7 @@ def test_batches_are_split_at_the_profile_maximum(trt, bundle):
     assert not runner.context.set_input_shape("input", (5, *INPUT))  # outside the profile: refused, no raise
     out = runner.run(np.random.RandomState(0).randn(11, *INPUT).astype(np.float32))
     assert out["embedding"].shape == (11, 8) and out["patches"].shape == (11, 8, 8, 8)
+    assert out["anomaly_score"].shape == (11,)  # the engine computes the score: the detector is in the graph
     images = _images(11)
     batch = [r.raw_score for r in pipe.score_batch(images)]
     single = [pipe.score(img).raw_score for img in images]
