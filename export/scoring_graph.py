@@ -66,8 +66,8 @@ class _Builder:
         return names[0] if outputs == 1 else names
 
     def reduce(self, op_type: str, x: str, axis: int, keepdims: bool = False) -> str:
-        """``Reduce*`` over one axis: ``axes`` an input from opset 18 (ReduceSum from 13), else an attribute."""
-        if op_type == "ReduceSum" or self.opset >= 18:
+        """``ReduceMean``/``ReduceSumSquare`` over one axis: ``axes`` an input from opset 18, else an attribute."""
+        if self.opset >= 18:
             return self.op(op_type, [x, self.const(np.array([axis], np.int64), "axes")], keepdims=int(keepdims))
         return self.op(op_type, [x], axes=[axis], keepdims=int(keepdims))
 
