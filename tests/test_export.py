@@ -61,6 +61,17 @@ def test_altered_file_is_refused(tiny_bundle, tmp_path):
         Bundle.load(b)
 
 
+def test_the_scoring_record_is_sealed(tiny_bundle, tmp_path):
+    """Switching the device to the numpy path (or any change to what the graph is said to compute)
+    by editing the manifest breaks its seal."""
+    b = shutil.copytree(tiny_bundle, tmp_path / "b")
+    m = json.loads((b / "manifest.json").read_text())
+    del m["model"]["outputs"]["anomaly_score"]
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EdgesslError, match="edited after it was sealed"):
+        Bundle.load(b)
+
+
 def test_failure_mid_export_leaves_old_bundle_intact(tiny_run, tiny_bundle, tmp_path, monkeypatch):
     import edgessl.export.verify as verify
 
