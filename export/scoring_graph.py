@@ -9,7 +9,7 @@
   ``P = V E V^T``, so ``||(x - mu) L||^2 = (x - mu)^T P (x - mu)``: one MatMul and a sum of squares,
   never negative (eigenvalues below 0, rounding only, count as 0 as numpy's ``max(., 0)`` does).
 * nearest neighbours (``neighbours.nearest``): the ``k`` candidates of each query ``q`` are the
-  smallest ``|b|^2 - 2 q.b`` over the bank (one MatMul, ``TopK``); their squared distances are then
+  smallest ``|b|^2 - 2 q.b`` over the bank (one Gemm, ``TopK``); their squared distances are then
   recomputed exactly as ``sum((q - b_j)^2)`` over the gathered rows, so small distances keep their
   precision. knn: ``raw = mean_j sq_j / 2`` on L2-normalised embeddings (``1 - cos``); patch:
   ``map = mean_j sqrt(sq_j)`` per location, ``raw`` = the mean of the map's ``top`` largest values.
@@ -79,9 +79,8 @@ def _nearest_sq(g: _Builder, queries: str, bank: np.ndarray, k: int) -> str:
     """``(Q, k)`` squared distances of each ``(Q, C)`` query row to its ``k`` nearest bank rows."""
     bank = np.asarray(bank, np.float32)
     k = max(1, min(k, len(bank)))
-    cross = g.op("MatMul", [queries, g.const(np.ascontiguousarray(bank.T), "bank_t")])
-    approx = g.op("Add", [g.op("Mul", [cross, g.scalar(-2.0)]),
-                          g.const(np.einsum("ij,ij->i", bank, bank), "bank_sq")])
+    approx = g.op("Gemm", [queries, g.const(np.ascontiguousarray(bank.T), "bank_t"),
+                           g.const(np.einsum("ij,ij->i", bank, bank), "bank_sq")], alpha=-2.0, beta=1.0)
     _, index = g.op("TopK", [approx, g.const(np.array([k], np.int64), "k")], outputs=2, axis=1, largest=0, sorted=1)
     rows = g.op("Gather", [g.const(bank, "bank"), index], axis=0)  # (Q, k, C)
     diff = g.op("Sub", [rows, g.op("Unsqueeze", [queries, g.const(np.array([1], np.int64), "axes")])])
