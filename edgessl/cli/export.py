@@ -29,11 +29,13 @@ def _export(args: argparse.Namespace) -> Outcome:
          "verification": {"images": check["images"], "passed": check["passed"],
                           "rel": {n: v["rel"] for n, v in check["outputs"].items()},
                           "scores_rel": (check["scores"] or {}).get("rel"),
+                          "maps_rel": (check.get("maps") or {}).get("rel"),
                           "decision_flips": check["decision_flips"]}}
     v = s["verification"]
+    maps = f", maps {v['maps_rel']:.2g}" if v["maps_rel"] is not None else ""
     text = (f"edgessl export: {cfg.run} -> {cfg.out}, verified on {v['images']} images "
-            f"(largest relative error {max(v['rel'].values()):.2g}, scores {v['scores_rel'] or 0:.2g}, "
-            f"{v['decision_flips']} decision flips)")
+            f"(largest relative error {max(v['rel'].values()):.2g}, the graph's scores {v['scores_rel'] or 0:.2g}"
+            f"{maps}, {v['decision_flips']} decision flips)")
     return Outcome(s, text)
 
 
