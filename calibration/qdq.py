@@ -182,10 +182,10 @@ def write_qdq(pre_path: Path, ranges: dict[str, tuple[float, float]], target: Ta
     ``exclude``: nodes kept in float (besides the scoring nodes); ``only``: quantize just these nodes
     (sensitivity analysis).
     """
-    exclude = (*exclude, *scoring_nodes(onnx.load(str(pre_path))))
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
+    exclude = (*exclude, *scoring_nodes(onnx.load(str(pre_path))))
     data = {n: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
             for n, (lo, hi) in ranges.items()}
     extra = {"ActivationSymmetric": target.symmetric_activations, "WeightSymmetric": True,
@@ -209,7 +209,9 @@ def write_qdq(pre_path: Path, ranges: dict[str, tuple[float, float]], target: Ta
 
 
 def float_biases(model: onnx.ModelProto) -> list[str]:
-    """The weighted nodes whose bias is a float initializer (not an int32 ``DequantizeLinear`` input)."""
+    """The quantized weighted nodes whose bias is a float initializer (not an int32 ``DequantizeLinear``
+    input); the scoring nodes, all float, are not counted."""
     floats = {i.name for i in model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)}
+    scoring = set(scoring_nodes(model))
     return [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2
-            and n.input[2] in floats]
+            and n.input[2] in floats and n.name not in scoring]
