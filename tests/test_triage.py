@@ -30,6 +30,7 @@ from edgessl.edge_runtime.medical import operating_point as opmod
 from edgessl.edge_runtime.medical.audit_log import read_audit_log, verify_audit_log
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.edge_runtime.medical.dicom import read_dicom
+from edgessl.edge_runtime.medical.intended_use import BANNER, STATEMENT
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.images import to_uint8
 from edgessl.edge_runtime.medical.triage import OperatingPointConfig, TriageConfig, run_triage, set_operating_point
@@ -180,7 +181,8 @@ def test_operating_point_stored_in_the_sealed_bundle(pneumonia_bundle, validated
     point = bundle.manifest["operating_points"]["fp32"]["sensitivity=0.95"]
     assert point["sensitivity"] >= 0.95 and 0.0 <= point["specificity"] <= 1.0
     assert point["n_anomalous"] + point["n_normal"] == VAL_IMAGES
-    assert bundle.manifest["intended_use"] == {"modalities": ["CR", "DX"], "reference_size": 28, "size_factor": 8.0}
+    assert bundle.manifest["intended_use"] == {"modalities": ["CR", "DX"], "reference_size": 28, "size_factor": 8.0,
+                                               "statement": STATEMENT, "banner": BANNER}
     assert validated["bundle_hash"] == bundle.hash
 
 

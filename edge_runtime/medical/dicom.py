@@ -119,6 +119,29 @@ def grey_frames(ds: Any, stored: np.ndarray, name: str) -> list[np.ndarray]:
     return frames
 
 
+def check_pixel_data(ds: Any, name: str) -> None:
+    """Refuse an image whose pixel data contradicts its header (``EdgesslError``, the reason): none;
+    native pixel data shorter than Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames
+    needs; encapsulated pixel data that is not a sequence of items. The codestreams are not decoded."""
+    from pydicom.encaps import generate_fragments
+    from pydicom.pixels.utils import get_expected_length
+
+    if "PixelData" not in ds:
+        raise EdgesslError(f"{name}: no pixel data")
+    try:
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            if not any(True for _ in generate_fragments(ds.PixelData)):
+                raise ValueError("no fragments")
+            return
+        expected, actual = get_expected_length(ds, "bytes"), len(ds.PixelData)
+    except Exception as exc:  # missing or garbled Rows, Columns, BitsAllocated, items
+        raise EdgesslError(f"{name}: malformed pixel data ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    if actual < expected:
+        raise EdgesslError(f"{name}: pixel data is {actual} bytes but its header ({ds.Rows} x {ds.Columns}, "
+                           f"{ds.get('NumberOfFrames', 1)} frame(s), {ds.SamplesPerPixel} sample(s) of "
+                           f"{ds.BitsAllocated} bits) needs {expected}")
+
+
 def colour_frames(stored: np.ndarray, bits: int) -> Iterator[np.ndarray]:
     """Each RGB frame of ``stored`` (``F x H x W x 3``): uint8 for up to 8 bits, else uint16 scaled
     from ``bits`` to 0 .. 65535."""
