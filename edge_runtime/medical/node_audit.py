@@ -9,7 +9,7 @@ anchored, optionally keyed), so ``edgessl audit verify`` checks the wire and the
     association_rejected  calling_ae, called_ae, address, port, reason
     association_released  association, instances (received on it)     (or association_aborted)
     instance_received     association, calling_ae, address, sop_class_uid, instance_uid, study_uid,
-                          series_uid, transfer_syntax, bytes, sha256 (of the dataset bytes as received),
+                          series_uid, transfer_syntax, dataset_bytes, dataset_sha256 (of the dataset bytes as received),
                           status (stored / duplicate / refused), dimse_status, reason
     triaged               the triage decision (``triage.audit_entry``: file, frame, scores, rule, ...)
     result_sent           instance_uid (the source), results [{sop_class_uid, sop_instance_uid,
@@ -27,10 +27,11 @@ import threading
 from pathlib import Path
 
 from ..timestamps import utc_now
-from .audit_log import AuditLog
+from .audit_log import FIELDS, AuditLog
 
 EVENTS = ("node_started", "association_accepted", "association_rejected", "association_released",
           "association_aborted", "instance_received", "triaged", "result_sent", "node_stopped")
+RESERVED = {*FIELDS, "hmac"}
 
 
 class NodeAudit:
@@ -53,5 +54,7 @@ class NodeAudit:
         """Append one line of ``kind`` (one of ``EVENTS``) with ``fields``."""
         if kind not in EVENTS:
             raise ValueError(f"unknown audit event {kind!r}")
+        if RESERVED & fields.keys():  # the log's own fields would silently replace them
+            raise ValueError(f"audit fields {sorted(RESERVED & fields.keys())} are the audit log's own")
         with self._lock:
             self.log.append({**self.run, "time": utc_now(), "event": kind, **fields})

@@ -164,8 +164,8 @@ class StorageSCP:
             entry = self._ids.get(event.assoc)
             if entry is not None:
                 entry[1] += 1
-        line: dict[str, Any] = {"association": entry[0] if entry else None, "bytes": len(data),
-                                "sha256": hashlib.sha256(data).hexdigest(), **self._peer(event)}
+        line: dict[str, Any] = {"association": entry[0] if entry else None, "dataset_bytes": len(data),
+                                "dataset_sha256": hashlib.sha256(data).hexdigest(), **self._peer(event)}
         line.pop("port")
         status, outcome, reason, uid = SUCCESS, "stored", "", ""
         try:

@@ -1,7 +1,7 @@
 """The DICOM node's spool: every received instance is on disk before its C-STORE is acknowledged,
 and each step after that leaves a file, so a crash or a restart resumes where it stopped.
 
-    SPOOL/received/<uid>.json   the receipt: time, sha256 of the dataset bytes as received, size,
+    SPOOL/received/<uid>.json   the receipt: time, dataset_sha256 of the dataset bytes as received, size,
                                 calling AE title, address, association id (written first)
     SPOOL/received/<uid>.dcm    the instance: file meta + the dataset bytes as received (fsynced,
                                 renamed into place, directory fsynced: then the C-STORE succeeds)

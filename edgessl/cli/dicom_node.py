@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 
@@ -32,6 +33,7 @@ def _dicom_node(args: argparse.Namespace) -> Outcome:
     """
     from edgessl.edge_runtime.medical.dicom_node import DicomNode
 
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # the node says what failed, in one line
     node = DicomNode(config_from_args(NodeConfig, args))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
