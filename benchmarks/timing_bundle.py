@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 def timing_bundle(folder: Path, size: int, channels: int, detector: str = "", data: str = "digits",
-                  normal_label: str | None = "0", coreset: int = 0, int8: bool = True) -> tuple[Path, str | None]:
+                  normal_label: str | None = "0", coreset: int | None = None, int8: bool = True) -> tuple[Path, str | None]:
     """``folder/bundle`` and why it has no int8-cpu model (None: it has one); ``detector`` "" is what
     ``fit`` picks for ``pretrain``'s default method."""
     import torch

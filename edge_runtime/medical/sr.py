@@ -32,6 +32,7 @@ copy. A decision is *abnormal iff raw score >= raw threshold*, as in ``triage``.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,12 @@ class ResultContext:
     target_fpr: float  # of the normal-only threshold
     intended_use: IntendedUse
     operating_point: OperatingPoint | None = None
+
+    @functools.cached_property
+    def model_items(self) -> list:
+        """The SR's content items about the model and the rule: the same in every SR of a run, built
+        once (highdicom copies the content it is given)."""
+        return _model_items(self)
 
 
 def result_uid(source_uid: str, bundle_hash: str, role: str) -> str:
@@ -169,7 +176,7 @@ def triage_sr(source: Any, records: Sequence[TriageRecord], ctx: ResultContext) 
 
     source = _with_type2(source)
     root = ContainerContentItem(name=_code("TRIAGE_RESULT", "Anomaly triage result"))
-    root.ContentSequence = [*_model_items(ctx), *(_frame_item(source, r) for r in records)]
+    root.ContentSequence = [*ctx.model_items, *(_frame_item(source, r) for r in records)]
     sr = ComprehensiveSR(
         evidence=[source], content=root,
         series_instance_uid=result_uid(source.SeriesInstanceUID, ctx.bundle_hash, "sr-series"),
