@@ -123,7 +123,9 @@ def test_received_instances_are_spooled_scored_and_sent_back_as_sr_and_overlay(b
 def test_wire_audit_names_associations_instances_and_the_bytes_received(bundle, tmp_path):
     pacs = Receiver()
     out = tmp_path / "node"
-    node = DicomNode(config(bundle, out, forward=f"PACS@127.0.0.1:{pacs.port}", audit_key=None))
+    key = tmp_path / "audit.key"
+    key.write_bytes(bytes(range(32)))
+    node = DicomNode(config(bundle, out, forward=f"PACS@127.0.0.1:{pacs.port}", audit_key=str(key)))
     node.start()
     try:
         files = studies(tmp_path / "in", 2)
@@ -132,7 +134,7 @@ def test_wire_audit_names_associations_instances_and_the_bytes_received(bundle, 
     finally:
         node.stop()
         pacs.close()
-    assert verify_audit_log(out / "audit.jsonl") > 0
+    assert verify_audit_log(out / "audit.jsonl", key) > 0  # keyed: every line's HMAC, appended from several threads
     kinds = [e["event"] for e in read_audit_log(out / "audit.jsonl")]
     assert kinds[0] == "node_started" and kinds[-1] == "node_stopped"
     [accepted] = events(out, "association_accepted")
@@ -311,8 +313,9 @@ def test_kill_9_after_the_c_store_response_then_restart_scores_and_forwards_once
 def test_sigterm_drains_everything_received_and_exits_cleanly(bundle, tmp_path):
     out, port = tmp_path / "node", free_port()
     files = studies(tmp_path / "in", 6)
-    with node_process(["--bundle", str(bundle), "--out", str(out), "--backend", "ort-cpu", "--json"], port,
-                      tmp_path / "node.log") as proc:
+    (tmp_path / "node.yaml").write_text("allow-ae: [SCU, MODALITY1]\nretry-max: 60\n")
+    with node_process(["--bundle", str(bundle), "--out", str(out), "--backend", "ort-cpu", "--json", "--config",
+                       str(tmp_path / "node.yaml")], port, tmp_path / "node.log") as proc:
         assert store(files, port) == [0] * 6
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
@@ -320,7 +323,26 @@ def test_sigterm_drains_everything_received_and_exits_cleanly(bundle, tmp_path):
     assert summary["received"] == 6 and summary["scored"] == 6
     assert len(events(out, "triaged")) == 6 and events(out, "node_stopped")
     assert [r["state"] for r in worklist(out)] == ["done"] * 6 and (out / "report.html").is_file()
+    assert events(out, "node_started")[0]["allow_ae"] == ["SCU", "MODALITY1"]  # from --config
     verify_audit_log(out / "audit.jsonl")
+
+
+def test_a_port_in_use_and_tls_without_a_certificate_are_one_line_errors(bundle, tmp_path, capsys):
+    from edgessl.cli import main as cli_main
+
+    node = DicomNode(config(bundle, tmp_path / "a"))
+    node.start()
+    capsys.readouterr()
+    try:
+        base = ["dicom-node", "--bundle", str(bundle), "--out", str(tmp_path / "b"), "--bind", "127.0.0.1",
+                "--backend", "ort-cpu"]
+        assert cli_main([*base, "--port", str(node.port)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("edgessl dicom-node: error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+        assert cli_main([*base, "--tls-key", "node.key"]) == 2
+        assert "TLS needs tls-cert" in capsys.readouterr().err
+    finally:
+        node.stop()
 
 
 def test_echo_and_instances_outside_the_intended_use_are_recorded_not_scored(bundle, tmp_path):
