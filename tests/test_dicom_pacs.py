@@ -55,6 +55,7 @@ def test_orthanc_sends_12_studies_and_gets_12_srs_and_overlays_back_in_the_right
     finally:
         node.stop()
     srs = 0
+    triaged = {e["instance_uid"]: e for e in events(out, "triaged")}
     for u, study_id in zip(uploaded, study_ids):
         source = dcmread(DicomBytesIO(orthanc.file(u["ID"])))
         objects = [dcmread(DicomBytesIO(orthanc.file(i["ID"]))) for i in orthanc.study_instances(study_id)
@@ -65,6 +66,9 @@ def test_orthanc_sends_12_studies_and_gets_12_srs_and_overlays_back_in_the_right
         assert sr.StudyInstanceUID == overlay.StudyInstanceUID == source.StudyInstanceUID
         [result] = sr_content(sr)["Image result"]
         assert result["Source of Measurement"][1] == source.SOPInstanceUID
+        decision = triaged[source.SOPInstanceUID]
+        assert result["Anomaly score"] == pytest.approx(decision["score"])
+        assert result["Triage decision"] == decision["decision"].capitalize()
         assert overlay.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
         srs += 1
     assert srs == N_STUDIES
