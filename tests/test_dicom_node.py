@@ -406,18 +406,25 @@ def test_triage_dicom_out_writes_the_objects_the_node_sends(bundle, tmp_path):
 def test_the_sr_states_the_operating_point_and_the_intended_use_the_bundle_carries(bundle, tmp_path):
     import shutil
 
+    from edgessl.edge_runtime.bundle_update import update_bundle
     from edgessl.edge_runtime.medical.triage import OperatingPointConfig, set_operating_point
 
     validated = tmp_path / "bundle"
     shutil.copytree(bundle, validated)
+    statement, banner = "Research triage aid for CR digits. Not for diagnosis.", "RESEARCH USE - NOT FOR DIAGNOSIS"
+    update_bundle(validated, lambda _, m: {**m, "intended_use": {"statement": statement, "banner": banner}})
     point = set_operating_point(OperatingPointConfig(bundle=str(validated), sensitivity="0.9", normal_label="0",
                                                      data="digits", split="val", max_images=120, modality=["CR"],
                                                      backend="ort-cpu", progress=False))["operating_point"]
     files = studies(tmp_path / "in", 1)
     run_triage(TriageConfig(bundle=str(validated), source=[str(f) for f in files], out=str(tmp_path / "t"),
                             dicom_out=str(tmp_path / "dicom"), backend="ort-cpu", progress=False))
-    [sr] = [d for d in map(dcmread, (tmp_path / "dicom").glob("*.dcm")) if d.Modality == "SR"]
+    objects = [dcmread(p) for p in (tmp_path / "dicom").glob("*.dcm")]
+    [sr] = [d for d in objects if d.Modality == "SR"]
+    [sc] = [d for d in objects if d.Modality != "SR"]
     c = sr_content(sr)
+    assert c["Intended use"] == statement and banner in sr.SeriesDescription  # the manufacturer's, kept
+    assert sc.ImageComments.startswith(banner)
     assert c["Operating point"] == "sensitivity=0.9" and c["Target sensitivity"] == pytest.approx(90.0)
     assert c["Validation sensitivity"] == pytest.approx(100 * point["sensitivity"])
     assert c["Validation specificity"] == pytest.approx(100 * point["specificity"])

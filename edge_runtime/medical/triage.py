@@ -14,7 +14,7 @@ scored, with the reason, when it cannot be read or is outside the bundle's ``int
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -259,8 +259,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
                                       pipe.threshold_record.normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
-    use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
-                      reference_size=reference_size(shapes))
+    use = replace(IntendedUse.from_manifest(pipe.bundle.manifest),  # keeps a manufacturer's statement and banner
+                  modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
+                  reference_size=reference_size(shapes))
     bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict(), based_on=pipe.bundle.hash)
     return {"bundle": str(cfg.bundle), "bundle_hash": bundle.hash, "precision": pipe.precision_key,
             "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}
