@@ -1,7 +1,8 @@
 """Medical-image triage: score every study with a bundle, rank them, report, and audit each decision.
 
 ``run_triage`` writes into ``out``: ``worklist.csv`` (``worklist``), ``report.html``
-(``report_html``), and appends one line per study to ``audit.jsonl`` (``audit_log``).
+(``report_html``), and appends one line per study to ``audit.jsonl`` (``audit_log``); with
+``dicom_out``, the results of each DICOM instance as DICOM objects that reference it (``sr``).
 
 Decision: *abnormal iff raw score >= raw threshold*, where the raw threshold is the operating point's
 (``operating_point``, chosen for a sensitivity on labelled validation images) when the bundle has one
@@ -13,7 +14,7 @@ scored, with the reason, when it cannot be read or is outside the bundle's ``int
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,6 +32,7 @@ from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
 from .report_html import thumbnail, write_report
+from .sr import ResultContext, ResultWriter
 from .studies import Study, dataset_studies, image_sha256, iter_studies, read_labels
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
@@ -107,6 +109,26 @@ def decide(study: Study, result, reason: str, rule: Decision, normal_label: str 
     return rec
 
 
+def run_info(pipe, rule: Decision, bundle: str) -> dict:
+    """What every audit line of a run says about the tool, the model and the decision rule."""
+    from edgessl import __version__
+
+    return {"run_id": uuid.uuid4().hex, "tool_version": __version__, "bundle": str(Path(bundle).resolve()),
+            "bundle_hash": pipe.bundle.hash, "manifest_version": pipe.bundle.manifest.get("manifest_version"),
+            "backend": pipe.backend, "precision": pipe.precision_key, "threshold_kind": rule.kind,
+            "threshold": rule.threshold, "raw_threshold": rule.raw_threshold,
+            "operating_point": rule.point.name if rule.point else None}
+
+
+def result_context(pipe, rule: Decision, use: IntendedUse, run: dict) -> ResultContext:
+    """What the DICOM result objects state about the model and the rule (``sr``)."""
+    return ResultContext(tool_version=run["tool_version"], bundle_hash=run["bundle_hash"],
+                         manifest_version=str(run["manifest_version"]), backend=run["backend"],
+                         precision=run["precision"], threshold_kind=rule.kind, threshold=rule.threshold,
+                         raw_threshold=rule.raw_threshold, target_fpr=float(pipe.threshold_record.target_fpr),
+                         intended_use=use, operating_point=rule.point)
+
+
 def audit_entry(rec: TriageRecord, run: dict) -> dict:
     """The audit log line of a record: the study, the model, the settings, the outcome."""
     return {**run, "time": utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
@@ -135,7 +157,9 @@ class TriageConfig(RunOptions, BundleOptions):
     ``none`` (the normal-only threshold); ``labels``: a file,label CSV of known labels and
     ``normal_label`` the label of normal studies (for test sensitivity); ``split``: read from a
     MedMNIST .npz; ``report_images``: thumbnails for this many top ranks; ``audit_key``: a secret
-    key file (32+ random bytes) whose HMAC every audit line carries."""
+    key file (32+ random bytes) whose HMAC every audit line carries; ``dicom_out``: where each
+    scored DICOM instance's results go as DICOM (``sr``: an SR, and heatmap overlays when the
+    bundle makes maps)."""
 
     source: list[str] = field(default_factory=list)
     out: str = ""
@@ -145,6 +169,7 @@ class TriageConfig(RunOptions, BundleOptions):
     split: str = "test"
     report_images: int = 200
     audit_key: str | None = None
+    dicom_out: str | None = None
 
 
 def run_triage(cfg: TriageConfig) -> dict:
@@ -153,27 +178,28 @@ def run_triage(cfg: TriageConfig) -> dict:
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
-    from edgessl import __version__
-
-    run = {"run_id": uuid.uuid4().hex, "tool_version": __version__, "bundle": str(Path(cfg.bundle).resolve()),
-           "bundle_hash": pipe.bundle.hash, "manifest_version": pipe.bundle.manifest.get("manifest_version"),
-           "backend": pipe.backend, "precision": pipe.precision_key, "threshold_kind": rule.kind,
-           "threshold": rule.threshold, "raw_threshold": rule.raw_threshold,
-           "operating_point": rule.point.name if rule.point else None}
+    run = run_info(pipe, rule, cfg.bundle)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    results = ResultWriter(Path(cfg.dicom_out), result_context(pipe, rule, use, run)) if cfg.dicom_out else None
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
-        for _, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
-                                    cfg.normal_label, cfg):
+        for study, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
+                                        cfg.normal_label, cfg):
             log.append(audit_entry(rec, run))
             records.append(rec)
+            if results is not None:
+                results.add(study.image, rec)
+    if results is not None:
+        results.flush()
     records = rank(records)
     n_scored = sum(r.status == SCORED for r in records)
     summary = {**run, "time": utc_now(), "n_records": len(records), "n_scored": n_scored,
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
                "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}
+    if results is not None:
+        summary.update(dicom_out=str(cfg.dicom_out), n_dicom_objects=len(results.written))
     if rule.point:
         summary["operating_point"]["threshold"] = rule.threshold
     write_worklist(records, out / WORKLIST)
@@ -233,8 +259,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
                                       pipe.threshold_record.normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
-    use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
-                      reference_size=reference_size(shapes))
+    use = replace(IntendedUse.from_manifest(pipe.bundle.manifest),  # keeps a manufacturer's statement and banner
+                  modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
+                  reference_size=reference_size(shapes))
     bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict(), based_on=pipe.bundle.hash)
     return {"bundle": str(cfg.bundle), "bundle_hash": bundle.hash, "precision": pipe.precision_key,
             "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}

@@ -15,6 +15,7 @@ from edgessl import __version__
 from edgessl.edge_runtime.errors import EdgesslError
 
 from .bench import COMMANDS as BENCH
+from .dicom_node import COMMANDS as DICOM_NODE
 from .export import COMMANDS as EXPORT
 from .medical import COMMANDS as MEDICAL
 from .options import EXIT_INTERRUPTED, EXIT_USER, Command, add_command, apply_config, emit, leaf_parser
@@ -23,7 +24,7 @@ from .train import COMMANDS as TRAIN
 from .trust import COMMANDS as TRUST
 from .trust import GROUPS
 
-COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *BENCH, *MEDICAL, *TRUST)
+COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *BENCH, *MEDICAL, *DICOM_NODE, *TRUST)
 
 DESCRIPTION = """\
 edgessl: unlabeled images to an INT8 anomaly detector on the edge.
