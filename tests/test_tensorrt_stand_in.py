@@ -268,14 +268,15 @@ def test_ort_tensorrt_provider_caches_its_engine_beside_the_bundle_with_explicit
     class Recorder:
         name, providers = "ort-tensorrt", ["TensorrtExecutionProvider"]
 
-        def __init__(self, model, kind, opts):
-            made.update(model=model, kind=kind, opts=opts)
+        def __init__(self, model, name, kind, opts):
+            made.update(model=model, name=name, kind=kind, opts=opts)
 
     monkeypatch.setattr(select, "available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(pipeline, "OrtBackend", Recorder)
     pipe = Pipeline.load(bundle, backend="ort-tensorrt", precision="int8")
     opts, b = made["opts"], Bundle.load(bundle)
-    assert made["model"].name == "model.int8-tensorrt.onnx" and pipe.precision_key == "int8-tensorrt"
+    assert made["name"] == "model.int8-tensorrt.onnx" and pipe.precision_key == "int8-tensorrt"
+    assert made["model"] == (bundle / "model.int8-tensorrt.onnx").read_bytes()  # the verified bytes
     sha = b.manifest["files"]["model.int8-tensorrt.onnx"][:16]
     assert opts.engine_cache_dir == str(bundle.parent / ".bundle.cache" / "ort-tensorrt" / sha) and opts.int8
     provider = dict([p for p in ort._provider_list("ort-tensorrt", opts) if isinstance(p, tuple)][0:1])

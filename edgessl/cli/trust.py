@@ -76,7 +76,7 @@ def bundle_summary(bundle) -> dict:
     return {
         "bundle": str(bundle.root), "sha256": bundle.hash, "seal": (m.get("seal") or {}).get("sha256"),
         "tool_version": m.get("tool_version"), "created": m.get("created"),
-        "files": {rel: {"sha256": digest, "bytes": bundle.path(rel).stat().st_size}
+        "files": {rel: {"sha256": digest, "bytes": len(bundle.read(rel))}
                   for rel, digest in m["files"].items()},
         "precisions": {k: {"model": v.get("model"), "dtype": v.get("dtype"), "float_nodes": v.get("float_nodes")}
                        for k, v in m.get("precisions", {}).items()},
