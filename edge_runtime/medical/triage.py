@@ -26,7 +26,8 @@ from ..data.datasets import open_dataset
 from ..errors import EdgesslError
 from ..pipeline_options import BundleOptions
 from ..streams.runner import RunOptions, ScoredStream
-from ..streams.sources import Frame, Source
+from ..outputs import output_folder, refuse_overlap
+from ..streams.sources import Frame, Source, source_paths
 from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
@@ -149,6 +150,10 @@ class TriageConfig(RunOptions, BundleOptions):
 
 def run_triage(cfg: TriageConfig) -> dict:
     """Score, rank, report and audit every study of ``cfg.source``; return the run's summary."""
+    inputs = [p for text in cfg.source for p in source_paths(text)]
+    inputs += [p for p in (cfg.labels, cfg.audit_key, cfg.public_key) if p]
+    refuse_overlap(cfg.out, "--out", inputs, sealed=[cfg.bundle])
+    out = output_folder(cfg.out, "--out")
     pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
@@ -160,7 +165,6 @@ def run_triage(cfg: TriageConfig) -> dict:
            "backend": pipe.backend, "precision": pipe.precision_key, "threshold_kind": rule.kind,
            "threshold": rule.threshold, "raw_threshold": rule.raw_threshold,
            "operating_point": rule.point.name if rule.point else None}
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:

@@ -133,6 +133,15 @@ def _camera_target(text: str) -> int | str | None:
     return None
 
 
+def source_paths(text: str) -> list[Path]:
+    """The files and folders a source text names (none for a camera): what its outputs must not overwrite."""
+    if _camera_target(text) is not None:
+        return []
+    if any(c in text for c in "*?["):
+        return [Path(p) for p in glob.glob(text, recursive=True)]
+    return [Path(text)] if Path(text).exists() else []
+
+
 def open_source(text: str, split: str = "test") -> Source:
     """The source ``text`` names (see the module docstring); ``EdgesslError`` when there is none."""
     camera = _camera_target(text)
