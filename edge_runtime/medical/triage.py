@@ -170,19 +170,26 @@ def run_triage(cfg: TriageConfig) -> dict:
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
         for _, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
                                     cfg.normal_label, cfg):
-            log.append(audit_entry(rec, run))
+            rec.audit_seq, rec.audit_sha256 = log.append(audit_entry(rec, run))
             records.append(rec)
     records = rank(records)
     n_scored = sum(r.status == SCORED for r in records)
     summary = {**run, "time": utc_now(), "n_records": len(records), "n_scored": n_scored,
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
-               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}
+               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT),
+               "audit_head": _head(records)}
     if rule.point:
         summary["operating_point"]["threshold"] = rule.threshold
     write_worklist(records, out / WORKLIST)
     write_report(records, summary, out / REPORT, cfg.report_images)
     return summary
+
+
+def _head(records: list[TriageRecord]) -> dict | None:
+    """The run's last audit entry (the chain head it left), which the report shows."""
+    last = max(records, key=lambda r: r.audit_seq, default=None)
+    return None if last is None else {"seq": last.audit_seq, "sha256": last.audit_sha256}
 
 
 @dataclass
