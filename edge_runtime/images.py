@@ -2,6 +2,13 @@
 
 Convention used everywhere in edgessl: an image is ``HxW`` (grey) or ``HxWx3`` (RGB order),
 ``uint8`` or ``uint16``. OpenCV decodes to BGR; we convert once, here.
+
+**Limits before decoding.** An image's size is read from its header (``image_headers``) and
+checked against a pixel limit before a single pixel is decoded, as Pillow's ``MAX_IMAGE_PIXELS``
+does: a few hundred bytes can declare gigabytes of pixels. The limit (``pixel_limit``) is the larger
+of ``CAMERA_PIXELS`` (the largest sensors of real cameras, with room to spare: 50 megapixels) and
+``INPUT_MULTIPLE`` times the model input's area; ``--max-pixels`` (the ROS node's ``max_pixels``)
+sets another. DICOM (``medical.dicom``) and video (``video``) headers are checked the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +20,33 @@ import cv2
 import numpy as np
 
 from .errors import EdgesslError
+from .files import read_regular
+from .image_headers import image_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+CAMERA_PIXELS = 50_000_000  # above 8K video (33 MP), industrial (45-50 MP) and medical detectors (about 18 MP)
+INPUT_MULTIPLE = 256  # a bundle with a large input (1024 px: 268 MP) may take images that large
+
+
+def pixel_limit(input_size: int | None = None, given: int = 0) -> int:
+    """The most pixels an image may have to be decoded: ``given`` when positive, else the larger of
+    ``CAMERA_PIXELS`` and ``INPUT_MULTIPLE`` times the model input's area (``input_size`` square)."""
+    if given > 0:
+        return int(given)
+    return max(CAMERA_PIXELS, INPUT_MULTIPLE * int(input_size or 0) ** 2)
+
+
+def check_pixels(width: int, height: int, max_pixels: int, name: str, frames: int = 1) -> None:
+    """Refuse, before decoding, an image (``frames`` of them decoded at once) over ``max_pixels``."""
+    pixels = int(width) * int(height) * max(int(frames), 1)
+    if pixels > max_pixels:
+        what = f"{width}x{height}" + (f" x {frames} frames" if frames > 1 else "")
+        raise EdgesslError(f"{name}: {what} = {_amount(pixels)}, over the limit of {_amount(max_pixels)} "
+                           "(--max-pixels); not decoded")
+
+
+def _amount(pixels: int) -> str:
+    return f"{pixels / 1e6:,.0f} megapixels" if pixels >= 1_000_000 else f"{pixels:,d} pixels"
 
 
 def is_image_file(path: Path) -> bool:
@@ -28,10 +60,15 @@ def files_in(folder: Path, keep: Callable[[Path], bool] = is_image_file, recursi
     return sorted(p for p in found if p.is_file() and not p.name.startswith(".") and keep(p))
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes (PNG, JPEG, ...) to the edgessl convention (grey or RGB)."""
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = CAMERA_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, BMP, TIFF, WebP, GIF, PNM) to the edgessl convention
+    (grey or RGB), once the header's size is within ``max_pixels``."""
     if not data:
         raise EdgesslError(f"{name}: empty file (0 bytes)")
+    size = image_size(data)
+    if size is None:
+        raise EdgesslError(f"{name}: not a readable image (not a PNG, JPEG, BMP, TIFF, WebP, GIF or PNM header)")
+    check_pixels(*size, max_pixels, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -43,14 +80,9 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return canonical_image(img, bgr=True, name=name)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file from disk (grey or RGB, uint8 or uint16)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EdgesslError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode_image(data, str(path))
+def read_image(path: str | Path, max_pixels: int = CAMERA_PIXELS) -> np.ndarray:
+    """Read an image file from disk (grey or RGB, uint8 or uint16), refusing one over ``max_pixels``."""
+    return decode_image(read_regular(path, "image"), str(path), max_pixels)
 
 
 def canonical_image(img: np.ndarray, bgr: bool = False, name: str = "<array>") -> np.ndarray:

@@ -37,7 +37,7 @@ from .detectors import Detector
 from .engines import engine_profile
 from .errors import EdgesslError
 from .heatmaps import upsample_map
-from .images import canonical_image
+from .images import canonical_image, pixel_limit
 from .preprocess import PreprocessSpec, preprocess, resize_geometry
 from .thresholds import Threshold
 
@@ -195,6 +195,11 @@ class Pipeline:
         runner, runs, record = _make_backend(bundle, name, key, options, detector, dla_core)
         bundle.release_files()
         return cls(bundle, runner, detector, runs, record, threshold)
+
+    def pixel_limit(self, given: int = 0) -> int:
+        """The most pixels an input may have to be decoded for this bundle (``images.pixel_limit``):
+        ``given`` when positive, else the default for its input size."""
+        return pixel_limit(self.spec.image_size, given)
 
     @property
     def threshold(self) -> float:

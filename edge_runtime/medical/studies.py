@@ -28,7 +28,7 @@ from ..data.datasets import open_dataset
 from ..data.image_datasets import ImageDataset
 from .dicom import DicomFile, is_dicom_file
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, files_in, read_image
+from ..images import CAMERA_PIXELS, IMAGE_SUFFIXES, files_in, read_image
 
 NPZ_SUFFIX = ".npz"
 
@@ -88,9 +88,9 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def _dicom_studies(path: Path, sha: str) -> Iterator[Study]:
+def _dicom_studies(path: Path, sha: str, max_pixels: int) -> Iterator[Study]:
     try:
-        f = DicomFile(path)
+        f = DicomFile(path, max_pixels)
     except EdgesslError as exc:
         yield Study(str(path), sha, reason=str(exc))
         return
@@ -117,15 +117,16 @@ def dataset_studies(ds: ImageDataset, file_sha: str = "") -> Iterator[Study]:
             yield Study(name, sha, None if is_file else i, reason=str(exc), label=label)
 
 
-def file_studies(path: Path, npz_split: str = "test") -> Iterator[Study]:
-    """The studies in one file (several for multi-frame DICOM and ``.npz``)."""
+def file_studies(path: Path, npz_split: str = "test", max_pixels: int = CAMERA_PIXELS) -> Iterator[Study]:
+    """The studies in one file (several for multi-frame DICOM and ``.npz``); an image or DICOM over
+    ``max_pixels`` is an unscored study (refused before decoding)."""
     try:
         sha = file_sha256(path)
     except OSError as exc:
         yield Study(str(path), "", reason=f"{path}: cannot read ({exc.strerror})")
         return
     if is_dicom_file(path):
-        yield from _dicom_studies(path, sha)
+        yield from _dicom_studies(path, sha, max_pixels)
     elif path.suffix.lower() == NPZ_SUFFIX:
         try:
             ds = open_dataset(str(path), npz_split)
@@ -135,7 +136,7 @@ def file_studies(path: Path, npz_split: str = "test") -> Iterator[Study]:
         yield from dataset_studies(ds, sha)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         try:
-            yield Study(str(path), sha, image=read_image(path))
+            yield Study(str(path), sha, image=read_image(path, max_pixels))
         except EdgesslError as exc:
             yield Study(str(path), sha, reason=str(exc))
     else:
@@ -166,10 +167,10 @@ def label_for(study: Study, labels: dict[str, str]) -> str | None:
 
 
 def iter_studies(inputs: Iterable[str], labels: dict[str, str] | None = None,
-                 npz_split: str = "test") -> Iterator[Study]:
+                 npz_split: str = "test", max_pixels: int = CAMERA_PIXELS) -> Iterator[Study]:
     """Every study of every input (see the module docstring), with labels attached where known."""
     for path in expand_inputs(inputs):
-        for study in file_studies(path, npz_split):
+        for study in file_studies(path, npz_split, max_pixels):
             if labels:
                 study.label = label_for(study, labels)
             yield study

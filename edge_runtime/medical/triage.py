@@ -168,8 +168,8 @@ def run_triage(cfg: TriageConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
-        for _, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
-                                    cfg.normal_label, cfg):
+        studies = iter_studies(cfg.source, labels, cfg.split, pipe.pixel_limit(cfg.max_pixels))
+        for _, rec in score_studies(pipe, studies, use, rule, cfg.normal_label, cfg):
             rec.audit_seq, rec.audit_sha256 = log.append(audit_entry(rec, run))
             records.append(rec)
     records = rank(records)
@@ -209,7 +209,7 @@ class OperatingPointConfig(RunOptions, BundleOptions):
     modality: list[str] | None = None
 
 
-def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
+def _validation_studies(cfg: OperatingPointConfig, max_pixels: int) -> Iterator[Study]:
     if bool(cfg.data) == bool(cfg.source):
         raise EdgesslError("give the validation images either as --data DATASET or as --source PATH... --labels CSV")
     if cfg.data:
@@ -219,7 +219,7 @@ def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
         return dataset_studies(ds)
     if not cfg.labels:
         raise EdgesslError("--source needs --labels CSV (columns file,label) to know which images are anomalous")
-    return iter_studies(cfg.source, read_labels(cfg.labels))
+    return iter_studies(cfg.source, read_labels(cfg.labels), max_pixels=max_pixels)
 
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
@@ -230,8 +230,8 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
-    for study, rec in score_studies(pipe, _labelled(_validation_studies(cfg), cfg.labels), IntendedUse(), rule,
-                                    cfg.normal_label, cfg):
+    studies = _labelled(_validation_studies(cfg, pipe.pixel_limit(cfg.max_pixels)), cfg.labels)
+    for study, rec in score_studies(pipe, studies, IntendedUse(), rule, cfg.normal_label, cfg):
         if rec.status != SCORED:
             skipped.append(f"{study.key}: {rec.reason}")
             continue

@@ -116,7 +116,8 @@ def _run(args: argparse.Namespace) -> Outcome:
         raise EdgesslError(f"--overlays: the bundle's {pipe.detector.kind} detector makes no anomaly maps; re-fit "
                            "with `edgessl fit --detector combined` (the default) or `--detector patch`, or drop "
                            "--overlays")
-    outcome = score_to_records("run", cfg, open_source(cfg.source, cfg.split), pipe, cfg.overlays)
+    source = open_source(cfg.source, cfg.split, pipe.pixel_limit(cfg.max_pixels))
+    outcome = score_to_records("run", cfg, source, pipe, cfg.overlays)
     outcome.summary["overlays"] = cfg.overlays
     return outcome
 
@@ -141,7 +142,8 @@ def _replay(args: argparse.Namespace) -> Outcome:
     cfg = config_from_args(ReplayConfig, args)
     check_outputs(cfg, [Path(cfg.source)])
     pipe = load_pipeline(cfg, cfg.threshold)
-    outcome = score_to_records("replay", cfg, BagSource(cfg.source, cfg.topic), pipe)
+    source = BagSource(cfg.source, cfg.topic, pipe.pixel_limit(cfg.max_pixels))
+    outcome = score_to_records("replay", cfg, source, pipe)
     outcome.summary["topics"] = cfg.topic or "all image topics"
     return outcome
 

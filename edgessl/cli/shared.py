@@ -39,6 +39,8 @@ SCORING = (
     Opt("--batch-size", "images per inference call (offline sources; live ones score each frame)"),
     Opt("--queue-size", "decoded frames waiting at most (live sources drop the oldest)"),
     Opt("--no-progress", "turn off: a progress bar on offline sources (of 50 images or more, or of unknown length)"),
+    Opt("--max-pixels", "refuse, before decoding, an image, video frame or DICOM of more pixels (0: the default for "
+                        "the bundle's input size, docs/runtime.md)", metavar="N"),
 )
 
 SPLIT = Opt("--split", "split of a .npz/MVTec source", choices=SPLITS)
