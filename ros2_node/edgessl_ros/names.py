@@ -74,7 +74,9 @@ class NodeParams:
     subscriptions' QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
     OUTPUT_TOPICS to publish.  max_rate_hz: start at most this many batches per second (<= 0: as fast
     as inference allows); changeable at runtime.  diagnostics_period_s: /diagnostics period.
-    stale_after_s: a camera silent for longer than this is reported as stalled.
+    stale_after_s: a camera silent for longer than this is reported as stalled.  max_pixels: refuse,
+    before decoding, an image of more pixels (0: the runtime's default for the bundle's input size,
+    ``images.pixel_limit``; a 335-byte JPEG can declare 30000 x 30000 pixels).
     """
 
     bundle: str = ""
@@ -94,6 +96,7 @@ class NodeParams:
     max_rate_hz: float = 0.0
     diagnostics_period_s: float = 1.0
     stale_after_s: float = 5.0
+    max_pixels: int = 0
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

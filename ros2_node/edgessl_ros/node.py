@@ -122,8 +122,9 @@ class Scoring:
         info = {"backend": self.pipeline.backend, "precision": self.pipeline.precision_key,
                 "bundle hash": self.pipeline.bundle.hash, "bundle": str(self.pipeline.bundle.root)}
         self.slots = CameraSlots(self.cameras, info, params.stale_after_s)
-        steps = LiveSteps(decode=messages.image_from_msg, publish=self._publish, now=self._now,
-                          stamp=messages.stamp_seconds)
+        limit = self.pipeline.pixel_limit(params.max_pixels)
+        steps = LiveSteps(decode=lambda msg: messages.image_from_msg(msg, limit), publish=self._publish,
+                          now=self._now, stamp=messages.stamp_seconds)
         self.scorer = LiveScorer(self.pipeline, self.slots, steps, params.max_rate_hz,
                                  with_features="features" in params.outputs)
         # health is reported on the steady clock: it goes on while a bag's simulated time is paused
