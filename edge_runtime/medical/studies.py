@@ -17,13 +17,14 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..files import file_sha256
+from ..files import file_sha256, read_regular
 from ..data.datasets import open_dataset
 from ..data.image_datasets import ImageDataset
 from .dicom import DicomFile, is_dicom_file
@@ -82,6 +83,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
             out += found
         elif path.is_file():
             out.append(path)
+        elif path.exists():
+            raise EdgesslError(f"input {text} is not a regular file or folder (a device, FIFO or socket)")
         else:
             raise EdgesslError(f"input not found: {text} (give a file, a folder or a glob)")
     seen: set[Path] = set()
@@ -145,15 +148,21 @@ def file_studies(path: Path, npz_split: str = "test", max_pixels: int = CAMERA_P
 
 
 def read_labels(path: str | Path) -> dict[str, str]:
-    """A ``file,label`` CSV to a mapping (keys: the file as written)."""
+    """A ``file,label`` CSV (UTF-8) to a mapping (keys: the file as written); ``EdgesslError`` naming
+    the first row without both."""
     path = Path(path)
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise EdgesslError(f"labels file {path}: cannot read ({exc.strerror})") from None
+        text = read_regular(path, "labels file").decode("utf-8")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except UnicodeDecodeError:
+        raise EdgesslError(f"labels file {path}: not UTF-8 text (save it as UTF-8 CSV)") from None
+    except csv.Error as exc:
+        raise EdgesslError(f"labels file {path}: not a CSV file ({exc})") from None
     if not rows or not {"file", "label"} <= set(rows[0]):
         raise EdgesslError(f"labels file {path}: needs a header with columns file,label")
+    short = next((i for i, r in enumerate(rows, 2) if r["file"] is None or r["label"] is None), None)
+    if short is not None:
+        raise EdgesslError(f"labels file {path}: line {short} has no label (each row: file,label)")
     return {r["file"]: r["label"].strip() for r in rows}
 
 

@@ -35,6 +35,9 @@ def _reader(bag: Path):
         reader.open()
     except (AnyReaderError, OSError) as exc:
         raise EdgesslError(f"{bag}: cannot read as a ROS bag ({exc})") from None
+    except Exception as exc:  # rosbags' parsers raise assorted errors on malformed metadata
+        raise EdgesslError(f"{bag}: cannot read as a ROS bag ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'malformed'})") from None
     return reader
 
 

@@ -158,6 +158,8 @@ def open_source(text: str, split: str = "test", max_pixels: int = CAMERA_PIXELS)
     if not path.exists():
         raise EdgesslError(f"source not found: {text} (give an image, a folder, a glob, a .npz, a video, "
                            "or camera:N)")
+    if not path.is_file() and not path.is_dir():
+        raise EdgesslError(f"source {text} is not a regular file or folder (a device, FIFO or socket)")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npz":
