@@ -183,7 +183,7 @@ class Scoring:
             pub[names.HEATMAP].publish(messages.heatmap_msg(result.anomaly_map, header))
 
     def publish_diagnostics(self) -> None:
-        reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports().items()}
+        reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports(self.params.max_rate_hz).items()}
         for report in reports.values():
             report.values["batch size (mean)"] = f"{self.scorer.mean_batch_size:.2f}"
         self.diagnostics.publish(messages.diagnostics_msg(reports, self.node.get_clock().now().to_msg()))
