@@ -9,10 +9,20 @@ does: a few hundred bytes can declare gigabytes of pixels. The limit (``pixel_li
 of ``CAMERA_PIXELS`` (the largest sensors of real cameras, with room to spare: 50 megapixels) and
 ``INPUT_MULTIPLE`` times the model input's area; ``--max-pixels`` (the ROS node's ``max_pixels``)
 sets another. DICOM (``medical.dicom``) and video (``video``) headers are checked the same way.
+
+**Corrupt JPEGs are errors.** libjpeg decodes a truncated or bit-flipped JPEG with a warning
+("Corrupt JPEG data: ...", "Premature end of JPEG file") printed to standard error, and OpenCV
+returns the damaged pixels as if nothing happened. ``decode_image`` reads those warnings (standard
+error is briefly a temporary file while a JPEG decodes; anything else written there meanwhile is
+passed on) and refuses the image, so a corrupt frame is counted as a failure, not scored.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +34,9 @@ from .files import read_regular
 from .image_headers import image_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+LIBJPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters",
+                    "Inconsistent progression sequence")  # libjpeg's JWRN_* messages that mean damaged data
+_STDERR = threading.Lock()  # one decode at a time watches standard error
 CAMERA_PIXELS = 50_000_000  # above 8K video (33 MP), industrial (45-50 MP) and medical detectors (about 18 MP)
 INPUT_MULTIPLE = 256  # a bundle with a large input (1024 px: 268 MP) may take images that large
 
@@ -71,13 +84,35 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = CAMERA_PI
     check_pixels(*size, max_pixels, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        img, warnings = _imdecode_watching_libjpeg(buf) if data.startswith(b"\xff\xd8") else \
+            (cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), [])
     except cv2.error as exc:  # a header OpenCV refuses (e.g. a width over its limit), found by fuzzing
         reason = " ".join(str(exc).split()).split("error: ", 1)[-1]
         raise EdgesslError(f"{name}: not a readable image (OpenCV: {reason})") from None
+    if warnings:
+        raise EdgesslError(f"{name}: corrupt JPEG (libjpeg: {warnings[0]})")
     if img is None:
         raise EdgesslError(f"{name}: not a readable image (corrupt or unsupported format)")
     return canonical_image(img, bgr=True, name=name)
+
+
+def _imdecode_watching_libjpeg(buf: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` of a JPEG, and the warnings libjpeg printed meanwhile (module docstring)."""
+    with _STDERR, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        lines = caught.read().decode(errors="replace").splitlines()
+    others = [line for line in lines if not line.startswith(LIBJPEG_WARNINGS)]
+    if others:  # another thread's output: passed on
+        os.write(2, ("\n".join(others) + "\n").encode())
+    return img, [line for line in lines if line.startswith(LIBJPEG_WARNINGS)]
 
 
 def read_image(path: str | Path, max_pixels: int = CAMERA_PIXELS) -> np.ndarray:
