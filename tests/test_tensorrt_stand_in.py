@@ -204,6 +204,25 @@ def test_an_edited_engines_record_is_refused(trt, bundle):
         Bundle.load(bundle)
 
 
+@pytest.mark.parametrize("outside", ["../model.onnx", "engines/../model.onnx", "/etc/passwd"])
+def test_a_resealed_engines_record_naming_a_file_outside_engines_is_refused(trt, bundle, outside):
+    """Someone who can write the bundle can re-seal the delta: it still never names a file but its own."""
+    import json
+
+    from edgessl.edge_runtime.bundle import seal_digest
+
+    _build(bundle, precision="fp16")
+    path = bundle / "engines" / "engines.json"
+    record = json.loads(path.read_text())
+    engine = record["engines"][0]["file"]
+    record["files"][outside] = record["files"].pop(engine)
+    record["engines"][0]["file"] = outside
+    record["seal"] = {"sha256": seal_digest(record)}
+    path.write_text(json.dumps(record))
+    with pytest.raises(EdgesslError, match="outside engines/; refusing to load"):
+        Bundle.load(bundle)
+
+
 def test_build_engine_refuses_a_model_the_parser_would_not_take(trt, bundle, capsys):
     """A Q/DQ model with int32 biases (ONNX Runtime's default) is refused before the build, naming the node."""
     from dataclasses import replace
