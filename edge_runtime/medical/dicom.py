@@ -28,6 +28,10 @@ no pixel data, a transfer syntax without an installed decoder, pixel data its co
 unsupported photometric interpretation, a LUT or window the standard does not allow) raises
 ``EdgesslError`` whose message is the reason, on one line; the header's UIDs and modality are
 available before the pixels are decoded, so callers can record them either way.
+
+**Limits before decoding.** The header is parsed with the pixel data deferred (not read), and
+Rows x Columns x NumberOfFrames is checked against the pixel limit (``images.pixel_limit``)
+before any pixel is read or decoded: an 824-byte RLE file can declare 65535 x 65535 pixels.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import EdgesslError
+from ..images import CAMERA_PIXELS, check_pixels
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+DEFER_BYTES = 1 << 16  # elements larger than this (the pixel data) are read only when used
 GREY = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 PALETTE = "PALETTE COLOR"
@@ -169,15 +175,16 @@ def palette_frames(ds: Any, stored: np.ndarray, name: str) -> Iterator[np.ndarra
 
 
 class DicomFile:
-    """A parsed DICOM file: ``info`` from the header; ``frames()`` decodes the pixels."""
+    """A parsed DICOM file: ``info`` from the header; ``frames()`` decodes the pixels (when they are
+    within ``max_pixels``)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, max_pixels: int = CAMERA_PIXELS):
+        self.path, self.max_pixels = Path(path), max_pixels
         pydicom = _pydicom()
         from pydicom.errors import InvalidDicomError
 
         try:
-            self.dataset = pydicom.dcmread(self.path)
+            self.dataset = pydicom.dcmread(self.path, defer_size=DEFER_BYTES)
         except InvalidDicomError:
             raise EdgesslError(f"{self.path}: not a DICOM file (no DICM preamble)") from None
         except OSError as exc:
@@ -228,6 +235,8 @@ class DicomFile:
         if high != bits - 1:
             raise EdgesslError(f"{name}: HighBit {high} with BitsStored {bits} is not supported "
                                "(expects HighBit = BitsStored - 1)")
+        check_pixels(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), self.max_pixels, name,
+                     self.info.frames)
 
     def _stored(self) -> np.ndarray:
         """All frames' stored values, ``F x H x W`` (grey) or ``F x H x W x 3`` (RGB)."""
@@ -261,7 +270,7 @@ class DicomFile:
         yield from frames
 
 
-def read_dicom(path: str | Path) -> tuple[DicomInfo, list[np.ndarray]]:
+def read_dicom(path: str | Path, max_pixels: int = CAMERA_PIXELS) -> tuple[DicomInfo, list[np.ndarray]]:
     """Header info and every frame of a DICOM file, decoded (see the module docstring)."""
-    f = DicomFile(path)
+    f = DicomFile(path, max_pixels)
     return f.info, list(f.frames())

@@ -38,6 +38,7 @@ from typing import Callable, Iterator
 
 from ..errors import EdgesslError
 from ..files import file_sha256
+from ..outputs import refuse_overlap
 from ..pipeline_options import BundleOptions
 from ..streams.runner import RunOptions
 from ..timestamps import utc_now
@@ -68,7 +69,7 @@ class NodeConfig(BundleOptions):
     (None: kept in the spool); ``allow_ae``: calling AE titles it accepts (empty: any);
     ``tls_cert``/``tls_key``/``tls_ca``: TLS on the listening side (with a CA, clients need a
     certificate it signed) and, with ``forward_tls``, on the forwarding side; ``operating_point``,
-    ``audit_key``, ``batch_size``, ``report_images``: as for triage; ``retry_initial``,
+    ``audit_key``, ``batch_size``, ``report_images``, ``max_pixels``: as for triage; ``retry_initial``,
     ``retry_max``: the forwarding backoff in seconds."""
 
     out: str = ""
@@ -85,6 +86,7 @@ class NodeConfig(BundleOptions):
     audit_key: str | None = None
     batch_size: int = 8
     report_images: int = 200
+    max_pixels: int = 0
     retry_initial: float = 5.0
     retry_max: float = 300.0
 
@@ -107,7 +109,10 @@ class DicomNode:
         if cfg.forward_tls and not (self.dest and cfg.tls_cert):
             raise EdgesslError("forward-tls needs --forward and tls-cert/tls-key")
         self.client_tls = tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, server=False) if cfg.forward_tls else None
+        refuse_overlap(cfg.out, "--out", [p for p in (cfg.audit_key, cfg.public_key, cfg.tls_key) if p],
+                       sealed=[cfg.bundle])
         self.pipe = cfg.pipeline()  # refuses a tampered bundle
+        self.max_pixels = self.pipe.pixel_limit(cfg.max_pixels)
         self.rule = decision_rule(self.pipe, cfg.operating_point)
         self.use = IntendedUse.from_manifest(self.pipe.bundle.manifest)
         self.run = {**run_info(self.pipe, self.rule, cfg.bundle), "node_ae": cfg.ae_title}
@@ -230,7 +235,7 @@ class DicomNode:
                 yield Study(str(path), file_sha256(path), instance_uid=uid,
                             reason="an edgessl result object (its SR or overlay), not a source image")
             else:
-                yield from file_studies(path)
+                yield from file_studies(path, max_pixels=self.max_pixels)
 
     def _score(self, uids: list[str]) -> None:
         scored: dict[str, list] = {uid: [] for uid in uids}

@@ -27,7 +27,8 @@ from ..data.datasets import open_dataset
 from ..errors import EdgesslError
 from ..pipeline_options import BundleOptions
 from ..streams.runner import RunOptions, ScoredStream
-from ..streams.sources import Frame, Source
+from ..outputs import output_folder, refuse_overlap
+from ..streams.sources import Frame, Source, source_paths
 from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
@@ -174,19 +175,24 @@ class TriageConfig(RunOptions, BundleOptions):
 
 def run_triage(cfg: TriageConfig) -> dict:
     """Score, rank, report and audit every study of ``cfg.source``; return the run's summary."""
+    inputs = [p for text in cfg.source for p in source_paths(text)]
+    inputs += [p for p in (cfg.labels, cfg.audit_key, cfg.public_key) if p]
+    refuse_overlap(cfg.out, "--out", inputs, sealed=[cfg.bundle])
+    if cfg.dicom_out:
+        refuse_overlap(cfg.dicom_out, "--dicom-out", inputs, sealed=[cfg.bundle])
+    out = output_folder(cfg.out, "--out")
     pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
     run = run_info(pipe, rule, cfg.bundle)
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     results = ResultWriter(Path(cfg.dicom_out), result_context(pipe, rule, use, run)) if cfg.dicom_out else None
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
-        for study, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
-                                        cfg.normal_label, cfg):
-            log.append(audit_entry(rec, run))
+        studies = iter_studies(cfg.source, labels, cfg.split, pipe.pixel_limit(cfg.max_pixels))
+        for study, rec in score_studies(pipe, studies, use, rule, cfg.normal_label, cfg):
+            rec.audit_seq, rec.audit_sha256 = log.append(audit_entry(rec, run))
             records.append(rec)
             if results is not None:
                 results.add(study.image, rec)
@@ -197,7 +203,8 @@ def run_triage(cfg: TriageConfig) -> dict:
     summary = {**run, "time": utc_now(), "n_records": len(records), "n_scored": n_scored,
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
-               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}
+               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT),
+               "audit_head": _head(records)}
     if results is not None:
         summary.update(dicom_out=str(cfg.dicom_out), n_dicom_objects=len(results.written))
     if rule.point:
@@ -205,6 +212,12 @@ def run_triage(cfg: TriageConfig) -> dict:
     write_worklist(records, out / WORKLIST)
     write_report(records, summary, out / REPORT, cfg.report_images)
     return summary
+
+
+def _head(records: list[TriageRecord]) -> dict | None:
+    """The run's last audit entry (the chain head it left), which the report shows."""
+    last = max(records, key=lambda r: r.audit_seq, default=None)
+    return None if last is None else {"seq": last.audit_seq, "sha256": last.audit_sha256}
 
 
 @dataclass
@@ -224,7 +237,7 @@ class OperatingPointConfig(RunOptions, BundleOptions):
     modality: list[str] | None = None
 
 
-def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
+def _validation_studies(cfg: OperatingPointConfig, max_pixels: int) -> Iterator[Study]:
     if bool(cfg.data) == bool(cfg.source):
         raise EdgesslError("give the validation images either as --data DATASET or as --source PATH... --labels CSV")
     if cfg.data:
@@ -234,7 +247,7 @@ def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
         return dataset_studies(ds)
     if not cfg.labels:
         raise EdgesslError("--source needs --labels CSV (columns file,label) to know which images are anomalous")
-    return iter_studies(cfg.source, read_labels(cfg.labels))
+    return iter_studies(cfg.source, read_labels(cfg.labels), max_pixels=max_pixels)
 
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
@@ -245,8 +258,8 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
-    for study, rec in score_studies(pipe, _labelled(_validation_studies(cfg), cfg.labels), IntendedUse(), rule,
-                                    cfg.normal_label, cfg):
+    studies = _labelled(_validation_studies(cfg, pipe.pixel_limit(cfg.max_pixels)), cfg.labels)
+    for study, rec in score_studies(pipe, studies, IntendedUse(), rule, cfg.normal_label, cfg):
         if rec.status != SCORED:
             skipped.append(f"{study.key}: {rec.reason}")
             continue

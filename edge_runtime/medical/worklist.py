@@ -1,5 +1,8 @@
 """The triage worklist: one record per study, ranked from most to least abnormal, written as CSV.
 
+Each row names the audit entry of its study (``audit_seq``, ``audit_sha256``), so the worklist is
+evidence of the log (``audit_evidence``).
+
 Ranking: scored studies by raw score, highest first (ties by file and frame, so the order is
 reproducible); rank 1 is the most abnormal. Studies that could not be scored follow, without a
 rank, with their reason: they need a reader's attention as much as the flagged ones.
@@ -20,7 +23,8 @@ from ..files import write_atomic
 SCORED, NOT_SCORED = "scored", "not_scored"
 ABNORMAL, NORMAL = "abnormal", "normal"
 COLUMNS = ("rank", "file", "frame", "study_uid", "series_uid", "instance_uid", "modality", "score",
-           "raw_score", "threshold", "decision", "status", "reason", "label", "file_sha256")
+           "raw_score", "threshold", "decision", "status", "reason", "label", "file_sha256", "audit_seq",
+           "audit_sha256")
 IMAGES = ("thumbnail", "heatmap")
 
 
@@ -45,6 +49,8 @@ class TriageRecord:
     anomalous: bool | None = None  # the label's meaning, when a label is known
     image_sha256: str = ""
     rank: int | None = None
+    audit_seq: int | None = None  # the audit entry of this record (``audit_evidence`` checks it)
+    audit_sha256: str = ""
     thumbnail: np.ndarray | None = field(default=None, repr=False)  # small uint8 grey/RGB
     heatmap: np.ndarray | None = field(default=None, repr=False)  # small float32 anomaly map (normalised)
     extra: dict = field(default_factory=dict)  # columns a caller adds (the DICOM node's state)

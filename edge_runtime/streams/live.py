@@ -76,8 +76,9 @@ class CameraSlots:
                 self.dropped[camera] += waiting is not None
             self._slots = dict.fromkeys(self.cameras)
 
-    def reports(self) -> dict[str, HealthReport]:
-        return {c: self.stats[c].report(dropped=self.dropped[c]) for c in self.cameras}
+    def reports(self, max_rate_hz: float = 0.0) -> dict[str, HealthReport]:
+        """Each camera's health since the last report (``max_rate_hz``: the scorer's limit, 0: none)."""
+        return {c: self.stats[c].report(self.dropped[c], max_rate_hz) for c in self.cameras}
 
 
 @dataclass

@@ -11,7 +11,7 @@ from edgessl.edge_runtime.medical.dicom_node import NodeConfig
 
 from .medical import AUDIT_KEY, OPERATING_POINT_OPT, REPORT_IMAGES
 from .options import Command, Opt, Outcome, config_from_args, summary_lines
-from .shared import BUNDLE
+from .shared import BUNDLE, MAX_PIXELS
 
 
 def _dicom_node(args: argparse.Namespace) -> Outcome:
@@ -66,6 +66,7 @@ DICOM_NODE = Command(
         AUDIT_KEY,
         Opt("--batch-size", "instances scored together at most (each is scored on its own pixels only)"),
         REPORT_IMAGES,
+        MAX_PIXELS,
         Opt("--retry-initial", "seconds before the first retry of a failed send (doubling after each failure)",
             metavar="S"),
         Opt("--retry-max", "longest wait between retries of a failed send, in seconds", metavar="S"),

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgessl.edge_runtime.drift import DriftConfig, DriftWatch
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.outputs import output_file, output_folder, refuse_overlap
 from edgessl.edge_runtime.pipeline_options import BundleOptions
 from edgessl.edge_runtime.streams.runner import RunOptions
 
@@ -18,12 +20,13 @@ from .shared import BUNDLE, SCORING, SPLIT
 
 @dataclass
 class RecordOptions:
-    """Where a scoring command's records go (None: standard output), whether they hold each image's
-    embedding, a threshold override in normalised units, and the drift watch's window (None:
-    ``DriftConfig``'s; 0: no drift watch)."""
+    """Where a scoring command's records go (None: standard output) and whether an existing file
+    there is replaced, whether they hold each image's embedding, a threshold override in normalised
+    units, and the drift watch's window (None: ``DriftConfig``'s; 0: no drift watch)."""
 
     threshold: float | None = None
     out: str | None = None
+    force: bool = False
     features: bool = False
     drift_window: int | None = None
 
@@ -44,10 +47,23 @@ class ReplayConfig(RecordOptions, RunOptions, BundleOptions):
 RECORDS = (
     Opt("--threshold", "override the decision threshold (normalised units)"),
     Opt("--out", "JSONL file (default: standard output)", metavar="results.jsonl"),
+    Opt("--force", "replace an existing --out file"),
     Opt("--features", "add each image's embedding to its record"),
     Opt("--drift-window", "recent scores the drift watch compares with the bundle's held-out normal scores "
                           f"(default: {DriftConfig.window}; 0: no drift watch; docs/runtime.md)", metavar="N"),
 )
+
+
+def check_outputs(cfg: RecordOptions | BundleOptions, inputs: list[Path], overlays: str | None = None) -> None:
+    """Refuse, before anything is read, records or overlays that would land on an input (the source,
+    the key), above one, or inside the bundle, and an existing --out file without --force."""
+    keys = [cfg.public_key] if cfg.public_key else []
+    if cfg.out not in (None, "-"):
+        refuse_overlap(cfg.out, "--out", [*inputs, *keys], sealed=[cfg.bundle])
+        output_file(cfg.out, "--out", cfg.force)
+    if overlays:
+        refuse_overlap(overlays, "--overlays", [*inputs, *keys], sealed=[cfg.bundle])
+        output_folder(overlays, "--overlays")
 
 
 def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
@@ -84,7 +100,7 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
     from edgessl.edge_runtime.streams.sinks import JsonlSink, OverlaySink
 
     drift = drift_watch(pipe, cfg.drift_window, len(source))
-    jsonl = JsonlSink(cfg.out)
+    jsonl = JsonlSink(cfg.out, replace=cfg.force)
     try:
         summary = run_source(pipe, source, jsonl, OverlaySink(overlays) if overlays else None,
                              cfg, cfg.features, drift).to_dict()
@@ -117,15 +133,17 @@ def _run(args: argparse.Namespace) -> Outcome:
     Sources: an image, a folder, a glob ('imgs/*.png'), a MedMNIST .npz or MVTec-AD folder
     (--split), a video file, camera:N or an rtsp:// URL.
     """
-    from edgessl.edge_runtime.streams.sources import open_source
+    from edgessl.edge_runtime.streams.sources import open_source, source_paths
 
     cfg = config_from_args(RunConfig, args)
+    check_outputs(cfg, source_paths(cfg.source), cfg.overlays)
     pipe = load_pipeline(cfg, cfg.threshold)
     if cfg.overlays and not pipe.detector.has_maps:
         raise EdgesslError(f"--overlays: the bundle's {pipe.detector.kind} detector makes no anomaly maps; re-fit "
                            "with `edgessl fit --detector combined` (the default) or `--detector patch`, or drop "
                            "--overlays")
-    outcome = score_to_records("run", cfg, open_source(cfg.source, cfg.split), pipe, cfg.overlays)
+    source = open_source(cfg.source, cfg.split, pipe.pixel_limit(cfg.max_pixels))
+    outcome = score_to_records("run", cfg, source, pipe, cfg.overlays)
     outcome.summary["overlays"] = cfg.overlays
     return outcome
 
@@ -148,8 +166,10 @@ def _replay(args: argparse.Namespace) -> Outcome:
     from edgessl.edge_runtime.ros.bag import BagSource
 
     cfg = config_from_args(ReplayConfig, args)
+    check_outputs(cfg, [Path(cfg.source)])
     pipe = load_pipeline(cfg, cfg.threshold)
-    outcome = score_to_records("replay", cfg, BagSource(cfg.source, cfg.topic), pipe)
+    source = BagSource(cfg.source, cfg.topic, pipe.pixel_limit(cfg.max_pixels))
+    outcome = score_to_records("replay", cfg, source, pipe)
     outcome.summary["topics"] = cfg.topic or "all image topics"
     return outcome
 
