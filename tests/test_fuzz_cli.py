@@ -117,6 +117,7 @@ def _fails_fast(command: str, d: Path, tmp: Path) -> list[str]:
         "operating-point": ["--bundle", missing, "--sensitivity", "0.9", "--normal-label", "0"],
         "run": ["--bundle", missing, "--source", missing],
         "replay": ["--bundle", missing, "--source", missing],
+        "dicom-node": ["--bundle", missing, "--out", str(tmp / "node"), "--port", "0"],
     }.get(command, ["--bundle", missing])
 
 
