@@ -107,6 +107,7 @@ def test_outputs_carry_the_input_header_and_the_runtime_score(ros, patch_bundle)
     assert probe.got["/diagnostics"][-1].status[0].name == "/edgessl_node: status"
     assert diag["bundle hash"] == node.pipeline.bundle.hash and diag["backend"] == "ort-cpu"
     assert diag["precision"] == "fp32" and diag["latency p99 (ms)"] != "n/a"
+    assert diag["drift"].startswith("filling (") and diag["drift"].endswith(" of 100)")  # the default window
 
 
 def test_malformed_frames_are_counted_reported_and_the_node_goes_on(ros, patch_bundle):
@@ -180,6 +181,7 @@ BAD_START = {
     "input_topic:=not a topic!": "parameter 'input_topic': 'not a topic!' is not a valid topic name",
     "input_topics:=[/cam0/image, /a//b]": "parameter 'input_topics': '/a//b' is not a valid topic name",
     "qos_depth:=0": "parameter 'qos_depth' must be from 1 to 1000, got 0",
+    "drift_window:=5": "parameter 'drift_window' must be from 10 to 1.07374e+09 (or 0: no drift watch), got 5",
     "backend:=gpu-please": "parameter 'backend' must be one of",
     "bundle_sha256:=abc": "parameter 'bundle_sha256' must be the bundle's sha256, 64 hex digits",
 }

@@ -185,8 +185,10 @@ def render_report(records: list[TriageRecord], summary: dict, max_images: int = 
                                                    "precision", "threshold_kind", "threshold", "time",
                                                    "tool_version")]
                     + [("audit log head", head and f"entry {head['seq']}, sha256 {head['sha256']}")])
+    drift = summary.get("drift")
     counts = _kv_table([("inputs", summary["n_records"]), ("scored", summary["n_scored"]),
-                        ("not scored", summary["n_not_scored"]), ("flagged abnormal", summary["n_abnormal"])])
+                        ("not scored", summary["n_not_scored"]), ("flagged abnormal", summary["n_abnormal"]),
+                        ("scores vs the held-out normal ones", drift and _drift_text(drift))])
     perf = [("validation sensitivity", op and op["sensitivity"]), ("validation specificity", op and op["specificity"]),
             ("validation set", op and f"{op['n_anomalous']} anomalous, {op['n_normal']} normal ({op['source']})")]
     test = summary.get("test")
@@ -205,6 +207,14 @@ def render_report(records: list[TriageRecord], summary: dict, max_images: int = 
             f"<h2>Worklist</h2><p>Images shown for the first {max_images} ranks; all studies are in "
             f"worklist.csv.</p>{_study_rows(records, max_images, vmax)}"
             f"<h2>Run</h2>{run}</body></html>\n")
+
+
+def _drift_text(d: dict) -> str:
+    """The batch drift test (``drift.batch_drift``) in one line."""
+    verdict = ("DRIFTED: unlike the held-out normal studies (a new scanner, protocol or population; many "
+               "abnormal studies do this too)" if d["alarm"] else "no drift found")
+    return (f"{verdict} (KS {d['statistic']:.3f}, p {d['p_value']:.2g}; {d['rate_above_threshold']:.3f} above the "
+            f"normal-only threshold, p {d['rate_p_value']:.2g})")
 
 
 def write_report(records: list[TriageRecord], summary: dict, path: Path, max_images: int = 200) -> None:

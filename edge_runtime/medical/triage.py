@@ -24,6 +24,7 @@ import numpy as np
 from . import operating_point as opmod
 from .audit_log import AuditLog
 from ..data.datasets import open_dataset
+from ..drift import batch_drift
 from ..errors import EdgesslError
 from ..pipeline_options import BundleOptions
 from ..streams.runner import RunOptions, ScoredStream
@@ -204,7 +205,7 @@ def run_triage(cfg: TriageConfig) -> dict:
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
                "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT),
-               "audit_head": _head(records)}
+               "audit_head": _head(records), "drift": _drift(pipe, records)}
     if results is not None:
         summary.update(dicom_out=str(cfg.dicom_out), n_dicom_objects=len(results.written))
     if rule.point:
@@ -212,6 +213,13 @@ def run_triage(cfg: TriageConfig) -> dict:
     write_worklist(records, out / WORKLIST)
     write_report(records, summary, out / REPORT, cfg.report_images)
     return summary
+
+
+def _drift(pipe, records: list[TriageRecord]) -> dict | None:
+    """The run's scores against the bundle's held-out normal ones, tested once as a batch (None for
+    fewer than 10 scored or a bundle without the held-out percentiles)."""
+    report = batch_drift(pipe.threshold_record, [r.raw_score for r in records if r.status == SCORED])
+    return report.to_dict() if report else None
 
 
 def _head(records: list[TriageRecord]) -> dict | None:

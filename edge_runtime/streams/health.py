@@ -7,7 +7,8 @@ adapter passes them straight through.
 
 WARN, in this order: no input yet; frames failed in the period; the input stalled; frames dropped
 (the scoring rate below the input rate, or below ``max_rate_hz`` when that limit is lower, by
-more than ``DROP_TOLERANCE`` of it, once the period received ``MIN_FRAMES``). Latency percentiles
+more than ``DROP_TOLERANCE`` of it, once the period received ``MIN_FRAMES``); the scores drifted
+(the stream's ``DriftWatch`` alarmed on its last test: ``edge_runtime/drift.py``). Latency percentiles
 are over the last ``LATENCY_WINDOW_S`` seconds, so one stall or one garbage stamp leaves them
 once it is that old.
 """
@@ -22,6 +23,8 @@ from enum import IntEnum
 from typing import Callable
 
 import numpy as np
+
+from ..drift import DriftWatch
 
 
 class HealthLevel(IntEnum):
@@ -77,12 +80,14 @@ class StreamStats:
     """Thread-safe counters of one input stream, summarised per reporting period.
 
     ``latency`` is the age of a frame when its result is ready (result time minus capture
-    stamp); ``processing`` is the runtime's own time for the frame (preprocess + inference + score).
+    stamp); ``processing`` is the runtime's own time for the frame (preprocess + inference + score);
+    ``drift`` watches the frames' raw scores (None: not watched).
     """
 
     def __init__(self, source: str, info: dict[str, str] | None = None, stale_after_s: float = 5.0,
-                 window_s: float = LATENCY_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.source, self.info, self.stale_after_s = source, dict(info or {}), stale_after_s
+                 window_s: float = LATENCY_WINDOW_S, clock: Callable[[], float] = time.monotonic,
+                 drift: DriftWatch | None = None) -> None:
+        self.source, self.info, self.stale_after_s, self.drift = source, dict(info or {}), stale_after_s, drift
         self._clock = clock
         self._lock = threading.Lock()
         self.latency, self.processing = LatencyWindow(window_s, clock=clock), LatencyWindow(window_s, clock=clock)
@@ -97,11 +102,13 @@ class StreamStats:
             self.received += 1
             self._last_input = self._clock()
 
-    def record_processed(self, latency_ms: float, processing_ms: float) -> None:
+    def record_processed(self, latency_ms: float, processing_ms: float, raw_score: float | None = None) -> None:
         with self._lock:
             self.processed += 1
             self.latency.add(latency_ms)
             self.processing.add(processing_ms)
+            if self.drift is not None and raw_score is not None:
+                self.drift.add(raw_score)
 
     def record_failed(self, error: str) -> None:
         with self._lock:
@@ -141,8 +148,22 @@ class StreamStats:
                 "processing p50 (ms)": _ms(self.processing.percentile(50)),
                 "processing p99 (ms)": _ms(self.processing.percentile(99)),
                 "last error": self.last_error or "none",
+                **self._drift_values(),
             }
+            if level == HealthLevel.OK and self.drift is not None and self.drift.report().alarm:
+                d = self.drift.report()
+                level, message = HealthLevel.WARN, (f"scores drifted from the held-out normal ones: KS {d.statistic:.3f} "
+                                                    f"(p {d.p_value:.2g}), {d.rate_above_threshold:.3f} above the "
+                                                    f"threshold (p {d.rate_p_value:.2g}) over the last {d.window}")
             return HealthReport(level, message, values)
+
+    def _drift_values(self) -> dict[str, str]:
+        if self.drift is None:
+            return {"drift": "not watched"}
+        d, window = self.drift.report(), self.drift.config.window
+        state = "ALARM" if d.alarm else "none" if d.window == window else f"filling ({d.window} of {window})"
+        return {"drift": state, "drift KS": f"{d.statistic:.3f}", "drift p": f"{d.p_value:.3g}",
+                "rate above threshold": f"{d.rate_above_threshold:.3f}", "drift alarms": str(d.alarms)}
 
     def _status(self, now: float, fps: float, new_failures: int) -> tuple[HealthLevel, str]:
         if self._last_input is None:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..drift import DriftWatch
 from ..errors import EdgesslError
 from ..pipeline import Pipeline, Prepared, Result
 from .health import HealthReport, StreamStats
@@ -45,9 +46,11 @@ class Waiting:
 class CameraSlots:
     """One drop-oldest slot and one ``StreamStats`` per camera; thread-safe."""
 
-    def __init__(self, cameras: Sequence[str], info: dict[str, str] | None = None, stale_after_s: float = 5.0):
+    def __init__(self, cameras: Sequence[str], info: dict[str, str] | None = None, stale_after_s: float = 5.0,
+                 drift: Callable[[], DriftWatch | None] = lambda: None):
+        """``drift`` makes each camera's drift watch (None: not watched)."""
         self.cameras = tuple(cameras)
-        self.stats = {c: StreamStats(c, info, stale_after_s) for c in self.cameras}
+        self.stats = {c: StreamStats(c, info, stale_after_s, drift=drift()) for c in self.cameras}
         self.dropped = dict.fromkeys(self.cameras, 0)
         self._slots: dict[str, Waiting | None] = dict.fromkeys(self.cameras)
         self._cond = threading.Condition()
@@ -157,7 +160,8 @@ class LiveScorer:
                 self._fail(w, "publish", exc)
                 continue
             born = self.steps.stamp(w.msg) or w.received
-            self.slots.stats[w.camera].record_processed((self.steps.now() - born) * 1e3, result.latency_ms["total"])
+            self.slots.stats[w.camera].record_processed((self.steps.now() - born) * 1e3, result.latency_ms["total"],
+                                                        result.raw_score)
 
     def _fail(self, waiting: Waiting, step: str, exc: BaseException) -> None:
         self.slots.stats[waiting.camera].record_failed(f"{step}: {describe(exc)}")

@@ -10,6 +10,7 @@ from edgessl.edge_runtime.medical.intended_use import SIZE_FACTOR
 from edgessl.edge_runtime.medical.triage import OperatingPointConfig, TriageConfig
 
 from .options import EXIT_NOTHING, EXIT_OK, Command, Opt, Outcome, config_from_args, selected_data, summary_lines
+from .run import drift_line
 from .shared import BUNDLE, SCORING, SELECTION
 
 SOURCES_HELP = "DICOM/image/.npz files, folders (searched recursively) or quoted globs"
@@ -44,6 +45,8 @@ def _triage(args: argparse.Namespace) -> Outcome:
                          f"abnormal ({s['threshold_kind']}, {s['backend']}, {s['precision']})",
                          {**s, **(s["test"] or {})}, ("sensitivity", "specificity", "auroc", "worklist", "report",
                                                       "audit_log"))
+    if s["drift"] is not None:
+        text += "\n" + drift_line(s["drift"], f"all {s['drift']['window']} scores against the held-out normal ones")
     return Outcome(s, text, EXIT_OK if s["n_scored"] or not s["n_records"] else EXIT_NOTHING)
 
 

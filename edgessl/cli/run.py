@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgessl.edge_runtime.drift import DriftConfig, DriftWatch
+from edgessl.edge_runtime.drift import NO_PERCENTILES, DriftConfig, DriftWatch, drift_config
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.outputs import output_file, output_folder, refuse_overlap
 from edgessl.edge_runtime.pipeline_options import BundleOptions
@@ -75,19 +75,24 @@ def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
     return pipe
 
 
+def drift_line(d: dict, scores: str) -> str:
+    """A drift report (``DriftReport.to_dict``) as one summary line; ``scores`` says which were tested."""
+    return (f"  drift: {'ALARM' if d['alarm'] else 'none'} ({scores}: KS {d['statistic']:.3f}, p {d['p_value']:.3g}; "
+            f"{d['rate_above_threshold']:.3f} above the threshold, p {d['rate_p_value']:.3g})")
+
+
 def drift_watch(pipe, window: int | None, length: int) -> DriftWatch | None:
     """The drift watch over a run's scores (``window`` None: the default; 0: none). A window asked
     for that is longer than a source of known length is refused; a bundle whose threshold records
     no held-out percentiles (made before edgessl recorded them) gets none, with a note."""
-    if window == 0:
+    config = drift_config(window)
+    if config is None:
         return None
-    config = DriftConfig() if window is None else DriftConfig(window=window, every=min(DriftConfig.every, window))
     if window is not None and 0 < length < window:
         raise EdgesslError(f"--drift-window {window} is longer than the {length} inputs of this run; lower it "
                            "(or 0: no drift watch)")
     if not pipe.threshold_record.holdout_quantiles:
-        print("edgessl: note: the bundle's threshold records no held-out percentiles, so no drift watch; re-fit "
-              "and re-export to have one", file=sys.stderr)
+        print(f"edgessl: note: {NO_PERCENTILES}", file=sys.stderr)
         return None
     return DriftWatch(pipe.threshold_record, config)
 
@@ -119,9 +124,7 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
             f"dropped, {summary['anomalies']} anomalous; p50 {lat['p50']} ms, {summary['images_per_s']} images/s "
             f"({pipe.backend}, {pipe.precision_key}); records: {cfg.out or 'standard output'}")
     if summary["drift"] is not None:
-        d = summary["drift"]
-        text += (f"\n  drift: {'ALARM' if d['alarm'] else 'none'} (last {d['window']} scores: KS {d['statistic']:.3f}, "
-                 f"p {d['p_value']:.3g}; {d['rate_above_threshold']:.3f} above the threshold, p {d['rate_p_value']:.3g})")
+        text += "\n" + drift_line(summary["drift"], f"last {summary['drift']['window']} scores")
     return Outcome(summary, text, status, stdout_taken=jsonl.to_stdout)
 
 

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, fields
 
 from edgessl.edge_runtime.backends.base import CHOICES as BACKENDS
+from edgessl.edge_runtime.drift import MIN_WINDOW, DriftConfig
 from edgessl.edge_runtime.pipeline_options import PRECISIONS, BundleOptions  # light: dataclasses only
 
 PACKAGE = "edgessl_ros"
@@ -59,7 +60,9 @@ RANGES = {
     "diagnostics_period_s": (0.1, 3600.0),  # more than 10 reports per second would flood /diagnostics
     "stale_after_s": (0.1, 86400.0),
     "max_pixels": (0, 1 << 40),  # 0: the runtime's default
+    "drift_window": (MIN_WINDOW, 1 << 30),  # or 0: no drift watch
 }
+OFF_AT_ZERO = {"max_rate_hz": "no limit", "drift_window": "no drift watch"}  # parameters that 0 turns off
 
 # Fast DDS reads an XML profile named by FASTRTPS_DEFAULT_PROFILES_FILE in 2.x (ROS 2 Jazzy) and by
 # FASTDDS_DEFAULT_PROFILES_FILE in 3.x (Kilted): set both. Without the profile's shared-memory
@@ -91,7 +94,9 @@ class NodeParams:
     as inference allows); changeable at runtime.  diagnostics_period_s: /diagnostics period.
     stale_after_s: a camera silent for longer than this is reported as stalled.  max_pixels: refuse,
     before decoding, an image of more pixels (0: the runtime's default for the bundle's input size,
-    ``images.pixel_limit``; a 335-byte JPEG can declare 30000 x 30000 pixels).
+    ``images.pixel_limit``; a 335-byte JPEG can declare 30000 x 30000 pixels).  drift_window: each
+    camera's last N raw scores are tested against the bundle's held-out normal scores (WARN on
+    /diagnostics on an alarm; ``edge_runtime/drift.py``; 0: no drift watch).
     """
 
     bundle: str = ""
@@ -112,6 +117,7 @@ class NodeParams:
     diagnostics_period_s: float = 1.0
     stale_after_s: float = 5.0
     max_pixels: int = 0
+    drift_window: int = DriftConfig.window
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -144,10 +150,10 @@ class NodeParams:
             out.append(f"parameter 'threshold' must be a finite number, got {self.threshold}")
         for name, (lo, hi) in RANGES.items():
             value = getattr(self, name)
-            if name == "max_rate_hz" and value == 0:
+            if name in OFF_AT_ZERO and value == 0:
                 continue
             if not (math.isfinite(value) and lo <= value <= hi):
-                zero = " (or 0: no limit)" if name == "max_rate_hz" else ""
+                zero = f" (or 0: {OFF_AT_ZERO[name]})" if name in OFF_AT_ZERO else ""
                 out.append(f"parameter {name!r} must be from {lo:g} to {hi:g}{zero}, got {value}")
         if self.input_topics is None and not self.input_topic:
             out.append("parameter 'input_topic' must name the camera topic")

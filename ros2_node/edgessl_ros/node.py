@@ -34,6 +34,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 
 from edgessl.edge_runtime.backends.ort import OrtOptions
+from edgessl.edge_runtime.drift import NO_PERCENTILES, DriftWatch, drift_config
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline, Result
 from edgessl.edge_runtime.streams.live import CameraSlots, LiveScorer, LiveSteps
@@ -138,7 +139,7 @@ class Scoring:
         self.diagnostics = node.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
         info = {"backend": self.pipeline.backend, "precision": self.pipeline.precision_key,
                 "bundle hash": self.pipeline.bundle.hash, "bundle": str(self.pipeline.bundle.root)}
-        self.slots = CameraSlots(self.cameras, info, params.stale_after_s)
+        self.slots = CameraSlots(self.cameras, info, params.stale_after_s, self._drift_watch(params))
         limit = self.pipeline.pixel_limit(params.max_pixels)
         steps = LiveSteps(decode=lambda msg: messages.image_from_msg(msg, limit), publish=self._publish,
                           now=self._now, stamp=messages.stamp_seconds)
@@ -148,6 +149,15 @@ class Scoring:
         self.timer = node.create_timer(params.diagnostics_period_s, self.publish_diagnostics,
                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.subscriptions: list = []
+
+    def _drift_watch(self, params: NodeParams):
+        """What makes each camera's drift watch (``drift_window``; none for a bundle without the
+        held-out percentiles, with a warning)."""
+        config, record = drift_config(params.drift_window), self.pipeline.threshold_record
+        if config is not None and not record.holdout_quantiles:
+            self.node.get_logger().warning(NO_PERCENTILES)
+            config = None
+        return (lambda: DriftWatch(record, config)) if config else (lambda: None)
 
     def _make_publishers(self, camera: str) -> dict:
         create = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
