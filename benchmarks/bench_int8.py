@@ -59,7 +59,7 @@ def main() -> None:
     keys = [k for k in ("fp32", "int8-cpu", "int8-tensorrt") if k in bundle.manifest["precisions"]]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
-    sessions = {k: ort.InferenceSession(str(bundle.model_file(k)), opts, providers=["CPUExecutionProvider"]) for k in keys}
+    sessions = {k: ort.InferenceSession(bundle.model_bytes(k), opts, providers=["CPUExecutionProvider"]) for k in keys}
     shape = bundle.manifest["model"]["input"]["shape"][1:]
     print(f"bundle {args.bundle}: input {shape}, ONNX Runtime {ort.__version__} CPU, {args.threads} threads, "
           f"median of {args.runs} runs after {args.warmup} warm-up")

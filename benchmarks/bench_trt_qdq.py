@@ -55,7 +55,6 @@ def main() -> None:
     from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
     from edgessl.edge_runtime.bundle import Bundle
     from edgessl.edge_runtime.data.holdout import held_out
-    from edgessl.edge_runtime.detectors import load_detector
     from edgessl.edge_runtime.engines import engine_profile
     from edgessl.edge_runtime.preprocess import PreprocessSpec
     from edgessl.export.tensorrt_preflight import check_file
@@ -74,7 +73,7 @@ def main() -> None:
     m = bundle.manifest
     spec = PreprocessSpec.from_dict(m["preprocess"])
     data, label = bundle.recorded_data(), bundle.recorded_normal_label()
-    detector = load_detector(bundle.detector_dir)
+    detector = bundle.detector()
     hold = held_out(data, spec, label, bundle.fit_record(), args.holdout_images)
     images = np.concatenate([hold.normals, hold.test])
     labels = None if hold.test_labels is None else np.r_[np.full(len(hold.normals), -1), hold.test_labels]
@@ -83,12 +82,13 @@ def main() -> None:
     profile = engine_profile(m, (1, 1, 16))
     with tempfile.TemporaryDirectory(prefix="bench-trt-qdq-") as tmp:
         work = Path(tmp)
-        pre = work / "pre.onnx"
-        pre_process(bundle.model_file("fp32"), pre)
+        pre, fp32 = work / "pre.onnx", work / "fp32.onnx"
+        fp32.write_bytes(bundle.model_bytes("fp32"))
+        pre_process(fp32, pre)
         x_cal = calibration_images(data, spec, label, args.num_images)
         stats = collect_stats(pre, x_cal, histograms=args.method != "minmax")
         ranges = tensor_ranges(stats, args.method, keep_full=(m["model"]["input"]["name"],))
-        models = {"fp32": bundle.model_file("fp32"), "before": work / "before.onnx",
+        models = {"fp32": fp32, "before": work / "before.onnx",
                   "int32 biases": work / "int32.onnx", "now": work / "now.onnx"}
         _before(pre, ranges, models["before"])
         write_qdq(pre, ranges, replace(TARGETS["tensorrt"], quantize_bias=True), models["int32 biases"])

@@ -20,8 +20,6 @@ written: TensorRT 10 deprecated implicit quantization and 11 removed it; both ta
 from __future__ import annotations
 
 import itertools
-import json
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,13 +29,13 @@ import numpy as np
 from edgessl import __version__
 from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
 from edgessl.edge_runtime.bundle import Bundle
-from edgessl.edge_runtime.files import write_atomic
-from edgessl.edge_runtime.bundle_update import update_bundle
+from edgessl.edge_runtime.files import read_regular, write_atomic
+from edgessl.edge_runtime.bundle_update import update_bundle, work_folder
 from edgessl.edge_runtime.data.holdout import HeldOut, held_out
-from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.graph_scores import features_of, scores_of
+from edgessl.edge_runtime.jsonio import parse_json
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold, rederive_threshold
 from edgessl.edge_runtime.timestamps import utc_now
@@ -132,13 +130,13 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
     targets = _targets(cfg.target)
     bundle = Bundle.load(cfg.bundle)
     m = bundle.manifest
-    fp32 = bundle.model_file("fp32")
-    opset = model_opset(fp32)
+    fp32_bytes = bundle.model_bytes("fp32")
+    opset = model_opset(fp32_bytes)
     if opset < MIN_QDQ_OPSET:
-        raise EdgesslError(f"{fp32.name} has ONNX opset {opset}; INT8 Q/DQ needs opset {MIN_QDQ_OPSET} or newer "
-                           "(re-export with `edgessl export --opset 17`)")
+        raise EdgesslError(f"{bundle.model_name('fp32')} has ONNX opset {opset}; INT8 Q/DQ needs opset "
+                           f"{MIN_QDQ_OPSET} or newer (re-export with `edgessl export --opset 17`)")
     spec = PreprocessSpec.from_dict(m["preprocess"])
-    detector = load_detector(bundle.detector_dir)
+    detector = bundle.detector()
     fit = bundle.fit_record()
     data = bundle.recorded_data(cfg.data)
     normal_label = bundle.recorded_normal_label(cfg.normal_label)
@@ -156,8 +154,9 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
                             max_float_nodes=cfg.max_float_nodes)
     scorer = _Scorer(detector, images, cfg.batch_size)
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="edgessl-calibrate-") as tmp:
-        work = Path(tmp)
+    with work_folder(bundle.root, "calibrate") as work:  # beside the bundle: a killed run's is removed next time
+        fp32 = work / "model.fp32.onnx"  # the verified bytes (the bundle's file is never opened again)
+        write_atomic(fp32, fp32_bytes)
         pre = work / "model.pre.onnx"
         pre_process(fp32, pre)
         started = time.perf_counter()
@@ -174,7 +173,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             if target.name == "tensorrt":
                 preflight(r["model"], TENSORRT_LINES, engine_profile(m, engine_batches(EngineConfig())))
             t8, shift = _threshold_figures(t32, hold, r["model"], scorer, ref_scores)
-            r.update(shift, threshold=t8, model_bytes=Path(r["model"]).read_bytes())
+            r.update(shift, threshold=t8, model_bytes=read_regular(r["model"], "INT8 model"))
 
         created = utc_now()
         report = {
@@ -209,7 +208,9 @@ def _earlier_targets(root: Path, manifest: dict, results: dict) -> dict:
     old = root / REPORT_FILE
     if not old.is_file():
         return {}
-    previous = json.loads(old.read_text())
+    previous = parse_json(read_regular(old, "calibration report"), str(old))
+    if not isinstance(previous, dict):
+        return {}
     entries = {**previous.get("earlier_targets", {}),
                **{k: {**t, "calibration": previous.get("calibration")} for k, t in previous.get("targets", {}).items()}}
     return {k: t for k, t in entries.items() if k not in results and k in manifest.get("precisions", {})}
@@ -238,9 +239,9 @@ def _write(root: Path, m: dict, results: dict, report: dict) -> dict:
     return m
 
 
-def model_opset(path: Path) -> int:
-    """The default-domain opset an ONNX file declares."""
+def model_opset(model: bytes) -> int:
+    """The default-domain opset an ONNX model (its bytes) declares."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    proto = onnx.load_model_from_string(model)
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

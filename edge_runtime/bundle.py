@@ -25,9 +25,16 @@ without its ``files`` list, a broken seal (the manifest edited in place), a sect
 type, a bundle whose hash is not the pinned one, an unsigned bundle or a bad signature when a
 public key is given (``signing``), a signed bundle whose manifest is not the one signed, a listed
 file missing or not matching its sha256, and any file the manifest does not list (only
-``manifest.json`` and the detached ``signature.json`` are not listed). The seal stops edits by
-hand and by mistake; an attacker can recompute it, which the signature or the pin then refuses.
-A bundle is made or changed only through ``bundle_update.update_bundle``.
+``manifest.json`` and the detached ``signature.json`` are not listed), or a symbolic link, FIFO or
+device anywhere in the bundle. The seal stops edits by hand and by mistake; an attacker can
+recompute it, which the signature or the pin then refuses. A bundle is made or changed only
+through ``bundle_update.update_bundle``.
+
+**Verified bytes are the bytes used.** Every file is read once, into memory: ``manifest.json``
+is parsed from the bytes the pin and the signature check, ``signature.json`` is read once, and
+each listed file (models, detector, engines) is hashed from the bytes ``read`` then hands out,
+so a file swapped after its check is never used (nothing is opened again by path). A caller that
+has built what it needs drops them (``release_files``).
 
 **The engines delta.** TensorRT engines are built on the device, after the bundle was sealed and
 signed elsewhere, so they are kept beside the base rather than in it: ``engines/`` holds the engine
@@ -45,12 +52,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EdgesslError
-from .files import file_sha256, write_atomic
-from .signing import SIGNATURE, read_signature, verify_signature
+from .files import file_sha256, read_regular, write_atomic
+from .jsonio import canonical_json, parse_json
+from .signing import SIGNATURE, parse_signature, verify_signature
 
 FORMAT = "edgessl-bundle"
 MANIFEST_VERSION = 1
@@ -78,18 +87,27 @@ def precision_key(precision: str, backend: str) -> str:
     raise EdgesslError(f"unknown precision {precision!r}; use fp32 or int8")
 
 
-def canonical_json(obj) -> bytes:
-    """The bytes the seal is computed over: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def seal_digest(manifest: dict) -> str:
     """sha256 of the canonical JSON of ``manifest`` without its ``seal``."""
     return hashlib.sha256(canonical_json({k: v for k, v in manifest.items() if k != "seal"})).hexdigest()
 
 
 def _files_under(root: Path, folder: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file())
+    """Every file below ``folder`` (relative to ``root``, sorted); a symbolic link (to a file or a
+    folder, which a walk would otherwise not descend into), FIFO, socket or device is refused."""
+    out = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            rel = Path(entry.path).relative_to(root).as_posix()
+            if entry.is_dir(follow_symlinks=False):
+                out += _files_under(root, Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                out.append(rel)
+            else:
+                what = "a symbolic link" if entry.is_symlink() else "not a regular file"
+                raise EdgesslError(f"{root}: {rel} is {what}; a bundle holds only files and folders; refusing to "
+                                   "load (remove it)")
+    return sorted(out)
 
 
 def bundle_files(bundle_dir: Path) -> list[str]:
@@ -146,7 +164,9 @@ class Bundle:
     manifest: dict
     hash: str
     raw: bytes  # manifest.json's bytes, which ``manifest`` was parsed from and ``hash`` hashes
+    signature: dict | None = None  # the detached signature record, read once (None: unsigned)
     engines: list[dict] = field(default_factory=list)  # the engines delta's records (verified loads only)
+    verified: dict[str, bytes] = field(default_factory=dict, repr=False)  # each checked file's bytes, by path
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True, public_key: str | Path | None = None,
@@ -155,20 +175,19 @@ class Bundle:
         (a ``.pub`` file) requires a valid signature; ``expect_sha256`` pins the bundle hash."""
         root = Path(path)
         mpath = root / MANIFEST
-        if not mpath.is_file():
+        if not mpath.exists():
             raise EdgesslError(f"{root}: not a bundle (no {MANIFEST}; make one with `edgessl export`)")
-        raw = mpath.read_bytes()
-        try:
-            manifest = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise EdgesslError(f"{mpath}: not valid JSON ({getattr(exc, 'msg', exc.__class__.__name__)})") from None
+        raw = read_regular(mpath, "bundle manifest")
+        manifest = parse_json(raw, str(mpath))
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise EdgesslError(f"{mpath}: not an edgessl bundle manifest")
         version = manifest.get("manifest_version")
         if version != MANIFEST_VERSION:
             raise EdgesslError(f"{root}: bundle format version {version} is not supported by this edgessl "
                                f"(expects {MANIFEST_VERSION}); re-export it with `edgessl export`")
-        bundle = cls(root, manifest, hashlib.sha256(raw).hexdigest(), raw)
+        spath = root / SIGNATURE
+        signature = parse_signature(read_regular(spath, "signature"), spath) if os.path.lexists(spath) else None
+        bundle = cls(root, manifest, hashlib.sha256(raw).hexdigest(), raw, signature)
         if verify:
             bundle.check_seal()
         pin = None if expect_sha256 is None else check_pin(expect_sha256)
@@ -176,23 +195,18 @@ class Bundle:
             raise EdgesslError(f"{root}: bundle sha256 {bundle.hash} is not the pinned {pin} (--expect-sha256); "
                                "refusing to load")
         if public_key is not None:
-            verify_signature(raw, root, public_key)
+            verify_signature(raw, signature, root, public_key)
         if verify:
             bundle.check_signed_hash()
             bundle.verify()
             bundle.engines = bundle.read_engines()
         return bundle
 
-    @property
-    def signature(self) -> dict | None:
-        """The detached signature record (``signing``), or None when the bundle is unsigned."""
-        return read_signature(self.root)
-
     def check_signed_hash(self) -> None:
         """A signed bundle's manifest is the one that was signed (edgessl removes the signature on any
         change, so a mismatch is a change made outside it; without a key this stops only the naive)."""
         record = self.signature
-        if record is not None and record.get("manifest_sha256") != self.hash:
+        if record is not None and record["manifest_sha256"] != self.hash:
             raise EdgesslError(f"{self.root}: the manifest changed after the bundle was signed (outside edgessl); "
                                "refusing to load")
 
@@ -235,21 +249,42 @@ class Bundle:
         return self.manifest[name]
 
     def verify(self) -> None:
-        """Every listed file exists and has its recorded sha256; no other file is in the bundle."""
+        """Every listed file exists and has its recorded sha256 (its bytes kept in ``files``); no other
+        file is in the bundle."""
         files = self.manifest["files"]
         for rel, digest in files.items():
             if not _inside(rel):
                 raise EdgesslError(f"{self.root}: the manifest lists {rel!r}, outside the bundle; refusing to load")
-            p = self.root / rel
-            if not p.is_file():
-                raise EdgesslError(f"{self.root}: file {rel} listed in the manifest is missing")
-            if file_sha256(p) != digest:  # a digest that is not a string never matches
-                raise EdgesslError(f"{self.root}: {rel} does not match its sha256 in the manifest "
-                                   "(modified after export); refusing to load")
+            self.verified[rel] = self._read_listed(rel, digest, "modified after export")
         for rel in bundle_files(self.root):
             if rel not in files:
                 raise EdgesslError(f"{self.root}: {rel} is not listed in the manifest (added after sealing); "
                                    "refusing to load (remove it)")
+
+    def _read_listed(self, rel: str, digest, changed: str) -> bytes:
+        """The bytes of the listed file ``rel``, read once, refused unless their sha256 is ``digest``."""
+        p = self.root / rel
+        if not os.path.lexists(p):
+            raise EdgesslError(f"{self.root}: file {rel} listed in the manifest is missing")
+        if p.is_symlink():
+            raise EdgesslError(f"{self.root}: {rel} is a symbolic link; a bundle holds only files and folders; "
+                               "refusing to load")
+        data = read_regular(p, "bundle file")
+        if hashlib.sha256(data).hexdigest() != digest:  # a digest that is not a string never matches
+            raise EdgesslError(f"{self.root}: {rel} does not match its sha256 in the manifest ({changed}); "
+                               "refusing to load")
+        return data
+
+    def read(self, rel: str) -> bytes:
+        """The verified bytes of the listed file ``rel`` (a verified load's; never read again from disk)."""
+        if rel not in self.verified:
+            state = "released" if self.manifest.get("files", {}).get(rel) else "not a verified file of it"
+            raise EdgesslError(f"{self.root}: {rel} is {state}")
+        return self.verified[rel]
+
+    def release_files(self) -> None:
+        """Drop the verified bytes once what uses them is built (a pipeline's model and detector)."""
+        self.verified = {}
 
     def read_engines(self) -> list[dict]:
         """The engines delta's records, verified (module docstring); [] when the bundle has none."""
@@ -260,8 +295,8 @@ class Bundle:
             raise EdgesslError(f"{self.root}: {ENGINES_DIR}/ has no engines.json (not made by `edgessl build-engine`); "
                                f"refusing to load (remove {ENGINES_DIR}/)")
         try:
-            record = json.loads(path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = parse_json(read_regular(path, "engines record"), str(path))
+        except EdgesslError:
             record = None
         if not isinstance(record, dict) or record.get("format") != ENGINES_FORMAT or \
                 not isinstance(record.get("files"), dict) or not isinstance(record.get("engines"), list):
@@ -272,10 +307,13 @@ class Bundle:
             raise EdgesslError(f"{path}: its engines were built for bundle {str(record.get('base_sha256'))[:12]}, not "
                                f"this one ({self.hash[:12]}); remove {ENGINES_DIR}/ and rebuild them")
         for rel, digest in record["files"].items():
-            p = self.root / rel
-            if not _inside(rel) or rel.split("/")[0] != ENGINES_DIR or not p.is_file() or file_sha256(p) != digest:
+            if not _inside(rel) or rel.split("/")[0] != ENGINES_DIR:
+                raise EdgesslError(f"{path}: lists {rel!r}, outside {ENGINES_DIR}/; refusing to load")
+            try:
+                self.verified[rel] = self._read_listed(rel, digest, "altered")
+            except EdgesslError:
                 raise EdgesslError(f"{self.root}: engine file {rel} is missing or altered; refusing to load "
-                                   f"(remove {ENGINES_DIR}/ and rebuild)")
+                                   f"(remove {ENGINES_DIR}/ and rebuild)") from None
         for rel in _files_under(self.root, folder):
             if rel != ENGINES_MANIFEST and rel not in record["files"]:
                 raise EdgesslError(f"{self.root}: {rel} is not listed in {ENGINES_MANIFEST}; refusing to load (remove it)")
@@ -286,13 +324,18 @@ class Bundle:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    def model_file(self, key: str) -> Path:
+    def model_name(self, key: str) -> str:
+        """The bundle path of the ``key`` precision's model (``EdgesslError`` when the bundle has none)."""
         precisions = self.manifest.get("precisions", {})
         if key not in precisions:
             have = ", ".join(precisions) or "none"
             hint = " (run `edgessl calibrate`)" if key.startswith("int8") else ""
             raise EdgesslError(f"{self.root}: no {key} model in this bundle (has: {have}){hint}")
-        return self.path(precisions[key]["model"])
+        return precisions[key]["model"]
+
+    def model_bytes(self, key: str) -> bytes:
+        """The verified bytes of the ``key`` precision's model."""
+        return self.read(self.model_name(key))
 
     def recorded_data(self, given: str | None = None) -> str:
         """``given``, else the data the bundle's detector was fitted on."""
@@ -313,13 +356,33 @@ class Bundle:
         return self.root.parent / f".{self.root.name}.cache"
 
     @property
-    def detector_dir(self) -> Path:
-        return self.path(self.manifest.get("detector", {}).get("directory", "detector"))
+    def detector_dir(self) -> str:
+        """The detector's folder in the bundle (a relative path)."""
+        return self.manifest.get("detector", {}).get("directory", "detector")
+
+    def detector(self):
+        """The bundle's detector, built from the verified bytes of its files."""
+        from .detectors import detector_from_bytes
+
+        folder = self.detector_dir
+        return detector_from_bytes(self._detector_file("detector.json"), self._detector_file("detector.npz"),
+                                   f"{self.root}/{folder}")
+
+    def _detector_file(self, name: str) -> bytes:
+        rel = f"{self.detector_dir}/{name}"
+        if rel not in self.manifest.get("files", {}):
+            raise EdgesslError(f"{self.root}: no fitted detector ({rel} is not in the bundle); re-export it")
+        return self.read(rel)
 
     def fit_record(self) -> dict:
         """The detector's ``fit.json`` (data, normal label, held-out scores), ``{}`` when there is none."""
-        path = self.detector_dir / "fit.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        rel = f"{self.detector_dir}/fit.json"
+        if rel not in self.manifest.get("files", {}):
+            return {}
+        record = parse_json(self.read(rel), f"{self.root}/{rel}")
+        if not isinstance(record, dict):
+            raise EdgesslError(f"{self.root}/{rel}: not a fit record (a JSON object)")
+        return record
 
     def threshold(self, key: str) -> dict:
         thresholds = self.manifest.get("thresholds", {})

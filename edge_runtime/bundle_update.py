@@ -4,14 +4,17 @@
 
 1. verify the bundle as loading does (seal, every file's sha256, no unlisted file); optionally
    refuse a bundle that changed since the caller read it (``based_on``, its hash then);
-2. copy its listed files into a hidden sibling staging directory (``.BUNDLE.<pid>.tmp``);
+2. copy its listed files into a hidden sibling staging directory (``.BUNDLE.update.<pid>.tmp``);
 3. apply the change there: ``change(staging_dir, manifest) -> new manifest``;
 4. re-seal (``bundle.seal``) and verify the staging directory;
 5. swap it in with one atomic rename (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames).
 
 A failure at any step leaves the bundle as it was. Updates are serialised by an exclusive
 ``flock`` on the folder that holds the bundle (no lock file is left behind), so two concurrent
-commands never lose a change. The detached signature is not carried over (it
+commands never lose a change. A process killed mid-way leaves its hidden sibling behind
+(``.BUNDLE.<what>.<pid>.tmp``, tens of megabytes, possibly a complete bundle): the next change to
+that bundle, or calibration of it (``work_folder``), removes every such folder whose process is
+gone. The detached signature is not carried over (it
 signed the old manifest): a signed bundle comes out unsigned, and a note says to sign it again.
 Nor is the engines delta (``engines/``, built for the old base): a note says to rebuild.
 
@@ -23,15 +26,18 @@ signature stay as they were.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
-import fcntl
 import ctypes.util
+import fcntl
+import glob
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .bundle import ENGINES_DIR, MANIFEST, Bundle, seal, seal_engines
 from .engines import upsert_engine
@@ -42,6 +48,48 @@ from .errors import EdgesslError
 Change = Callable[[Path, dict], dict]
 RENAME_EXCHANGE = 2  # linux/fs.h
 AT_FDCWD = -100
+STAGING = re.compile(r"\.(?P<name>.+)\.(?P<what>[a-z]+)\.(?P<pid>\d+)\.tmp")
+
+
+def staging_folder(out: Path, what: str) -> Path:
+    """The hidden sibling where this process prepares ``what`` for the bundle at ``out``."""
+    return out.with_name(f".{out.name}.{what}.{os.getpid()}.tmp")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders of the bundle at ``out`` whose process is no longer running
+    (killed mid-export or mid-calibration); returns them."""
+    stale = []
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        m = STAGING.fullmatch(p.name)
+        if m and m["name"] == out.name and not _running(int(m["pid"])) and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+            stale.append(p)
+    return stale
+
+
+@contextlib.contextmanager
+def work_folder(out: Path, what: str) -> Iterator[Path]:
+    """A fresh hidden sibling of the bundle at ``out`` for ``what`` (calibration's models), removed
+    afterwards; stale ones of killed processes are removed first."""
+    remove_stale_staging(out)
+    folder = staging_folder(out, what)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -68,7 +116,7 @@ def install(staging: Path, out: Path) -> None:
     if _exchange(staging, out):
         shutil.rmtree(staging, ignore_errors=True)  # now holds the old bundle
         return
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    old = staging_folder(out, "old")
     os.replace(out, old)
     try:
         os.replace(staging, out)
@@ -79,10 +127,17 @@ def install(staging: Path, out: Path) -> None:
 
 
 def check_new(out: Path, replace: bool) -> None:
-    """Refuse to make a bundle where something already is, unless ``replace``."""
-    if out.exists() and not replace:
-        what = "a bundle" if (out / MANIFEST).is_file() else "a file or directory"
-        raise EdgesslError(f"{out} already exists ({what}); choose another --out or pass --force to replace it")
+    """Refuse to make a bundle where something already is, unless ``replace`` and it is a bundle
+    (``--force`` never deletes a folder that is not one: a run, a dataset, a home directory); an
+    empty folder is no loss."""
+    if not os.path.lexists(out) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+        return
+    is_bundle = out.is_dir() and not out.is_symlink() and (out / MANIFEST).is_file()
+    if not is_bundle:
+        raise EdgesslError(f"{out} already exists and is not a bundle; choose another --out (--force replaces "
+                           "only a bundle)")
+    if not replace:
+        raise EdgesslError(f"{out} already exists (a bundle); choose another --out or pass --force to replace it")
 
 
 def update_bundle(path: str | Path, change: Change, *, create: bool = False, replace: bool = False,
@@ -132,19 +187,20 @@ def _update(out: Path, change: Change, create: bool, replace: bool, based_on: st
     """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed
     and how many engines its delta held."""
     signed, engines = False, 0
+    remove_stale_staging(out)
     if create:
         check_new(out, replace)
         manifest: dict = {}
     else:
         old = _current(out, based_on)
-        manifest, signed, engines = copy.deepcopy(old.manifest), (out / SIGNATURE).exists(), len(old.engines)
-    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        manifest, signed, engines = copy.deepcopy(old.manifest), old.signature is not None, len(old.engines)
+    staging = staging_folder(out, "update")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         for rel in manifest.get("files", {}):
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(out / rel, staging / rel)
+            write_atomic(staging / rel, old.read(rel))
         new = change(staging, manifest)
         seal(staging, {k: v for k, v in new.items() if k != "seal"})
         Bundle.load(staging)
@@ -160,13 +216,14 @@ def add_engine(path: str | Path, entry: dict, engine: bytes, based_on: str) -> B
     out = Path(path)
     with _locked(out):
         old = _current(out, based_on)
-        staging = out.with_name(f".{out.name}.{ENGINES_DIR}.{os.getpid()}.tmp")
+        remove_stale_staging(out)
+        staging = staging_folder(out, ENGINES_DIR)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / ENGINES_DIR).mkdir(parents=True)
         try:
             keep = [e for e in old.engines if e["key"] != entry["key"]]
             for e in keep:
-                shutil.copy2(out / e["file"], staging / e["file"])
+                write_atomic(staging / e["file"], old.read(e["file"]))
             write_atomic(staging / entry["file"], engine)
             seal_engines(staging, old.hash, upsert_engine(keep, entry))
             install(staging / ENGINES_DIR, out / ENGINES_DIR)

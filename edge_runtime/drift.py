@@ -30,6 +30,9 @@ from .errors import EdgesslError
 from .thresholds import Threshold, binomial_sf
 
 
+MIN_WINDOW = 10  # fewer scores say too little about a distribution
+
+
 @dataclass(frozen=True)
 class DriftConfig:
     """The window's length, how often it is tested, the per-test false-alarm probability and the
@@ -41,11 +44,23 @@ class DriftConfig:
     min_effect: float = 0.15
 
     def __post_init__(self) -> None:
-        if self.window < 10 or not 1 <= self.every <= self.window:
-            raise EdgesslError(f"drift window {self.window} (at least 10) and test interval {self.every} "
+        if self.window < MIN_WINDOW or not 1 <= self.every <= self.window:
+            raise EdgesslError(f"drift window {self.window} (at least {MIN_WINDOW}) and test interval {self.every} "
                                "(1 to the window) do not fit")
         if not 0 < self.alpha < 1 or not 0 <= self.min_effect < 1:
             raise EdgesslError("drift alpha must be in (0, 1) and min_effect in [0, 1)")
+
+
+NO_PERCENTILES = ("the bundle's threshold records no held-out percentiles, so no drift watch; re-fit and "
+                  "re-export to have one")
+
+
+def drift_config(window: int | None) -> DriftConfig | None:
+    """The watch for a window asked for: None gives ``DriftConfig()``, 0 no watch, N a window of N
+    tested every ``min(every, N)`` scores."""
+    if window == 0:
+        return None
+    return DriftConfig() if window is None else DriftConfig(window=window, every=min(DriftConfig.every, window))
 
 
 @dataclass(frozen=True)
@@ -116,3 +131,14 @@ class DriftWatch:
         c = self.config
         alarm = n == c.window and ((p < c.alpha and d >= c.min_effect) or p_rate < c.alpha)
         return DriftReport(bool(alarm), d, p, n, above / n, p_rate, self.seen, self.alarms + int(alarm))
+
+
+def batch_drift(threshold: Threshold, raw_scores: list[float]) -> DriftReport | None:
+    """The two tests once over a whole batch of scores (a triage run; the window is the batch), or
+    None for fewer than ``DriftConfig``'s least window or a threshold without percentiles."""
+    if len(raw_scores) < MIN_WINDOW or len(threshold.holdout_quantiles) < 2:
+        return None
+    watch = DriftWatch(threshold, DriftConfig(window=len(raw_scores), every=len(raw_scores)))
+    for s in raw_scores:
+        watch.add(s)
+    return watch.report()

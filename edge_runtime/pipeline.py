@@ -35,12 +35,12 @@ from .backends import select_backend
 from .backends.ort import OrtBackend, OrtOptions
 from .backends.tensorrt_native import engine_ready
 from .bundle import Bundle, precision_key
-from .detectors import Detector, load_detector
+from .detectors import Detector
 from .engines import engine_profile
 from .errors import EdgesslError
 from .graph_scores import scores_in_graph, scores_of
 from .heatmaps import upsample_map
-from .images import canonical_image
+from .images import canonical_image, pixel_limit
 from .preprocess import PreprocessSpec, preprocess, resize_geometry
 from .thresholds import Threshold
 
@@ -148,7 +148,7 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
         from .backends.tensorrt_native import TensorRTBackend, engine_for
 
         entry = engine_for(bundle, key, dla_core)
-        runner = TensorRTBackend(bundle.path(entry["file"]), dla_core)
+        runner = TensorRTBackend(bundle.read(entry["file"]), entry["file"], dla_core)
         return runner, f"engine-{entry['precision']}", Threshold.from_dict(entry["threshold"])
     opts = options or OrtOptions()
     if opts.spinning is None:
@@ -158,7 +158,8 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
         cache = bundle.cache_dir / "ort-tensorrt" / bundle.manifest["files"][model][:16]
         opts = replace(opts, int8=key.startswith("int8"), engine_cache_dir=opts.engine_cache_dir or str(cache),
                        trt_profile=opts.trt_profile or engine_profile(bundle.manifest, ORT_TENSORRT_BATCHES))
-    return OrtBackend(bundle.model_file(key), name, opts), key, Threshold.from_dict(bundle.threshold(key))
+    model = bundle.model_name(key)
+    return OrtBackend(bundle.read(model), model, name, opts), key, Threshold.from_dict(bundle.threshold(key))
 
 
 
@@ -188,20 +189,27 @@ class Pipeline:
         """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file, the engines
         delta; with ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the
         backend (``auto``: native TensorRT only when the bundle has a valid engine for this device),
-        check the precision has a model and a threshold, and load the model and the detector.
-        ``dla_core``: run the engine built for that DLA core (native TensorRT only)."""
+        check the precision has a model and a threshold, and load the model and the detector from the
+        bytes the verification read (then drop them: ``Bundle.release_files``). ``dla_core``: run the
+        engine built for that DLA core (native TensorRT only)."""
         bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
         if dla_core is not None and backend not in ("auto", "tensorrt"):
             raise EdgesslError(f"--dla-core runs a DLA engine on the native tensorrt backend, not on {backend}")
         name = select_backend("tensorrt") if dla_core is not None else select_backend(
             backend, lambda: engine_ready(bundle, precision_key(precision, "tensorrt")))
         key = precision_key(precision, name)
-        bundle.model_file(key)  # refuses a precision the bundle lacks, before any loading
+        bundle.model_name(key)  # refuses a precision the bundle lacks, before any loading
         bundle.threshold(key)
         bundle.section("detector")  # refuses a manifest without one
-        detector = load_detector(bundle.detector_dir)
+        detector = bundle.detector()
         runner, runs, record = _make_backend(bundle, name, key, options, detector, dla_core)
+        bundle.release_files()
         return cls(bundle, runner, detector, runs, record, threshold)
+
+    def pixel_limit(self, given: int = 0) -> int:
+        """The most pixels an input may have to be decoded for this bundle (``images.pixel_limit``):
+        ``given`` when positive, else the default for its input size."""
+        return pixel_limit(self.spec.image_size, given)
 
     @property
     def threshold(self) -> float:

@@ -7,7 +7,11 @@ key ``KEY.pub`` (SubjectPublicKeyInfo PEM). ``edgessl sign`` writes ``BUNDLE/sig
      "signature": base64(Ed25519(private key, bytes of manifest.json))}
 
 The signature covers ``manifest.json``'s exact bytes; the manifest lists every other file's sha256,
-so it covers the whole bundle. Any change through ``update_bundle`` removes the signature.
+so it covers the whole bundle. Any change through ``update_bundle`` removes the signature. Every
+field of the record is either signed or checked against what is: the signature over the manifest
+bytes the loader read (and parsed, and hashed: the same bytes), ``manifest_sha256`` against their
+hash (``Bundle.check_signed_hash``), ``key_id`` against the key that verified it, ``algorithm``
+against the one this module knows. The record is read once per load (``Bundle.load``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import os
 from pathlib import Path
 
 from .errors import EdgesslError
-from .files import write_atomic
+from .files import read_regular, write_atomic
+from .jsonio import parse_json
 
 SIGNATURE = "signature.json"  # the detached signature record, beside manifest.json
 
@@ -61,11 +66,11 @@ def _load_key(path: str | Path, private: bool):
 
     s, p = _serialization(), Path(path)
     what = "private" if private else "public"
-    if not p.is_file():
+    if not p.exists():
         raise EdgesslError(f"{what} key {p} not found (make a pair with `edgessl keygen --out KEY`)")
+    data = read_regular(p, f"{what} key")
     try:
-        key = (s.load_pem_private_key(p.read_bytes(), password=None) if private
-               else s.load_pem_public_key(p.read_bytes()))
+        key = s.load_pem_private_key(data, password=None) if private else s.load_pem_public_key(data)
     except (ValueError, TypeError):
         hint = " (give the private key, not KEY.pub)" if private else " (give KEY.pub, not the private key)"
         raise EdgesslError(f"{p}: not a PEM {what} key{hint}") from None
@@ -85,37 +90,38 @@ def sign_bundle(root: Path, manifest: bytes, key_path: str | Path) -> dict:
     return record
 
 
-def read_signature(root: Path) -> dict | None:
-    """The bundle's detached signature record, or None when the bundle is unsigned."""
-    p = Path(root) / SIGNATURE
-    if not p.is_file():
-        return None
-    try:
-        record = json.loads(p.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise EdgesslError(f"{p}: not a signature record (not JSON); sign the bundle again") from None
-    if not isinstance(record, dict):
-        raise EdgesslError(f"{p}: not a signature record; sign the bundle again")
+def parse_signature(data: bytes, where: str | Path) -> dict:
+    """The detached signature record in ``data`` (``signature.json``'s bytes)."""
+    record = parse_json(data, str(where))
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in
+                                               ("algorithm", "key_id", "manifest_sha256", "signature")):
+        raise EdgesslError(f"{where}: not a signature record; sign the bundle again")
     return record
 
 
-def verify_signature(manifest: bytes, root: Path, public_key_path: str | Path) -> str:
-    """Refuse the bundle at ``root`` when unsigned or when its signature over ``manifest`` (the
-    manifest's bytes) does not verify with ``public_key_path``; returns the key id."""
+def verify_signature(manifest: bytes, record: dict | None, root: Path, public_key_path: str | Path) -> str:
+    """Refuse the bundle at ``root`` when unsigned (``record`` None) or when ``record`` (its parsed
+    ``signature.json``) does not verify over ``manifest`` (the manifest's bytes) with
+    ``public_key_path`` or names another key or algorithm; returns the key id."""
     from cryptography.exceptions import InvalidSignature
 
     key = _load_key(public_key_path, private=False)
-    record = read_signature(root)
     if record is None:
         raise EdgesslError(f"{root}: the bundle is not signed ({SIGNATURE} missing) and --public-key "
                            "requires a signature; sign it with `edgessl sign --bundle B --key KEY`")
     try:
-        signature = base64.b64decode(str(record.get("signature", "")), validate=True)
+        signature = base64.b64decode(record["signature"], validate=True)
     except (binascii.Error, ValueError):
         signature = b""
     try:
+        if record["algorithm"] != "ed25519":
+            raise InvalidSignature
         key.verify(signature, manifest)
     except InvalidSignature:
         raise EdgesslError(f"{root}: bad signature: {SIGNATURE} does not verify with {public_key_path} "
                            "(the manifest changed after signing, or another key signed it); refusing to load") from None
-    return key_id(key)
+    kid = key_id(key)
+    if record["key_id"] != kid:
+        raise EdgesslError(f"{root}: {SIGNATURE} names key {record['key_id']!r} but was made by key {kid} "
+                           "(edited after signing); refusing to load")
+    return kid

@@ -50,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import write_atomic
+from .files import read_regular, write_atomic
+from .jsonio import parse_json
 from .errors import EdgesslError
 from .records import record_from_dict
 
@@ -147,7 +148,13 @@ class Threshold:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Threshold":
-        return record_from_dict(cls, d, "threshold")
+        """The record ``d``; ``EdgesslError`` for an unknown, missing or mistyped field, or a threshold,
+        offset or scale that is not finite (the scale positive): such a record would decide nothing."""
+        t = record_from_dict(cls, d, "threshold")
+        if not all(math.isfinite(v) for v in (t.raw_threshold, t.offset, t.scale)) or t.scale <= 0:
+            raise EdgesslError(f"threshold: raw_threshold and offset must be finite and scale positive (got "
+                               f"{t.raw_threshold}, {t.offset}, {t.scale})")
+        return t
 
     def save(self, path: str | Path) -> None:
         write_atomic(Path(path), (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode())
@@ -157,10 +164,7 @@ class Threshold:
         path = Path(path)
         if not path.is_file():
             raise EdgesslError(f"{path}: no threshold (fit one with `edgessl fit`)")
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise EdgesslError(f"{path}: not a threshold record ({exc})") from None
+        return cls.from_dict(parse_json(read_regular(path, "threshold record"), str(path)))
 
 
 def fit_threshold(holdout_scores: np.ndarray, target_fpr: float, confidence: float, *, strict: bool) -> Threshold:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgesslError
-from .images import canonical_image
+from .images import CAMERA_PIXELS, canonical_image, check_pixels
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
@@ -22,14 +22,21 @@ def is_video(path: Path) -> bool:
 
 class VideoReader:
     """One opened video file or camera (``target``: a path, a device index or a URL); ``frames``
-    yields ``(index, RGB image or None, error or None)``, BGR converted to RGB."""
+    yields ``(index, RGB image or None, error or None)``, BGR converted to RGB. A stream whose
+    frame size (from its header, before any frame is decoded) is over ``max_pixels`` is refused."""
 
-    def __init__(self, name: str, target: str | int, live: bool):
+    def __init__(self, name: str, target: str | int, live: bool, max_pixels: int = CAMERA_PIXELS):
         self.name, self.live = name, live
         self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             what = "camera" if live else "video file"
             raise EdgesslError(f"{what} {name} did not open (check the device/path, permissions and codecs)")
+        try:
+            check_pixels(int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                         max_pixels, name)
+        except EdgesslError:
+            self.cap.release()
+            raise
         self.expected = 0 if live else int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.read = 0  # frames the capture delivered so far

@@ -26,6 +26,7 @@ from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.outputs import refuse_overlap
 from edgessl.edge_runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgessl.edge_runtime.thresholds import Threshold
 from edgessl.edge_runtime.timestamps import utc_now
@@ -96,6 +97,7 @@ def export_bundle(cfg: ExportConfig) -> dict:
 
     run, out = Path(cfg.run), Path(cfg.out)
     check_opset(cfg.opset)
+    refuse_overlap(out, "--out", [run, *([cfg.data] if cfg.data and Path(cfg.data).exists() else [])])
     check_new(out, cfg.force)  # before the slow part
     backbone, spec, meta, detector, threshold, fit = read_run(run)
     source = cfg.data or recorded_data(run, detector_first=True)

@@ -24,7 +24,6 @@ signed) base bundle is not changed.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from edgessl.edge_runtime.engines import engine_key, engine_profile, gpu_compute
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.files import write_atomic
 from edgessl.edge_runtime.gpu_packages import import_tensorrt
+from edgessl.edge_runtime.outputs import output_file, refuse_overlap
 from edgessl.edge_runtime.timestamps import utc_now
 
 from .config import EngineConfig, engine_batches
@@ -125,17 +125,19 @@ def _timing_cache(config, path: Path | None):
 def build_engine(cfg: EngineConfig) -> dict:
     """Preflight, build, check, store and record the engine; returns its record."""
     check_config(cfg)
+    if cfg.timing_cache:  # read and rewritten: never a file of the sealed bundle
+        output_file(refuse_overlap(cfg.timing_cache, "--timing-cache", sealed=[cfg.bundle]), "--timing-cache",
+                    updated=True)
     bundle = Bundle.load(cfg.bundle)
     src = source_key(cfg.precision)
-    model_path = bundle.model_file(src)  # refuses, naming `edgessl calibrate`, when the Q/DQ model is missing
+    data = bundle.model_bytes(src)  # refuses, naming `edgessl calibrate`, when the Q/DQ model is missing
     batches = engine_batches(cfg)
     profile = engine_profile(bundle.manifest, batches)
     trt = import_tensorrt()
     rules = ruleset_for(trt.__version__)
-    preflight(model_path, (rules.name,), profile)
+    preflight(data, (rules.name,), profile, bundle.model_name(src))
     major = int(rules.name)
     strongly_typed, flags = precision_flags(cfg.precision, major, cfg.dla_core is not None)
-    data = model_path.read_bytes()
     if cfg.precision == "fp16" and strongly_typed:
         data = _fp16_onnx(data)
 
@@ -151,10 +153,8 @@ def build_engine(cfg: EngineConfig) -> dict:
         raise EdgesslError("TensorRT failed to build the engine (see its messages above)")
     build_seconds = time.perf_counter() - started
     engine = bytes(serialized)
-    with tempfile.TemporaryDirectory(prefix="edgessl-engine-") as tmp:
-        (Path(tmp) / "engine").write_bytes(engine)
-        comparison, threshold = check_engine_outputs(bundle, Path(tmp) / "engine", src, cfg.dla_core, cfg.data,
-                                                     cfg.holdout_images, cfg.min_cosine)
+    comparison, threshold = check_engine_outputs(bundle, engine, src, cfg.dla_core, cfg.data, cfg.holdout_images,
+                                                 cfg.min_cosine)
     if cache is not None:
         write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
 

@@ -16,7 +16,6 @@ runtime's TensorRT backend and ONNX Runtime (CPU) runs the engine's source model
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +24,6 @@ from edgessl.edge_runtime.backends.tensorrt_native import TensorRTBackend
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.edge_runtime.data.holdout import held_out
 from edgessl.edge_runtime.data.metrics import row_cosine
-from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.graph_scores import features_of, scores_of
 from edgessl.edge_runtime.preprocess import PreprocessSpec
@@ -42,17 +40,17 @@ def _images(bundle: Bundle, data: str | None, holdout_images: int):
                            "the bundle's data as it is on this device") from None
 
 
-def check_engine_outputs(bundle: Bundle, engine_file: Path, source: str, dla_core: int | None,
+def check_engine_outputs(bundle: Bundle, engine: bytes, source: str, dla_core: int | None,
                          data: str | None, holdout_images: int, min_cosine: float) -> tuple[dict, Threshold]:
     """The comparison record (module docstring) and the engine's threshold; ``EdgesslError`` when
     the engine strays from ONNX Runtime on its source model (``source``: a bundle precision key)."""
     hold = _images(bundle, data, holdout_images)
     images = np.concatenate([hold.normals, hold.test])
     n = len(hold.normals)
-    detector = load_detector(bundle.detector_dir)
-    got = TensorRTBackend(engine_file, dla_core).run(images)
-    ref = run_batches(cpu_session(bundle.model_file(source)), images)
-    fp32 = ref if source == "fp32" else run_batches(cpu_session(bundle.model_file("fp32")), images)
+    detector = bundle.detector()
+    got = TensorRTBackend(engine, "the new engine", dla_core).run(images)
+    ref = run_batches(cpu_session(bundle.model_bytes(source)), images)
+    fp32 = ref if source == "fp32" else run_batches(cpu_session(bundle.model_bytes("fp32")), images)
     scores, ref_scores, fp32_scores = (np.asarray(scores_of(o, detector).raw_scores, np.float64)
                                        for o in (got, ref, fp32))
     got, ref = features_of(got), features_of(ref)

@@ -393,17 +393,23 @@ def check_model(model, versions: tuple[str, ...] = TENSORRT_LINES, profile: Prof
     return list(found.values())
 
 
-def check_file(path: Path, versions: tuple[str, ...] = TENSORRT_LINES, profile: Profile | None = None) -> list[Finding]:
-    """``check_model`` of an ONNX file."""
-    return check_model(_onnx().load(str(path), load_external_data=False), versions, profile)
+def check_file(model: Path | bytes, versions: tuple[str, ...] = TENSORRT_LINES,
+               profile: Profile | None = None) -> list[Finding]:
+    """``check_model`` of an ONNX file, or of its bytes."""
+    onnx = _onnx()
+    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(str(model),
+                                                                                          load_external_data=False)
+    return check_model(proto, versions, profile)
 
 
-def preflight(path: Path, versions: tuple[str, ...] = TENSORRT_LINES, profile: Profile | None = None) -> None:
-    """Refuse (one line: the first node and its rule, and how many more) a model TensorRT would not parse."""
-    findings = check_file(path, versions, profile)
+def preflight(model: Path | bytes, versions: tuple[str, ...] = TENSORRT_LINES, profile: Profile | None = None,
+              name: str = "") -> None:
+    """Refuse (one line: the first node and its rule, and how many more) a model TensorRT would not
+    parse (a file, or its bytes called ``name``)."""
+    findings = check_file(model, versions, profile)
     if findings:
         more = f" (and {len(findings) - 1} more: `edgessl bundle check --json` lists them)" if len(findings) > 1 else ""
-        raise EdgesslError(f"{Path(path).name} would not parse in TensorRT: {findings[0].line()}{more}")
+        raise EdgesslError(f"{name or Path(model).name} would not parse in TensorRT: {findings[0].line()}{more}")
 
 
 TENSORRT_MODELS = ("fp32", "int8-tensorrt")  # the bundle precisions engines are built from
@@ -412,5 +418,5 @@ TENSORRT_MODELS = ("fp32", "int8-tensorrt")  # the bundle precisions engines are
 def check_bundle(bundle, versions: tuple[str, ...], batches: tuple[int, int, int]) -> dict[str, list[Finding]]:
     """Each model of ``bundle`` that engines are built from (``TENSORRT_MODELS``) -> its findings."""
     profile = engine_profile(bundle.manifest, batches)
-    return {bundle.manifest["precisions"][key]["model"]: check_file(bundle.model_file(key), versions, profile)
+    return {bundle.model_name(key): check_file(bundle.model_bytes(key), versions, profile)
             for key in TENSORRT_MODELS if key in bundle.manifest.get("precisions", {})}

@@ -1,4 +1,6 @@
-"""Writes real DICOM Part 10 files with pydicom for the tests (stored values given as integers)."""
+"""Writes real DICOM Part 10 files with pydicom for the tests (stored values given as integers), and
+re-encodes them in another transfer syntax: pydicom's encoders (RLE, JPEG-LS, JPEG 2000, deflated,
+big endian) or dcmtk's (``dcmcjpeg``: JPEG baseline, extended and lossless)."""
 
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ def write_dicom(path: Path, stored: np.ndarray, *, bits_stored: int = 8, signed:
                 study_uid: str | None = None, series_uid: str | None = None,
                 transfer_syntax: str = ExplicitVRLittleEndian, pixel_data: bool = True,
                 raw_pixel_bytes: bytes | None = None, modality_lut: tuple | None = None,
-                voi_luts: list[tuple] | None = None) -> Dataset:
+                voi_luts: list[tuple] | None = None, palette: tuple | None = None) -> Dataset:
     """``stored``: ``HxW`` or ``FxHxW`` (multi-frame) stored values, or ``HxWx3`` uint8 RGB.
 
     ``window`` is ``(centre, width)`` or ``([c1, c2], [w1, w2])`` for multi-valued windows.
     ``modality_lut`` (a Modality LUT Sequence) and each of ``voi_luts`` (the VOI LUT Sequence's items)
-    are ``(first_mapped, bits_per_entry, entries)``.
+    are ``(first_mapped, bits_per_entry, entries)``. ``palette`` is ``(first_mapped, bits_per_entry, red,
+    green, blue)``: the three Palette Color LUTs of a ``PALETTE COLOR`` image.
     """
     stored = np.asarray(stored)
     colour = photometric in ("RGB",)
@@ -65,6 +68,13 @@ def write_dicom(path: Path, stored: np.ndarray, *, bits_stored: int = 8, signed:
         ds.ModalityLUTSequence = [item]
     if voi_luts is not None:
         ds.VOILUTSequence = [lut_item(*lut) for lut in voi_luts]
+    if palette is not None:
+        first, bits, *channels = palette
+        for colour, entries in zip(("Red", "Green", "Blue"), channels):
+            ds[f"{colour}PaletteColorLookupTableDescriptor"] = pydicom.DataElement(
+                f"{colour}PaletteColorLookupTableDescriptor", "US", [len(entries), first, bits])
+            ds[f"{colour}PaletteColorLookupTableData"] = pydicom.DataElement(
+                f"{colour}PaletteColorLookupTableData", "OW", np.asarray(entries, "<u2").tobytes())
     if pixel_data:
         if raw_pixel_bytes is not None:
             ds.PixelData = raw_pixel_bytes
@@ -83,3 +93,33 @@ def lut_item(first_mapped: int, bits: int, entries) -> Dataset:
     item.add_new(0x00283002, "SS" if first_mapped < 0 else "US", [len(entries), first_mapped, bits])
     item.add_new(0x00283006, "US", [int(e) for e in entries])
     return item
+
+
+def recode(source: Path, out: Path, transfer_syntax: str, **encoder_options) -> Dataset:
+    """``source`` re-encoded by pydicom in ``transfer_syntax``: a compressed one (its encoder plugin;
+    ``encoder_options`` such as ``jls_error`` or ``j2k_psnr``), deflated, or explicit VR big endian."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+
+    ds = pydicom.dcmread(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if transfer_syntax == ExplicitVRBigEndian:
+        stored = ds.pixel_array
+        ds.PixelData = stored.astype(stored.dtype.newbyteorder(">")).tobytes()
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+        pydicom.dcmwrite(out, ds, implicit_vr=False, little_endian=False)
+        return ds
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    else:
+        ds.compress(transfer_syntax, **encoder_options)
+    ds.save_as(out, enforce_file_format=True)
+    return ds
+
+
+def dcmtk_jpeg(source: Path, out: Path, mode: str) -> None:
+    """``source`` encoded by dcmtk's ``dcmcjpeg`` (``mode``: ``+eb`` baseline, ``+ee`` extended,
+    ``+e1`` lossless first-order prediction)."""
+    import subprocess
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dcmcjpeg", mode, str(source), str(out)], check=True, capture_output=True, timeout=60)

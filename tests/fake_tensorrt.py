@@ -202,6 +202,20 @@ NETWORK_FLAGS_10 = ["EXPLICIT_BATCH", "STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGI
 NETWORK_FLAGS_11 = ["STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS", "PREFER_AOT_PYTHON_PLUGINS"]
 
 
+class _DlaCore:
+    """``DLA_core``, as IBuilderConfig and Runtime both have it (an int; -1: no DLA)."""
+
+    __slots__ = ()
+
+    @property
+    def DLA_core(self):  # noqa: N802 - TensorRT's name
+        return self._dla_core
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        self._dla_core = int(value)
+
+
 class _Log:
     """What TensorRT reported through its loggers (a test reads ``trt.messages``)."""
 
@@ -341,7 +355,7 @@ def make_tensorrt(version: str, dla_cores: int, compute_capability: str) -> Modu
         def serialize(self):
             return str(self.entries).encode()
 
-    class IBuilderConfig:
+    class IBuilderConfig(_DlaCore):
         __slots__ = ("_flags", "pools", "profiles", "_device", "_dla_core", "timing_cache", *(
             ("_calibrator",) if ten else ()))
 
@@ -381,14 +395,6 @@ def make_tensorrt(version: str, dla_cores: int, compute_capability: str) -> Modu
             if not isinstance(value, DeviceType):
                 raise TypeError("default_device_type takes a tensorrt.DeviceType")
             self._device = value
-
-        @property
-        def DLA_core(self):  # noqa: N802 - TensorRT's name
-            return self._dla_core
-
-        @DLA_core.setter
-        def DLA_core(self, value):  # noqa: N802
-            self._dla_core = int(value)
 
         def add_optimization_profile(self, profile):
             if not profile.shapes:
@@ -640,21 +646,13 @@ def make_tensorrt(version: str, dla_cores: int, compute_capability: str) -> Modu
             def device_memory_size_v2(self):
                 return 1 << 20
 
-    class Runtime:
+    class Runtime(_DlaCore):
         __slots__ = ("logger", "_dla_core")
 
         def __init__(self, logger):
             if not isinstance(logger, Logger):
                 raise TypeError("Runtime(logger: ILogger)")
             self.logger, self._dla_core = logger, -1
-
-        @property
-        def DLA_core(self):  # noqa: N802 - TensorRT's name
-            return self._dla_core
-
-        @DLA_core.setter
-        def DLA_core(self, value):  # noqa: N802
-            self._dla_core = int(value)
 
         def deserialize_cuda_engine(self, serialized_engine):
             try:

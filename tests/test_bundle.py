@@ -20,7 +20,7 @@ def bundle_dir(tmp_path):
 def test_seal_lists_every_file_and_load_verifies(bundle_dir):
     b = Bundle.load(bundle_dir)
     assert set(b.manifest["files"]) == {"model.onnx", "detector/detector.json"}
-    assert b.model_file("fp32") == bundle_dir / "model.onnx"
+    assert b.model_name("fp32") == "model.onnx" and b.model_bytes("fp32") == (bundle_dir / "model.onnx").read_bytes()
     assert len(b.hash) == 64
 
 
@@ -49,7 +49,7 @@ def test_other_version_and_non_bundle_are_refused(bundle_dir, tmp_path_factory):
 def test_missing_precision_and_threshold_name_what_exists(bundle_dir):
     b = Bundle.load(bundle_dir)
     with pytest.raises(EdgesslError, match="calibrate"):
-        b.model_file("int8-cpu")
+        b.model_name("int8-cpu")
     with pytest.raises(EdgesslError, match="has: fp32"):
         b.threshold("int8-tensorrt")
 

@@ -54,9 +54,9 @@ def test_both_int8_models_run_in_onnxruntime_cpu(calibrated):
     from edgessl.export.bundle_writer import verification_images
 
     x, _ = verification_images("digits", PreprocessSpec.from_dict(bundle.manifest["preprocess"]), 3)
-    ref = ort.InferenceSession(str(bundle.model_file("fp32")), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    ref = ort.InferenceSession(bundle.model_bytes("fp32"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     for key in ("int8-cpu", "int8-tensorrt"):
-        sess = ort.InferenceSession(str(bundle.model_file(key)), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(bundle.model_bytes(key), providers=["CPUExecutionProvider"])
         out = sess.run(None, {"input": x})[0]
         assert out.shape == ref.shape == (3, 512)
         cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)

@@ -91,7 +91,7 @@ def test_a_bag_frame_trains_byte_for_byte_as_the_node_scores_it(bag):
             m = reader.deserialize(raw, conn.msgtype)
             msg = Image(height=m.height, width=m.width, encoding=m.encoding, is_bigendian=m.is_bigendian,
                         step=m.step, data=bytes(m.data))
-            node = resize_image(image_from_msg(msg), SPEC)
+            node = resize_image(image_from_msg(msg, 1 << 30), SPEC)
             row = cached[[positions[index]]][0].numpy()
             np.testing.assert_array_equal(row, node.transpose(2, 0, 1))
 

@@ -1,6 +1,6 @@
 """The reference in docs/ stays true to the commands: every command's option table in docs/*.md is
-the one its parser gives (regenerate them with ``python tests/test_docs.py --write``), and every
-page the README links to exists."""
+the one its parser gives (regenerate them with ``python tests/test_docs.py --write``), every
+page the README links to exists, and every test a page names as holding a promise exists."""
 
 from __future__ import annotations
 
@@ -59,6 +59,14 @@ def test_the_readme_links_resolve():
     links = set(re.findall(r"\]\(((?:docs/)[^)#]+)", readme))
     assert links, "the README links the reference pages"
     assert not [link for link in links if not (ROOT / link).is_file()]
+
+
+def test_every_test_the_docs_name_exists():
+    named = {m for text in _pages().values() for m in re.findall(r"`(test_\w+\.py)(?:::(test_\w+))?`", text)}
+    assert len(named) >= 20, "docs/trust.md names the test of each promise"
+    missing = [f"{f}::{name}" if name else f for f, name in named
+               if not (ROOT / "tests" / f).is_file() or (name and f"def {name}(" not in (ROOT / "tests" / f).read_text())]
+    assert not missing, f"the docs name tests that do not exist: {missing}"
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

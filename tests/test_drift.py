@@ -3,6 +3,8 @@ distribution or in the rate above the threshold, within a window; its bad input.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,55 @@ def test_bad_configs_and_a_threshold_without_percentiles_are_one_line():
 
     with pytest.raises(EdgesslError, match="re-fit the detector"):
         DriftWatch(replace(THRESHOLD, holdout_quantiles=()))
+
+
+def test_a_batch_is_tested_once_as_a_whole():
+    from edgessl.edge_runtime.drift import batch_drift
+
+    same, brighter = RNG.gamma(4.0, 1.0, 120), RNG.gamma(4.0, 1.0, 120) * 1.6
+    assert not batch_drift(THRESHOLD, list(same)).alarm
+    r = batch_drift(THRESHOLD, list(brighter))
+    assert r.alarm and r.window == 120 and r.seen == 120
+    assert batch_drift(THRESHOLD, list(same[:9])) is None  # too few to say anything
+
+
+def test_a_stream_whose_scores_drift_reports_warn_with_the_figures():
+    from edgessl.edge_runtime.streams.health import HealthLevel, StreamStats
+
+    stats = StreamStats("/cam", drift=DriftWatch(THRESHOLD))
+    for s in RNG.gamma(4.0, 1.0, 100):
+        stats.record_received()
+        stats.record_processed(5.0, 2.0, float(s))
+    quiet = stats.report()
+    assert quiet.level == HealthLevel.OK and quiet.values["drift"] == "none"
+    for s in RNG.gamma(4.0, 1.0, 100) * 1.6:
+        stats.record_received()
+        stats.record_processed(5.0, 2.0, float(s))
+    alarmed = stats.report()
+    assert alarmed.level == HealthLevel.WARN and alarmed.message.startswith("scores drifted")
+    assert alarmed.values["drift"] == "ALARM" and float(alarmed.values["drift KS"]) > 0.3
+    assert StreamStats("/cam").report().values["drift"] == "not watched"
+
+
+def test_triage_reports_its_batch_against_the_held_out_normal_scores(tmp_path, capsys):
+    import cv2
+
+    from edgessl.cli.main import main
+    from edgessl.edge_runtime.data.datasets import open_dataset
+    from runtime_bundle import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", "knn")  # digits, normal class 0
+    test = open_dataset("digits", "test")
+    summaries = {}
+    for digit in (0, 7):
+        folder = tmp_path / f"digit{digit}"
+        folder.mkdir()
+        for i in np.flatnonzero(test.labels == digit):
+            cv2.imwrite(str(folder / f"{i}.png"), test.image(int(i)))
+        assert main(["triage", "--bundle", str(bundle), "--source", str(folder), "--out", str(tmp_path / f"t{digit}"),
+                     "--no-progress", "--json"]) == 0
+        summaries[digit] = json.loads(capsys.readouterr().out)
+    same, other = summaries[0]["drift"], summaries[7]["drift"]
+    assert not same["alarm"] and same["window"] == summaries[0]["n_scored"]
+    assert other["alarm"] and other["statistic"] > 0.5
+    assert "DRIFTED" in (tmp_path / "t7" / "report.html").read_text()

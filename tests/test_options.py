@@ -93,7 +93,7 @@ def test_json_prints_exactly_one_object_and_the_default_a_summary(bundle, images
     assert main([*argv, "--json"]) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 1 and json.loads(out)["scored"] == 7
-    assert main(argv) == 0
+    assert main([*argv, "--force"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("edgessl run: 7 scored, 0 failed")
 

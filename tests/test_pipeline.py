@@ -125,12 +125,13 @@ def test_unavailable_backend_lists_the_available_ones(knn_bundle):
 
 
 def test_ort_backend_follows_the_protocol_and_options(knn_bundle):
-    be = OrtBackend(knn_bundle / "model.onnx", "ort-cpu", OrtOptions(intra_op_threads=1, graph_optimization="basic"))
+    be = OrtBackend((knn_bundle / "model.onnx").read_bytes(), "model.onnx", "ort-cpu", OrtOptions(intra_op_threads=1, graph_optimization="basic"))
     assert isinstance(be, Backend) and be.providers == ["CPUExecutionProvider"]
     out = be.run(np.zeros((2, 1, 16, 16), np.float32))
     assert out["embedding"].shape == (2, 8) and out["patches"].shape == (2, 8, 8, 8)
     with pytest.raises(EdgesslError, match="optimisation level"):
-        OrtBackend(knn_bundle / "model.onnx", "ort-cpu", OrtOptions(graph_optimization="max"))
+        OrtBackend((knn_bundle / "model.onnx").read_bytes(), "model.onnx", "ort-cpu",
+                   OrtOptions(graph_optimization="max"))
 
 
 @pytest.mark.skipif(not tensorrt_available(), reason="needs TensorRT, the CUDA Python bindings and an NVIDIA GPU")

@@ -26,7 +26,7 @@ def int8_bundle(tiny_bundle, tmp_path_factory):
 def test_int8_pipeline_uses_the_int8_model_and_its_threshold(int8_bundle):
     fp32 = Pipeline.load(int8_bundle, backend="ort-cpu", precision="fp32")
     int8 = Pipeline.load(int8_bundle, backend="ort-cpu", precision="int8")
-    assert int8.precision_key == "int8-cpu" and int8.runner.model_path.name == "model.int8-cpu.onnx"
+    assert int8.precision_key == "int8-cpu" and int8.runner.model_name == "model.int8-cpu.onnx"
     assert int8.threshold_record.to_dict() == int8.bundle.manifest["thresholds"]["int8-cpu"]
     ds = open_dataset("digits", "test")
     images = [ds.image(i) for i in range(40)]

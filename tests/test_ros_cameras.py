@@ -55,7 +55,8 @@ def test_two_cameras_one_node_outputs_per_camera_and_diagnostics_say_which_stopp
                       lambda: probe.pubs["/cam0/image"].publish(msgs["/cam0/image"]))
     cam0, cam1 = (probe.latest_diagnostics(status[c]) for c in CAMERAS)
     assert cam1["level"] == 1 and "no frame on /cam1/image" in cam1["message"] and cam1["input topic"] == "/cam1/image"
-    assert cam0["level"] == 0 and int(cam0["frames processed"]) > int(cam1["frames processed"]) > 0
+    # cam0 goes on (published at every spin, hundreds per second: its report may warn of drops, never a stall)
+    assert "stalled" not in cam0["message"] and int(cam0["frames processed"]) > int(cam1["frames processed"]) > 0
 
 
 def test_topics_that_resolve_to_one_are_refused(ros, patch_bundle):

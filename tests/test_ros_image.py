@@ -3,6 +3,9 @@ orders, jpeg/png, malformed messages, and the same score as the runtime on the s
 
 from __future__ import annotations
 
+import os
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -111,3 +114,38 @@ def test_every_encoding_scores_like_the_runtime(pipe, encoding, padding):
 def test_png_compressed_scores_like_the_runtime(pipe):
     ok, enc = cv2.imencode(".png", RGB[:, :, ::-1].copy())
     assert pipe.score(image_from_compressed("png", enc.tobytes())).score == pipe.score(RGB).score
+
+
+def corrupt_jpegs() -> dict[str, bytes]:
+    """A good JPEG of a real picture, cut in half, and with one entropy-coded byte flipped to 0xFF
+    (a bit flip libjpeg notices: a marker where none may be)."""
+    data = cv2.imencode(".jpg", sample_image(3, 64, 64))[1].tobytes()
+    sos = data.index(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    flip = next(p for p in range((scan + len(data)) // 2, len(data) - 2)
+                if data[p] != 0xFF and data[p + 1] not in (0x00, 0xFF) and not 0xD0 <= data[p + 1] <= 0xD7)
+    return {"truncated": data[:len(data) // 2], "bit-flipped": data[:flip] + b"\xff" + data[flip + 1:]}
+
+
+@pytest.mark.parametrize("kind", ["truncated", "bit-flipped"])
+def test_a_corrupt_jpeg_is_an_error_not_an_image(kind, capfd):
+    with pytest.raises(EdgesslError, match="corrupt|not a readable image"):
+        image_from_compressed("jpeg", corrupt_jpegs()[kind])
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # libjpeg's warning became the error
+
+
+def test_other_output_on_stderr_during_a_jpeg_decode_is_passed_on(capfd, monkeypatch):
+    """Standard error is a temporary file while a JPEG decodes: what another thread logs meanwhile
+    still reaches it."""
+    data = cv2.imencode(".jpg", sample_image(3, 64, 64))[1].tobytes()
+    real_imdecode = cv2.imdecode
+
+    def imdecode_while_another_thread_logs(buf, flags):
+        thread = threading.Thread(target=lambda: os.write(2, b"a log line of another thread\n"))
+        thread.start()
+        thread.join()
+        return real_imdecode(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode_while_another_thread_logs)
+    assert image_from_compressed("jpeg", data).shape == (64, 64, 3)
+    assert "a log line of another thread" in capfd.readouterr().err

@@ -26,11 +26,16 @@ class Manager:
 
     def transition(self, label: str) -> bool:
         from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
 
         ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
                "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP}
-        return self.probe.call(self.change, ChangeState.Request(transition=Transition(id=ids[label]))).success
+        return self.request(Transition(id=ids[label]))
+
+    def request(self, transition) -> bool:
+        """Send ``transition`` (by id, or by label when it has one) to ``change_state``; its success."""
+        from lifecycle_msgs.srv import ChangeState
+
+        return self.probe.call(self.change, ChangeState.Request(transition=transition)).success
 
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
@@ -77,7 +82,7 @@ def test_transitions_over_dds_start_and_stop_scoring(ros, patch_bundle):
     assert manager.state() == "unconfigured" and node.scoring is None  # the model is released
 
 
-def test_configure_refuses_a_bundle_failing_its_checks_and_stays_unconfigured(ros, patch_bundle, tmp_path):
+def test_configure_refuses_a_bundle_failing_its_checks_and_stays_unconfigured(ros, patch_bundle, tmp_path, capfd):
     from edgessl_ros import names
 
     tampered = tmp_path / "tampered"
@@ -87,5 +92,57 @@ def test_configure_refuses_a_bundle_failing_its_checks_and_stays_unconfigured(ro
     manager = Manager(Probe(ros), names.NODE)
     assert not manager.transition("configure")
     assert manager.state() == "unconfigured" and node.scoring is None
+    log = capfd.readouterr().err  # the node's log: why configure failed
+    assert "configure refused: " in log and "model.onnx does not match its sha256" in log
     shutil.copy(patch_bundle / "model.onnx", tampered / "model.onnx")  # repaired: configure now succeeds
     assert manager.transition("configure") and manager.state() == "inactive"
+
+
+# Every transition of lifecycle_msgs/Transition a client can name: by id (the primary ones, the
+# internal on_* results, one that does not exist) and by label (and a label that names none).
+PRIMARY = {"unconfigured": {1: "configure", 5: "shutdown"}, "inactive": {2: "cleanup", 3: "activate", 6: "shutdown"},
+           "active": {4: "deactivate", 7: "shutdown"}, "finalized": {}}
+GOALS = {"configure": "inactive", "cleanup": "unconfigured", "activate": "active", "deactivate": "inactive"}
+BACK = {"configure": "cleanup", "cleanup": "configure", "activate": "deactivate", "deactivate": "activate"}
+
+
+def every_request() -> list:
+    from lifecycle_msgs.msg import Transition
+
+    ids = sorted({getattr(Transition, k) for k in dir(Transition) if k.startswith("TRANSITION_")} | {255})
+    labels = ("create", "configure", "cleanup", "activate", "deactivate", "shutdown", "destroy",
+              "unconfigured_shutdown", "no_such_transition")
+    return [Transition(id=i) for i in ids] + [Transition(label=label) for label in labels]
+
+
+def test_every_request_by_id_or_label_in_every_state_is_answered_and_the_node_survives(ros, patch_bundle):
+    """A request the state has no transition for is refused and changes nothing; one it has is
+    applied (and undone, to go on testing in that state). Shutdown, which cannot be undone, is
+    applied once, from active by id, into finalized, where every request is refused. A callback that
+    raised would fail the test in ``spin_once``."""
+    from lifecycle_msgs.msg import Transition
+
+    from edgessl_ros import names
+
+    node = managed(ros, patch_bundle)
+    manager = Manager(Probe(ros), names.NODE)
+    answered = 0
+    for state, way_in in (("unconfigured", None), ("inactive", Transition(label="configure")),
+                          ("active", Transition(label="activate")), ("finalized", Transition(id=7))):
+        if way_in is not None:
+            assert manager.request(way_in) and manager.state() == state
+        for request in every_request():
+            named = request.label or PRIMARY[state].get(request.id)  # what this state would do with it
+            available = named in PRIMARY[state].values()
+            if available and named == "shutdown":
+                continue  # the way into finalized, last
+            success = manager.request(request)
+            answered += 1
+            if not available:
+                assert not success and manager.state() == state, (state, request)
+                continue
+            assert success and manager.state() == GOALS[named], (state, request)
+            assert manager.request(Transition(label=BACK[named])) and manager.state() == state
+    assert answered == 4 * len(every_request()) - 6  # all but the 6 shutdowns (by id and label) of 3 states
+    assert manager.state() == "finalized"
+    assert node.scoring is None  # shutdown released the model

@@ -107,6 +107,7 @@ def test_outputs_carry_the_input_header_and_the_runtime_score(ros, patch_bundle)
     assert probe.got["/diagnostics"][-1].status[0].name == "/edgessl_node: status"
     assert diag["bundle hash"] == node.pipeline.bundle.hash and diag["backend"] == "ort-cpu"
     assert diag["precision"] == "fp32" and diag["latency p99 (ms)"] != "n/a"
+    assert diag["drift"].startswith("filling (") and diag["drift"].endswith(" of 100)")  # the default window
 
 
 def test_malformed_frames_are_counted_reported_and_the_node_goes_on(ros, patch_bundle):
@@ -168,6 +169,33 @@ def test_node_process_exits_non_zero_with_the_reason(tmp_path):
     assert proc.returncode == 2
     assert "edgessl_node: error:" in proc.stderr and "not a bundle (no manifest.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# A bad value of each kind (the attacks): the node does not start, and says why in one line.
+BAD_START = {
+    "outputs:=[]": "parameter 'outputs' must name at least one of",
+    "diagnostics_period_s:=.nan": "parameter 'diagnostics_period_s' must be from 0.1 to 3600, got nan",
+    "diagnostics_period_s:=0.0008": "parameter 'diagnostics_period_s' must be from 0.1 to 3600, got 0.0008",
+    "stale_after_s:=-1.0": "parameter 'stale_after_s' must be from 0.1 to 86400, got -1.0",
+    "max_rate_hz:=0.001": "parameter 'max_rate_hz' must be from 0.1 to 1000 (or 0: no limit), got 0.001",
+    "input_topic:=not a topic!": "parameter 'input_topic': 'not a topic!' is not a valid topic name",
+    "input_topics:=[/cam0/image, /a//b]": "parameter 'input_topics': '/a//b' is not a valid topic name",
+    "qos_depth:=0": "parameter 'qos_depth' must be from 1 to 1000, got 0",
+    "drift_window:=5": "parameter 'drift_window' must be from 10 to 1.07374e+09 (or 0: no drift watch), got 5",
+    "backend:=gpu-please": "parameter 'backend' must be one of",
+    "bundle_sha256:=abc": "parameter 'bundle_sha256' must be the bundle's sha256, 64 hex digits",
+}
+
+
+@pytest.mark.parametrize("module", ["edgessl_ros.node", "edgessl_ros.managed"])
+@pytest.mark.parametrize("override", list(BAD_START))
+def test_bad_start_parameters_exit_2_in_one_line(override, module, patch_bundle):
+    require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    proc = subprocess.run([python(), "-m", module, "--ros-args", "-p", f"bundle:={patch_bundle}", "-p", override],
+                          env=ros_env(fresh_domain_id()), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("edgessl_node: error: ") and BAD_START[override] in proc.stderr
 
 
 def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_bundle):
@@ -281,6 +309,8 @@ def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros,
     assert not refused.successful and "'threshold' must be a finite number" in refused.reason
     refused = set_param("max_rate_hz", "fast")
     assert not refused.successful and "'max_rate_hz' must be a number" in refused.reason
+    refused = set_param("max_rate_hz", 0.001)  # scoring would all but stop
+    assert not refused.successful and "'max_rate_hz' must be from 0.1 to 1000 (or 0: no limit)" in refused.reason
     assert not set_param("bundle", "/elsewhere").successful  # read-only on a running node
 
     assert set_param("threshold", -1e6).successful and set_param("max_rate_hz", 1.0).successful

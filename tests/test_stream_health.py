@@ -21,12 +21,49 @@ class Clock:
         return self.t
 
 
-def test_latency_window_percentiles_over_the_last_values():
-    w = LatencyWindow(size=100)
+def test_latency_window_percentiles_over_the_last_seconds():
+    clock = Clock()
+    w = LatencyWindow(window_s=10.0, size=100, clock=clock)
     assert math.isnan(w.percentile(50))
     for v in range(1000):
         w.add(v)
     assert len(w) == 100 and w.percentile(50) == pytest.approx(949.5) and w.percentile(99) == pytest.approx(998.01)
+    clock.t += 5
+    w.add(5.0)
+    assert w.percentile(99) > 900  # one stall ...
+    clock.t += 6
+    assert len(w) == 1 and w.percentile(99) == 5.0  # ... is forgotten once older than the window
+    clock.t += 11
+    assert math.isnan(w.percentile(50))
+
+
+def test_dropped_frames_and_a_slow_scorer_warn_beyond_the_rate_limit():
+    clock = Clock()
+    stats = StreamStats("/cam/image", clock=clock)
+    for i in range(30):  # 30 frames received in 1 s, 27 scored: within the tolerance
+        stats.record_received()
+        if i % 10:
+            stats.record_processed(5.0, 2.0)
+    clock.t += 1
+    assert stats.report(dropped=3).level == HealthLevel.OK
+    for i in range(30):  # 30 received, 3 scored: 90% dropped
+        stats.record_received()
+        if i % 10 == 0:
+            stats.record_processed(5.0, 2.0)
+    clock.t += 1
+    r = stats.report(dropped=30)
+    assert r.level == HealthLevel.WARN and r.message == "dropping frames: scoring 3.0 fps of 30.0 fps received"
+    for i in range(30):  # the same, under a 3 Hz limit: the drops are the limit's
+        stats.record_received()
+        if i % 10 == 0:
+            stats.record_processed(5.0, 2.0)
+    clock.t += 1
+    assert stats.report(dropped=57, max_rate_hz=3.0).level == HealthLevel.OK
+    for _ in range(30):  # frames arrive, none is scored: 0 fps
+        stats.record_received()
+    clock.t += 1
+    r = stats.report(dropped=87, max_rate_hz=3.0)
+    assert r.level == HealthLevel.WARN and "scoring 0.0 fps" in r.message and "limit 3 Hz" in r.message
 
 
 def test_report_levels_and_values():

@@ -206,6 +206,25 @@ def test_an_edited_engines_record_is_refused(trt, bundle):
         Bundle.load(bundle)
 
 
+@pytest.mark.parametrize("outside", ["../model.onnx", "engines/../model.onnx", "/etc/passwd"])
+def test_a_resealed_engines_record_naming_a_file_outside_engines_is_refused(trt, bundle, outside):
+    """Someone who can write the bundle can re-seal the delta: it still never names a file but its own."""
+    import json
+
+    from edgessl.edge_runtime.bundle import seal_digest
+
+    _build(bundle, precision="fp16")
+    path = bundle / "engines" / "engines.json"
+    record = json.loads(path.read_text())
+    engine = record["engines"][0]["file"]
+    record["files"][outside] = record["files"].pop(engine)
+    record["engines"][0]["file"] = outside
+    record["seal"] = {"sha256": seal_digest(record)}
+    path.write_text(json.dumps(record))
+    with pytest.raises(EdgesslError, match="outside engines/; refusing to load"):
+        Bundle.load(bundle)
+
+
 def test_build_engine_refuses_a_model_the_parser_would_not_take(trt, bundle, capsys):
     """A Q/DQ model with int32 biases (ONNX Runtime's default) is refused before the build, naming the node."""
     from dataclasses import replace
@@ -270,14 +289,15 @@ def test_ort_tensorrt_provider_caches_its_engine_beside_the_bundle_with_explicit
     class Recorder:
         name, providers = "ort-tensorrt", ["TensorrtExecutionProvider"]
 
-        def __init__(self, model, kind, opts):
-            made.update(model=model, kind=kind, opts=opts)
+        def __init__(self, model, name, kind, opts):
+            made.update(model=model, name=name, kind=kind, opts=opts)
 
     monkeypatch.setattr(select, "available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(pipeline, "OrtBackend", Recorder)
     pipe = Pipeline.load(bundle, backend="ort-tensorrt", precision="int8")
     opts, b = made["opts"], Bundle.load(bundle)
-    assert made["model"].name == "model.int8-tensorrt.onnx" and pipe.precision_key == "int8-tensorrt"
+    assert made["name"] == "model.int8-tensorrt.onnx" and pipe.precision_key == "int8-tensorrt"
+    assert made["model"] == (bundle / "model.int8-tensorrt.onnx").read_bytes()  # the verified bytes
     sha = b.manifest["files"]["model.int8-tensorrt.onnx"][:16]
     assert opts.engine_cache_dir == str(bundle.parent / ".bundle.cache" / "ort-tensorrt" / sha) and opts.int8
     provider = dict([p for p in ort._provider_list("ort-tensorrt", opts) if isinstance(p, tuple)][0:1])

@@ -123,3 +123,45 @@ def test_a_failing_step_still_closes_the_tensorboard_writer(tmp_path, monkeypatc
     with pytest.raises(EdgesslError, match="diverged"):
         _loop(tmp_path, _cfg(1), _Diverging())
     assert closed == [True]
+
+
+class _InfiniteGradient(torch.autograd.Function):
+    """Identity forward, infinite gradient backward: an overflow in bf16's backward, in miniature."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("inf"))
+
+
+class _Overflowing(_Tiny):
+    def __init__(self, bad_steps: set[int]):
+        super().__init__()
+        self.bad_steps, self.calls = bad_steps, 0
+
+    def forward(self, batch):
+        self.calls += 1
+        loss, metrics = super().forward(batch)
+        return (_InfiniteGradient.apply(loss) if self.calls in self.bad_steps else loss), metrics
+
+
+def test_a_bf16_step_with_non_finite_gradients_is_skipped_but_not_forever():
+    from edgessl.train.loop import MAX_SKIPPED, train_step
+    from edgessl.train.precision import Compute
+
+    batch, cfg = [torch.randint(0, 255, (8, 16)).float()], _cfg(1)
+    bf16, fp32 = Compute(torch.device("cpu"), torch.bfloat16), Compute(torch.device("cpu"), None)
+    model = _Overflowing({1})
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, metrics = train_step(model, opt, batch, cfg, 1.0, bf16, step=0)
+    assert metrics["skipped"] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    loss, metrics = train_step(model, opt, batch, cfg, 1.0, bf16, step=1)  # the next step trains
+    assert "skipped" not in metrics and not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    for compute, skipped in ((bf16, MAX_SKIPPED), (fp32, 0)):  # too many in a row; fp32 never skips
+        fresh = _Overflowing({1})
+        with pytest.raises(EdgesslError, match="diverged at step 5"):
+            train_step(fresh, torch.optim.AdamW(fresh.parameters()), batch, cfg, 1.0, compute, 5, skipped)

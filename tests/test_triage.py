@@ -30,6 +30,7 @@ from edgessl.edge_runtime.medical import operating_point as opmod
 from edgessl.edge_runtime.medical.audit_log import read_audit_log, verify_audit_log
 from edgessl.edge_runtime.bundle import Bundle
 from edgessl.edge_runtime.medical.dicom import read_dicom
+from edgessl.edge_runtime.medical.intended_use import BANNER, STATEMENT
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.images import to_uint8
 from edgessl.edge_runtime.medical.triage import OperatingPointConfig, TriageConfig, run_triage, set_operating_point
@@ -180,7 +181,8 @@ def test_operating_point_stored_in_the_sealed_bundle(pneumonia_bundle, validated
     point = bundle.manifest["operating_points"]["fp32"]["sensitivity=0.95"]
     assert point["sensitivity"] >= 0.95 and 0.0 <= point["specificity"] <= 1.0
     assert point["n_anomalous"] + point["n_normal"] == VAL_IMAGES
-    assert bundle.manifest["intended_use"] == {"modalities": ["CR", "DX"], "reference_size": 28, "size_factor": 8.0}
+    assert bundle.manifest["intended_use"] == {"modalities": ["CR", "DX"], "reference_size": 28, "size_factor": 8.0,
+                                               "statement": STATEMENT, "banner": BANNER}
     assert validated["bundle_hash"] == bundle.hash
 
 
@@ -215,7 +217,7 @@ def test_worklist_ranked_with_unscored_reasons(triaged, test_split):
     reasons = {Path(r["file"]).name: r["reason"] for r in unscored}
     assert set(reasons) == set(BAD_FILES)
     assert "not a DICOM file" in reasons["fake.dcm"] and "no pixel data" in reasons["no_pixels.dcm"]
-    assert "unsupported transfer syntax" in reasons["jpegls.dcm"]
+    assert "cannot decode pixel data" in reasons["jpegls.dcm"]  # a corrupt JPEG-LS stream
     assert "modality MR" in reasons["mr.dcm"] and "image size 512x512" in reasons["huge.dcm"]
     multi = [r for r in scored if Path(r["file"]).name == "multi.dcm"]
     assert sorted(int(r["frame"]) for r in multi) == [0, 1, 2, 3]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -137,7 +140,8 @@ def test_bad_signatures_are_refused(bundle, keys, image, capsys):
     (bundle / SIGNATURE).write_text(json.dumps(record))
     _refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "bad signature")
     (bundle / SIGNATURE).write_text("garbage")
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "not a signature record")
+    _refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "signature.json: not valid JSON")
+    (bundle / SIGNATURE).unlink()
     _refused(capsys, _run(bundle, image, "--public-key", str(keys["private"])), "not a PEM public key")
 
 
@@ -242,3 +246,103 @@ def test_resealed_garbage_is_refused_naming_the_field(bundle, image, capsys):
     m["precisions"]["fp32"]["model"] = "../model.onnx"
     seal(bundle, m)
     _refused(capsys, _run(bundle, image), "precisions.fp32.model must name a file in the bundle")
+
+
+# -- the bytes verified are the bytes used ---------------------------------------------------------
+
+class SwapAtOpen:
+    """At the ``at``-th open of a file of ``bundle`` (``os.open``, ``open``, ``io.open``: every way
+    Python opens one), move the attacker's files of ``swaps`` (bundle path -> prepared file) into
+    the bundle, then let the open go on: a swap between any two reads of a load."""
+
+    def __init__(self, monkeypatch, bundle: Path, swaps: dict[str, Path], at: int):
+        self.bundle, self.swaps, self.at, self.opened = bundle.resolve(), swaps, at, []
+        for module in (os, builtins, io):
+            monkeypatch.setattr(module, "open", self._hooked(getattr(module, "open")))
+
+    def _hooked(self, real):
+        def hooked(file, *args, **kwargs):
+            if isinstance(file, (str, bytes, os.PathLike)):
+                path = Path(os.fsdecode(file)).resolve()
+                if path.is_relative_to(self.bundle):
+                    if len(self.opened) == self.at:
+                        for rel, prepared in self.swaps.items():
+                            os.replace(prepared, self.bundle / rel)
+                    self.opened.append(path.relative_to(self.bundle).as_posix())
+            return real(file, *args, **kwargs)
+        return hooked
+
+
+def _attackers_files(bundle: Path, what: str, where: Path) -> dict[str, Path]:
+    """A consistent, re-sealed variant of ``bundle`` (threshold x100, and for ``detector``/``model`` that
+    file replaced too), and the files of it to swap in: the manifest alone, or the manifest and the file."""
+    from edgessl.edge_runtime.detectors import KnnDetector
+    from runtime_bundle import write_model
+
+    shutil.copytree(bundle, where)
+    (where / SIGNATURE).unlink(missing_ok=True)
+    if what == "detector":
+        bank = Bundle.load(bundle).detector().bank
+        KnnDetector(-bank, k=3, normalised=True).save(where / "detector")
+    if what == "model":
+        write_model(where / "model.onnx", seed=1)
+    m = Bundle.load(where, verify=False).manifest
+    m["thresholds"]["fp32"]["raw_threshold"] *= 100
+    seal(where, m)
+    return {rel: where / rel for rel in ("manifest.json", "detector/detector.npz", "model.onnx")
+            if (where / rel).read_bytes() != (bundle / rel).read_bytes()}
+
+
+def _scored(argv, capsys) -> tuple[int, list[dict]]:
+    capsys.readouterr()
+    code = main(argv)
+    records = [{k: v for k, v in r.items() if k != "latency_ms"} for r in map(json.loads, capsys.readouterr()
+                                                                             .out.splitlines())]
+    return code, records
+
+
+@pytest.mark.parametrize("what", ["manifest", "detector", "model"])
+def test_a_file_swapped_between_any_two_reads_of_a_load_is_never_used(bundle, keys, image, what, tmp_path,
+                                                                        monkeypatch, capsys):
+    assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"])]) == 0
+    pin = Bundle.load(bundle).hash
+    argv = _run(bundle, image, "--public-key", str(keys["public"]), "--expect-sha256", pin)
+    with monkeypatch.context() as m:
+        clean = SwapAtOpen(m, bundle, {}, at=-1)
+        code, expected = _scored(argv, capsys)
+    assert code == 0 and len(expected) == 1 and expected[0]["error"] is None
+    assert sorted(clean.opened) == sorted({*Bundle.load(bundle).manifest["files"], "manifest.json", SIGNATURE})
+    for at in range(len(clean.opened)):  # every file of the bundle is opened once: a swap before each open
+        copy = tmp_path / f"copy{at}"
+        shutil.copytree(bundle, copy)
+        swaps = _attackers_files(copy, what, tmp_path / f"attacker{at}")
+        with monkeypatch.context() as m:
+            SwapAtOpen(m, copy, swaps, at)
+            code, got = _scored(_run(copy, image, "--public-key", str(keys["public"]), "--expect-sha256", pin),
+                                capsys)
+        assert code == 2 or [{**r, "source": None, "name": None} for r in got] == \
+            [{**r, "source": None, "name": None} for r in expected], (at, got)
+
+
+def test_sign_signs_the_bytes_it_verified(bundle, keys, monkeypatch, tmp_path, capsys):
+    swaps = _attackers_files(bundle, "manifest", tmp_path / "attacker")
+    with monkeypatch.context() as m:
+        hook = SwapAtOpen(m, bundle, swaps, at=1)  # after sign read the manifest, before it read the files
+        code = main(["sign", "--bundle", str(bundle), "--key", str(keys["private"])])
+    assert hook.opened[0] == "manifest.json" and code in (0, 2)
+    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])],
+             "bad signature" if code == 0 else "not signed")  # the swapped-in manifest was never signed
+
+
+def test_symbolic_links_and_a_forged_key_id_are_refused(bundle, keys, tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "planted.npz").write_bytes(b"x")
+    (bundle / "detector" / "more").symlink_to(outside)  # a walk that does not follow links would miss it
+    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], "detector/more is a symbolic link")
+    (bundle / "detector" / "more").unlink()
+    assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"])]) == 0
+    record = json.loads((bundle / SIGNATURE).read_text())
+    (bundle / SIGNATURE).write_text(json.dumps({**record, "key_id": "0" * 16}))
+    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])],
+             "names key '0000000000000000'")

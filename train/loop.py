@@ -93,6 +93,7 @@ class _Progress:
     seen: int = 0
     last: dict = field(default_factory=dict)
     stopped_by_budget: bool = False
+    skipped: int = 0  # steps skipped in a row (``train_step``)
 
     @property
     def elapsed(self) -> float:
@@ -114,9 +115,14 @@ def total_steps(per_epoch: int, cfg: LoopConfig) -> int:
     return total
 
 
+MAX_SKIPPED = 3  # bf16 steps with non-finite gradients skipped in a row before training is called diverged
+
+
 def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor], cfg: LoopConfig,
-               lr_scale: float, compute: Compute, step: int) -> tuple[float, dict]:
-    """One optimizer step at ``cfg.lr * lr_scale``; returns the loss and the method's metrics."""
+               lr_scale: float, compute: Compute, step: int, skipped: int = 0) -> tuple[float, dict]:
+    """One optimizer step at ``cfg.lr * lr_scale``; returns the loss and the method's metrics
+    (``skipped``: the step was not taken, its gradients were not finite in bf16; ``skipped`` in the
+    arguments counts the steps skipped in a row before this one)."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_scale
     with compute.autocast():
@@ -125,8 +131,12 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor
         raise EdgesslError(f"training diverged at step {step} (loss {float(loss.detach())}); lower --lr")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if cfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                          cfg.grad_clip or float("inf"))
+    if not torch.isfinite(norm):  # an overflow in bf16's backward (seen with jigsaw on mobilenet): skipped,
+        if compute.dtype is None or skipped >= MAX_SKIPPED:  # as AMP's GradScaler skips them; fp32 never does
+            raise EdgesslError(f"training diverged at step {step} (gradient norm {float(norm)}); lower --lr")
+        return float(loss.detach()), {**metrics, "skipped": True}
     optimizer.step()
     return float(loss.detach()), metrics
 
@@ -146,7 +156,8 @@ def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tu
         batch = [compute.batch(t[idx]) for t in tensors]
         budget_used = state.elapsed / cfg.time_budget_s if cfg.time_budget_s else 0.0
         loss, metrics = train_step(model, optimizer, batch, cfg, lr_factor(state.step, total, warmup,
-                                   budget_used), compute, state.step)
+                                   budget_used), compute, state.step, state.skipped)
+        state.skipped = state.skipped + 1 if metrics.pop("skipped", False) else 0
         if hasattr(method, "on_step_end"):
             method.on_step_end(min(1.0, max(state.step / max(1, total - 1) if total else 0.0, budget_used)))
         state.step += 1

@@ -93,9 +93,9 @@ def session_options(opts: OrtOptions):
 
 
 class OrtBackend:
-    """One ONNX Runtime session on one model file."""
+    """One ONNX Runtime session on one model, from its bytes (``name``: what errors call it)."""
 
-    def __init__(self, model_path: str | Path, kind: str = "ort-cpu", options: OrtOptions | None = None):
+    def __init__(self, model: bytes, name: str, kind: str = "ort-cpu", options: OrtOptions | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -107,16 +107,16 @@ class OrtBackend:
                                f"(has: {', '.join(ort.get_available_providers())})")
         opts = options or OrtOptions()
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=session_options(opts),
+            self.session = ort.InferenceSession(model, sess_options=session_options(opts),
                                                 providers=_provider_list(kind, opts))
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise EdgesslError(f"{model_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise EdgesslError(f"{name}: ONNX Runtime cannot load it ({(str(exc).splitlines() or ['?'])[0]})") from None
         self.providers = list(self.session.get_providers())
         if self.providers[0] != PROVIDERS[kind]:
             raise EdgesslError(f"backend {kind}: ONNX Runtime fell back to {self.providers[0]} "
                                f"(is the GPU driver/CUDA/TensorRT installed?)")
         self.name = kind
-        self.model_path = Path(model_path)
+        self.model_name = name
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         profile = (opts.trt_profile or {}).get(self.input_name) if kind == "ort-tensorrt" else None

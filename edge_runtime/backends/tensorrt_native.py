@@ -15,7 +15,6 @@ chunk below the minimum with zeros (their outputs dropped). Per chunk: host inpu
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -88,7 +87,8 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, engine_path: str | Path, dla_core: int | None = None):
+    def __init__(self, engine: bytes, name: str, dla_core: int | None = None):
+        """Deserialize ``engine`` (its bytes; ``name``: what errors call it)."""
         trt = import_tensorrt()
         self.cudart = import_cudart()
         self.trt = trt
@@ -96,9 +96,9 @@ class TensorRTBackend:
         self.runtime = trt.Runtime(logger)
         if dla_core is not None:
             self.runtime.DLA_core = dla_core
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(engine)
         if self.engine is None:
-            raise EdgesslError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialize this engine "
+            raise EdgesslError(f"{name}: TensorRT {trt.__version__} cannot deserialize this engine "
                                "(built by another TensorRT version or for another GPU?); rebuild it with `edgessl build-engine`")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

@@ -74,16 +74,24 @@ def _npz(path: Path, split: str) -> ImageDataset:
     try:
         data = np.load(path, allow_pickle=False)
         keys = set(data.files)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise EdgesslError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise EdgesslError(f"{path}: not a readable .npz file ({exc or type(exc).__name__})") from None
     if "train_images" not in keys:
         raise EdgesslError(f"{path}: a MedMNIST .npz needs 'train_images' (found {sorted(keys)})")
 
     def load(s: str) -> ImageDataset:
-        images = data[f"{s}_images"]
-        labels = data[f"{s}_labels"].reshape(len(images), -1)[:, 0] if f"{s}_labels" in keys else \
-            np.full(len(images), UNLABELLED)
-        n_classes = int(data["train_labels"].max()) + 1 if "train_labels" in keys else 0
+        try:
+            images = data[f"{s}_images"]
+            labels = data[f"{s}_labels"].reshape(len(images), -1)[:, 0] if f"{s}_labels" in keys else \
+                np.full(len(images), UNLABELLED)
+            n_classes = int(data["train_labels"].max()) + 1 if "train_labels" in keys else 0
+        except (OSError, ValueError, TypeError, EOFError, KeyError, IndexError, zipfile.BadZipFile) as exc:
+            raise EdgesslError(f"{path}: {s} split unreadable ({str(exc).splitlines()[0] if str(exc) else exc!r})") \
+                from None
+        if images.ndim not in (3, 4) or images.dtype.kind not in "uifb" or labels.dtype.kind not in "uib" or \
+                not 0 <= n_classes <= 1 << 16:
+            raise EdgesslError(f"{path}: {s}_images must be N x H x W[ x C] numbers with integer labels "
+                               f"(got {images.shape}, {images.dtype}, labels {labels.dtype})")
         return ArrayDataset(str(path), s, images, labels, [str(c) for c in range(n_classes)])
 
     if split == "train" and "val_images" not in keys:  # val is carved from train: keep them disjoint

@@ -1,7 +1,8 @@
 """Anomaly-detector scoring in numpy: the code evaluation and the device both run.
 
 ``load_detector(directory)`` reads ``detector.json`` + ``detector.npz`` (see ``base``) and returns
-the detector of the recorded ``kind``; ``DETECTORS`` maps each kind to its class.
+the detector of the recorded ``kind``; ``detector_from_bytes`` does the same from the files' bytes
+(a bundle's, as its load verified them); ``DETECTORS`` maps each kind to its class.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgesslError
-from .base import Detector, DetectorOutput, read_parts
+from .base import Detector, DetectorOutput, parts_from_bytes, read_parts
 from .combined import CombinedDetector
 from .gaussian import GaussianDetector
 from .knn import KnnDetector
@@ -21,12 +22,23 @@ DETECTORS: dict[str, type[Detector]] = {d.kind: d for d in (GaussianDetector, Kn
 
 def load_detector(directory: str | Path) -> Detector:
     """The detector saved in ``directory``, of whichever kind it records."""
-    config, arrays = read_parts(directory)
+    return _build(*read_parts(directory), str(directory))
+
+
+def detector_from_bytes(config: bytes, arrays: bytes, where: str) -> Detector:
+    """The detector whose ``detector.json`` and ``detector.npz`` have these bytes (``where``: their folder)."""
+    return _build(*parts_from_bytes(config, arrays, where), where)
+
+
+def _build(config: dict, arrays: dict, where: str) -> Detector:
     kind = config.get("kind")
-    if kind not in DETECTORS:
-        raise EdgesslError(f"{directory}: unknown detector kind {kind!r} (this edgessl knows {', '.join(DETECTORS)})")
-    return DETECTORS[kind].from_parts(config.get("params", {}), arrays)
+    if not isinstance(kind, str) or kind not in DETECTORS:
+        raise EdgesslError(f"{where}: unknown detector kind {kind!r:.40} (this edgessl knows {', '.join(DETECTORS)})")
+    try:
+        return DETECTORS[kind].from_parts(config.get("params", {}), arrays)
+    except EdgesslError as exc:
+        raise EdgesslError(f"{where}: {exc}") from None
 
 
 __all__ = ["DETECTORS", "CombinedDetector", "Detector", "DetectorOutput", "GaussianDetector", "KnnDetector", "PatchDetector",
-           "load_detector"]
+           "detector_from_bytes", "load_detector"]

@@ -12,7 +12,13 @@ Files in a detector directory (``save``/``load``):
 
 * ``detector.json``: ``{"format": "edgessl-detector", "version": 1, "kind", "inputs": [...],
   "params": {scalars}, "arrays": {name: {"shape", "dtype"}}}``;
-* ``detector.npz``: the arrays named there, plain numeric (``np.load(allow_pickle=False)``).
+* ``detector.npz``: the arrays named there, plain numeric (``np.load(allow_pickle=False)``), stored
+  uncompressed (``np.savez``), so reading one never takes more memory than the file's size.
+
+A bundle's detector is built from the bytes its load hashed (``detector_from_bytes``), never by
+opening the files again. Every parameter is range-checked when the detector is built
+(``int_param``, ``array_param``): a malformed record is one ``EdgesslError`` line, never a
+traceback or a detector that scores nonsense.
 
 The threshold (``edge_runtime.thresholds``) is a separate record: one detector, a threshold per
 precision.
@@ -22,14 +28,16 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Mapping
 
 import numpy as np
 
-from ..files import write_atomic
 from ..errors import EdgesslError
+from ..files import read_regular, write_atomic
+from ..jsonio import parse_json
 
 FORMAT = "edgessl-detector"
 VERSION = 1
@@ -94,6 +102,67 @@ class Detector:
         write_atomic(directory / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
 
 
+def int_param(params: dict, name: str, lo: int, hi: int, kind: str, default: int | None = None) -> int:
+    """The integer parameter ``name`` of a ``kind`` detector, from ``lo`` to ``hi``."""
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise EdgesslError(f"the {kind} detector's parameter {name!r} must be an integer from {lo} to {hi}, "
+                           f"got {value!r:.40}")
+    return value
+
+
+def number_param(params: dict, name: str, kind: str, positive: bool = False) -> float:
+    """The finite number ``name`` of a ``kind`` detector (``positive``: above 0)."""
+    value = params.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or \
+            (positive and value <= 0):
+        what = "a positive finite number" if positive else "a finite number"
+        raise EdgesslError(f"the {kind} detector's parameter {name!r} must be {what}, got {value!r:.40}")
+    return float(value)
+
+
+def array_param(arrays: dict[str, np.ndarray], name: str, ndim: int, kind: str) -> np.ndarray:
+    """The array ``name`` of a ``kind`` detector: ``ndim`` axes, none empty, finite numbers."""
+    a = arrays.get(name)
+    if a is None or a.ndim != ndim or 0 in a.shape or a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+        shape = None if a is None else a.shape
+        raise EdgesslError(f"the {kind} detector's array {name!r} must be {ndim}-D, non-empty and finite "
+                           f"(got {'none' if a is None else f'shape {shape}, {a.dtype}'})")
+    return a
+
+
+def _arrays(data: bytes, where: str) -> dict[str, np.ndarray]:
+    """The arrays of ``detector.npz``'s bytes: a zip of uncompressed ``.npy`` members, no pickles."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if any(info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data) for info in z.infolist()):
+                raise ValueError("compressed members (write it with np.savez)")
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
+        raise EdgesslError(f"{where}: not a readable .npz ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
+            from None
+
+
+def parts_from_bytes(config_bytes: bytes, arrays_bytes: bytes, where: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """``detector.json`` and the arrays of ``detector.npz``, from their bytes, checked against each other."""
+    cpath, apath = f"{where}/{CONFIG_FILE}", f"{where}/{ARRAYS_FILE}"
+    config = parse_json(config_bytes, cpath)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise EdgesslError(f"{cpath}: not an edgessl detector")
+    if config.get("version") != VERSION:
+        raise EdgesslError(f"{cpath}: detector format version {config.get('version')} is not supported "
+                           f"(expected {VERSION}); re-fit it with `edgessl fit`")
+    if not isinstance(config.get("params", {}), dict) or not isinstance(config.get("arrays", {}), dict):
+        raise EdgesslError(f"{cpath}: 'params' and 'arrays' must be JSON objects")
+    arrays = _arrays(arrays_bytes, apath)
+    for name, meta in config.get("arrays", {}).items():
+        shape = meta.get("shape") if isinstance(meta, dict) else None
+        if name not in arrays or list(arrays[name].shape) != shape:
+            raise EdgesslError(f"{apath}: array {name!r} is missing or not of shape {shape}")
+    return config, arrays
+
+
 def read_parts(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """``detector.json`` (checked) and the arrays of ``detector.npz`` (checked against it)."""
     directory = Path(directory)
@@ -101,21 +170,5 @@ def read_parts(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not cpath.is_file() or not apath.is_file():
         raise EdgesslError(f"{directory}: no fitted detector ({CONFIG_FILE} and {ARRAYS_FILE}); "
                            "fit one with `edgessl fit`")
-    try:
-        config = json.loads(cpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgesslError(f"{cpath}: not valid JSON ({exc.msg})") from None
-    if config.get("format") != FORMAT:
-        raise EdgesslError(f"{cpath}: not an edgessl detector")
-    if config.get("version") != VERSION:
-        raise EdgesslError(f"{cpath}: detector format version {config.get('version')} is not supported "
-                           f"(expected {VERSION}); re-fit it with `edgessl fit`")
-    try:
-        with np.load(apath, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise EdgesslError(f"{apath}: not a readable .npz ({exc})") from None
-    for name, meta in config.get("arrays", {}).items():
-        if name not in arrays or list(arrays[name].shape) != meta["shape"]:
-            raise EdgesslError(f"{apath}: array {name!r} is missing or not of shape {meta['shape']}")
-    return config, arrays
+    return parts_from_bytes(read_regular(cpath, "detector record"), read_regular(apath, "detector arrays"),
+                            str(directory))

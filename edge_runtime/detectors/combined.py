@@ -25,7 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import EdgesslError
-from .base import Detector, DetectorOutput
+from .base import Detector, DetectorOutput, number_param
 from .gaussian import GaussianDetector
 from .knn import KnnDetector
 from .patch import PatchDetector
@@ -68,14 +68,17 @@ class CombinedDetector(Detector):
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "CombinedDetector":
+        entries = params.get("parts")
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+            raise EdgesslError("the combined detector's parameter 'parts' must be a non-empty list of objects")
         parts, medians, scales = [], [], []
-        for i, entry in enumerate(params.get("parts", [])):
+        for i, entry in enumerate(entries):
             kind = entry.get("kind")
-            if kind not in PART_KINDS:
-                raise EdgesslError(f"combined detector part {i}: unknown kind {kind!r}")
+            if not isinstance(kind, str) or kind not in PART_KINDS or not isinstance(entry.get("params", {}), dict):
+                raise EdgesslError(f"combined detector part {i}: unknown kind {kind!r:.40}")
             prefix = f"{i}."
             own = {name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)}
             parts.append(PART_KINDS[kind].from_parts(entry.get("params", {}), own))
-            medians.append(entry["median"])
-            scales.append(entry["scale"])
+            medians.append(number_param(entry, "median", f"combined (part {i})"))
+            scales.append(number_param(entry, "scale", f"combined (part {i})", positive=True))
         return cls(parts, medians, scales)

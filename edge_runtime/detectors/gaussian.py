@@ -12,7 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .base import Detector, DetectorOutput
+from ..errors import EdgesslError
+from .base import Detector, DetectorOutput, array_param
 
 BLOCK_ROWS = 4096
 
@@ -41,4 +42,8 @@ class GaussianDetector(Detector):
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "GaussianDetector":
-        return cls(arrays["mean"], arrays["precision"])
+        mean, precision = array_param(arrays, "mean", 1, cls.kind), array_param(arrays, "precision", 2, cls.kind)
+        if precision.shape != (len(mean), len(mean)):
+            raise EdgesslError(f"the gaussian detector's precision matrix has shape {precision.shape}, not "
+                               f"{(len(mean), len(mean))} (its mean has {len(mean)} values)")
+        return cls(mean, precision)

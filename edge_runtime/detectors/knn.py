@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .base import Detector, DetectorOutput
+from .base import Detector, DetectorOutput, array_param, int_param
 from .neighbours import l2_normalise, nearest, squared_norms
 
 
@@ -40,4 +40,5 @@ class KnnDetector(Detector):
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "KnnDetector":
-        return cls(arrays["bank"], params["k"], normalised=True)
+        bank = array_param(arrays, "bank", 2, cls.kind)
+        return cls(bank, int_param(params, "k", 1, len(bank), cls.kind), normalised=True)

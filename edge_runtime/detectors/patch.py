@@ -16,10 +16,11 @@ from typing import Mapping
 
 import numpy as np
 
-from .base import Detector, DetectorOutput
+from .base import Detector, DetectorOutput, array_param, int_param
 from .neighbours import nearest, squared_norms
 
 BLOCK_IMAGES = 64
+MAX_TOP = 1 << 20  # more than any feature map has locations (``top`` is clipped to them)
 
 
 class PatchDetector(Detector):
@@ -56,4 +57,6 @@ class PatchDetector(Detector):
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PatchDetector":
-        return cls(arrays["bank"], params["k"], params.get("top", 1))
+        bank = array_param(arrays, "bank", 2, cls.kind)
+        return cls(bank, int_param(params, "k", 1, len(bank), cls.kind),
+                   int_param(params, "top", 1, MAX_TOP, cls.kind, default=1))

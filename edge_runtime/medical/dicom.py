@@ -14,12 +14,24 @@ implementations of it (``pydicom.pixels``):
     y        = 1 - y for MONOCHROME1 (low values are white)
     pixel    = round(y * 255) as uint8 when BitsStored <= 8, else round(y * 65535) as uint16
 
-RGB files (8-bit, ``RGB`` or ``YBR_*``, converted to RGB by pydicom) pass through as ``HxWx3`` uint8.
-Multi-frame files give one image per frame (the LUTs and windows of the top-level dataset apply to
-every frame). Anything that cannot be shown to the model (not a DICOM, no pixel data, a transfer
-syntax without an installed decoder, an unsupported photometric interpretation, a LUT or window the
-standard does not allow) raises ``EdgesslError`` whose message is the reason; the header's UIDs and
-modality are available before the pixels are decoded, so callers can record them either way.
+Colour files (``RGB`` or ``YBR_*``, converted to RGB by pydicom or the codec) pass through as
+``HxWx3``: uint8 when BitsStored <= 8, else scaled to the full uint16 range. ``PALETTE COLOR`` goes
+through its palette (``pydicom.pixels.apply_color_lut``, segmented palettes too) to RGB: uint8 for
+8-bit palette entries, uint16 for 16-bit ones.
+
+Pixel data in every transfer syntax pydicom decodes with the plugins of the ``medical`` extra:
+native (little and big endian, implicit or explicit VR), deflated, RLE (``pylibjpeg-rle``), JPEG
+baseline, extended and lossless (``pylibjpeg-libjpeg``), JPEG-LS (``pyjpegls``) and JPEG 2000
+(``pylibjpeg-openjpeg``). Multi-frame files give one image per frame (the LUTs and windows of the
+top-level dataset apply to every frame). Anything that cannot be shown to the model (not a DICOM,
+no pixel data, a transfer syntax without an installed decoder, pixel data its codec refuses, an
+unsupported photometric interpretation, a LUT or window the standard does not allow) raises
+``EdgesslError`` whose message is the reason, on one line; the header's UIDs and modality are
+available before the pixels are decoded, so callers can record them either way.
+
+**Limits before decoding.** The header is parsed with the pixel data deferred (not read), and
+Rows x Columns x NumberOfFrames is checked against the pixel limit (``images.pixel_limit``)
+before any pixel is read or decoded: an 824-byte RLE file can declare 65535 x 65535 pixels.
 """
 
 from __future__ import annotations
@@ -31,10 +43,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import EdgesslError
+from ..images import CAMERA_PIXELS, check_pixels
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+DEFER_BYTES = 1 << 16  # elements larger than this (the pixel data) are read only when used
 GREY = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
+PALETTE = "PALETTE COLOR"
 
 
 def _pydicom():
@@ -110,16 +125,66 @@ def grey_frames(ds: Any, stored: np.ndarray, name: str) -> list[np.ndarray]:
     return frames
 
 
-class DicomFile:
-    """A parsed DICOM file: ``info`` from the header; ``frames()`` decodes the pixels."""
+def check_pixel_data(ds: Any, name: str) -> None:
+    """Refuse an image whose pixel data contradicts its header (``EdgesslError``, the reason): none;
+    native pixel data shorter than Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames
+    needs; encapsulated pixel data that is not a sequence of items. The codestreams are not decoded."""
+    from pydicom.encaps import generate_fragments
+    from pydicom.pixels.utils import get_expected_length
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    if "PixelData" not in ds:
+        raise EdgesslError(f"{name}: no pixel data")
+    try:
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            if not any(True for _ in generate_fragments(ds.PixelData)):
+                raise ValueError("no fragments")
+            return
+        expected, actual = get_expected_length(ds, "bytes"), len(ds.PixelData)
+    except Exception as exc:  # missing or garbled Rows, Columns, BitsAllocated, items
+        raise EdgesslError(f"{name}: malformed pixel data ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    if actual < expected:
+        raise EdgesslError(f"{name}: pixel data is {actual} bytes but its header ({ds.Rows} x {ds.Columns}, "
+                           f"{ds.get('NumberOfFrames', 1)} frame(s), {ds.SamplesPerPixel} sample(s) of "
+                           f"{ds.BitsAllocated} bits) needs {expected}")
+
+
+def colour_frames(stored: np.ndarray, bits: int) -> Iterator[np.ndarray]:
+    """Each RGB frame of ``stored`` (``F x H x W x 3``): uint8 for up to 8 bits, else uint16 scaled
+    from ``bits`` to 0 .. 65535."""
+    for frame in stored:
+        if bits <= 8:
+            yield np.ascontiguousarray(frame.astype(np.uint8))
+        else:
+            scaled = np.floor(frame.astype(np.float64) * (65535.0 / (2.0 ** bits - 1)) + 0.5)
+            yield np.clip(scaled, 0, 65535).astype(np.uint16)
+
+
+def palette_frames(ds: Any, stored: np.ndarray, name: str) -> Iterator[np.ndarray]:
+    """Each frame of palette indices (``F x H x W``) through the dataset's palette, as RGB: uint8 when
+    the palette descriptor says 8-bit entries (whatever word size stores them), else uint16; an alpha
+    palette is dropped."""
+    from pydicom.pixels import apply_color_lut
+
+    for frame in stored:
+        try:
+            rgb = apply_color_lut(frame, ds)
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        except Exception as exc:  # a missing, inconsistent or unsupported palette
+            raise EdgesslError(f"{name}: cannot apply its palette ({type(exc).__name__}: {exc})") from None
+        yield np.ascontiguousarray(rgb[..., :3].astype(np.uint8 if bits <= 8 else np.uint16))
+
+
+class DicomFile:
+    """A parsed DICOM file: ``info`` from the header; ``frames()`` decodes the pixels (when they are
+    within ``max_pixels``)."""
+
+    def __init__(self, path: str | Path, max_pixels: int = CAMERA_PIXELS):
+        self.path, self.max_pixels = Path(path), max_pixels
         pydicom = _pydicom()
         from pydicom.errors import InvalidDicomError
 
         try:
-            self.dataset = pydicom.dcmread(self.path)
+            self.dataset = pydicom.dcmread(self.path, defer_size=DEFER_BYTES)
         except InvalidDicomError:
             raise EdgesslError(f"{self.path}: not a DICOM file (no DICM preamble)") from None
         except OSError as exc:
@@ -163,15 +228,15 @@ class DicomFile:
             needs = "; ".join(decoder.missing_dependencies)
             raise EdgesslError(f"{name}: unsupported transfer syntax {ts.name}: no decoder installed ({needs})")
         pi = self.info.photometric
-        if pi not in GREY + COLOUR:
+        if pi not in GREY + COLOUR + (PALETTE,):
             raise EdgesslError(f"{name}: photometric interpretation {pi!r} is not supported "
-                               f"(supported: {', '.join(GREY + COLOUR)})")
-        if pi in COLOUR and int(ds.get("BitsStored", 8)) > 8:
-            raise EdgesslError(f"{name}: {ds.BitsStored}-bit colour is not supported (8-bit RGB only)")
+                               f"(supported: {', '.join(GREY + COLOUR + (PALETTE,))})")
         bits, high = int(ds.get("BitsStored", 0)), int(ds.get("HighBit", -1))
         if high != bits - 1:
             raise EdgesslError(f"{name}: HighBit {high} with BitsStored {bits} is not supported "
                                "(expects HighBit = BitsStored - 1)")
+        check_pixels(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), self.max_pixels, name,
+                     self.info.frames)
 
     def _stored(self) -> np.ndarray:
         """All frames' stored values, ``F x H x W`` (grey) or ``F x H x W x 3`` (RGB)."""
@@ -179,9 +244,10 @@ class DicomFile:
             # pixel data longer than NumberOfFrames says: the frames it declares, not the excess
             self.dataset.pixel_array_options(allow_excess_frames=False)
             arr = self.dataset.pixel_array
-        except Exception as exc:  # decoders raise many types for corrupt pixel data
-            raise EdgesslError(f"{self.path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
-        grey = self.info.photometric in GREY
+        except Exception as exc:  # decoders raise many types for corrupt pixel data (some over several lines)
+            why = " ".join(str(exc).split())
+            raise EdgesslError(f"{self.path}: cannot decode pixel data ({type(exc).__name__}: {why})") from None
+        grey = self.info.photometric not in COLOUR  # one sample per pixel: grey or palette indices
         if self.info.frames == 1 or arr.ndim == (2 if grey else 3):
             arr = arr[None]
         return arr
@@ -192,7 +258,9 @@ class DicomFile:
             self.check_decodable()
             arr = self._stored()
             if self.info.photometric in COLOUR:
-                frames = [np.ascontiguousarray(frame.astype(np.uint8)) for frame in arr]
+                frames = list(colour_frames(arr, int(self.dataset.get("BitsStored", 8))))
+            elif self.info.photometric == PALETTE:
+                frames = list(palette_frames(self.dataset, arr, str(self.path)))
             else:
                 frames = grey_frames(self.dataset, arr, str(self.path))
         except EdgesslError:
@@ -202,7 +270,7 @@ class DicomFile:
         yield from frames
 
 
-def read_dicom(path: str | Path) -> tuple[DicomInfo, list[np.ndarray]]:
+def read_dicom(path: str | Path, max_pixels: int = CAMERA_PIXELS) -> tuple[DicomInfo, list[np.ndarray]]:
     """Header info and every frame of a DICOM file, decoded (see the module docstring)."""
-    f = DicomFile(path)
+    f = DicomFile(path, max_pixels)
     return f.info, list(f.frames())

@@ -1,7 +1,9 @@
 """The triage report: one self-contained HTML file (no scripts, no external files, no matplotlib).
 
 Thumbnails and heatmap overlays are inline base64 PNGs; the score distribution is an inline SVG
-histogram with the decision threshold(s) drawn as vertical lines.
+histogram with the decision threshold(s) drawn as vertical lines. Every study's row names its audit
+entry (``data-audit-seq``, ``data-audit-sha256``, ``data-decision``, ``data-file-sha256``), for
+``audit_evidence``.
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ def _kv_table(rows: list[tuple[str, object]]) -> str:
                                           for k, v in rows) + "</table>"
 
 
+def _audit_attributes(r: TriageRecord) -> str:
+    """The row's audit entry, as the attributes ``audit_evidence`` reads."""
+    return (f' data-audit-seq="{r.audit_seq}" data-audit-sha256="{r.audit_sha256}" '
+            f'data-decision="{html.escape(r.decision)}" data-file-sha256="{r.file_sha256}"')
+
+
 def _study_rows(records: list[TriageRecord], max_images: int, vmax: float) -> str:
     out = []
     for r in records:
@@ -144,7 +152,7 @@ def _study_rows(records: list[TriageRecord], max_images: int, vmax: float) -> st
         uids = "<br>".join(html.escape(u) for u in (r.study_uid, r.series_uid, r.instance_uid) if u)
         label = "" if r.label is None else html.escape(f"{r.label} ({'anomalous' if r.anomalous else 'normal'})")
         cls = ' class="abnormal"' if r.decision == ABNORMAL else ""
-        out.append(f"<tr{cls}><td class=num>{r.rank}</td><td>{imgs}</td><td>{html.escape(Path(r.file).name)}"
+        out.append(f"<tr{cls}{_audit_attributes(r)}><td class=num>{r.rank}</td><td>{imgs}</td><td>{html.escape(Path(r.file).name)}"
                    f"{frame}</td><td><code>{uids}</code></td><td>{html.escape(r.modality)}</td>"
                    f"<td class=num>{r.score:.4f}</td><td>{r.decision}</td><td>{label}</td></tr>")
     return ("<table><tr><th>rank</th><th>image / heatmap</th><th>file</th><th>study / series / instance UID</th>"
@@ -155,7 +163,7 @@ def _unscored(records: list[TriageRecord]) -> str:
     rows = [r for r in records if r.status != SCORED]
     if not rows:
         return "<p>Every input was scored.</p>"
-    body = "".join(f"<tr><td>{html.escape(r.file)}{'' if r.frame is None else f'#{r.frame}'}</td>"
+    body = "".join(f"<tr{_audit_attributes(r)}><td>{html.escape(r.file)}{'' if r.frame is None else f'#{r.frame}'}</td>"
                    f"<td>{html.escape(r.reason)}</td></tr>" for r in rows)
     return (f'<p class="warn">{len(rows)} input(s) could not be scored; read them without triage.</p>'
             f"<table><tr><th>file</th><th>reason</th></tr>{body}</table>")
@@ -172,11 +180,15 @@ def render_report(records: list[TriageRecord], summary: dict, max_images: int = 
     if op:
         lines.append((op["threshold"], op["name"], "#d62728"))
     hist = svg_histogram(scores, [r.anomalous for r in scored], lines)
+    head = summary.get("audit_head")
     run = _kv_table([(k, summary.get(k)) for k in ("bundle", "bundle_hash", "manifest_version", "backend",
                                                    "precision", "threshold_kind", "threshold", "time",
-                                                   "tool_version")])
+                                                   "tool_version")]
+                    + [("audit log head", head and f"entry {head['seq']}, sha256 {head['sha256']}")])
+    drift = summary.get("drift")
     counts = _kv_table([("inputs", summary["n_records"]), ("scored", summary["n_scored"]),
-                        ("not scored", summary["n_not_scored"]), ("flagged abnormal", summary["n_abnormal"])])
+                        ("not scored", summary["n_not_scored"]), ("flagged abnormal", summary["n_abnormal"]),
+                        ("scores vs the held-out normal ones", drift and _drift_text(drift))])
     perf = [("validation sensitivity", op and op["sensitivity"]), ("validation specificity", op and op["specificity"]),
             ("validation set", op and f"{op['n_anomalous']} anomalous, {op['n_normal']} normal ({op['source']})")]
     test = summary.get("test")
@@ -195,6 +207,14 @@ def render_report(records: list[TriageRecord], summary: dict, max_images: int = 
             f"<h2>Worklist</h2><p>Images shown for the first {max_images} ranks; all studies are in "
             f"worklist.csv.</p>{_study_rows(records, max_images, vmax)}"
             f"<h2>Run</h2>{run}</body></html>\n")
+
+
+def _drift_text(d: dict) -> str:
+    """The batch drift test (``drift.batch_drift``) in one line."""
+    verdict = ("DRIFTED: unlike the held-out normal studies (a new scanner, protocol or population; many "
+               "abnormal studies do this too)" if d["alarm"] else "no drift found")
+    return (f"{verdict} (KS {d['statistic']:.3f}, p {d['p_value']:.2g}; {d['rate_above_threshold']:.3f} above the "
+            f"normal-only threshold, p {d['rate_p_value']:.2g})")
 
 
 def write_report(records: list[TriageRecord], summary: dict, path: Path, max_images: int = 200) -> None:

@@ -17,18 +17,19 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..files import file_sha256
+from ..files import file_sha256, read_regular
 from ..data.datasets import open_dataset
 from ..data.image_datasets import ImageDataset
 from .dicom import DicomFile, is_dicom_file
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, files_in, read_image
+from ..images import CAMERA_PIXELS, IMAGE_SUFFIXES, files_in, read_image
 
 NPZ_SUFFIX = ".npz"
 
@@ -82,15 +83,17 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
             out += found
         elif path.is_file():
             out.append(path)
+        elif path.exists():
+            raise EdgesslError(f"input {text} is not a regular file or folder (a device, FIFO or socket)")
         else:
             raise EdgesslError(f"input not found: {text} (give a file, a folder or a glob)")
     seen: set[Path] = set()
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def _dicom_studies(path: Path, sha: str) -> Iterator[Study]:
+def _dicom_studies(path: Path, sha: str, max_pixels: int) -> Iterator[Study]:
     try:
-        f = DicomFile(path)
+        f = DicomFile(path, max_pixels)
     except EdgesslError as exc:
         yield Study(str(path), sha, reason=str(exc))
         return
@@ -117,15 +120,16 @@ def dataset_studies(ds: ImageDataset, file_sha: str = "") -> Iterator[Study]:
             yield Study(name, sha, None if is_file else i, reason=str(exc), label=label)
 
 
-def file_studies(path: Path, npz_split: str = "test") -> Iterator[Study]:
-    """The studies in one file (several for multi-frame DICOM and ``.npz``)."""
+def file_studies(path: Path, npz_split: str = "test", max_pixels: int = CAMERA_PIXELS) -> Iterator[Study]:
+    """The studies in one file (several for multi-frame DICOM and ``.npz``); an image or DICOM over
+    ``max_pixels`` is an unscored study (refused before decoding)."""
     try:
         sha = file_sha256(path)
     except OSError as exc:
         yield Study(str(path), "", reason=f"{path}: cannot read ({exc.strerror})")
         return
     if is_dicom_file(path):
-        yield from _dicom_studies(path, sha)
+        yield from _dicom_studies(path, sha, max_pixels)
     elif path.suffix.lower() == NPZ_SUFFIX:
         try:
             ds = open_dataset(str(path), npz_split)
@@ -135,7 +139,7 @@ def file_studies(path: Path, npz_split: str = "test") -> Iterator[Study]:
         yield from dataset_studies(ds, sha)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         try:
-            yield Study(str(path), sha, image=read_image(path))
+            yield Study(str(path), sha, image=read_image(path, max_pixels))
         except EdgesslError as exc:
             yield Study(str(path), sha, reason=str(exc))
     else:
@@ -144,15 +148,21 @@ def file_studies(path: Path, npz_split: str = "test") -> Iterator[Study]:
 
 
 def read_labels(path: str | Path) -> dict[str, str]:
-    """A ``file,label`` CSV to a mapping (keys: the file as written)."""
+    """A ``file,label`` CSV (UTF-8) to a mapping (keys: the file as written); ``EdgesslError`` naming
+    the first row without both."""
     path = Path(path)
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise EdgesslError(f"labels file {path}: cannot read ({exc.strerror})") from None
+        text = read_regular(path, "labels file").decode("utf-8")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except UnicodeDecodeError:
+        raise EdgesslError(f"labels file {path}: not UTF-8 text (save it as UTF-8 CSV)") from None
+    except csv.Error as exc:
+        raise EdgesslError(f"labels file {path}: not a CSV file ({exc})") from None
     if not rows or not {"file", "label"} <= set(rows[0]):
         raise EdgesslError(f"labels file {path}: needs a header with columns file,label")
+    short = next((i for i, r in enumerate(rows, 2) if r["file"] is None or r["label"] is None), None)
+    if short is not None:
+        raise EdgesslError(f"labels file {path}: line {short} has no label (each row: file,label)")
     return {r["file"]: r["label"].strip() for r in rows}
 
 
@@ -166,10 +176,10 @@ def label_for(study: Study, labels: dict[str, str]) -> str | None:
 
 
 def iter_studies(inputs: Iterable[str], labels: dict[str, str] | None = None,
-                 npz_split: str = "test") -> Iterator[Study]:
+                 npz_split: str = "test", max_pixels: int = CAMERA_PIXELS) -> Iterator[Study]:
     """Every study of every input (see the module docstring), with labels attached where known."""
     for path in expand_inputs(inputs):
-        for study in file_studies(path, npz_split):
+        for study in file_studies(path, npz_split, max_pixels):
             if labels:
                 study.label = label_for(study, labels)
             yield study

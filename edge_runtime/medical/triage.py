@@ -1,7 +1,8 @@
 """Medical-image triage: score every study with a bundle, rank them, report, and audit each decision.
 
 ``run_triage`` writes into ``out``: ``worklist.csv`` (``worklist``), ``report.html``
-(``report_html``), and appends one line per study to ``audit.jsonl`` (``audit_log``).
+(``report_html``), and appends one line per study to ``audit.jsonl`` (``audit_log``); with
+``dicom_out``, the results of each DICOM instance as DICOM objects that reference it (``sr``).
 
 Decision: *abnormal iff raw score >= raw threshold*, where the raw threshold is the operating point's
 (``operating_point``, chosen for a sensitivity on labelled validation images) when the bundle has one
@@ -13,7 +14,7 @@ scored, with the reason, when it cannot be read or is outside the bundle's ``int
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -23,14 +24,17 @@ import numpy as np
 from . import operating_point as opmod
 from .audit_log import AuditLog
 from ..data.datasets import open_dataset
+from ..drift import batch_drift
 from ..errors import EdgesslError
 from ..pipeline_options import BundleOptions
 from ..streams.runner import RunOptions, ScoredStream
-from ..streams.sources import Frame, Source
+from ..outputs import output_folder, refuse_overlap
+from ..streams.sources import Frame, Source, source_paths
 from ..timestamps import utc_now
 from .intended_use import IntendedUse, reference_size
 from ..data.metrics import auroc
 from .report_html import thumbnail, write_report
+from .sr import ResultContext, ResultWriter
 from .studies import Study, dataset_studies, image_sha256, iter_studies, read_labels
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
@@ -107,6 +111,26 @@ def decide(study: Study, result, reason: str, rule: Decision, normal_label: str 
     return rec
 
 
+def run_info(pipe, rule: Decision, bundle: str) -> dict:
+    """What every audit line of a run says about the tool, the model and the decision rule."""
+    from edgessl import __version__
+
+    return {"run_id": uuid.uuid4().hex, "tool_version": __version__, "bundle": str(Path(bundle).resolve()),
+            "bundle_hash": pipe.bundle.hash, "manifest_version": pipe.bundle.manifest.get("manifest_version"),
+            "backend": pipe.backend, "precision": pipe.precision_key, "threshold_kind": rule.kind,
+            "threshold": rule.threshold, "raw_threshold": rule.raw_threshold,
+            "operating_point": rule.point.name if rule.point else None}
+
+
+def result_context(pipe, rule: Decision, use: IntendedUse, run: dict) -> ResultContext:
+    """What the DICOM result objects state about the model and the rule (``sr``)."""
+    return ResultContext(tool_version=run["tool_version"], bundle_hash=run["bundle_hash"],
+                         manifest_version=str(run["manifest_version"]), backend=run["backend"],
+                         precision=run["precision"], threshold_kind=rule.kind, threshold=rule.threshold,
+                         raw_threshold=rule.raw_threshold, target_fpr=float(pipe.threshold_record.target_fpr),
+                         intended_use=use, operating_point=rule.point)
+
+
 def audit_entry(rec: TriageRecord, run: dict) -> dict:
     """The audit log line of a record: the study, the model, the settings, the outcome."""
     return {**run, "time": utc_now(), "file": rec.file, "frame": rec.frame, "file_sha256": rec.file_sha256,
@@ -135,7 +159,9 @@ class TriageConfig(RunOptions, BundleOptions):
     ``none`` (the normal-only threshold); ``labels``: a file,label CSV of known labels and
     ``normal_label`` the label of normal studies (for test sensitivity); ``split``: read from a
     MedMNIST .npz; ``report_images``: thumbnails for this many top ranks; ``audit_key``: a secret
-    key file (32+ random bytes) whose HMAC every audit line carries."""
+    key file (32+ random bytes) whose HMAC every audit line carries; ``dicom_out``: where each
+    scored DICOM instance's results go as DICOM (``sr``: an SR, and heatmap overlays when the
+    bundle makes maps)."""
 
     source: list[str] = field(default_factory=list)
     out: str = ""
@@ -145,40 +171,61 @@ class TriageConfig(RunOptions, BundleOptions):
     split: str = "test"
     report_images: int = 200
     audit_key: str | None = None
+    dicom_out: str | None = None
 
 
 def run_triage(cfg: TriageConfig) -> dict:
     """Score, rank, report and audit every study of ``cfg.source``; return the run's summary."""
+    inputs = [p for text in cfg.source for p in source_paths(text)]
+    inputs += [p for p in (cfg.labels, cfg.audit_key, cfg.public_key) if p]
+    refuse_overlap(cfg.out, "--out", inputs, sealed=[cfg.bundle])
+    if cfg.dicom_out:
+        refuse_overlap(cfg.dicom_out, "--dicom-out", inputs, sealed=[cfg.bundle])
+    out = output_folder(cfg.out, "--out")
     pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = decision_rule(pipe, cfg.operating_point)
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
-    from edgessl import __version__
-
-    run = {"run_id": uuid.uuid4().hex, "tool_version": __version__, "bundle": str(Path(cfg.bundle).resolve()),
-           "bundle_hash": pipe.bundle.hash, "manifest_version": pipe.bundle.manifest.get("manifest_version"),
-           "backend": pipe.backend, "precision": pipe.precision_key, "threshold_kind": rule.kind,
-           "threshold": rule.threshold, "raw_threshold": rule.raw_threshold,
-           "operating_point": rule.point.name if rule.point else None}
-    out = Path(cfg.out)
+    run = run_info(pipe, rule, cfg.bundle)
     out.mkdir(parents=True, exist_ok=True)
+    results = ResultWriter(Path(cfg.dicom_out), result_context(pipe, rule, use, run)) if cfg.dicom_out else None
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
-        for _, rec in score_studies(pipe, iter_studies(cfg.source, labels, cfg.split), use, rule,
-                                    cfg.normal_label, cfg):
-            log.append(audit_entry(rec, run))
+        studies = iter_studies(cfg.source, labels, cfg.split, pipe.pixel_limit(cfg.max_pixels))
+        for study, rec in score_studies(pipe, studies, use, rule, cfg.normal_label, cfg):
+            rec.audit_seq, rec.audit_sha256 = log.append(audit_entry(rec, run))
             records.append(rec)
+            if results is not None:
+                results.add(study.image, rec)
+    if results is not None:
+        results.flush()
     records = rank(records)
     n_scored = sum(r.status == SCORED for r in records)
     summary = {**run, "time": utc_now(), "n_records": len(records), "n_scored": n_scored,
                "n_not_scored": len(records) - n_scored, "n_abnormal": sum(r.decision == ABNORMAL for r in records),
                "operating_point": rule.point.to_dict() if rule.point else None, "test": test_metrics(records),
-               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT)}
+               "worklist": str(out / WORKLIST), "report": str(out / REPORT), "audit_log": str(out / AUDIT),
+               "audit_head": _head(records), "drift": _drift(pipe, records)}
+    if results is not None:
+        summary.update(dicom_out=str(cfg.dicom_out), n_dicom_objects=len(results.written))
     if rule.point:
         summary["operating_point"]["threshold"] = rule.threshold
     write_worklist(records, out / WORKLIST)
     write_report(records, summary, out / REPORT, cfg.report_images)
     return summary
+
+
+def _drift(pipe, records: list[TriageRecord]) -> dict | None:
+    """The run's scores against the bundle's held-out normal ones, tested once as a batch (None for
+    fewer than 10 scored or a bundle without the held-out percentiles)."""
+    report = batch_drift(pipe.threshold_record, [r.raw_score for r in records if r.status == SCORED])
+    return report.to_dict() if report else None
+
+
+def _head(records: list[TriageRecord]) -> dict | None:
+    """The run's last audit entry (the chain head it left), which the report shows."""
+    last = max(records, key=lambda r: r.audit_seq, default=None)
+    return None if last is None else {"seq": last.audit_seq, "sha256": last.audit_sha256}
 
 
 @dataclass
@@ -198,7 +245,7 @@ class OperatingPointConfig(RunOptions, BundleOptions):
     modality: list[str] | None = None
 
 
-def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
+def _validation_studies(cfg: OperatingPointConfig, max_pixels: int) -> Iterator[Study]:
     if bool(cfg.data) == bool(cfg.source):
         raise EdgesslError("give the validation images either as --data DATASET or as --source PATH... --labels CSV")
     if cfg.data:
@@ -208,7 +255,7 @@ def _validation_studies(cfg: OperatingPointConfig) -> Iterator[Study]:
         return dataset_studies(ds)
     if not cfg.labels:
         raise EdgesslError("--source needs --labels CSV (columns file,label) to know which images are anomalous")
-    return iter_studies(cfg.source, read_labels(cfg.labels))
+    return iter_studies(cfg.source, read_labels(cfg.labels), max_pixels=max_pixels)
 
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
@@ -219,8 +266,8 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     pipe = cfg.pipeline()  # refuses a tampered bundle
     rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
-    for study, rec in score_studies(pipe, _labelled(_validation_studies(cfg), cfg.labels), IntendedUse(), rule,
-                                    cfg.normal_label, cfg):
+    studies = _labelled(_validation_studies(cfg, pipe.pixel_limit(cfg.max_pixels)), cfg.labels)
+    for study, rec in score_studies(pipe, studies, IntendedUse(), rule, cfg.normal_label, cfg):
         if rec.status != SCORED:
             skipped.append(f"{study.key}: {rec.reason}")
             continue
@@ -233,8 +280,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
                                       pipe.threshold_record.normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
-    use = IntendedUse(modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
-                      reference_size=reference_size(shapes))
+    use = replace(IntendedUse.from_manifest(pipe.bundle.manifest),  # keeps a manufacturer's statement and banner
+                  modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
+                  reference_size=reference_size(shapes))
     bundle = opmod.store(cfg.bundle, pipe.precision_key, point, use.to_dict(), based_on=pipe.bundle.hash)
     return {"bundle": str(cfg.bundle), "bundle_hash": bundle.hash, "precision": pipe.precision_key,
             "operating_point": point.to_dict(), "intended_use": use.to_dict(), "skipped": skipped}

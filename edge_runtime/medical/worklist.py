@@ -1,5 +1,8 @@
 """The triage worklist: one record per study, ranked from most to least abnormal, written as CSV.
 
+Each row names the audit entry of its study (``audit_seq``, ``audit_sha256``), so the worklist is
+evidence of the log (``audit_evidence``).
+
 Ranking: scored studies by raw score, highest first (ties by file and frame, so the order is
 reproducible); rank 1 is the most abnormal. Studies that could not be scored follow, without a
 rank, with their reason: they need a reader's attention as much as the flagged ones.
@@ -9,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -19,7 +23,9 @@ from ..files import write_atomic
 SCORED, NOT_SCORED = "scored", "not_scored"
 ABNORMAL, NORMAL = "abnormal", "normal"
 COLUMNS = ("rank", "file", "frame", "study_uid", "series_uid", "instance_uid", "modality", "score",
-           "raw_score", "threshold", "decision", "status", "reason", "label", "file_sha256")
+           "raw_score", "threshold", "decision", "status", "reason", "label", "file_sha256", "audit_seq",
+           "audit_sha256")
+IMAGES = ("thumbnail", "heatmap")
 
 
 @dataclass
@@ -43,11 +49,23 @@ class TriageRecord:
     anomalous: bool | None = None  # the label's meaning, when a label is known
     image_sha256: str = ""
     rank: int | None = None
+    audit_seq: int | None = None  # the audit entry of this record (``audit_evidence`` checks it)
+    audit_sha256: str = ""
     thumbnail: np.ndarray | None = field(default=None, repr=False)  # small uint8 grey/RGB
     heatmap: np.ndarray | None = field(default=None, repr=False)  # small float32 anomaly map (normalised)
+    extra: dict = field(default_factory=dict)  # columns a caller adds (the DICOM node's state)
 
-    def row(self) -> dict:
-        return {c: "" if getattr(self, c) is None else getattr(self, c) for c in COLUMNS}
+    def row(self, columns: Sequence[str] = COLUMNS) -> dict:
+        values = {**{f.name: getattr(self, f.name) for f in fields(self)}, **self.extra}
+        return {c: "" if values.get(c) is None else values[c] for c in columns}
+
+    def to_dict(self) -> dict:
+        """The JSON-able fields (no images, no extra columns)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in IMAGES + ("extra",)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TriageRecord":
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
 
 
 def rank(records: list[TriageRecord]) -> list[TriageRecord]:
@@ -59,15 +77,16 @@ def rank(records: list[TriageRecord]) -> list[TriageRecord]:
     return scored + [r for r in records if r.status != SCORED]
 
 
-def worklist_csv(records: list[TriageRecord]) -> str:
+def worklist_csv(records: list[TriageRecord], columns: Sequence[str] = COLUMNS) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in records:
-        w.writerow(r.row())
+        w.writerow(r.row(columns))
     return buf.getvalue()
 
 
-def write_worklist(records: list[TriageRecord], path: Path) -> None:
-    """Write the ranked records (``rank`` first) atomically."""
-    write_atomic(Path(path), worklist_csv(records).encode())
+def write_worklist(records: list[TriageRecord], path: Path, columns: Sequence[str] = COLUMNS) -> None:
+    """Write the ranked records (``rank`` first) atomically; ``columns`` beyond ``COLUMNS`` come from
+    each record's ``extra``."""
+    write_atomic(Path(path), worklist_csv(records, columns).encode())

@@ -15,19 +15,13 @@ import itertools
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 
 from ..errors import EdgesslError
 from ..streams.sources import Frame, Source
-from .image import image_from_compressed, image_from_raw
+from ..images import CAMERA_PIXELS
+from .image import image_from_message
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-
-
-def _pixels(msg, msgtype: str) -> np.ndarray:
-    if msgtype.endswith("CompressedImage"):
-        return image_from_compressed(msg.format, msg.data)
-    return image_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
 
 
 def _reader(bag: Path):
@@ -41,6 +35,9 @@ def _reader(bag: Path):
         reader.open()
     except (AnyReaderError, OSError) as exc:
         raise EdgesslError(f"{bag}: cannot read as a ROS bag ({exc})") from None
+    except Exception as exc:  # rosbags' parsers raise assorted errors on malformed metadata
+        raise EdgesslError(f"{bag}: cannot read as a ROS bag ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'malformed'})") from None
     return reader
 
 
@@ -97,10 +94,11 @@ class BagSource(Source):
     A bag that stops being readable part way (a corrupt or truncated chunk) ends with one error frame.
 
     The bag is opened (and the topics checked) when the source is made, so a wrong path or topic is
-    an ``EdgesslError`` before anything is scored."""
+    an ``EdgesslError`` before anything is scored. An image over ``max_pixels`` is an error frame."""
 
-    def __init__(self, bag: str | Path, topics: Sequence[str] = ()):
+    def __init__(self, bag: str | Path, topics: Sequence[str] = (), max_pixels: int = CAMERA_PIXELS):
         super().__init__(str(bag))
+        self.max_pixels = max_pixels
         path = Path(bag)
         if not path.exists():
             raise EdgesslError(f"{path}: no such bag (give the bag directory or its .mcap/.db3 file's folder)")
@@ -133,7 +131,8 @@ class BagSource(Source):
                 continue
             meta["stamp_ns"] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             try:
-                pixels, error = _pixels(msg, conn.msgtype), None
+                pixels, error = image_from_message(msg, conn.msgtype.endswith("CompressedImage"),
+                                                   self.max_pixels), None
             except EdgesslError as exc:
                 pixels, error = None, str(exc)
             yield Frame(index, name, pixels, error, meta=meta)

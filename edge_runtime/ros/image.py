@@ -7,7 +7,9 @@ encoding's size, then optional padding. ``is_bigendian`` matters only for 16-bit
 
 The decoders take the message's fields (not the message), so rclpy messages, rosbags messages
 and plain bytes all work; they return ``HxW`` or ``HxWx3`` RGB, ``uint8``/``uint16`` (see
-``edge_runtime.images``) and raise ``EdgesslError`` naming what is wrong with a malformed message.
+``edge_runtime.images``) and raise ``EdgesslError`` naming what is wrong with a malformed message,
+or with an image over the pixel limit (checked from the header, before decoding: a 335-byte JPEG
+can declare 30000 x 30000 pixels).
 ``raw_from_image`` is the inverse, for publishers (cameras, heatmaps as ``32FC1``, features).
 """
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import EdgesslError
-from ..images import canonical_image, decode_image
+from ..images import CAMERA_PIXELS, canonical_image, check_pixels, decode_image
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,15 @@ def _as_uint8_buffer(data) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
+def image_from_message(msg, compressed: bool, max_pixels: int = CAMERA_PIXELS) -> np.ndarray:
+    """The pixels of an ``Image`` (or, ``compressed``, a ``CompressedImage``) message of rclpy or rosbags."""
+    if compressed:
+        return image_from_compressed(msg.format, msg.data, max_pixels)
+    return image_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, max_pixels)
+
+
 def image_from_raw(encoding: str, height: int, width: int, step: int, is_bigendian: bool | int,
-                   data) -> np.ndarray:
+                   data, max_pixels: int = CAMERA_PIXELS) -> np.ndarray:
     """Pixels of a ``sensor_msgs/Image``: ``data`` must be exactly ``step * height`` bytes with
     ``step >= width * bytes_per_pixel``; padding at the end of each row is dropped."""
     enc = RAW_ENCODINGS.get(encoding)
@@ -58,6 +67,7 @@ def image_from_raw(encoding: str, height: int, width: int, step: int, is_bigendi
         raise EdgesslError(f"unsupported image encoding {encoding!r}; publish one of {', '.join(RAW_ENCODINGS)}")
     if height < 1 or width < 1:
         raise EdgesslError(f"empty {encoding} image ({width}x{height})")
+    check_pixels(width, height, max_pixels, f"{encoding} image")
     row_bytes = width * enc.channels * enc.bytes_per_channel
     if step < row_bytes:
         raise EdgesslError(f"{encoding} image step {step} is smaller than width*bytes_per_pixel = {row_bytes}")
@@ -134,12 +144,13 @@ def compressed_kind(fmt: str) -> str:
     raise EdgesslError(f"unsupported compressed image format {fmt!r}; publish jpeg or png")
 
 
-def image_from_compressed(fmt: str, data) -> np.ndarray:
-    """Pixels of a ``sensor_msgs/CompressedImage`` whose bytes must be the format it claims."""
+def image_from_compressed(fmt: str, data, max_pixels: int = CAMERA_PIXELS) -> np.ndarray:
+    """Pixels of a ``sensor_msgs/CompressedImage`` whose bytes must be the format it claims, within
+    ``max_pixels``."""
     kind = compressed_kind(fmt)
     raw = _as_uint8_buffer(data).tobytes()
     if not raw:
         raise EdgesslError(f"empty {kind} compressed image (0 bytes)")
     if not raw.startswith(COMPRESSED_FORMATS[kind]):
         raise EdgesslError(f"compressed image says {fmt!r} but its bytes are not a {kind} file")
-    return decode_image(raw, f"{kind} compressed image")
+    return decode_image(raw, f"{kind} compressed image", max_pixels)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..drift import DriftWatch
 from ..errors import EdgesslError
 from ..pipeline import Pipeline, Prepared, Result
 from .health import HealthReport, StreamStats
@@ -45,9 +46,11 @@ class Waiting:
 class CameraSlots:
     """One drop-oldest slot and one ``StreamStats`` per camera; thread-safe."""
 
-    def __init__(self, cameras: Sequence[str], info: dict[str, str] | None = None, stale_after_s: float = 5.0):
+    def __init__(self, cameras: Sequence[str], info: dict[str, str] | None = None, stale_after_s: float = 5.0,
+                 drift: Callable[[], DriftWatch | None] = lambda: None):
+        """``drift`` makes each camera's drift watch (None: not watched)."""
         self.cameras = tuple(cameras)
-        self.stats = {c: StreamStats(c, info, stale_after_s) for c in self.cameras}
+        self.stats = {c: StreamStats(c, info, stale_after_s, drift=drift()) for c in self.cameras}
         self.dropped = dict.fromkeys(self.cameras, 0)
         self._slots: dict[str, Waiting | None] = dict.fromkeys(self.cameras)
         self._cond = threading.Condition()
@@ -76,8 +79,9 @@ class CameraSlots:
                 self.dropped[camera] += waiting is not None
             self._slots = dict.fromkeys(self.cameras)
 
-    def reports(self) -> dict[str, HealthReport]:
-        return {c: self.stats[c].report(dropped=self.dropped[c]) for c in self.cameras}
+    def reports(self, max_rate_hz: float = 0.0) -> dict[str, HealthReport]:
+        """Each camera's health since the last report (``max_rate_hz``: the scorer's limit, 0: none)."""
+        return {c: self.stats[c].report(self.dropped[c], max_rate_hz) for c in self.cameras}
 
 
 @dataclass
@@ -156,7 +160,8 @@ class LiveScorer:
                 self._fail(w, "publish", exc)
                 continue
             born = self.steps.stamp(w.msg) or w.received
-            self.slots.stats[w.camera].record_processed((self.steps.now() - born) * 1e3, result.latency_ms["total"])
+            self.slots.stats[w.camera].record_processed((self.steps.now() - born) * 1e3, result.latency_ms["total"],
+                                                        result.raw_score)
 
     def _fail(self, waiting: Waiting, step: str, exc: BaseException) -> None:
         self.slots.stats[waiting.camera].record_failed(f"{step}: {describe(exc)}")

@@ -93,9 +93,12 @@ class Prefetcher:
         if frame.error is not None:
             return Item(frame, error=frame.error)
         try:
-            return Item(frame, self.prepare(frame))
+            prepared = self.prepare(frame)
         except EdgesslError as exc:
             return Item(frame, error=str(exc))
+        finally:
+            frame.image = None  # what waits in the queue is the prepared tensor, not the decoded image
+        return Item(frame, prepared)
 
     def _produce(self) -> None:
         try:

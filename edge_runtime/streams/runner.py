@@ -25,12 +25,14 @@ from .sources import Frame, Source
 @dataclass
 class RunOptions:
     """How a source is scored: images per inference call (offline sources; live ones score each
-    frame), decoded frames waiting at most (live sources drop the oldest), and a progress bar on
-    offline sources of 50 images or more (or of unknown length)."""
+    frame), decoded frames waiting at most (live sources drop the oldest), a progress bar on
+    offline sources of 50 images or more (or of unknown length), and the most pixels an input may
+    have to be decoded (0: ``images.pixel_limit`` of the bundle's input size; ``Pipeline.pixel_limit``)."""
 
     batch_size: int = 8
     queue_size: int = 8
     progress: bool = True
+    max_pixels: int = 0
 
 
 def _score(pipe: Pipeline, items: list[Item], with_features: bool,

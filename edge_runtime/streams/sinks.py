@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import EdgesslError
 from ..heatmaps import overlay
 from ..images import to_uint8
 from ..pipeline import Result
@@ -43,21 +44,36 @@ def record(source: str, frame: Frame, result: Result | None, error: str | None) 
 
 
 class JsonlSink:
-    """One JSON line per input to a file (``-`` or None: standard output), flushed per line."""
+    """One JSON line per input to a file (``-`` or None: standard output), flushed per line, so a
+    reader following the file sees each record as it is scored. A new file is created exclusively;
+    an existing one is replaced only with ``replace`` (``outputs.output_file`` checked it first).
+    A write that fails (a full disk) is one ``EdgesslError`` line."""
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, replace: bool = False):
         self.to_stdout = path in (None, "-")
-        if not self.to_stdout:
+        self.path = path
+        if self.to_stdout:
+            self.file = sys.stdout
+            return
+        try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.file = sys.stdout if self.to_stdout else open(path, "w")
+            self.file = open(path, "w" if replace else "x")
+        except OSError as exc:
+            raise EdgesslError(f"cannot write {path} ({exc.strerror})") from None
 
     def write(self, rec: dict) -> None:
-        self.file.write(json.dumps(rec) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(rec) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            raise EdgesslError(f"cannot write {self.path or 'standard output'} ({exc.strerror})") from None
 
     def close(self) -> None:
         if not self.to_stdout:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError as exc:  # the last buffered bytes did not fit
+                raise EdgesslError(f"cannot write {self.path} ({exc.strerror})") from None
 
 
 def _safe_name(index: int, name: str) -> str:
@@ -72,7 +88,10 @@ class OverlaySink:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgesslError(f"cannot write overlays into {directory} ({exc.strerror})") from None
 
     def write(self, frame: Frame, image: np.ndarray, result: Result) -> Path:
         img = to_uint8(image)
@@ -87,7 +106,12 @@ class OverlaySink:
         cv2.putText(pic, f"{result.score:.2f}", (2, max(10, int(18 * scale))), cv2.FONT_HERSHEY_SIMPLEX,
                     scale * 0.6, colour, 1, cv2.LINE_AA)
         path = self.directory / _safe_name(frame.index, frame.name)
-        cv2.imwrite(str(path), pic)
+        try:
+            written = cv2.imwrite(str(path), pic)
+        except cv2.error:
+            written = False
+        if not written:  # OpenCV says nothing on its own: a read-only or full folder would go unnoticed
+            raise EdgesslError(f"cannot write the overlay {path} (is {self.directory} writable, with space left?)")
         return path
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data.datasets import detect_kind, open_dataset
 from ..errors import EdgesslError
-from ..images import IMAGE_SUFFIXES, files_in, read_image
+from ..images import CAMERA_PIXELS, IMAGE_SUFFIXES, files_in, read_image
 from ..video import VIDEO_SUFFIXES, VideoReader
 
 LIVE_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
@@ -64,11 +64,12 @@ class Source:
 
 
 class FileSource(Source):
-    """Image files read one by one; a file that fails to decode becomes an error frame."""
+    """Image files read one by one; a file that fails to decode (or is over ``max_pixels``) becomes
+    an error frame."""
 
-    def __init__(self, name: str, paths: list[Path]):
+    def __init__(self, name: str, paths: list[Path], max_pixels: int = CAMERA_PIXELS):
         super().__init__(name)
-        self.paths = paths
+        self.paths, self.max_pixels = paths, max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -76,7 +77,7 @@ class FileSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         for i, path in enumerate(self.paths):
             try:
-                yield Frame(i, str(path), read_image(path))
+                yield Frame(i, str(path), read_image(path, self.max_pixels))
             except EdgesslError as exc:
                 yield Frame(i, str(path), None, str(exc))
 
@@ -103,10 +104,10 @@ class DatasetSource(Source):
 class VideoSource(Source):
     """Frames of a video file or a camera (``video.VideoReader``)."""
 
-    def __init__(self, name: str, target: str | int, live: bool):
+    def __init__(self, name: str, target: str | int, live: bool, max_pixels: int = CAMERA_PIXELS):
         super().__init__(name)
         self.live = live
-        self.reader = VideoReader(name, target, live)
+        self.reader = VideoReader(name, target, live, max_pixels)
 
     def __len__(self) -> int:
         return self.reader.expected
@@ -133,30 +134,42 @@ def _camera_target(text: str) -> int | str | None:
     return None
 
 
-def open_source(text: str, split: str = "test") -> Source:
-    """The source ``text`` names (see the module docstring); ``EdgesslError`` when there is none."""
+def source_paths(text: str) -> list[Path]:
+    """The files and folders a source text names (none for a camera): what its outputs must not overwrite."""
+    if _camera_target(text) is not None:
+        return []
+    if any(c in text for c in "*?["):
+        return [Path(p) for p in glob.glob(text, recursive=True)]
+    return [Path(text)] if Path(text).exists() else []
+
+
+def open_source(text: str, split: str = "test", max_pixels: int = CAMERA_PIXELS) -> Source:
+    """The source ``text`` names (see the module docstring); ``EdgesslError`` when there is none.
+    Images and video frames over ``max_pixels`` are refused before decoding."""
     camera = _camera_target(text)
     if camera is not None:
-        return VideoSource(text, camera, live=True)
+        return VideoSource(text, camera, live=True, max_pixels=max_pixels)
     path = Path(text)
     if any(c in text for c in "*?["):
         paths = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if not paths:
             raise EdgesslError(f"no files match {text}")
-        return FileSource(text, paths)
+        return FileSource(text, paths, max_pixels)
     if not path.exists():
         raise EdgesslError(f"source not found: {text} (give an image, a folder, a glob, a .npz, a video, "
                            "or camera:N)")
+    if not path.is_file() and not path.is_dir():
+        raise EdgesslError(f"source {text} is not a regular file or folder (a device, FIFO or socket)")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npz":
             return DatasetSource(text, open_dataset(text, split))
         if suffix in VIDEO_SUFFIXES:
-            return VideoSource(text, text, live=False)
-        return FileSource(text, [path])
+            return VideoSource(text, text, live=False, max_pixels=max_pixels)
+        return FileSource(text, [path], max_pixels)
     if detect_kind(text) == "mvtec":
         return DatasetSource(text, open_dataset(text, split))
     paths = files_in(path)
     if not paths:
         raise EdgesslError(f"{text}: no image files in this folder (suffixes: {', '.join(IMAGE_SUFFIXES)})")
-    return FileSource(text, paths)
+    return FileSource(text, paths, max_pixels)

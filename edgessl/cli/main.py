@@ -15,6 +15,7 @@ from edgessl import __version__
 from edgessl.edge_runtime.errors import EdgesslError
 
 from .bench import COMMANDS as BENCH
+from .dicom_node import COMMANDS as DICOM_NODE
 from .export import COMMANDS as EXPORT
 from .medical import COMMANDS as MEDICAL
 from .options import EXIT_INTERRUPTED, EXIT_USER, Command, add_command, apply_config, emit, leaf_parser
@@ -23,7 +24,7 @@ from .train import COMMANDS as TRAIN
 from .trust import COMMANDS as TRUST
 from .trust import GROUPS
 
-COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *BENCH, *MEDICAL, *TRUST)
+COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *BENCH, *MEDICAL, *DICOM_NODE, *TRUST)
 
 DESCRIPTION = """\
 edgessl: unlabeled images to an INT8 anomaly detector on the edge.
@@ -40,7 +41,8 @@ those, an image, a glob, a video, a camera, a ROS 2 bag, DICOM studies. Run `edg
 """
 
 EPILOG = """exit status (every command): 0 success; 1 nothing could be processed (every input failed);
-2 a user error (bad option, input, bundle or config file), said in one line on stderr.
+2 a user error (bad option, input, bundle or config file) or a refusal of the machine (a read-only
+or full disk), said in one line on stderr.
 """
 
 
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return emit(args.handler(args), args.json)
     except EdgesslError as exc:
         print(f"edgessl {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except OSError as exc:  # the machine refused: a read-only or full disk, permissions, a vanished file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgessl {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

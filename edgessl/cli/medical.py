@@ -10,9 +10,17 @@ from edgessl.edge_runtime.medical.intended_use import SIZE_FACTOR
 from edgessl.edge_runtime.medical.triage import OperatingPointConfig, TriageConfig
 
 from .options import EXIT_NOTHING, EXIT_OK, Command, Opt, Outcome, config_from_args, selected_data, summary_lines
+from .run import drift_line
 from .shared import BUNDLE, SCORING, SELECTION
 
 SOURCES_HELP = "DICOM/image/.npz files, folders (searched recursively) or quoted globs"
+OPERATING_POINT_OPT = Opt("--operating-point", "auto: the bundle's point with the highest sensitivity for this "
+                                               "precision, or the normal-only threshold if it has none; none: the "
+                                               "normal-only threshold", metavar="sensitivity=S|auto|none")
+AUDIT_KEY = Opt("--audit-key", "secret key file (32+ random bytes): every audit line carries an HMAC, so rewriting "
+                               "the whole log is detected too (`edgessl audit verify --audit-key FILE`)",
+                metavar="FILE")
+REPORT_IMAGES = Opt("--report-images", "thumbnails for this many top ranks")
 
 
 def _triage(args: argparse.Namespace) -> Outcome:
@@ -22,6 +30,7 @@ def _triage(args: argparse.Namespace) -> Outcome:
       report.html   self-contained: thumbnails, heatmaps, score histogram with the threshold
       audit.jsonl   one line per study, appended (never truncated), hash-chained and anchored
                     (check it with `edgessl audit verify`)
+    and, with --dicom-out DIR, each DICOM instance's results as DICOM objects that reference it.
     Decisions use the bundle's operating point for this precision (set with
     `edgessl operating-point`), else its normal-only threshold. Studies are scored in
     batches; a study's score depends on its own pixels only, never on its batch.
@@ -36,6 +45,8 @@ def _triage(args: argparse.Namespace) -> Outcome:
                          f"abnormal ({s['threshold_kind']}, {s['backend']}, {s['precision']})",
                          {**s, **(s["test"] or {})}, ("sensitivity", "specificity", "auroc", "worklist", "report",
                                                       "audit_log"))
+    if s["drift"] is not None:
+        text += "\n" + drift_line(s["drift"], f"all {s['drift']['window']} scores against the held-out normal ones")
     return Outcome(s, text, EXIT_OK if s["n_scored"] or not s["n_records"] else EXIT_NOTHING)
 
 
@@ -43,15 +54,15 @@ TRIAGE = Command(
     "triage", _triage, (TriageConfig,), (
         Opt("--source", SOURCES_HELP, metavar="PATH", required=True),
         Opt("--out", "where the worklist, report and audit log go", metavar="REPORT_DIR", required=True),
-        Opt("--operating-point", "auto: the bundle's point with the highest sensitivity for this precision, or the "
-                                 "normal-only threshold if it has none; none: the normal-only threshold",
-            metavar="sensitivity=S|auto|none"),
+        OPERATING_POINT_OPT,
         Opt("--labels", "file,label CSV of known labels, to report test sensitivity", metavar="CSV"),
         Opt("--normal-label", "the label of normal studies (enables test sensitivity)", metavar="L"),
         Opt("--split", "split read from a MedMNIST .npz input", choices=SPLITS),
-        Opt("--report-images", "thumbnails for this many top ranks"),
-        Opt("--audit-key", "secret key file (32+ random bytes): every audit line carries an HMAC, so rewriting "
-                           "the whole log is detected too (`edgessl audit verify --audit-key FILE`)", metavar="FILE"),
+        REPORT_IMAGES,
+        AUDIT_KEY,
+        Opt("--dicom-out", "write each scored DICOM instance's results here as DICOM: a Comprehensive SR and, when "
+                           "the bundle makes maps, heatmap overlays (as `edgessl dicom-node` sends them)",
+            metavar="DIR"),
         *SCORING, *BUNDLE),
     help="rank studies (DICOM, PNG, .npz) by abnormality: worklist, HTML report, audit log")
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from edgessl.edge_runtime.data.source_text import SourceOptions, with_selection
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.files import read_regular
 
 T = TypeVar("T")
 
@@ -248,12 +249,17 @@ def apply_config(path_text: str, parser: argparse.ArgumentParser) -> None:
     import yaml
 
     path = Path(path_text)
-    if not path.is_file():
+    if not path.exists():
         raise EdgesslError(f"config file not found: {path}")
+    data = read_regular(path, "config file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(data.decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise EdgesslError(f"{path}: not UTF-8 text (a YAML config is text)") from None
     except yaml.YAMLError as exc:
         raise EdgesslError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise EdgesslError(f"{path}: not valid YAML (nested too deeply)") from None
     if not isinstance(values, dict):
         raise EdgesslError(f"{path}: expected a mapping of option: value")
     keys = _file_keys(parser)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from edgessl.edge_runtime.drift import DriftConfig, DriftWatch
+from edgessl.edge_runtime.drift import NO_PERCENTILES, DriftConfig, DriftWatch, drift_config
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.outputs import output_file, output_folder, refuse_overlap
 from edgessl.edge_runtime.pipeline_options import BundleOptions
 from edgessl.edge_runtime.streams.runner import RunOptions
 
@@ -18,12 +20,13 @@ from .shared import BUNDLE, SCORING, SPLIT
 
 @dataclass
 class RecordOptions:
-    """Where a scoring command's records go (None: standard output), whether they hold each image's
-    embedding, a threshold override in normalised units, and the drift watch's window (None:
-    ``DriftConfig``'s; 0: no drift watch)."""
+    """Where a scoring command's records go (None: standard output) and whether an existing file
+    there is replaced, whether they hold each image's embedding, a threshold override in normalised
+    units, and the drift watch's window (None: ``DriftConfig``'s; 0: no drift watch)."""
 
     threshold: float | None = None
     out: str | None = None
+    force: bool = False
     features: bool = False
     drift_window: int | None = None
 
@@ -44,10 +47,23 @@ class ReplayConfig(RecordOptions, RunOptions, BundleOptions):
 RECORDS = (
     Opt("--threshold", "override the decision threshold (normalised units)"),
     Opt("--out", "JSONL file (default: standard output)", metavar="results.jsonl"),
+    Opt("--force", "replace an existing --out file"),
     Opt("--features", "add each image's embedding to its record"),
     Opt("--drift-window", "recent scores the drift watch compares with the bundle's held-out normal scores "
                           f"(default: {DriftConfig.window}; 0: no drift watch; docs/runtime.md)", metavar="N"),
 )
+
+
+def check_outputs(cfg: RecordOptions | BundleOptions, inputs: list[Path], overlays: str | None = None) -> None:
+    """Refuse, before anything is read, records or overlays that would land on an input (the source,
+    the key), above one, or inside the bundle, and an existing --out file without --force."""
+    keys = [cfg.public_key] if cfg.public_key else []
+    if cfg.out not in (None, "-"):
+        refuse_overlap(cfg.out, "--out", [*inputs, *keys], sealed=[cfg.bundle])
+        output_file(cfg.out, "--out", cfg.force)
+    if overlays:
+        refuse_overlap(overlays, "--overlays", [*inputs, *keys], sealed=[cfg.bundle])
+        output_folder(overlays, "--overlays")
 
 
 def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
@@ -59,19 +75,24 @@ def load_pipeline(cfg: BundleOptions, threshold: float | None = None):
     return pipe
 
 
+def drift_line(d: dict, scores: str) -> str:
+    """A drift report (``DriftReport.to_dict``) as one summary line; ``scores`` says which were tested."""
+    return (f"  drift: {'ALARM' if d['alarm'] else 'none'} ({scores}: KS {d['statistic']:.3f}, p {d['p_value']:.3g}; "
+            f"{d['rate_above_threshold']:.3f} above the threshold, p {d['rate_p_value']:.3g})")
+
+
 def drift_watch(pipe, window: int | None, length: int) -> DriftWatch | None:
     """The drift watch over a run's scores (``window`` None: the default; 0: none). A window asked
     for that is longer than a source of known length is refused; a bundle whose threshold records
     no held-out percentiles (made before edgessl recorded them) gets none, with a note."""
-    if window == 0:
+    config = drift_config(window)
+    if config is None:
         return None
-    config = DriftConfig() if window is None else DriftConfig(window=window, every=min(DriftConfig.every, window))
     if window is not None and 0 < length < window:
         raise EdgesslError(f"--drift-window {window} is longer than the {length} inputs of this run; lower it "
                            "(or 0: no drift watch)")
     if not pipe.threshold_record.holdout_quantiles:
-        print("edgessl: note: the bundle's threshold records no held-out percentiles, so no drift watch; re-fit "
-              "and re-export to have one", file=sys.stderr)
+        print(f"edgessl: note: {NO_PERCENTILES}", file=sys.stderr)
         return None
     return DriftWatch(pipe.threshold_record, config)
 
@@ -84,7 +105,7 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
     from edgessl.edge_runtime.streams.sinks import JsonlSink, OverlaySink
 
     drift = drift_watch(pipe, cfg.drift_window, len(source))
-    jsonl = JsonlSink(cfg.out)
+    jsonl = JsonlSink(cfg.out, replace=cfg.force)
     try:
         summary = run_source(pipe, source, jsonl, OverlaySink(overlays) if overlays else None,
                              cfg, cfg.features, drift).to_dict()
@@ -103,9 +124,7 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
             f"dropped, {summary['anomalies']} anomalous; p50 {lat['p50']} ms, {summary['images_per_s']} images/s "
             f"({pipe.backend}, {pipe.precision_key}); records: {cfg.out or 'standard output'}")
     if summary["drift"] is not None:
-        d = summary["drift"]
-        text += (f"\n  drift: {'ALARM' if d['alarm'] else 'none'} (last {d['window']} scores: KS {d['statistic']:.3f}, "
-                 f"p {d['p_value']:.3g}; {d['rate_above_threshold']:.3f} above the threshold, p {d['rate_p_value']:.3g})")
+        text += "\n" + drift_line(summary["drift"], f"last {summary['drift']['window']} scores")
     return Outcome(summary, text, status, stdout_taken=jsonl.to_stdout)
 
 
@@ -117,15 +136,17 @@ def _run(args: argparse.Namespace) -> Outcome:
     Sources: an image, a folder, a glob ('imgs/*.png'), a MedMNIST .npz or MVTec-AD folder
     (--split), a video file, camera:N or an rtsp:// URL.
     """
-    from edgessl.edge_runtime.streams.sources import open_source
+    from edgessl.edge_runtime.streams.sources import open_source, source_paths
 
     cfg = config_from_args(RunConfig, args)
+    check_outputs(cfg, source_paths(cfg.source), cfg.overlays)
     pipe = load_pipeline(cfg, cfg.threshold)
     if cfg.overlays and not pipe.detector.has_maps:
         raise EdgesslError(f"--overlays: the bundle's {pipe.detector.kind} detector makes no anomaly maps; re-fit "
                            "with `edgessl fit --detector combined` (the default) or `--detector patch`, or drop "
                            "--overlays")
-    outcome = score_to_records("run", cfg, open_source(cfg.source, cfg.split), pipe, cfg.overlays)
+    source = open_source(cfg.source, cfg.split, pipe.pixel_limit(cfg.max_pixels))
+    outcome = score_to_records("run", cfg, source, pipe, cfg.overlays)
     outcome.summary["overlays"] = cfg.overlays
     return outcome
 
@@ -148,8 +169,10 @@ def _replay(args: argparse.Namespace) -> Outcome:
     from edgessl.edge_runtime.ros.bag import BagSource
 
     cfg = config_from_args(ReplayConfig, args)
+    check_outputs(cfg, [Path(cfg.source)])
     pipe = load_pipeline(cfg, cfg.threshold)
-    outcome = score_to_records("replay", cfg, BagSource(cfg.source, cfg.topic), pipe)
+    source = BagSource(cfg.source, cfg.topic, pipe.pixel_limit(cfg.max_pixels))
+    outcome = score_to_records("replay", cfg, source, pipe)
     outcome.summary["topics"] = cfg.topic or "all image topics"
     return outcome
 

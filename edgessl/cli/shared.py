@@ -35,10 +35,13 @@ MODEL = (
 )
 BUNDLE = (Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True), *MODEL)
 
+MAX_PIXELS = Opt("--max-pixels", "refuse, before decoding, an image, video frame or DICOM of more pixels (0: the "
+                                "default for the bundle's input size, docs/runtime.md)", metavar="N")
 SCORING = (
     Opt("--batch-size", "images per inference call (offline sources; live ones score each frame)"),
     Opt("--queue-size", "decoded frames waiting at most (live sources drop the oldest)"),
     Opt("--no-progress", "turn off: a progress bar on offline sources (of 50 images or more, or of unknown length)"),
+    MAX_PIXELS,
 )
 
 SPLIT = Opt("--split", "split of a .npz/MVTec source", choices=SPLITS)

@@ -7,8 +7,11 @@ import argparse
 import inspect
 import os
 from dataclasses import asdict
+from pathlib import Path
 
 from edgessl.edge_runtime.errors import EdgesslError
+from edgessl.edge_runtime.files import write_atomic
+from edgessl.edge_runtime.outputs import output_folder, refuse_overlap
 from edgessl.edge_runtime.streams.evaluation import BundleEvalConfig
 from edgessl.train.config import (AUTO_SIZE, BACKBONES, DETECTOR_KINDS, FINETUNE_KINDS, METHOD_SUMMARIES,
                                   EvaluateConfig, FinetuneConfig, FitConfig, PretrainConfig)
@@ -24,14 +27,16 @@ METRIC_KEYS = ("auroc", "aupr", "f1_max", "fpr_at_threshold", "tpr_at_threshold"
 
 def _save_config(out: str, cfg) -> None:
     """``OUT/config.yaml``: the run's options, keyed by their long option names."""
-    from pathlib import Path
-
     import yaml
 
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
     values = {f.replace("_", "-"): v for f, v in asdict(cfg).items()}
-    (path / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    write_atomic(Path(out) / "config.yaml", yaml.safe_dump(values, sort_keys=False).encode())
+
+
+def _check_out(out: str, *inputs: str | None) -> None:
+    """Refuse a run directory (``--out``) that is, or holds, one of the command's inputs, or is a file."""
+    refuse_overlap(out, "--out", [p for p in inputs if p and Path(p).exists()])
+    output_folder(out, "--out")
 
 
 def _rank0() -> bool:
@@ -62,6 +67,7 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
     from edgessl.train.pretrain import pretrain
 
     cfg = config_from_args(PretrainConfig, args, data=selected_data(args))
+    _check_out(cfg.out, cfg.data, cfg.init_weights)
     s = pretrain(cfg)
     if not _rank0():
         return None
@@ -113,6 +119,7 @@ def _finetune(args: argparse.Namespace) -> Outcome | None:
     from edgessl.train.finetune import finetune
 
     cfg = with_recorded_data(config_from_args(FinetuneConfig, args, data=selected_data(args)))
+    _check_out(cfg.out, cfg.run, cfg.data)
     s = finetune(cfg)
     if not _rank0():
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline_options import TrustOptions
@@ -40,6 +40,7 @@ class VerifyConfig(InspectConfig, TrustOptions):
 class AuditVerifyConfig:
     log: str = ""
     audit_key: str | None = None
+    against: list[str] = field(default_factory=list)
 
 
 BUNDLE_DIR = Opt("--bundle", BUNDLE_HELP, metavar="BUNDLE", required=True)
@@ -76,7 +77,7 @@ def bundle_summary(bundle) -> dict:
     return {
         "bundle": str(bundle.root), "sha256": bundle.hash, "seal": (m.get("seal") or {}).get("sha256"),
         "tool_version": m.get("tool_version"), "created": m.get("created"),
-        "files": {rel: {"sha256": digest, "bytes": bundle.path(rel).stat().st_size}
+        "files": {rel: {"sha256": digest, "bytes": len(bundle.read(rel))}
                   for rel, digest in m["files"].items()},
         "precisions": {k: {"model": v.get("model"), "dtype": v.get("dtype"), "float_nodes": v.get("float_nodes")}
                        for k, v in m.get("precisions", {}).items()},
@@ -179,16 +180,25 @@ def _check(args: argparse.Namespace) -> Outcome:
 
 
 def _audit_verify(args: argparse.Namespace) -> Outcome:
-    """Check every line of a triage audit log, the hash chain and the anchor (and every HMAC with
-    --audit-key). Exit 0 when all pass; else one line naming the first affected line and exit 2."""
-    from edgessl.edge_runtime.medical.audit_log import is_keyed, verify_audit_log
+    """Check every line of a triage audit log byte for byte, the hash chain and the anchor (and every
+    HMAC with --audit-key); with --against, that every study a worklist or report names is in the
+    log as written there. Exit 0 when all pass; else one line naming the first affected line and
+    exit 2. An empty log, a log without its anchor, and a torn tail (a crash mid-append, repaired
+    by the next triage run) never pass. What a log cannot show on its own is its deletion together
+    with its anchor: a worklist or report of an earlier run then names entries the log lacks."""
+    from edgessl.edge_runtime.medical.audit_evidence import check_evidence
+    from edgessl.edge_runtime.medical.audit_log import is_keyed, verified_entries
 
     cfg = config_from_args(AuditVerifyConfig, args)
-    n = verify_audit_log(cfg.log, cfg.audit_key)
+    entries = verified_entries(cfg.log, cfg.audit_key)
+    checked = {path: check_evidence(entries, path) for path in cfg.against}
     macs = ("HMACs verified" if cfg.audit_key else
             "HMACs NOT checked: pass --audit-key" if is_keyed(cfg.log) else "no HMACs")
-    return Outcome({"log": cfg.log, "entries": n, "hmacs_checked": bool(cfg.audit_key)},
-                   f"{cfg.log}: ok, {n} entries (every line, the chain and the anchor; {macs})")
+    evidence = ("; " + ", ".join(f"{p}: its {n} studies are in the log" for p, n in checked.items()) if checked else
+                "; a log deleted with its anchor cannot show here: check a worklist or report with --against")
+    return Outcome({"log": cfg.log, "entries": len(entries), "hmacs_checked": bool(cfg.audit_key),
+                    "against": checked},
+                   f"{cfg.log}: ok, {len(entries)} entries (every line, the chain and the anchor; {macs}){evidence}")
 
 
 KEYGEN = Command("keygen", _keygen, (KeygenConfig,), (
@@ -207,7 +217,9 @@ BUNDLE_CHECK = Command("bundle check", _check, (CheckConfig,), (
     help="would TensorRT parse the bundle's models? a static preflight (exit 2 naming the node and rule)")
 AUDIT_VERIFY = Command("audit verify", _audit_verify, (AuditVerifyConfig,), (
     Opt("--log", "the audit log (REPORT_DIR/audit.jsonl)", metavar="FILE", required=True),
-    Opt("--audit-key", "the key triage ran with (--audit-key): check every HMAC", metavar="FILE")),
+    Opt("--audit-key", "the key triage ran with (--audit-key): check every HMAC", metavar="FILE"),
+    Opt("--against", "worklist.csv or report.html files of triage runs: every study they name must be in the log",
+        metavar="FILE")),
     help="check every line, the hash chain and the anchor (and HMACs with --audit-key)")
 
 # Command groups: the first word of a nested command's name, with its help.

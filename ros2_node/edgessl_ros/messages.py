@@ -11,16 +11,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray, Header, MultiArrayDimension
 
 from edgessl.edge_runtime.pipeline import Result
-from edgessl.edge_runtime.ros.image import (FLOAT_ENCODING, image_from_compressed, image_from_raw,
-                                            raw_from_image)
+from edgessl.edge_runtime.ros.image import FLOAT_ENCODING, image_from_message, raw_from_image
 from edgessl.edge_runtime.streams.health import HealthReport
 
 
-def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:
-    """The pixels of an Image or CompressedImage (``EdgesslError`` when malformed)."""
-    if isinstance(msg, CompressedImage):
-        return image_from_compressed(msg.format, msg.data)
-    return image_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+def image_from_msg(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
+    """The pixels of an Image or CompressedImage (``EdgesslError`` when malformed or over ``max_pixels``)."""
+    return image_from_message(msg, isinstance(msg, CompressedImage), max_pixels)
 
 
 def stamp_seconds(msg: Image | CompressedImage) -> float:

@@ -1,8 +1,9 @@
 """The node's interface, defined once: its name, its topics, its parameters and their defaults.
 
 The node, the launch file, ``config/params.yaml`` and the tests all read these names from here.
-This module imports neither rclpy nor the runtime's heavy parts, so a launch file can use it; the
-defaults it shares with every command that loads a bundle are read from ``BundleOptions``.
+This module imports neither rclpy nor the runtime's heavy parts (only its lists of backends and
+precisions, and ``BundleOptions`` for the defaults it shares with every command that loads a
+bundle), so a launch file can use it.
 
 Topics are relative, so they land in the node's namespace and can be remapped as usual. With
 several cameras (``input_topics``), each camera's outputs land in its own namespace instead, the
@@ -24,7 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from edgessl.edge_runtime.pipeline_options import BundleOptions  # light: dataclasses only
+from edgessl.edge_runtime.backends.base import CHOICES as BACKENDS
+from edgessl.edge_runtime.drift import MIN_WINDOW, DriftConfig
+from edgessl.edge_runtime.pipeline_options import PRECISIONS, BundleOptions  # light: dataclasses only
 
 PACKAGE = "edgessl_ros"
 NODE = "edgessl_node"
@@ -48,6 +51,18 @@ OUTPUT_TOPICS = {
 RELIABILITIES = ("best_effort", "reliable")
 # Parameters a running node accepts changes of (through its parameter services); the others are read-only.
 DYNAMIC = ("threshold", "max_rate_hz")
+# The ranges of the numeric parameters (inclusive): a value outside is refused at start (and at runtime).
+RANGES = {
+    "dla_core": (-1, 15),
+    "threads": (0, 1024),
+    "qos_depth": (1, 1000),
+    "max_rate_hz": (0.1, 1000.0),  # or 0: no limit; below 0.1 Hz scoring would all but stop
+    "diagnostics_period_s": (0.1, 3600.0),  # more than 10 reports per second would flood /diagnostics
+    "stale_after_s": (0.1, 86400.0),
+    "max_pixels": (0, 1 << 40),  # 0: the runtime's default
+    "drift_window": (MIN_WINDOW, 1 << 30),  # or 0: no drift watch
+}
+OFF_AT_ZERO = {"max_rate_hz": "no limit", "drift_window": "no drift watch"}  # parameters that 0 turns off
 
 # Fast DDS reads an XML profile named by FASTRTPS_DEFAULT_PROFILES_FILE in 2.x (ROS 2 Jazzy) and by
 # FASTDDS_DEFAULT_PROFILES_FILE in 3.x (Kilted): set both. Without the profile's shared-memory
@@ -75,9 +90,13 @@ class NodeParams:
     input_topic); frames waiting together are scored in one batch.  compressed: subscribe to
     sensor_msgs/CompressedImage instead of sensor_msgs/Image.  qos_reliability / qos_depth: the input
     subscriptions' QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
-    OUTPUT_TOPICS to publish.  max_rate_hz: start at most this many batches per second (<= 0: as fast
+    OUTPUT_TOPICS to publish.  max_rate_hz: start at most this many batches per second (0: as fast
     as inference allows); changeable at runtime.  diagnostics_period_s: /diagnostics period.
-    stale_after_s: a camera silent for longer than this is reported as stalled.
+    stale_after_s: a camera silent for longer than this is reported as stalled.  max_pixels: refuse,
+    before decoding, an image of more pixels (0: the runtime's default for the bundle's input size,
+    ``images.pixel_limit``; a 335-byte JPEG can declare 30000 x 30000 pixels).  drift_window: each
+    camera's last N raw scores are tested against the bundle's held-out normal scores (WARN on
+    /diagnostics on an alarm; ``edge_runtime/drift.py``; 0: no drift watch).
     """
 
     bundle: str = ""
@@ -97,6 +116,8 @@ class NodeParams:
     max_rate_hz: float = 0.0
     diagnostics_period_s: float = 1.0
     stale_after_s: float = 5.0
+    max_pixels: int = 0
+    drift_window: int = DriftConfig.window
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -108,24 +129,34 @@ class NodeParams:
         return (self.input_topic,) if self.input_topics is None else self.input_topics
 
     def problems(self) -> list[str]:
-        """What is wrong with these values, one line each (empty when they are usable)."""
+        """What is wrong with these values, one line each (empty when they are usable): every
+        parameter is checked against its choices or its range (``RANGES``)."""
         out = []
         if not self.bundle:
             out.append("parameter 'bundle' is required: the path of a bundle made by `edgessl export`")
-        if self.qos_reliability not in RELIABILITIES:
-            out.append(f"parameter 'qos_reliability' must be one of {RELIABILITIES}, got {self.qos_reliability!r}")
-        if self.qos_depth < 1:
-            out.append(f"parameter 'qos_depth' must be at least 1, got {self.qos_depth}")
+        for name, choices in (("qos_reliability", RELIABILITIES), ("backend", BACKENDS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                out.append(f"parameter {name!r} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.bundle_sha256 and (len(self.bundle_sha256) != 64 or
+                                   any(c not in "0123456789abcdef" for c in self.bundle_sha256.lower())):
+            out.append("parameter 'bundle_sha256' must be the bundle's sha256, 64 hex digits "
+                       "(`edgessl bundle inspect` prints it)")
+        if not self.outputs:
+            out.append(f"parameter 'outputs' must name at least one of {list(OUTPUT_TOPICS)}")
         unknown = sorted(set(self.outputs) - set(OUTPUT_TOPICS))
         if unknown:
             out.append(f"parameter 'outputs' has unknown entries {unknown}; choose from {list(OUTPUT_TOPICS)}")
-        if self.threads < 0:
-            out.append(f"parameter 'threads' must be 0 (one per core) or more, got {self.threads}")
-        if self.diagnostics_period_s <= 0:
-            out.append("parameter 'diagnostics_period_s' must be positive")
-        for name in DYNAMIC:
-            if not math.isfinite(getattr(self, name)):
-                out.append(f"parameter {name!r} must be a finite number, got {getattr(self, name)}")
+        if not math.isfinite(self.threshold):
+            out.append(f"parameter 'threshold' must be a finite number, got {self.threshold}")
+        for name, (lo, hi) in RANGES.items():
+            value = getattr(self, name)
+            if name in OFF_AT_ZERO and value == 0:
+                continue
+            if not (math.isfinite(value) and lo <= value <= hi):
+                zero = f" (or 0: {OFF_AT_ZERO[name]})" if name in OFF_AT_ZERO else ""
+                out.append(f"parameter {name!r} must be from {lo:g} to {hi:g}{zero}, got {value}")
+        if self.input_topics is None and not self.input_topic:
+            out.append("parameter 'input_topic' must name the camera topic")
         if self.input_topics is not None:
             out += topic_problems(self.input_topics)
         return out

@@ -27,12 +27,14 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 
 from edgessl.edge_runtime.backends.ort import OrtOptions
+from edgessl.edge_runtime.drift import NO_PERCENTILES, DriftWatch, drift_config
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline, Result
 from edgessl.edge_runtime.streams.live import CameraSlots, LiveScorer, LiveSteps
@@ -79,7 +81,7 @@ def declare_params(node: Node) -> NodeParams:
         except InvalidParameterTypeException:
             raise EdgesslError(f"parameter {f.name!r} must be of the type of its default "
                                f"({type(default).__name__}, e.g. {default!r})") from None
-    values["outputs"] = tuple(values["outputs"])
+    values["outputs"] = tuple(values["outputs"] or ())  # `-p "outputs:=[]"` arrives without a type: None
     for name in ("threshold", "max_rate_hz", "diagnostics_period_s", "stale_after_s"):
         values[name] = _number(name, values[name])
     return NodeParams(**values)
@@ -102,6 +104,25 @@ def _number(name: str, value) -> float:
     return float(value)
 
 
+def resolved_topics(node: Node, params: NodeParams) -> tuple[str, ...]:
+    """The camera topics as the node resolves them (namespace, remapping); ``EdgesslError`` for an
+    invalid name, or for several cameras whose resolved names collide."""
+    key = "input_topics" if params.input_topics is not None else "input_topic"
+    cameras = tuple(_resolve(node, key, topic) for topic in params.topics)
+    problems = names.topic_problems(cameras) if params.input_topics is not None else []
+    if problems:
+        raise EdgesslError("; ".join(problems))
+    return cameras
+
+
+def _resolve(node: Node, key: str, topic: str) -> str:
+    try:
+        return node.resolve_topic_name(topic)
+    except _rclpy.RCLError as exc:  # what rcl says is wrong, without its source location
+        reason = " ".join(str(exc).split()).split(", at /")[0].removeprefix("failed to resolve name: ")
+        raise EdgesslError(f"parameter {key!r}: {topic!r} is not a valid topic name ({reason})") from None
+
+
 class Scoring:
     """A loaded bundle serving the node's cameras: publishers per camera, subscriptions, the runtime's
     worker, /diagnostics. ``managed``: outputs on lifecycle publishers (they publish only while the
@@ -109,27 +130,34 @@ class Scoring:
 
     def __init__(self, node: Node, params: NodeParams, managed: bool = False) -> None:
         self.node, self.params, self.managed = node, params, managed
-        self.pipeline = load_pipeline(params)
-        self.cameras = tuple(node.resolve_topic_name(t) for t in params.topics)
+        self.cameras = resolved_topics(node, params)
         self.multi = params.input_topics is not None
-        problems = names.topic_problems(self.cameras) if self.multi else []
-        if problems:
-            raise EdgesslError("; ".join(problems))
+        self.pipeline = load_pipeline(params)
         qualified = node.get_fully_qualified_name()
         self.labels = {c: f"{qualified} ({c})" if self.multi else qualified for c in self.cameras}
         self.outputs = {c: self._make_publishers(c) for c in self.cameras}
         self.diagnostics = node.create_publisher(DiagnosticArray, names.DIAGNOSTICS, OUTPUT_QOS)
         info = {"backend": self.pipeline.backend, "precision": self.pipeline.precision_key,
                 "bundle hash": self.pipeline.bundle.hash, "bundle": str(self.pipeline.bundle.root)}
-        self.slots = CameraSlots(self.cameras, info, params.stale_after_s)
-        steps = LiveSteps(decode=messages.image_from_msg, publish=self._publish, now=self._now,
-                          stamp=messages.stamp_seconds)
+        self.slots = CameraSlots(self.cameras, info, params.stale_after_s, self._drift_watch(params))
+        limit = self.pipeline.pixel_limit(params.max_pixels)
+        steps = LiveSteps(decode=lambda msg: messages.image_from_msg(msg, limit), publish=self._publish,
+                          now=self._now, stamp=messages.stamp_seconds)
         self.scorer = LiveScorer(self.pipeline, self.slots, steps, params.max_rate_hz,
                                  with_features="features" in params.outputs)
         # health is reported on the steady clock: it goes on while a bag's simulated time is paused
         self.timer = node.create_timer(params.diagnostics_period_s, self.publish_diagnostics,
                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.subscriptions: list = []
+
+    def _drift_watch(self, params: NodeParams):
+        """What makes each camera's drift watch (``drift_window``; none for a bundle without the
+        held-out percentiles, with a warning)."""
+        config, record = drift_config(params.drift_window), self.pipeline.threshold_record
+        if config is not None and not record.holdout_quantiles:
+            self.node.get_logger().warning(NO_PERCENTILES)
+            config = None
+        return (lambda: DriftWatch(record, config)) if config else (lambda: None)
 
     def _make_publishers(self, camera: str) -> dict:
         create = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
@@ -182,7 +210,7 @@ class Scoring:
             pub[names.HEATMAP].publish(messages.heatmap_msg(result.anomaly_map, header))
 
     def publish_diagnostics(self) -> None:
-        reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports().items()}
+        reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports(self.params.max_rate_hz).items()}
         for report in reports.values():
             report.values["batch size (mean)"] = f"{self.scorer.mean_batch_size:.2f}"
         self.diagnostics.publish(messages.diagnostics_msg(reports, self.node.get_clock().now().to_msg()))
@@ -205,10 +233,13 @@ class ParamsMixin:
     scoring: Scoring | None = None
 
     def _init_params(self) -> None:
+        """Declare and check every parameter (its type, range and the topics it names): a node with a
+        bad value does not start (exit 2, one line; the managed node too, before any ``configure``)."""
         self.params = declare_params(self)
         problems = self.params.problems()
         if problems:
             raise EdgesslError("; ".join(problems))
+        resolved_topics(self, self.params)
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
 
