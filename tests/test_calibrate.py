@@ -86,7 +86,6 @@ def test_the_scoring_stays_float32_in_both_int8_models(calibrated):
     from onnx import TensorProto
 
     from edgessl.edge_runtime.backends.ort import cpu_session, run_batches
-    from edgessl.edge_runtime.detectors import load_detector
     from edgessl.edge_runtime.preprocess import PreprocessSpec
     from edgessl.export.bundle_writer import verification_images
     from edgessl.export.scoring_graph import SCORING_PREFIX
@@ -94,15 +93,15 @@ def test_the_scoring_stays_float32_in_both_int8_models(calibrated):
     b, _ = calibrated
     bundle = Bundle.load(b)
     x, _ = verification_images("digits", PreprocessSpec.from_dict(bundle.manifest["preprocess"]), 32)
-    detector = load_detector(bundle.detector_dir)
+    detector = bundle.detector()
     for key in ("int8-cpu", "int8-tensorrt"):
-        graph = onnx.load(str(bundle.model_file(key))).graph
+        graph = onnx.load_from_string(bundle.model_bytes(key)).graph
         computed = {o for n in graph.node if n.name.startswith(SCORING_PREFIX) for o in n.output}
         assert computed and not [n.name for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in computed]
         constants = [i for i in graph.initializer if i.name.startswith(SCORING_PREFIX)]
         assert any(i.data_type == TensorProto.FLOAT and len(i.dims) == 2 for i in constants)  # the bank
         assert not [i.name for i in constants if i.data_type in (TensorProto.INT8, TensorProto.UINT8)]
-        out = run_batches(cpu_session(bundle.model_file(key)), x)
+        out = run_batches(cpu_session(bundle.model_bytes(key)), x)
         ref = detector.score(out).raw_scores
         assert np.abs(out["anomaly_score"] - ref).max() <= 1e-4 * np.abs(ref).max()
 
