@@ -1,8 +1,9 @@
 """The bundle: one directory the device loads by path, described by ``manifest.json``.
 
     BUNDLE/manifest.json              what everything is (schema below), sha256 of every other file
-    BUNDLE/model.onnx                 fp32 FeatureModel (input "input", outputs "embedding"[, "patches"])
-    BUNDLE/detector/detector.json|npz the anomaly detector (edge_runtime.detectors)
+    BUNDLE/model.onnx                 fp32 FeatureModel (input "input", outputs "embedding"[, "patches"]
+                                      [, "logits", "probabilities"])
+    BUNDLE/detector/detector.json|npz the anomaly detector (edge_runtime.detectors), when there is one
     BUNDLE/model.int8-cpu.onnx        Q/DQ INT8, asymmetric uint8 activations  (after calibrate)
     BUNDLE/model.int8-tensorrt.onnx   Q/DQ INT8, symmetric int8 activations     (after calibrate)
     BUNDLE/engines/engines.json       the engines delta (after build-engine on the device): see below
@@ -10,7 +11,8 @@
 
 Manifest keys (``MANIFEST_VERSION`` 1): ``format``, ``manifest_version``, ``tool_version``, ``created``,
 ``model`` (input/output names and shapes, opset, verification), ``preprocess`` (a ``PreprocessSpec``),
-``detector`` (kind, directory, inputs), ``precisions`` (precision key -> model file and details),
+``detector`` (kind, directory, inputs; absent in a classifier-only bundle), ``classifier`` (optional:
+``classes`` in output order, ``positive_class`` or null, the head's ``provenance``), ``precisions`` (precision key -> model file and details),
 ``thresholds`` (precision key -> ``Threshold`` record), ``operating_points`` (optional),
 ``calibration`` (optional), ``provenance``, ``files`` (relative path -> sha256).
 
@@ -69,7 +71,7 @@ UNLISTED = (MANIFEST, SIGNATURE)  # the signature signs manifest.json's bytes, s
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
 SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
             "operating_points": dict, "calibration": dict, "provenance": dict,
-            "intended_use": dict}  # the JSON type of each top-level section, when present
+            "intended_use": dict, "classifier": dict}  # the JSON type of each top-level section, when present
 
 
 def precision_key(precision: str, backend: str) -> str:
@@ -336,8 +338,9 @@ class Bundle:
         return self.read(self.model_name(key))
 
     def recorded_data(self, given: str | None = None) -> str:
-        """``given``, else the data the bundle's detector was fitted on."""
-        data = given or self.manifest.get("detector", {}).get("data")
+        """``given``, else the data the bundle's detector was fitted on, else its classifier's."""
+        data = given or self.manifest.get("detector", {}).get("data") or \
+            self.manifest.get("classifier", {}).get("provenance", {}).get("data")
         if not data:
             raise EdgesslError("give --data (the bundle does not record the data its detector was fitted on)")
         return str(data)

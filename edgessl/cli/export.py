@@ -17,7 +17,9 @@ def _export(args: argparse.Namespace) -> Outcome:
     """Export RUN_DIR's network to model.onnx (dynamic batch), copy its detector and threshold,
     record preprocessing and provenance, verify ONNX Runtime against PyTorch on real images
     (features and scores within 1e-4 relative, no decision flips) and seal the bundle. Needs a
-    fitted detector (`edgessl fit`). Nothing is written when verification fails.
+    fitted detector (`edgessl fit`), a classifier head (`edgessl finetune`: the graph adds logits
+    and probabilities, the manifest the class names, --positive-class and the head's provenance)
+    or both. Nothing is written when verification fails.
     Example: edgessl export --run runs/digits --out bundles/digits
     """
     from edgessl.export.bundle_writer import export_bundle
@@ -33,19 +35,21 @@ def _export(args: argparse.Namespace) -> Outcome:
     v = s["verification"]
     text = (f"edgessl export: {cfg.run} -> {cfg.out}, verified on {v['images']} images "
             f"(largest relative error {max(v['rel'].values()):.2g}, scores {v['scores_rel'] or 0:.2g}, "
-            f"{v['decision_flips']} decision flips)")
+            f"{v['decision_flips'] or 0} decision flips)")
     return Outcome(s, text)
 
 
 EXPORT = Command(
     "export", _export, (ExportConfig,), (
-        Opt("--run", "run directory with a fitted detector (`edgessl fit`)", metavar=RUN_DIR, required=True),
+        Opt("--run", "run directory with a fitted detector (`edgessl fit`), a classifier head (`edgessl finetune`) "
+                     "or both", metavar=RUN_DIR, required=True),
         Opt("--out", "bundle directory to create", metavar="BUNDLE", required=True),
+        Opt("--positive-class", "the classifier's class (name or index) that means abnormal", metavar="CLASS"),
         Opt("--data", "dataset to verify on (default: the data the detector was fitted on)"),
         Opt("--verify-images", "test images to verify on", metavar="N"),
         Opt("--opset", "ONNX opset, 17-20"),
         Opt("--force", "replace an existing bundle (only once the new one is verified)")),
-    help="a run (backbone + fitted detector) to a verified ONNX bundle")
+    help="a run (backbone + fitted detector and/or classifier head) to a verified ONNX bundle")
 
 
 def _build_engine(args: argparse.Namespace) -> Outcome:
