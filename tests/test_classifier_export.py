@@ -19,6 +19,8 @@ from conftest import TINY_DATA, TINY_POSITIVE  # noqa: E402
 from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.backends.ort import cpu_session, run_batches  # noqa: E402
 from edgessl.edge_runtime.bundle import Bundle  # noqa: E402
+from edgessl.edge_runtime.data.datasets import open_dataset  # noqa: E402
+from edgessl.edge_runtime.pipeline import Pipeline  # noqa: E402
 from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402
 from edgessl.export.bundle_writer import ExportConfig, export_bundle, verification_images  # noqa: E402
@@ -76,6 +78,8 @@ def test_a_run_with_detector_and_head_exports_both(tiny_classifier_run, tmp_path
     assert m["classifier"]["positive_class"] is None
     check = m["model"]["verification"]
     assert check["passed"] and check["decision_flips"] == 0
+    r = Pipeline.load(tmp_path / "b", backend="ort-cpu").score(open_dataset(TINY_DATA, "test").image(0))
+    assert r.score is not None and isinstance(r.is_anomaly, bool) and r.class_name in m["classifier"]["classes"]
 
 
 def _one_line_error(capsys) -> str:
