@@ -226,7 +226,8 @@ class Bundle:
         self.check_sections()
 
     def check_sections(self) -> None:
-        """Each section present has its JSON type, and the entries the runtime indexes are objects."""
+        """Each section present has its JSON type, the entries the runtime indexes are objects, and
+        a classifier's classes are names with its positive class among them."""
         where = self.root / MANIFEST
         for name, kind in SECTIONS.items():
             if name in self.manifest and not isinstance(self.manifest[name], kind):
@@ -241,6 +242,12 @@ class Bundle:
                 raise EdgesslError(f"{where}: precisions.{key}.model must name a file in the bundle")
         if not _inside(m.get("detector", {}).get("directory", "detector")):
             raise EdgesslError(f"{where}: detector.directory must name a folder in the bundle")
+        classifier = m.get("classifier", {})
+        classes = classifier.get("classes", [])
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)) or \
+                classifier.get("positive_class") not in [None, *classes]:
+            raise EdgesslError(f"{where}: classifier.classes must be a list of class names, and positive_class "
+                               "one of them or null")
 
     def section(self, name: str) -> dict:
         """A manifest section the caller needs, or ``EdgesslError`` when the manifest lacks it."""

@@ -93,9 +93,11 @@ def _calibrate(args: argparse.Namespace) -> Outcome:
       --target tensorrt  symmetric int8 Q/DQ, per-channel weights (TensorRT 10/11, ORT TensorRT/CUDA)
       --target cpu       asymmetric uint8 activations (fast in ONNX Runtime on CPUs)
     The gate compares each INT8 model with fp32 on held-out images (embedding cosine, score
-    Spearman, AUROC change); on failure the costliest layers stay in float and it retries.
-    Each INT8 threshold is re-derived from held-out normal scores. Nothing is written unless
-    every target passes.
+    Spearman, AUROC change; a classifier bundle: accuracy and positive-class AUROC change on
+    held-out labelled images); on failure the costliest layers stay in float and it retries.
+    Each INT8 threshold is re-derived from held-out normal scores (a bundle with no detector has
+    none and is calibrated on training images of every class). Nothing is written unless every
+    target passes.
     Example: edgessl calibrate --bundle bundles/digits --target both
     """
     from edgessl.calibration.calibrate import calibrate_bundle
@@ -126,7 +128,8 @@ CALIBRATE = Command(
         Opt("--percentile", "for --method percentile"),
         Opt("--holdout-images", "most test images the gate scores", metavar="N"),
         Opt("--min-cosine", "gate: least mean embedding cosine"),
-        Opt("--max-auroc-change", "gate: most |AUROC change|"),
+        Opt("--max-auroc-change", "gate: most |AUROC change| (the detector's; the positive class's)"),
+        Opt("--max-accuracy-drop", "gate, a classifier bundle: most accuracy lost against fp32"),
         Opt("--max-float-nodes", "most layers kept in float to pass the gate"),
         Opt("--batch-size", "images per inference call"),
         *SELECTION),
