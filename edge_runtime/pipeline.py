@@ -64,8 +64,8 @@ class MapSource:
 @dataclass
 class Result:
     """One image's outcome. ``score`` is normalised (threshold -> 1.0); ``raw_score`` is the detector's
-(all four anomaly fields None without a detector). ``class_name`` and ``probabilities`` come from
-the classifier head (None without one); ``to_dict`` names the class ``class``.
+    (all four anomaly fields None without a detector). ``class_name`` and ``probabilities`` come
+    from the classifier head (None without one); ``to_dict`` names the class ``class``.
 
     ``anomaly_map`` (normalised, float32, at the input image's size) is computed on first access:
     a caller that never reads it (a 1280x720 camera that publishes no heatmap) never pays for the
@@ -151,17 +151,18 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
 
         entry = engine_for(bundle, key, dla_core)
         runner = TensorRTBackend(bundle.read(entry["file"]), entry["file"], dla_core)
-        return runner, f"engine-{entry['precision']}", detector and Threshold.from_dict(entry["threshold"])
+        threshold = None if detector is None else Threshold.from_dict(entry["threshold"])
+        return runner, f"engine-{entry['precision']}", threshold
     opts = options or OrtOptions()
     if opts.spinning is None:
-        opts = replace(opts, spinning=not (detector and detector.blas_bound))
+        opts = replace(opts, spinning=detector is None or not detector.blas_bound)
     if name == "ort-tensorrt":
         model = bundle.manifest["precisions"][key]["model"]
         cache = bundle.cache_dir / "ort-tensorrt" / bundle.manifest["files"][model][:16]
         opts = replace(opts, int8=key.startswith("int8"), engine_cache_dir=opts.engine_cache_dir or str(cache),
                        trt_profile=opts.trt_profile or engine_profile(bundle.manifest, ORT_TENSORRT_BATCHES))
     model = bundle.model_name(key)
-    threshold = detector and Threshold.from_dict(bundle.threshold(key))
+    threshold = None if detector is None else Threshold.from_dict(bundle.threshold(key))
     return OrtBackend(bundle.read(model), model, name, opts), key, threshold
 
 

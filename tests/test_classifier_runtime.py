@@ -1,7 +1,7 @@
 """The runtime with a classifier bundle: ``Pipeline``'s ``Result`` carries the class and its
 probabilities, ``run`` writes them into each record (a bundle with no detector scores no anomaly,
-and says so), ``evaluate --bundle`` reports the classifier's metrics; ``classification_report``
-on a hand-made case."""
+and says so), ``evaluate --bundle`` reports the classifier's metrics, ``triage`` ranks by the
+positive class's probability; ``classification_report`` on a hand-made case."""
 
 from __future__ import annotations
 
@@ -50,12 +50,16 @@ def test_pipeline_result_carries_class_and_probabilities(tiny_classifier_bundle)
     assert pipe.score(ds.image(3)).probabilities == pytest.approx(results[3].probabilities, abs=1e-6)
 
 
-def test_run_writes_class_and_probabilities_into_each_record(tiny_classifier_bundle, tmp_path, capsys):
+def _image_folder(folder, n: int):
     ds = open_dataset(TINY_DATA, "test")
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(5):
-        cv2.imwrite(str(images / f"{i}.png"), ds.image(i))
+    folder.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i}.png"), ds.image(i))
+    return folder
+
+
+def test_run_writes_class_and_probabilities_into_each_record(tiny_classifier_bundle, tmp_path, capsys):
+    images = _image_folder(tmp_path / "images", 5)
     out = tmp_path / "r.jsonl"
     assert main(["run", "--bundle", str(tiny_classifier_bundle), "--source", str(images), "--out", str(out),
                  "--json"]) == 0
@@ -97,3 +101,27 @@ def test_a_bundle_with_neither_detector_nor_classifier_is_refused(tiny_classifie
     update_bundle(b, lambda root, m: {k: v for k, v in m.items() if k != "classifier"})
     with pytest.raises(EdgesslError, match="no 'thresholds'|no threshold|no 'detector'"):
         Pipeline.load(b, backend="ort-cpu")
+
+
+def test_triage_ranks_by_the_positive_class_probability(tiny_classifier_bundle, tmp_path, capsys):
+    import csv
+
+    images = _image_folder(tmp_path / "images", 12)
+    assert main(["triage", "--bundle", str(tiny_classifier_bundle), "--source", str(images), "--out",
+                 str(tmp_path / "t"), "--json"]) == 0
+    pipe = Pipeline.load(tiny_classifier_bundle, backend="ort-cpu")
+    rows = list(csv.DictReader((tmp_path / "t" / "worklist.csv").open()))
+    assert len(rows) == 12 and [int(r["rank"]) for r in rows] == list(range(1, 13))
+    for r in rows:
+        p = pipe.score(cv2.imread(r["file"], cv2.IMREAD_UNCHANGED)).probabilities[TINY_POSITIVE]
+        assert float(r["raw_score"]) == pytest.approx(p, abs=1e-6) and r["threshold"] == "0.5"
+        assert r["decision"] == ("abnormal" if p >= 0.5 else "normal")
+    assert [float(r["raw_score"]) for r in rows] == sorted((float(r["raw_score"]) for r in rows), reverse=True)
+    capsys.readouterr()
+    assert main(["operating-point", "--bundle", str(tiny_classifier_bundle), "--data", TINY_DATA, "--normal-label",
+                 "0", "--sensitivity", "0.9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "classifier only" in err[0]
+    assert main(["triage", "--bundle", str(tiny_classifier_bundle), "--source", str(images), "--out",
+                 str(tmp_path / "t2"), "--dicom-out", str(tmp_path / "d")]) == 2
+    assert not (tmp_path / "t2").exists() and not (tmp_path / "d").exists()
