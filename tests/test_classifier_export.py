@@ -113,3 +113,19 @@ def test_finetune_refuses_labels_of_one_class_or_an_empty_class():
     with pytest.raises(EdgesslError, match="class 'c' has no training image"):
         check_labels(np.repeat([0, 1], 5), ["a", "b", "c"], "x")
     check_labels(np.repeat([0, 1], 5), ["a", "b"], "x")
+
+
+@pytest.mark.parametrize("train_labels,message", [
+    ([0] * 12, "every training label is one class"),
+    ([0] * 6 + [2] * 6, "class '1' has no training image"),
+])
+def test_finetune_bad_labels_are_one_line_exit_2(tiny_run, tmp_path, capsys, train_labels, message):
+    rng = np.random.RandomState(0)
+    data = tmp_path / "labels.npz"
+    np.savez(data, train_images=rng.randint(0, 255, (12, 16, 16), np.uint8), train_labels=np.array(train_labels),
+             val_images=rng.randint(0, 255, (4, 16, 16), np.uint8), val_labels=np.zeros(4, np.int64),
+             test_images=rng.randint(0, 255, (4, 16, 16), np.uint8), test_labels=np.zeros(4, np.int64))
+    assert main(["finetune", "--run", str(tiny_run), "--data", str(data), "--linear", "--device", "cpu",
+                 "--out", str(tmp_path / "ft")]) == 2
+    assert message in _one_line_error(capsys)
+    assert not (tmp_path / "ft").exists()
