@@ -117,11 +117,24 @@ def test_triage_ranks_by_the_positive_class_probability(tiny_classifier_bundle, 
         assert float(r["raw_score"]) == pytest.approx(p, abs=1e-6) and r["threshold"] == "0.5"
         assert r["decision"] == ("abnormal" if p >= 0.5 else "normal")
     assert [float(r["raw_score"]) for r in rows] == sorted((float(r["raw_score"]) for r in rows), reverse=True)
-    capsys.readouterr()
-    assert main(["operating-point", "--bundle", str(tiny_classifier_bundle), "--data", TINY_DATA, "--normal-label",
-                 "0", "--sensitivity", "0.9"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "classifier only" in err[0]
     assert main(["triage", "--bundle", str(tiny_classifier_bundle), "--source", str(images), "--out",
                  str(tmp_path / "t2"), "--dicom-out", str(tmp_path / "d")]) == 2
     assert not (tmp_path / "t2").exists() and not (tmp_path / "d").exists()
+
+
+def test_operating_point_on_the_positive_class_probability(tiny_classifier_bundle, tmp_path, capsys):
+    import csv
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_classifier_bundle, b)
+    assert main(["operating-point", "--bundle", str(b), "--data", TINY_DATA, "--normal-label", "0",
+                 "--sensitivity", "0.9", "--json"]) == 0
+    point = json.loads(capsys.readouterr().out)["operating_point"]
+    assert 0 <= point["raw_threshold"] <= 1 and point["threshold"] == point["raw_threshold"]
+    assert point["sensitivity"] >= 0.9
+    images = _image_folder(tmp_path / "images", 12)
+    assert main(["triage", "--bundle", str(b), "--source", str(images), "--out", str(tmp_path / "t"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold_kind"] == "operating_point"
+    for r in csv.DictReader((tmp_path / "t" / "worklist.csv").open()):
+        abnormal = float(r["raw_score"]) >= point["raw_threshold"]
+        assert r["decision"] == ("abnormal" if abnormal else "normal")

@@ -12,9 +12,10 @@ scored, with the reason, when it cannot be read or is outside the bundle's ``int
 
 A bundle with a classifier head and no detector (``edgessl export`` of a fine-tuned run) is ranked
 by its positive class's probability ``p`` (``--positive-class`` at export; refused without one):
-``score`` and ``raw_score`` are ``p``, abnormal iff ``p >= POSITIVE_THRESHOLD`` (0.5). Operating
-points and DICOM results (which state a detector's threshold and false-positive rate) are refused
-for such a bundle.
+``score`` and ``raw_score`` are ``p``, abnormal iff ``p >=`` the operating point's threshold (set
+on ``p`` of labelled validation images, like a detector's) or, without one, ``POSITIVE_THRESHOLD``
+(0.5). DICOM results (which state a detector's threshold and false-positive rate) are refused for
+such a bundle.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class Decision:
 def decision_rule(pipe, request: str) -> Decision:
     """The operating point ``request`` selects for the pipeline's precision, or the normal-only threshold."""
     point = opmod.select_point(pipe.bundle.manifest, pipe.precision_key, request)
-    if point is None and pipe.detector is None:
-        return classifier_rule(pipe)
+    if pipe.detector is None:
+        return classifier_rule(pipe, point)
     if point is None:
         rec = pipe.threshold_record
         return Decision("normal_only", float(rec.raw_threshold), 1.0)
@@ -71,13 +72,17 @@ def decision_rule(pipe, request: str) -> Decision:
                     float(pipe.threshold_record.normalise(point.raw_threshold)), point)
 
 
-def classifier_rule(pipe) -> Decision:
-    """A bundle with a classifier and no detector: its positive class's probability, at 0.5."""
+def classifier_rule(pipe, point: opmod.OperatingPoint | None = None) -> Decision:
+    """A bundle with a classifier and no detector: its positive class's probability, at ``point``'s
+    threshold or 0.5."""
     positive = pipe.bundle.manifest.get("classifier", {}).get("positive_class")
     if positive is None:
         raise EdgesslError("the bundle has a classifier and no detector, and names no positive class to rank by; "
                            "re-export it with `edgessl export --positive-class CLASS`")
-    return Decision("positive_class", POSITIVE_THRESHOLD, POSITIVE_THRESHOLD, positive_class=positive)
+    if point is None:
+        return Decision("positive_class", POSITIVE_THRESHOLD, POSITIVE_THRESHOLD, positive_class=positive)
+    opmod.check_current(pipe.bundle.manifest, pipe.precision_key, point)
+    return Decision("operating_point", point.raw_threshold, point.raw_threshold, point, positive_class=positive)
 
 
 def require_detector(pipe, what: str) -> None:
@@ -282,13 +287,15 @@ def _validation_studies(cfg: OperatingPointConfig, max_pixels: int) -> Iterator[
 
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
-    """Score labelled validation images, choose the point for the target sensitivity, store it in the bundle."""
+    """Score labelled validation images, choose the point for the target sensitivity, store it in the
+    bundle (a classifier-only bundle: on its positive class's probability)."""
     from ..pipeline import Pipeline
 
     target = opmod.parse_target(cfg.sensitivity)
     pipe = cfg.pipeline()  # refuses a tampered bundle
-    require_detector(pipe, "operating points")
-    rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
+    classifier_only = pipe.detector is None
+    rule = classifier_rule(pipe) if classifier_only else \
+        Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
     studies = _labelled(_validation_studies(cfg, pipe.pixel_limit(cfg.max_pixels)), cfg.labels)
     for study, rec in score_studies(pipe, studies, IntendedUse(), rule, cfg.normal_label, cfg):
@@ -301,8 +308,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
         if study.modality:
             modalities.add(study.modality)
     source = f"{cfg.data} ({cfg.split})" if cfg.data else ", ".join(cfg.source)
+    normalise = float if classifier_only else pipe.threshold_record.normalise  # p is shown as it is
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
-                                      pipe.threshold_record.normalise, source=source, backend=pipe.backend,
+                                      normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
     use = replace(IntendedUse.from_manifest(pipe.bundle.manifest),  # keeps a manufacturer's statement and banner
                   modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),
