@@ -129,3 +129,9 @@ def test_finetune_bad_labels_are_one_line_exit_2(tiny_run, tmp_path, capsys, tra
                  "--out", str(tmp_path / "ft")]) == 2
     assert message in _one_line_error(capsys)
     assert not (tmp_path / "ft").exists()
+
+
+def test_bundle_inspect_shows_the_classifier(tiny_classifier_bundle, capsys):
+    assert main(["bundle", "inspect", "--bundle", str(tiny_classifier_bundle), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)["classifier"]
+    assert c["positive_class"] == TINY_POSITIVE and c["label_fraction"] == 0.1 and len(c["classes"]) == 10
