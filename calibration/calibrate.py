@@ -93,6 +93,19 @@ class Truth:
     positive: int | None
 
 
+def _truth(hold: HeldOut, classifier: dict | None, data: str, max_test: int) -> Truth:
+    """What is known of ``hold``'s images (normals first, then test images): the detector's
+    anomaly labels and, for a classifier bundle, each test image's class; the normals' classes are
+    not read (-1)."""
+    unknown = np.full(len(hold.normals), -1)
+    anomalies = None if hold.test_labels is None else np.r_[unknown, hold.test_labels]
+    if classifier is None:
+        return Truth(anomalies, None, None)
+    classes, positive = classifier["classes"], classifier.get("positive_class")
+    return Truth(anomalies, np.r_[unknown, test_classes(data, classes, max_test)],
+                 None if positive is None else classes.index(positive))
+
+
 def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _Scorer, ref: dict,
                  ref_scores: np.ndarray | None, truth: Truth, criteria: GateCriteria) -> dict:
     counter = itertools.count()
@@ -167,12 +180,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         held_out(data, spec, normal_label, bundle.fit_record(), cfg.holdout_images)
     check_batch(hold.test, input_shape, "held-out")
     images = np.concatenate([hold.normals, hold.test])
-    unknown = np.full(len(hold.normals), -1)
-    truth = Truth(None if hold.test_labels is None else np.r_[unknown, hold.test_labels],
-                  None if classifier is None else np.r_[unknown, test_classes(data, classifier["classes"],
-                                                                             cfg.holdout_images)],
-                  None if classifier is None or classifier.get("positive_class") is None
-                  else classifier["classes"].index(classifier["positive_class"]))
+    truth = _truth(hold, classifier, data, cfg.holdout_images)
     criteria = GateCriteria(min_cosine_mean=cfg.min_cosine, max_auroc_change=cfg.max_auroc_change,
                             max_float_nodes=cfg.max_float_nodes, max_accuracy_drop=cfg.max_accuracy_drop)
     scorer = _Scorer(detector, images, cfg.batch_size)
@@ -211,7 +219,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
                             "activation_tensors": len(ranges), "range_seconds": round(range_seconds, 2)},
             "held_out": {"normals": len(hold.normals), "normals_from": hold.source, "test_images": len(hold.test),
                          "test_anomalies": None if hold.test_labels is None else int(hold.test_labels.sum()),
-                         "positive_class": classifier and classifier.get("positive_class")},
+                         "positive_class": None if classifier is None else classifier.get("positive_class")},
             "gate_criteria": criteria.to_dict(),
             "targets": {k: {"model": TARGETS_BY_KEY[k].model_file, **TARGETS_BY_KEY[k].describe(), "calibrated": created,
                             "passed": r["passed"], "failed": r["failed"], "metrics": r["metrics"],
