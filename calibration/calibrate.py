@@ -6,6 +6,11 @@ preprocessing (``calib_data``); pre-process the fp32 model; collect activation r
 the costliest layers in float when it fails; re-derive each INT8 threshold from the held-out
 normal scores with the fp32 threshold's own rule and settings (``edge_runtime.thresholds``).
 
+A bundle with a classifier head is also judged by its task (``classifier_figures``: accuracy and
+the positive class's AUROC against fp32 on the held-out labelled test images). One with a head and
+no detector is calibrated on training images of every class, has no score criteria and no
+threshold to re-derive.
+
 The TensorRT-target model must also pass the TensorRT preflight (``export.tensorrt_preflight``,
 for TensorRT 10 and 11 with ``build-engine``'s default profile); its report says what keeping the
 biases in float changed: the gate's figures of the same model with int32 biases (ONNX Runtime's
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,7 @@ from edgessl.export.config import EngineConfig, engine_batches
 from edgessl.export.tensorrt_preflight import TENSORRT_LINES, preflight
 
 from .calib_data import batch_digest, calibration_images, check_batch
+from .classifier_figures import test_classes, test_images_only
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
 from .config import CalibrateConfig
@@ -65,19 +71,45 @@ def _targets(name: str) -> list[Target]:
 
 
 class _Scorer:
-    """Runs a model over the held-out images: its feature outputs, and the raw scores the model
-    computes (``anomaly_score``; the numpy detector's for a model without it), which the gate judges."""
+    """Runs a model over the held-out images: its outputs other than the scoring ones, and the raw
+    scores the model computes (``anomaly_score``; the numpy detector's for a model without it; None
+    without a detector), which the gate judges."""
 
     def __init__(self, detector, images: np.ndarray, batch_size: int):
         self.detector, self.images, self.batch_size = detector, images, batch_size
 
-    def __call__(self, model: Path, images: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    def __call__(self, model: Path, images: np.ndarray | None = None) -> tuple[dict, np.ndarray | None]:
         outs = run_batches(cpu_session(model), self.images if images is None else images, self.batch_size)
+        if self.detector is None:
+            return features_of(outs), None
         return features_of(outs), np.asarray(scores_of(outs, self.detector).raw_scores, np.float64)
 
 
+@dataclass(frozen=True)
+class Truth:
+    """What the held-out images are known to be: per image 1 = anomaly, 0 = normal, -1 = unknown (or
+    None); per image its classifier class, -1 = unknown (None: no classifier), the positive class."""
+
+    anomalies: np.ndarray | None
+    classes: np.ndarray | None
+    positive: int | None
+
+
+def _truth(hold: HeldOut, classifier: dict | None, data: str, max_test: int) -> Truth:
+    """What is known of ``hold``'s images (normals first, then test images): the detector's
+    anomaly labels and, for a classifier bundle, each test image's class; the normals' classes are
+    not read (-1)."""
+    unknown = np.full(len(hold.normals), -1)
+    anomalies = None if hold.test_labels is None else np.r_[unknown, hold.test_labels]
+    if classifier is None:
+        return Truth(anomalies, None, None)
+    classes, positive = classifier["classes"], classifier.get("positive_class")
+    return Truth(anomalies, np.r_[unknown, test_classes(data, classes, max_test)],
+                 None if positive is None else classes.index(positive))
+
+
 def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _Scorer, ref: dict,
-                 ref_scores: np.ndarray, labels: np.ndarray | None, criteria: GateCriteria) -> dict:
+                 ref_scores: np.ndarray | None, truth: Truth, criteria: GateCriteria) -> dict:
     counter = itertools.count()
     sub = scorer.images[:SENSITIVITY_IMAGES]
     ref_sub = {k: v[:SENSITIVITY_IMAGES] for k, v in ref.items()}
@@ -89,11 +121,11 @@ def _gate_target(target: Target, pre: Path, ranges: dict, work: Path, scorer: _S
 
     def evaluate(model: Path) -> dict:
         got, scores = scorer(model)
-        return compare(ref, got, ref_scores, scores, labels)
+        return compare(ref, got, ref_scores, scores, truth.anomalies, truth.classes, truth.positive)
 
     def cost(model: Path) -> float:
         got, _ = scorer(model, sub)
-        return 1.0 - compare(ref_sub, got, np.zeros(len(sub)), np.zeros(len(sub)))["embedding_cosine_mean"]
+        return 1.0 - compare(ref_sub, got, None, None)["embedding_cosine_mean"]
 
     result = run_gate(quantize, evaluate, quantizable_nodes(pre, target), criteria, cost)
     if not target.quantize_bias and result["passed"]:
@@ -136,22 +168,23 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         raise EdgesslError(f"{bundle.model_name('fp32')} has ONNX opset {opset}; INT8 Q/DQ needs opset "
                            f"{MIN_QDQ_OPSET} or newer (re-export with `edgessl export --opset 17`)")
     spec = PreprocessSpec.from_dict(m["preprocess"])
-    detector = bundle.detector()
-    fit = bundle.fit_record()
+    detector = None if "classifier" in m and "detector" not in m else bundle.detector()
+    classifier = m.get("classifier")
     data = bundle.recorded_data(cfg.data)
-    normal_label = bundle.recorded_normal_label(cfg.normal_label)
-    t32 = Threshold.from_dict(bundle.threshold("fp32"))
+    normal_label = None if detector is None else bundle.recorded_normal_label(cfg.normal_label)
+    t32 = None if detector is None else Threshold.from_dict(bundle.threshold("fp32"))
     input_shape = tuple(int(d) for d in m["model"]["input"]["shape"][1:])
     input_name = m["model"]["input"]["name"]
 
     x_cal = calibration_images(data, spec, normal_label, cfg.num_images)
     check_batch(x_cal, input_shape, "calibration")
-    hold = held_out(data, spec, normal_label, fit, cfg.holdout_images)
+    hold = test_images_only(data, spec, cfg.holdout_images) if detector is None else \
+        held_out(data, spec, normal_label, bundle.fit_record(), cfg.holdout_images)
     check_batch(hold.test, input_shape, "held-out")
     images = np.concatenate([hold.normals, hold.test])
-    labels = None if hold.test_labels is None else np.r_[np.full(len(hold.normals), -1), hold.test_labels]
+    truth = _truth(hold, classifier, data, cfg.holdout_images)
     criteria = GateCriteria(min_cosine_mean=cfg.min_cosine, max_auroc_change=cfg.max_auroc_change,
-                            max_float_nodes=cfg.max_float_nodes)
+                            max_float_nodes=cfg.max_float_nodes, max_accuracy_drop=cfg.max_accuracy_drop)
     scorer = _Scorer(detector, images, cfg.batch_size)
     results: dict[str, dict] = {}
     with work_folder(bundle.root, "calibrate") as work:  # beside the bundle: a killed run's is removed next time
@@ -165,15 +198,17 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         range_seconds = time.perf_counter() - started
         ref, ref_scores = scorer(fp32)
         for target in targets:
-            r = _gate_target(target, pre, ranges, work, scorer, ref, ref_scores, labels, criteria)
+            r = _gate_target(target, pre, ranges, work, scorer, ref, ref_scores, truth, criteria)
             results[target.key] = r
+            r.update(threshold=None, threshold_shift=None, decision_agreement=None, holdout_normal_scores=None)
             if not r["passed"]:  # no threshold for a model that failed: its scores may not even spread
-                r.update(threshold=None, threshold_shift=None, decision_agreement=None, holdout_normal_scores=None)
                 continue
             if target.name == "tensorrt":
                 preflight(r["model"], TENSORRT_LINES, engine_profile(m, engine_batches(EngineConfig())))
-            t8, shift = _threshold_figures(t32, hold, r["model"], scorer, ref_scores)
-            r.update(shift, threshold=t8, model_bytes=read_regular(r["model"], "INT8 model"))
+            if detector is not None:
+                t8, shift = _threshold_figures(t32, hold, r["model"], scorer, ref_scores)
+                r.update(shift, threshold=t8)
+            r["model_bytes"] = read_regular(r["model"], "INT8 model")
 
         created = utc_now()
         report = {
@@ -181,10 +216,12 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             "bundle_hash_before": bundle.hash,
             "calibration": {"method": cfg.method, "percentile": cfg.percentile if cfg.method == "percentile" else None,
                             "num_images": len(x_cal), "calibration_set_sha256": batch_digest(x_cal), "data": data,
-                            "normal_label": normal_label, "split": "train (normal images)",
+                            "normal_label": normal_label,
+                            "split": "train (every class)" if detector is None else "train (normal images)",
                             "activation_tensors": len(ranges), "range_seconds": round(range_seconds, 2)},
             "held_out": {"normals": len(hold.normals), "normals_from": hold.source, "test_images": len(hold.test),
-                         "test_anomalies": None if hold.test_labels is None else int(hold.test_labels.sum())},
+                         "test_anomalies": None if hold.test_labels is None else int(hold.test_labels.sum()),
+                         "positive_class": None if classifier is None else classifier.get("positive_class")},
             "gate_criteria": criteria.to_dict(),
             "targets": {k: {"model": TARGETS_BY_KEY[k].model_file, **TARGETS_BY_KEY[k].describe(), "calibrated": created,
                             "passed": r["passed"], "failed": r["failed"], "metrics": r["metrics"],
@@ -200,7 +237,6 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
             raise GateFailed(f"INT8 failed the accuracy gate ({failing}); the bundle is unchanged", report)
         update_bundle(bundle.root, lambda root, m: _write(root, m, results, report), based_on=bundle.hash)
     return report
-
 
 
 def _earlier_targets(root: Path, manifest: dict, results: dict) -> dict:
@@ -227,15 +263,16 @@ def _write(root: Path, m: dict, results: dict, report: dict) -> dict:
                            "float_nodes": r["float_nodes"],
                            "calibration": {k: cal[k] for k in ("method", "num_images", "calibration_set_sha256")},
                            "gate": {"passed": True, **{k: v for k, v in r["metrics"].items()
-                                                       if k.endswith(("mean", "p5", "spearman", "change"))}},
-                           "threshold_from": f"{report['held_out']['normals']} held-out normal scores of this model"}
+                                                       if k.endswith(("mean", "p5", "spearman", "change"))}}}
         if target.name == "tensorrt":
             precisions[key]["tensorrt_preflight"] = {"passed": True, "tensorrt": list(TENSORRT_LINES)}
-        thresholds[key] = r["threshold"].to_dict()
+        if r["threshold"] is not None:
+            thresholds[key] = r["threshold"].to_dict()
+            precisions[key]["threshold_from"] = f"{report['held_out']['normals']} held-out normal scores of this model"
     write_report(root, {**report, "earlier_targets": _earlier_targets(root, m, results)})
     m["calibration"] = {**cal, "targets": list(results), "report": REPORT_FILE, "summary": SUMMARY_FILE,
                         "created": report["created"]}
-    m.update(precisions=precisions, thresholds=thresholds)
+    m.update(precisions=precisions, **({"thresholds": thresholds} if thresholds else {}))
     return m
 
 

@@ -3,7 +3,11 @@
 Pass when, against fp32 on held-out images, for every model output (``embedding``, and ``patches``
 for the patch detector): mean per-image cosine >= ``min_cosine_mean``, its 5th percentile >=
 ``min_cosine_p5``; score Spearman >= ``min_spearman``, and (when labelled anomalies
-exist) ``|AUROC_int8 - AUROC_fp32| <= max_auroc_change``.
+exist) ``|AUROC_int8 - AUROC_fp32| <= max_auroc_change``. A bundle with a classifier head: also
+``accuracy_fp32 - accuracy_int8 <= max_accuracy_drop`` and, with a positive class,
+``|positive AUROC change| <= max_auroc_change``; one with no detector has no score criteria. The
+classifier's own outputs (``logits``, ``probabilities``) are judged by those figures, not by cosine
+(theirs is reported).
 
 On failure, a sensitivity analysis ranks the quantized nodes by what quantizing *each alone* costs
 (``1 - mean embedding cosine`` of the model with only that node quantized, on a subset of the
@@ -21,6 +25,9 @@ from tqdm import tqdm
 from edgessl.edge_runtime.errors import EdgesslError
 
 
+TASK_JUDGED = ("logits", "probabilities")  # a classifier head's outputs: judged by accuracy and AUROC
+
+
 class GateFailed(EdgesslError):
     """An INT8 model missed the gate even with layers kept in float; ``report`` has every figure."""
 
@@ -31,11 +38,12 @@ class GateFailed(EdgesslError):
 
 @dataclass(frozen=True)
 class GateCriteria:
-    """What an INT8 model must reach; the first three are ``calibrate``'s options (``CalibrateConfig``)."""
+    """What an INT8 model must reach; the first four are ``calibrate``'s options (``CalibrateConfig``)."""
 
     min_cosine_mean: float
     max_auroc_change: float
     max_float_nodes: int
+    max_accuracy_drop: float
     min_cosine_p5: float = 0.97
     min_spearman: float = 0.95
 
@@ -48,14 +56,21 @@ def gate_failures(metrics: dict, criteria: GateCriteria) -> list[str]:
     failed = []
     for key, value in metrics.items():
         output = key.rsplit("_cosine_", 1)[0]
+        if output in TASK_JUDGED:
+            continue
         if key.endswith("_cosine_mean") and value < criteria.min_cosine_mean:
             failed.append(f"{output} mean cosine {value:.5f} < {criteria.min_cosine_mean}")
         if key.endswith("_cosine_p5") and value < criteria.min_cosine_p5:
             failed.append(f"{output} 5th-percentile cosine {value:.5f} < {criteria.min_cosine_p5}")
-    if metrics["score_spearman"] < criteria.min_spearman:
+    if "score_spearman" in metrics and metrics["score_spearman"] < criteria.min_spearman:
         failed.append(f"score Spearman {metrics['score_spearman']:.4f} < {criteria.min_spearman}")
     if "auroc_change" in metrics and abs(metrics["auroc_change"]) > criteria.max_auroc_change:
         failed.append(f"AUROC change {metrics['auroc_change']:+.4f} beyond +-{criteria.max_auroc_change}")
+    if "accuracy_change" in metrics and -metrics["accuracy_change"] > criteria.max_accuracy_drop:
+        failed.append(f"accuracy change {metrics['accuracy_change']:+.4f} below -{criteria.max_accuracy_drop}")
+    if "positive_auroc_change" in metrics and abs(metrics["positive_auroc_change"]) > criteria.max_auroc_change:
+        failed.append(f"positive-class AUROC change {metrics['positive_auroc_change']:+.4f} beyond "
+                      f"+-{criteria.max_auroc_change}")
     return failed
 
 

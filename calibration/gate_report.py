@@ -32,9 +32,13 @@ def summary_text(report: dict) -> str:
     cosines = [k for k in first if k.endswith(("_cosine_mean", "_cosine_p5"))]
     rows = [("images (calibration / gate)", lambda t: f"{report['calibration']['num_images']} / {t['metrics']['images']}"),
             *[(k.replace("_cosine_", " cosine "), lambda t, k=k: _fmt(t["metrics"][k])) for k in cosines],
-            ("score Spearman", lambda t: _fmt(t["metrics"]["score_spearman"])),
+            ("score Spearman", lambda t: _fmt(t["metrics"].get("score_spearman", "n/a (no detector)"))),
             ("AUROC fp32 -> int8", lambda t: f"{_fmt(t['metrics']['auroc_fp32'])} -> {_fmt(t['metrics']['auroc_int8'])}"
              if "auroc_fp32" in t["metrics"] else "n/a (no labelled anomalies)"),
+            ("accuracy fp32 -> int8", lambda t: f"{_fmt(t['metrics']['accuracy_fp32'])} -> "
+             f"{_fmt(t['metrics']['accuracy_int8'])}" if "accuracy_fp32" in t["metrics"] else "n/a (no classifier)"),
+            ("positive-class AUROC fp32 -> int8", lambda t: f"{_fmt(t['metrics']['positive_auroc_fp32'])} -> "
+             f"{_fmt(t['metrics']['positive_auroc_int8'])}" if "positive_auroc_fp32" in t["metrics"] else "n/a"),
             ("threshold shift (fp32 units)", lambda t: "n/a" if t["threshold_shift"] is None
              else f"{t['threshold_shift']:+.3f}"),
             ("decision agreement", lambda t: "n/a" if t["decision_agreement"] is None else _fmt(t["decision_agreement"])),
@@ -45,7 +49,8 @@ def summary_text(report: dict) -> str:
     cells = [[get(report["targets"][k]) for k in keys] for _, get in rows]
     col = max(18, *(len(k) + 2 for k in keys), *(len(c) + 2 for row in cells[:-2] for c in row))  # the last two run on
     cal = report["calibration"]
-    lines = [f"edgessl INT8 calibration: method {cal['method']}, {cal['num_images']} normal images of {cal['data']}",
+    lines = [f"edgessl INT8 calibration: method {cal['method']}, {cal['num_images']} images of {cal['data']} "
+             f"({cal['split']})",
              "gate: " + ", ".join(f"{k} {v}" for k, v in report["gate_criteria"].items()), "",
              " " * width + "".join(k.ljust(col) for k in keys)]
     for (label, _), row in zip(rows, cells):

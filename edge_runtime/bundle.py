@@ -1,9 +1,10 @@
 """The bundle: one directory the device loads by path, described by ``manifest.json``.
 
     BUNDLE/manifest.json              what everything is (schema below), sha256 of every other file
-    BUNDLE/model.onnx                 fp32 FeatureModel (input "input", outputs "embedding"[, "patches"])
-                                      and the detector's scoring: "anomaly_score"[, "anomaly_map"]
-    BUNDLE/detector/detector.json|npz the anomaly detector (edge_runtime.detectors)
+    BUNDLE/model.onnx                 fp32 FeatureModel (input "input", outputs "embedding"[, "patches"]
+                                      [, "logits", "probabilities"]) and the detector's scoring:
+                                      "anomaly_score"[, "anomaly_map"]
+    BUNDLE/detector/detector.json|npz the anomaly detector (edge_runtime.detectors), when there is one
     BUNDLE/model.int8-cpu.onnx        Q/DQ INT8, asymmetric uint8 activations  (after calibrate)
     BUNDLE/model.int8-tensorrt.onnx   Q/DQ INT8, symmetric int8 activations     (after calibrate)
     BUNDLE/engines/engines.json       the engines delta (after build-engine on the device): see below
@@ -12,7 +13,9 @@
 Manifest keys (``MANIFEST_VERSION`` 1): ``format``, ``manifest_version``, ``tool_version``, ``created``,
 ``model`` (input/output names and shapes, opset, verification, ``scoring``: the detector in the
 graph, ``graph_scores``; absent in bundles made before), ``preprocess`` (a ``PreprocessSpec``),
-``detector`` (kind, directory, inputs), ``precisions`` (precision key -> model file and details),
+``detector`` (kind, directory, inputs; absent in a classifier-only bundle), ``classifier`` (optional:
+``classes`` in output order, ``positive_class`` or null, the head's ``provenance``), ``precisions``
+(precision key -> model file and details),
 ``thresholds`` (precision key -> ``Threshold`` record), ``operating_points`` (optional),
 ``calibration`` (optional), ``provenance``, ``files`` (relative path -> sha256).
 
@@ -71,7 +74,7 @@ UNLISTED = (MANIFEST, SIGNATURE)  # the signature signs manifest.json's bytes, s
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
 SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
             "operating_points": dict, "calibration": dict, "provenance": dict,
-            "intended_use": dict}  # the JSON type of each top-level section, when present
+            "intended_use": dict, "classifier": dict}  # the JSON type of each top-level section, when present
 
 
 def precision_key(precision: str, backend: str) -> str:
@@ -226,7 +229,8 @@ class Bundle:
         self.check_sections()
 
     def check_sections(self) -> None:
-        """Each section present has its JSON type, and the entries the runtime indexes are objects."""
+        """Each section present has its JSON type, the entries the runtime indexes are objects, and
+        a classifier's classes are names with its positive class among them."""
         where = self.root / MANIFEST
         for name, kind in SECTIONS.items():
             if name in self.manifest and not isinstance(self.manifest[name], kind):
@@ -241,6 +245,12 @@ class Bundle:
                 raise EdgesslError(f"{where}: precisions.{key}.model must name a file in the bundle")
         if not _inside(m.get("detector", {}).get("directory", "detector")):
             raise EdgesslError(f"{where}: detector.directory must name a folder in the bundle")
+        classifier = m.get("classifier", {})
+        classes = classifier.get("classes", [])
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)) or \
+                classifier.get("positive_class") not in [None, *classes]:
+            raise EdgesslError(f"{where}: classifier.classes must be a list of class names, and positive_class "
+                               "one of them or null")
 
     def section(self, name: str) -> dict:
         """A manifest section the caller needs, or ``EdgesslError`` when the manifest lacks it."""
@@ -338,8 +348,9 @@ class Bundle:
         return self.read(self.model_name(key))
 
     def recorded_data(self, given: str | None = None) -> str:
-        """``given``, else the data the bundle's detector was fitted on."""
-        data = given or self.manifest.get("detector", {}).get("data")
+        """``given``, else the data the bundle's detector was fitted on, else its classifier's."""
+        data = given or self.manifest.get("detector", {}).get("data") or \
+            self.manifest.get("classifier", {}).get("provenance", {}).get("data")
         if not data:
             raise EdgesslError("give --data (the bundle does not record the data its detector was fitted on)")
         return str(data)

@@ -5,6 +5,7 @@
     pipe = Pipeline.load("bundle/", public_key="signer.pub", expect_sha256="5f0c...")  # signed / pinned
     r = pipe.score(image)            # HxW or HxWx3 RGB, uint8/uint16
     r.score, r.is_anomaly, r.anomaly_map, r.latency_ms
+    r.class_name, r.probabilities    # a bundle with a classifier head (``classifier`` in the manifest)
 
 Per image: ``preprocess`` (the manifest's spec) -> backend -> raw score -> ``score = (raw - offset) /
 scale`` with the threshold record of the chosen precision, so the decision threshold is 1.0. One
@@ -13,6 +14,10 @@ session call gives the raw score: the model computes the detector's ``anomaly_sc
 detector from the model's features. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
 when the caller overrides the threshold, in normalised units). Anomaly maps are normalised the
 same way and resized to the input image's size, undoing the resize/crop policy.
+
+A bundle with a classifier head: ``probabilities`` is the graph's softmax output as ``{class:
+p}`` and ``class_name`` its most probable class. A bundle with a head and no detector scores no
+anomaly: ``score``, ``raw_score``, ``is_anomaly`` and ``threshold`` are None.
 
 Scoring is split in two so callers can overlap them: ``prepare`` (decode-side, any thread) and
 ``score_prepared`` (inference + scoring). In a batch, the inference and scoring times of each
@@ -61,22 +66,26 @@ class MapSource:
 
 @dataclass
 class Result:
-    """One image's outcome. ``score`` is normalised (threshold -> 1.0); ``raw_score`` is the detector's.
+    """One image's outcome. ``score`` is normalised (threshold -> 1.0); ``raw_score`` is the detector's
+    (all four anomaly fields None without a detector). ``class_name`` and ``probabilities`` come
+    from the classifier head (None without one); ``to_dict`` names the class ``class``.
 
     ``anomaly_map`` (normalised, float32, at the input image's size) is computed on first access:
     a caller that never reads it (a 1280x720 camera that publishes no heatmap) never pays for the
     resize.
     """
 
-    score: float
-    raw_score: float
-    is_anomaly: bool
-    threshold: float
+    score: float | None
+    raw_score: float | None
+    is_anomaly: bool | None
+    threshold: float | None
     features: np.ndarray | None
     latency_ms: dict[str, float]
     bundle_hash: str
     precision: str
     backend: str
+    class_name: str | None = None
+    probabilities: dict[str, float] | None = None
     map_source: MapSource | None = field(default=None, repr=False)
 
     @functools.cached_property
@@ -87,7 +96,8 @@ class Result:
         """The JSON-able fields (no arrays)."""
         return {"score": self.score, "raw_score": self.raw_score, "is_anomaly": self.is_anomaly,
                 "threshold": self.threshold, "latency_ms": self.latency_ms, "bundle_hash": self.bundle_hash,
-                "precision": self.precision, "backend": self.backend}
+                "precision": self.precision, "backend": self.backend, "class": self.class_name,
+                "probabilities": self.probabilities}
 
 
 @dataclass
@@ -131,25 +141,27 @@ def _one_blas_thread():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
+NO_ANOMALY = {"score": None, "raw_score": None, "is_anomaly": None, "threshold": None}  # no detector
 ORT_TENSORRT_BATCHES = (1, 1, 16)  # the TensorRT provider's profile: min, opt, max batch
 
 
-def numpy_blas_scoring(bundle: Bundle, detector: Detector) -> bool:
+def numpy_blas_scoring(bundle: Bundle, detector: Detector | None) -> bool:
     """The detector scores in numpy with a BLAS-sized search (``Detector.blas_bound``): a bundle
-    whose models do not compute the score themselves."""
-    return detector.blas_bound and not scores_in_graph(bundle.manifest)
+    with a detector whose models do not compute the score themselves."""
+    return detector is not None and detector.blas_bound and not scores_in_graph(bundle.manifest)
 
 
-def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector,
-                  dla_core: int | None) -> tuple[object, str, Threshold]:
-    """The runner, the precision it runs and its threshold: a native engine its own (re-derived at
-    build time), an ONNX Runtime model the bundle's for ``key``."""
+def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector | None,
+                  dla_core: int | None) -> tuple[object, str, Threshold | None]:
+    """The runner, the precision it runs and its threshold (None without a detector): a native
+    engine its own (re-derived at build time), an ONNX Runtime model the bundle's for ``key``."""
     if name == "tensorrt":
         from .backends.tensorrt_native import TensorRTBackend, engine_for
 
         entry = engine_for(bundle, key, dla_core)
         runner = TensorRTBackend(bundle.read(entry["file"]), entry["file"], dla_core)
-        return runner, f"engine-{entry['precision']}", Threshold.from_dict(entry["threshold"])
+        threshold = None if detector is None else Threshold.from_dict(entry["threshold"])
+        return runner, f"engine-{entry['precision']}", threshold
     opts = options or OrtOptions()
     if opts.spinning is None:
         opts = replace(opts, spinning=not numpy_blas_scoring(bundle, detector))
@@ -159,15 +171,16 @@ def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | Non
         opts = replace(opts, int8=key.startswith("int8"), engine_cache_dir=opts.engine_cache_dir or str(cache),
                        trt_profile=opts.trt_profile or engine_profile(bundle.manifest, ORT_TENSORRT_BATCHES))
     model = bundle.model_name(key)
-    return OrtBackend(bundle.read(model), model, name, opts), key, Threshold.from_dict(bundle.threshold(key))
+    threshold = None if detector is None else Threshold.from_dict(bundle.threshold(key))
+    return OrtBackend(bundle.read(model), model, name, opts), key, threshold
 
 
 
 class Pipeline:
     """A loaded bundle on one backend at one precision. Not thread-safe for ``score_prepared``."""
 
-    def __init__(self, bundle: Bundle, backend, detector: Detector, precision: str,
-                 threshold: Threshold, threshold_override: float | None = None):
+    def __init__(self, bundle: Bundle, backend, detector: Detector | None, precision: str,
+                 threshold: Threshold | None, threshold_override: float | None = None):
         self.bundle = bundle
         self.runner = backend
         self.backend: str = backend.name
@@ -176,6 +189,7 @@ class Pipeline:
         self.threshold_record = threshold
         self.threshold_override = threshold_override
         self.spec = PreprocessSpec.from_dict(bundle.section("preprocess"))
+        self.classes: list[str] | None = bundle.manifest.get("classifier", {}).get("classes")
         blas = numpy_blas_scoring(bundle, detector)
         if blas:  # inspect the loaded libraries here, in the loading thread: threadpoolctl's
             _blas_controller()  # first inspection from a worker thread (the ROS node's) can hang
@@ -189,7 +203,8 @@ class Pipeline:
         """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file, the engines
         delta; with ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the
         backend (``auto``: native TensorRT only when the bundle has a valid engine for this device),
-        check the precision has a model and a threshold, and load the model and the detector from the
+        check the precision has a model and (with a detector) a threshold, and load the model and the
+        detector (when the bundle has one; a classifier-only bundle has none) from the
         bytes the verification read (then drop them: ``Bundle.release_files``). ``dla_core``: run the
         engine built for that DLA core (native TensorRT only)."""
         bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
@@ -199,9 +214,11 @@ class Pipeline:
             backend, lambda: engine_ready(bundle, precision_key(precision, "tensorrt")))
         key = precision_key(precision, name)
         bundle.model_name(key)  # refuses a precision the bundle lacks, before any loading
-        bundle.threshold(key)
-        bundle.section("detector")  # refuses a manifest without one
-        detector = bundle.detector()
+        detector = None
+        if "classifier" not in bundle.manifest or "detector" in bundle.manifest:
+            bundle.threshold(key)
+            bundle.section("detector")  # refuses a manifest with neither
+            detector = bundle.detector()
         runner, runs, record = _make_backend(bundle, name, key, options, detector, dla_core)
         bundle.release_files()
         return cls(bundle, runner, detector, runs, record, threshold)
@@ -212,8 +229,10 @@ class Pipeline:
         return pixel_limit(self.spec.image_size, given)
 
     @property
-    def threshold(self) -> float:
-        """The decision threshold in normalised units (1.0 unless overridden)."""
+    def threshold(self) -> float | None:
+        """The decision threshold in normalised units (1.0 unless overridden; None without a detector)."""
+        if self.detector is None:
+            return None
         return 1.0 if self.threshold_override is None else float(self.threshold_override)
 
     def prepare(self, image: np.ndarray, keep_image: bool = False) -> Prepared:
@@ -239,31 +258,39 @@ class Pipeline:
         t0 = time.perf_counter()
         outputs = self.infer(items[0].tensor[None] if len(items) == 1 else np.stack([p.tensor for p in items]))
         t1 = time.perf_counter()
-        with self._blas():
-            out = scores_of(outputs, self.detector)
-        raw = out.raw_scores.tolist()
+        out = None
+        if self.detector is not None:
+            with self._blas():
+                out = scores_of(outputs, self.detector)
         t2 = time.perf_counter()
-        record, override = self.threshold_record, self.threshold_override
         features = outputs.get("embedding") if with_features else None
+        probabilities = outputs["probabilities"] if self.classes else None
         n = len(items)
         infer_ms, score_ms = (t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n
         results = []
         for i, p in enumerate(items):
-            score = float(record.normalise(raw[i]))
-            source = None
-            if out.maps is not None:
-                shape = (self.spec.image_size,) * 2 if map_space == "model" else p.shape
-                source = MapSource(out.maps[i], record, shape, self.spec)
+            anomaly = NO_ANOMALY if out is None else self._anomaly(out, i, p.shape, map_space)
+            probs = None if probabilities is None else dict(zip(self.classes, probabilities[i].tolist()))
             results.append(Result(
-                score=score, raw_score=raw[i],
-                is_anomaly=bool(record.is_anomaly(raw[i]) if override is None else score >= override),
-                threshold=self.threshold,
+                **anomaly,
                 features=None if features is None else np.array(features[i], np.float32),
                 latency_ms={"preprocess": p.preprocess_ms, "inference": infer_ms, "score": score_ms,
                             "total": p.preprocess_ms + infer_ms + score_ms},
                 bundle_hash=self.bundle.hash, precision=self.precision_key, backend=self.backend,
-                map_source=source))
+                class_name=None if probs is None else max(probs, key=probs.get), probabilities=probs))
         return results
+
+    def _anomaly(self, out, i: int, shape: tuple[int, ...], map_space: str) -> dict:
+        """Image ``i``'s anomaly fields of ``Result`` from the detector's output ``out``."""
+        record, override = self.threshold_record, self.threshold_override
+        raw = float(out.raw_scores[i])
+        score = float(record.normalise(raw))
+        source = None
+        if out.maps is not None:
+            source = MapSource(out.maps[i], record, (self.spec.image_size,) * 2 if map_space == "model" else shape,
+                               self.spec)
+        return {"score": score, "raw_score": raw, "threshold": self.threshold, "map_source": source,
+                "is_anomaly": bool(record.is_anomaly(raw) if override is None else score >= override)}
 
     def score(self, image: np.ndarray, with_features: bool = False) -> Result:
         """One image (numpy, edgessl image convention) to its ``Result``."""

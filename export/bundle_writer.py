@@ -1,4 +1,5 @@
-"""``edgessl export``: a run directory (backbone + fitted detector + threshold) to a verified bundle.
+"""``edgessl export``: a run directory (backbone + fitted detector + threshold, and/or a fine-tuned
+classifier head) to a verified bundle.
 
 The model computes the detector's score (and map) itself (``scoring_graph``), verified against the
 numpy detector. The model must also pass the TensorRT preflight (``tensorrt_preflight``: TensorRT 10 and 11,
@@ -8,8 +9,9 @@ The bundle is assembled by ``update_bundle`` (``create``) in a hidden sibling di
 sealed, and only then renamed to ``BUNDLE``: a crash or a failed verification leaves no bundle, or
 the old bundle untouched (``--force`` replaces an existing bundle only after the new one is complete).
 
-A run without a fitted detector is refused (run ``edgessl fit`` first): a bundle is a detector with
-a threshold, and every consumer (runtime, ROS node, triage) scores with it.
+A run with a fitted detector exports it with its threshold; a fine-tuned run (``edgessl finetune``)
+exports its classifier head in the graph (``logits``, ``probabilities``; ``classifier``); a run
+with both exports both. A run with neither is refused (run ``edgessl fit`` or ``edgessl finetune``).
 """
 
 from __future__ import annotations
@@ -53,15 +55,18 @@ def verification_images(source: str, spec: PreprocessSpec, n: int) -> tuple[np.n
 
 
 def read_run(run: Path):
-    """The run's backbone, spec, metadata, detector, threshold and fit record, or a clear refusal."""
+    """The run's backbone, spec, metadata, detector, threshold and fit record (None, None, {} for a
+    fine-tuned run that has no detector folder), or a clear refusal."""
     from edgessl.train.checkpoint import load_model
 
     backbone, spec, meta = load_model(run)
     det_dir = detector_dir(run)
+    if "head" in meta and not det_dir.exists():
+        return backbone, spec, meta, None, None, {}
     missing = [f for f in ("detector.json", "detector.npz", "threshold.json") if not (det_dir / f).is_file()]
     if missing:
         raise EdgesslError(f"{run}: no fitted detector ({', '.join(missing)} missing in {det_dir}); "
-                           f"run `edgessl fit --run {run} --data SOURCE` first")
+                           f"run `edgessl fit --run {run} --data SOURCE` (or `edgessl finetune`) first")
     detector = load_detector(det_dir)
     threshold = Threshold.load(det_dir / "threshold.json")
     return backbone, spec, meta, detector, threshold, fit_record(run)
@@ -89,8 +94,10 @@ def _provenance(run: Path, meta: dict, fit: dict) -> dict:
 
 def export_bundle(cfg: ExportConfig) -> dict:
     """Export, verify and seal; returns the manifest. Raises ``EdgesslError`` and writes nothing on failure."""
+    from edgessl.train.classifier_model import ClassifierModel
     from edgessl.train.feature_model import FeatureModel
 
+    from .classifier import classifier_section, read_head
     from .onnx_export import check_opset, export_onnx
     from .scoring_graph import SCORING_RECORD, add_scoring
     from .verify import verify_export
@@ -100,11 +107,13 @@ def export_bundle(cfg: ExportConfig) -> dict:
     refuse_overlap(out, "--out", [run, *([cfg.data] if cfg.data and Path(cfg.data).exists() else [])])
     check_new(out, cfg.force)  # before the slow part
     backbone, spec, meta, detector, threshold, fit = read_run(run)
+    head = read_head(run, meta, backbone.feature_dim, cfg.positive_class)
     source = cfg.data or recorded_data(run, detector_first=True)
     batch, verified_on = verification_images(source, spec, cfg.verify_images)
 
     def write(staging: Path, _: dict) -> dict:
-        model = FeatureModel(backbone, with_patches="patches" in detector.inputs)
+        features = FeatureModel(backbone, with_patches=detector is not None and "patches" in detector.inputs)
+        model = features if head is None else ClassifierModel(features, head.layer)
         model_info = export_onnx(model, spec, staging / MODEL_FILE, cfg.opset)
         model_info["outputs"].update(add_scoring(staging / MODEL_FILE, detector))
         model_info["scoring"] = SCORING_RECORD
@@ -114,25 +123,32 @@ def export_bundle(cfg: ExportConfig) -> dict:
                                f"{check.describe()}; bundle not written")
         preflight(staging / MODEL_FILE, TENSORRT_LINES, engine_profile({"model": model_info},
                                                                       engine_batches(EngineConfig())))
-        (staging / "detector").mkdir()
-        for f in DETECTOR_FILES:
-            if (detector_dir(run) / f).is_file():
-                shutil.copy2(detector_dir(run) / f, staging / "detector" / f)
-        return {
+        fp32 = {"model": MODEL_FILE, "dtype": "float32",
+                "tensorrt_preflight": {"passed": True, "tensorrt": list(TENSORRT_LINES)}}
+        manifest = {
             "tool_version": __version__,
             "created": utc_now(),
             "model": {**model_info, "verification": {**check.to_dict(), "images_from": verified_on}},
             "preprocess": spec.to_dict(),
-            "detector": {"kind": detector.kind, "directory": "detector", "inputs": list(detector.inputs),
-                         "has_maps": bool(detector.has_maps), "params": detector.params(),
-                         "normal_label": fit.get("normal_label"), "data": fit.get("data"),
-                         "normalisation": "normalised = (raw - offset) / scale; anomalous iff raw >= raw_threshold"},
-            "precisions": {"fp32": {"model": MODEL_FILE, "dtype": "float32",
-                                    "threshold_from": "edgessl fit: PyTorch scores of the train+val normals, each "
-                                                      "from a detector cross-fitted without it",
-                                    "tensorrt_preflight": {"passed": True, "tensorrt": list(TENSORRT_LINES)}}},
-            "thresholds": {"fp32": threshold.to_dict()},
+            "precisions": {"fp32": fp32},
             "provenance": _provenance(run, meta, fit),
         }
+        if head is not None:
+            manifest["classifier"] = classifier_section(head)
+        if detector is None:
+            return manifest
+        (staging / "detector").mkdir()
+        for f in DETECTOR_FILES:
+            if (detector_dir(run) / f).is_file():
+                shutil.copy2(detector_dir(run) / f, staging / "detector" / f)
+        fp32["threshold_from"] = ("edgessl fit: PyTorch scores of the train+val normals, each from a detector "
+                                  "cross-fitted without it")
+        manifest["detector"] = {
+            "kind": detector.kind, "directory": "detector", "inputs": list(detector.inputs),
+            "has_maps": bool(detector.has_maps), "params": detector.params(), "normal_label": fit.get("normal_label"),
+            "data": fit.get("data"),
+            "normalisation": "normalised = (raw - offset) / scale; anomalous iff raw >= raw_threshold"}
+        manifest["thresholds"] = {"fp32": threshold.to_dict()}
+        return manifest
 
     return update_bundle(out, write, create=True, replace=cfg.force).manifest

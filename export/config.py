@@ -12,12 +12,14 @@ CHECK_TARGETS = ("tensorrt",)
 
 @dataclass
 class ExportConfig:
-    """``run`` (with a fitted detector) to the bundle ``out``, verified on ``verify_images`` test
-    images of ``data`` (None: the data the detector was fitted on); ``force`` replaces an existing
-    bundle once the new one is verified."""
+    """``run`` (with a fitted detector, a fine-tuned classifier head or both) to the bundle ``out``,
+    verified on ``verify_images`` test images of ``data`` (None: the data the detector was fitted
+    on, else the run's); ``positive_class``: the head's class (name or index) that means abnormal;
+    ``force`` replaces an existing bundle once the new one is verified."""
 
     run: str = ""
     out: str = ""
+    positive_class: str | None = None
     data: str | None = None
     verify_images: int = 64
     opset: int = 17

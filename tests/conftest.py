@@ -4,6 +4,8 @@
 (grey), a knn detector fitted on the normal class 0, its threshold at 15% FPR from held-out normals (19 of them, so 15% FPR at 90% confidence).
 ``tiny_bundle``: that run exported by ``edgessl export`` (fp32 only; tests that need INT8 calibrate a
 copy). Both take about 20 s together on two cores; tests must not modify them (copy first).
+``tiny_classifier_run``: a linear probe on ``tiny_run``'s backbone with 10% of the digits' labels
+(a head, no detector); ``tiny_classifier_bundle``: it exported with ``--positive-class 3``.
 """
 
 from __future__ import annotations
@@ -40,4 +42,28 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
     export_bundle(ExportConfig(run=str(tiny_run), out=str(out), verify_images=32))
+    return out
+
+
+TINY_POSITIVE = "3"
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_run(tiny_run, tmp_path_factory) -> Path:
+    from edgessl.train.config import FinetuneConfig
+    from edgessl.train.finetune import finetune
+
+    out = tmp_path_factory.mktemp("tiny_classifier") / "run"
+    finetune(FinetuneConfig(run=str(tiny_run), data=TINY_DATA, label_fraction=0.1, linear=True, epochs=5,
+                            device="cpu", out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_bundle(tiny_classifier_run, tmp_path_factory) -> Path:
+    from edgessl.export.bundle_writer import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("tiny_classifier_bundle") / "bundle"
+    export_bundle(ExportConfig(run=str(tiny_classifier_run), out=str(out), verify_images=32,
+                               positive_class=TINY_POSITIVE))
     return out

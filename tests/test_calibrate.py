@@ -22,7 +22,8 @@ from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.edge_runtime.thresholds import Threshold  # noqa: E402
 
 CRITERIA = GateCriteria(min_cosine_mean=CalibrateConfig.min_cosine, max_auroc_change=CalibrateConfig.max_auroc_change,
-                        max_float_nodes=CalibrateConfig.max_float_nodes)
+                        max_float_nodes=CalibrateConfig.max_float_nodes,
+                        max_accuracy_drop=CalibrateConfig.max_accuracy_drop)
 
 
 @pytest.fixture(scope="module")

@@ -92,3 +92,31 @@ def test_exported_resnet_bundle_scores_without_torch(tiny_bundle, tmp_path):
     blocked = json.loads(proc.stdout.strip().splitlines()[-1])
     here = [r.raw_score for r in Pipeline.load(tiny_bundle, backend="ort-cpu").score_batch(list(images))]
     np.testing.assert_allclose(blocked, here, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_classifier_bundle_runs_triages_and_evaluates_without_torch(tiny_classifier_bundle, tmp_path):
+    """A fine-tuned run's bundle (a head, no detector): `run` records carry the class, `triage` ranks by the
+    positive class's probability and `evaluate_bundle` reports the classifier, with torch blocked."""
+    img = tmp_path / "imgs"
+    img.mkdir()
+    cv2.imwrite(str(img / "a.png"), np.random.RandomState(0).randint(0, 255, (30, 20), dtype=np.uint8))
+    code = f"""
+    import json, sys
+    from edgessl.cli import main
+    from edgessl.edge_runtime.streams.evaluation import BundleEvalConfig, evaluate_bundle
+    rc = [main(["run", "--bundle", {str(tiny_classifier_bundle)!r}, "--source", {str(img)!r}, "--out",
+                {str(tmp_path / 'r.jsonl')!r}]),
+          main(["triage", "--bundle", {str(tiny_classifier_bundle)!r}, "--source", {str(img)!r}, "--out",
+                {str(tmp_path / 't')!r}])]
+    accuracy = evaluate_bundle(BundleEvalConfig(bundle={str(tiny_classifier_bundle)!r}))["classification"]["accuracy"]
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))  # the CLI holds configs
+    print(json.dumps({{"rc": rc, "accuracy": accuracy, "loaded": loaded}}))
+    """
+    proc = _run_blocked(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rc"] == [0, 0] and 0.3 < out["accuracy"] <= 1 and out["loaded"] == []
+    record = json.loads((tmp_path / "r.jsonl").read_text())
+    assert record["class"] in record["probabilities"] and record["score"] is None
+    assert (tmp_path / "t" / "worklist.csv").is_file()

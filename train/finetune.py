@@ -12,11 +12,17 @@ cross-entropy ``L = -1/N * sum_i log softmax(W h_i + b)_{y_i}``:
 
 The output run directory holds the (fine-tuned) backbone in the usual ``model.safetensors`` +
 ``model.json`` format, so ``evaluate``, ``fit`` and ``export`` load it, and the classifier in
-``head.safetensors`` (``weight`` (K, D), ``bias`` (K)) applied to the pooled embedding.
+``head.safetensors`` (``weight`` (K, D), ``bias`` (K)) applied to the pooled embedding. The summary
+(``finetune_summary.json``, and ``model.json``'s ``finetune``) records the head's provenance: data,
+label fraction, seed and ``labelled_set_sha256`` (``labelled_set_sha256``), which ``export`` copies
+into the bundle.
+
+Refused, one line each: train labels all of one class, a class with no training image.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +61,24 @@ def labelled_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.nd
         k = max(1, int(round(fraction * len(members))))
         keep.append(rng.permutation(members)[:k])
     return np.sort(np.concatenate(keep))
+
+
+def check_labels(labels: np.ndarray, class_names: list[str], source: str) -> None:
+    """Refuse train labels a classifier cannot learn from: a class with no image, or a single class."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise EdgesslError(f"{source}: every training label is one class ({class_names[present[0]]!r}); a "
+                           "classifier needs two or more")
+    empty = [class_names[c] for c in np.flatnonzero(counts == 0)]
+    if empty:
+        raise EdgesslError(f"{source}: class {empty[0]!r} has no training image, so no labelled fraction can hold "
+                           "one; drop the class or add images")
+
+
+def labelled_set_sha256(indices: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 of the labelled set: its train-split indices then their labels, each as little-endian int64."""
+    return hashlib.sha256(np.asarray(indices, "<i8").tobytes() + np.asarray(labels, "<i8").tobytes()).hexdigest()
 
 
 class Classifier(nn.Module):
@@ -131,7 +155,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
     train_ds, test_ds = open_dataset(cfg.data, "train"), open_dataset(cfg.data, "test")
     if not (train_ds.labelled and test_ds.labelled):
         raise EdgesslError(f"{cfg.data}: fine-tuning needs labelled train and test splits")
-    labelled = train_ds.subset(labelled_subset(train_ds.labels, cfg.label_fraction, cfg.seed))
+    check_labels(train_ds.labels, train_ds.class_names, cfg.data)
+    chosen = labelled_subset(train_ds.labels, cfg.label_fraction, cfg.seed)
+    labelled = train_ds.subset(chosen)
     num_classes = len(train_ds.class_names)
     images = load_images(labelled, spec, desc="reading")
     labels = torch.from_numpy(labelled.labels)
@@ -155,8 +181,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
         precise_bn(backbone, images, spec, device)
         head = model.head
     backbone.eval()
-    summary.update(mode="linear" if cfg.linear else "full", label_fraction=cfg.label_fraction,
-                   labelled_images=len(labelled), classes=train_ds.class_names, source_run=str(source),
+    summary.update(mode="linear" if cfg.linear else "full", label_fraction=cfg.label_fraction, seed=cfg.seed,
+                   data=cfg.data, labelled_images=len(labelled),
+                   labelled_set_sha256=labelled_set_sha256(chosen, labelled.labels),
+                   classes=train_ds.class_names, source_run=str(source),
                    test_accuracy=head_accuracy(backbone, head, test_ds, spec, device), out=str(out))
     if dist.is_main:
         save_model(out, backbone, spec, {"method": meta.get("method"), "data": cfg.data, "finetune": summary,

@@ -9,6 +9,13 @@ Decision: *abnormal iff raw score >= raw threshold*, where the raw threshold is 
 for this precision, else the bundle's normal-only threshold (normalised score 1.0). A study is not
 scored, with the reason, when it cannot be read or is outside the bundle's ``intended_use``.
 ``set_operating_point`` scores labelled validation images the same way and stores the point.
+
+A bundle with a classifier head and no detector (``edgessl export`` of a fine-tuned run) is ranked
+by its positive class's probability ``p`` (``--positive-class`` at export; refused without one):
+``score`` and ``raw_score`` are ``p``, abnormal iff ``p >=`` the operating point's threshold (set
+on ``p`` of labelled validation images, like a detector's) or, without one, ``POSITIVE_THRESHOLD``
+(0.5). DICOM results (which state a detector's threshold and false-positive rate) are refused for
+such a bundle.
 """
 
 from __future__ import annotations
@@ -39,27 +46,51 @@ from .studies import Study, dataset_studies, image_sha256, iter_studies, read_la
 from .worklist import ABNORMAL, NORMAL, SCORED, TriageRecord, rank, write_worklist
 
 WORKLIST, REPORT, AUDIT = "worklist.csv", "report.html", "audit.jsonl"
+POSITIVE_THRESHOLD = 0.5  # a classifier-only bundle: abnormal iff p(positive class) >= it
 
 
 @dataclass(frozen=True)
 class Decision:
     """The threshold a run decides with: raw units (the comparison) and normalised (for display)."""
 
-    kind: str  # "operating_point" or "normal_only"
+    kind: str  # "operating_point", "normal_only" or "positive_class"
     raw_threshold: float
     threshold: float
     point: opmod.OperatingPoint | None = None
+    positive_class: str | None = None  # "positive_class": the class whose probability is the score
 
 
 def decision_rule(pipe, request: str) -> Decision:
     """The operating point ``request`` selects for the pipeline's precision, or the normal-only threshold."""
     point = opmod.select_point(pipe.bundle.manifest, pipe.precision_key, request)
+    if pipe.detector is None:
+        return classifier_rule(pipe, point)
     if point is None:
         rec = pipe.threshold_record
         return Decision("normal_only", float(rec.raw_threshold), 1.0)
     opmod.check_current(pipe.bundle.manifest, pipe.precision_key, point)
     return Decision("operating_point", point.raw_threshold,
                     float(pipe.threshold_record.normalise(point.raw_threshold)), point)
+
+
+def classifier_rule(pipe, point: opmod.OperatingPoint | None = None) -> Decision:
+    """A bundle with a classifier and no detector: its positive class's probability, at ``point``'s
+    threshold or 0.5."""
+    positive = pipe.bundle.manifest.get("classifier", {}).get("positive_class")
+    if positive is None:
+        raise EdgesslError("the bundle has a classifier and no detector, and names no positive class to rank by; "
+                           "re-export it with `edgessl export --positive-class CLASS`")
+    if point is None:
+        return Decision("positive_class", POSITIVE_THRESHOLD, POSITIVE_THRESHOLD, positive_class=positive)
+    opmod.check_current(pipe.bundle.manifest, pipe.precision_key, point)
+    return Decision("operating_point", point.raw_threshold, point.raw_threshold, point, positive_class=positive)
+
+
+def require_detector(pipe, what: str) -> None:
+    """Refuse ``what`` (which needs a detector's score and threshold) for a classifier-only bundle."""
+    if pipe.detector is None:
+        raise EdgesslError(f"{what} need an anomaly detector's threshold; the bundle has a classifier only "
+                           "(fit a detector on the fine-tuned run with `edgessl fit` and export both)")
 
 
 def _anomalous(label: str | None, normal_label: str | None) -> bool | None:
@@ -102,8 +133,11 @@ def decide(study: Study, result, reason: str, rule: Decision, normal_label: str 
     if result is None:
         rec.reason = reason
         return rec
-    rec.status, rec.score, rec.raw_score, rec.threshold = SCORED, result.score, result.raw_score, rule.threshold
-    rec.decision = ABNORMAL if result.raw_score >= rule.raw_threshold else NORMAL
+    raw, score = result.raw_score, result.score
+    if rule.positive_class is not None:
+        raw = score = result.probabilities[rule.positive_class]
+    rec.status, rec.score, rec.raw_score, rec.threshold = SCORED, score, raw, rule.threshold
+    rec.decision = ABNORMAL if raw >= rule.raw_threshold else NORMAL
     rec.thumbnail = thumbnail(study.image)
     if result.anomaly_map is not None:
         h, w = rec.thumbnail.shape[:2]
@@ -124,6 +158,7 @@ def run_info(pipe, rule: Decision, bundle: str) -> dict:
 
 def result_context(pipe, rule: Decision, use: IntendedUse, run: dict) -> ResultContext:
     """What the DICOM result objects state about the model and the rule (``sr``)."""
+    require_detector(pipe, "DICOM results (--dicom-out, the DICOM node)")
     return ResultContext(tool_version=run["tool_version"], bundle_hash=run["bundle_hash"],
                          manifest_version=str(run["manifest_version"]), backend=run["backend"],
                          precision=run["precision"], threshold_kind=rule.kind, threshold=rule.threshold,
@@ -187,8 +222,9 @@ def run_triage(cfg: TriageConfig) -> dict:
     use = IntendedUse.from_manifest(pipe.bundle.manifest)
     labels = read_labels(cfg.labels) if cfg.labels else None
     run = run_info(pipe, rule, cfg.bundle)
+    context = result_context(pipe, rule, use, run) if cfg.dicom_out else None  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    results = ResultWriter(Path(cfg.dicom_out), result_context(pipe, rule, use, run)) if cfg.dicom_out else None
+    results = ResultWriter(Path(cfg.dicom_out), context) if context else None
     records = []
     with AuditLog(out / AUDIT, key_file=cfg.audit_key) as log:
         studies = iter_studies(cfg.source, labels, cfg.split, pipe.pixel_limit(cfg.max_pixels))
@@ -259,12 +295,15 @@ def _validation_studies(cfg: OperatingPointConfig, max_pixels: int) -> Iterator[
 
 
 def set_operating_point(cfg: OperatingPointConfig) -> dict:
-    """Score labelled validation images, choose the point for the target sensitivity, store it in the bundle."""
+    """Score labelled validation images, choose the point for the target sensitivity, store it in the
+    bundle (a classifier-only bundle: on its positive class's probability)."""
     from ..pipeline import Pipeline
 
     target = opmod.parse_target(cfg.sensitivity)
     pipe = cfg.pipeline()  # refuses a tampered bundle
-    rule = Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
+    classifier_only = pipe.detector is None
+    rule = classifier_rule(pipe) if classifier_only else \
+        Decision("normal_only", float(pipe.threshold_record.raw_threshold), 1.0)
     raw, anomalous, shapes, modalities, skipped = [], [], [], set(), []
     studies = _labelled(_validation_studies(cfg, pipe.pixel_limit(cfg.max_pixels)), cfg.labels)
     for study, rec in score_studies(pipe, studies, IntendedUse(), rule, cfg.normal_label, cfg):
@@ -277,8 +316,9 @@ def set_operating_point(cfg: OperatingPointConfig) -> dict:
         if study.modality:
             modalities.add(study.modality)
     source = f"{cfg.data} ({cfg.split})" if cfg.data else ", ".join(cfg.source)
+    normalise = float if classifier_only else pipe.threshold_record.normalise  # p is shown as it is
     point = opmod.fit_operating_point(np.array(raw), np.array(anomalous, bool), target,
-                                      pipe.threshold_record.normalise, source=source, backend=pipe.backend,
+                                      normalise, source=source, backend=pipe.backend,
                                       model_identity=opmod.model_identity(pipe.bundle.manifest, pipe.precision_key))
     use = replace(IntendedUse.from_manifest(pipe.bundle.manifest),  # keeps a manufacturer's statement and banner
                   modalities=tuple(cfg.modality) if cfg.modality is not None else tuple(sorted(modalities)),

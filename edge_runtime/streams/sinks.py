@@ -6,7 +6,9 @@ JSONL record (one per input, scored or not)::
      "latency_ms": {"preprocess", "inference", "score", "total"}, "error"}
 
 ``error`` is null for a scored input; for an input that could not be scored, the score fields are
-null and ``error`` says why. A frame's ``meta`` is added (a bag message's ``topic``, ``stamp_ns``,
+null and ``error`` says why. A bundle with a classifier head adds, to each scored record, ``class``
+(the most probable class) and ``probabilities`` (``{class: p}``); one with no detector scores no
+anomaly, so its ``score``, ``raw_score``, ``is_anomaly`` and ``threshold`` are null. A frame's ``meta`` is added (a bag message's ``topic``, ``stamp_ns``,
 ``log_time_ns``), and ``features`` (the embedding, 6 decimals) when they were asked for.
 """
 
@@ -38,6 +40,9 @@ def record(source: str, frame: Frame, result: Result | None, error: str | None) 
     if result is not None:
         rec.update(score=result.score, raw_score=result.raw_score, is_anomaly=result.is_anomaly,
                    threshold=result.threshold, latency_ms={k: round(v, 3) for k, v in result.latency_ms.items()})
+        if result.probabilities is not None:
+            rec.update({"class": result.class_name,
+                        "probabilities": {k: round(v, 6) for k, v in result.probabilities.items()}})
         if result.features is not None:
             rec["features"] = [round(float(v), 6) for v in result.features]
     return rec
@@ -116,13 +121,15 @@ class OverlaySink:
 
 
 class Summary:
-    """Counts and latency over a run: scored, failed, dropped, anomalies, total-latency percentiles,
-    and where a ``DriftWatch`` is given, its report on the run's raw scores."""
+    """Counts and latency over a run: scored, failed, dropped, anomalies, images per class (a bundle
+    with a classifier head), total-latency percentiles, and where a ``DriftWatch`` is given, its
+    report on the run's raw scores."""
 
     def __init__(self, source: str, drift: DriftWatch | None = None):
         self.source, self.drift = source, drift
         self.scored = self.failed = self.anomalies = self.dropped = 0
         self.latencies: list[float] = []
+        self.classes: dict[str, int] = {}
         self.errors: list[str] = []
         self.notes: list[str] = []
         self.start = time.perf_counter()
@@ -134,7 +141,9 @@ class Summary:
                 self.errors.append(error or "unknown error")
             return
         self.scored += 1
-        self.anomalies += int(result.is_anomaly)
+        self.anomalies += int(bool(result.is_anomaly))
+        if result.class_name is not None:
+            self.classes[result.class_name] = self.classes.get(result.class_name, 0) + 1
         self.latencies.append(result.latency_ms["total"])
         if self.drift is not None:
             self.drift.add(result.raw_score)
@@ -142,7 +151,7 @@ class Summary:
     def to_dict(self) -> dict:
         wall = time.perf_counter() - self.start
         return {"source": self.source, "scored": self.scored, "failed": self.failed, "dropped": self.dropped,
-                "anomalies": self.anomalies, "latency_ms": percentiles(self.latencies),
+                "anomalies": self.anomalies, "classes": self.classes, "latency_ms": percentiles(self.latencies),
                 "wall_s": round(wall, 3), "images_per_s": round(self.scored / wall, 2) if wall > 0 else None,
                 "errors": self.errors, "notes": self.notes,
                 "drift": self.drift.report().to_dict() if self.drift is not None else None}

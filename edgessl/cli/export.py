@@ -17,7 +17,9 @@ def _export(args: argparse.Namespace) -> Outcome:
     """Export RUN_DIR's network to model.onnx (dynamic batch), copy its detector and threshold,
     record preprocessing and provenance, verify ONNX Runtime against PyTorch on real images
     (features and scores within 1e-4 relative, no decision flips) and seal the bundle. Needs a
-    fitted detector (`edgessl fit`). Nothing is written when verification fails.
+    fitted detector (`edgessl fit`), a classifier head (`edgessl finetune`: the graph adds logits
+    and probabilities, the manifest the class names, --positive-class and the head's provenance)
+    or both. Nothing is written when verification fails.
     Example: edgessl export --run runs/digits --out bundles/digits
     """
     from edgessl.export.bundle_writer import export_bundle
@@ -35,19 +37,21 @@ def _export(args: argparse.Namespace) -> Outcome:
     maps = f", maps {v['maps_rel']:.2g}" if v["maps_rel"] is not None else ""
     text = (f"edgessl export: {cfg.run} -> {cfg.out}, verified on {v['images']} images "
             f"(largest relative error {max(v['rel'].values()):.2g}, the graph's scores {v['scores_rel'] or 0:.2g}"
-            f"{maps}, {v['decision_flips']} decision flips)")
+            f"{maps}, {v['decision_flips'] or 0} decision flips)")
     return Outcome(s, text)
 
 
 EXPORT = Command(
     "export", _export, (ExportConfig,), (
-        Opt("--run", "run directory with a fitted detector (`edgessl fit`)", metavar=RUN_DIR, required=True),
+        Opt("--run", "run directory with a fitted detector (`edgessl fit`), a classifier head (`edgessl finetune`) "
+                     "or both", metavar=RUN_DIR, required=True),
         Opt("--out", "bundle directory to create", metavar="BUNDLE", required=True),
+        Opt("--positive-class", "the classifier's class (name or index) that means abnormal", metavar="CLASS"),
         Opt("--data", "dataset to verify on (default: the data the detector was fitted on)"),
         Opt("--verify-images", "test images to verify on", metavar="N"),
         Opt("--opset", "ONNX opset, 17-20"),
         Opt("--force", "replace an existing bundle (only once the new one is verified)")),
-    help="a run (backbone + fitted detector) to a verified ONNX bundle")
+    help="a run (backbone + fitted detector and/or classifier head) to a verified ONNX bundle")
 
 
 def _build_engine(args: argparse.Namespace) -> Outcome:
@@ -91,9 +95,11 @@ def _calibrate(args: argparse.Namespace) -> Outcome:
       --target tensorrt  symmetric int8 Q/DQ, per-channel weights (TensorRT 10/11, ORT TensorRT/CUDA)
       --target cpu       asymmetric uint8 activations (fast in ONNX Runtime on CPUs)
     The gate compares each INT8 model with fp32 on held-out images (embedding cosine, score
-    Spearman, AUROC change); on failure the costliest layers stay in float and it retries.
-    Each INT8 threshold is re-derived from held-out normal scores. Nothing is written unless
-    every target passes.
+    Spearman, AUROC change; a classifier bundle: accuracy and positive-class AUROC change on
+    held-out labelled images); on failure the costliest layers stay in float and it retries.
+    Each INT8 threshold is re-derived from held-out normal scores (a bundle with no detector has
+    none and is calibrated on training images of every class). Nothing is written unless every
+    target passes.
     Example: edgessl calibrate --bundle bundles/digits --target both
     """
     from edgessl.calibration.calibrate import calibrate_bundle
@@ -124,7 +130,8 @@ CALIBRATE = Command(
         Opt("--percentile", "for --method percentile"),
         Opt("--holdout-images", "most test images the gate scores", metavar="N"),
         Opt("--min-cosine", "gate: least mean embedding cosine"),
-        Opt("--max-auroc-change", "gate: most |AUROC change|"),
+        Opt("--max-auroc-change", "gate: most |AUROC change| (the detector's; the positive class's)"),
+        Opt("--max-accuracy-drop", "gate, a classifier bundle: most accuracy lost against fp32"),
         Opt("--max-float-nodes", "most layers kept in float to pass the gate"),
         Opt("--batch-size", "images per inference call"),
         *SELECTION),

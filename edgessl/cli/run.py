@@ -84,9 +84,10 @@ def drift_line(d: dict, scores: str) -> str:
 def drift_watch(pipe, window: int | None, length: int) -> DriftWatch | None:
     """The drift watch over a run's scores (``window`` None: the default; 0: none). A window asked
     for that is longer than a source of known length is refused; a bundle whose threshold records
-    no held-out percentiles (made before edgessl recorded them) gets none, with a note."""
+    no held-out percentiles (made before edgessl recorded them) gets none, with a note, and one with
+    no detector (a classifier only) none."""
     config = drift_config(window)
-    if config is None:
+    if config is None or pipe.detector is None:
         return None
     if window is not None and 0 < length < window:
         raise EdgesslError(f"--drift-window {window} is longer than the {length} inputs of this run; lower it "
@@ -112,6 +113,9 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
     finally:
         jsonl.close()
     summary.update(out=cfg.out, backend=pipe.backend, precision=pipe.precision_key, bundle_hash=pipe.bundle.hash)
+    if pipe.detector is None:
+        summary["notes"].append("the bundle has a classifier and no anomaly detector: records carry class and "
+                                "probabilities; score, raw_score, is_anomaly and threshold are null")
     for note in summary["notes"]:
         print(f"edgessl {command}: note: {note}", file=sys.stderr)
     status = EXIT_OK
@@ -123,6 +127,8 @@ def score_to_records(command: str, cfg: RecordOptions | RunOptions, source, pipe
     text = (f"edgessl {command}: {summary['scored']} scored, {summary['failed']} failed, {summary['dropped']} "
             f"dropped, {summary['anomalies']} anomalous; p50 {lat['p50']} ms, {summary['images_per_s']} images/s "
             f"({pipe.backend}, {pipe.precision_key}); records: {cfg.out or 'standard output'}")
+    if summary["classes"]:
+        text += "\n  classes: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["classes"].items()))
     if summary["drift"] is not None:
         text += "\n" + drift_line(summary["drift"], f"last {summary['drift']['window']} scores")
     return Outcome(summary, text, status, stdout_taken=jsonl.to_stdout)
@@ -141,6 +147,9 @@ def _run(args: argparse.Namespace) -> Outcome:
     cfg = config_from_args(RunConfig, args)
     check_outputs(cfg, source_paths(cfg.source), cfg.overlays)
     pipe = load_pipeline(cfg, cfg.threshold)
+    if cfg.overlays and pipe.detector is None:
+        raise EdgesslError("--overlays: the bundle has no anomaly detector (a classifier only), so no scores to draw; "
+                           "drop --overlays")
     if cfg.overlays and not pipe.detector.has_maps:
         raise EdgesslError(f"--overlays: the bundle's {pipe.detector.kind} detector makes no anomaly maps; re-fit "
                            "with `edgessl fit --detector combined` (the default) or `--detector patch`, or drop "

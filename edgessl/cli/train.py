@@ -209,6 +209,9 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
     by the runtime's numpy code) and the output adds aupr, f1_max, f1_threshold, threshold,
     fpr_at_threshold, tpr_at_threshold and, with ground-truth masks, pixel_auroc; without one,
     'auroc' equals knn_auroc. The normal label defaults to the detector's. Give --run or --bundle.
+    A bundle with a classifier head (`edgessl export` of a fine-tuned run) adds 'classification':
+    accuracy, balanced accuracy, per-class recall, the AUROC of the positive class's probability
+    (its --positive-class) and the confusion matrix; one without a detector has no anomaly keys.
     """
     data = selected_data(args)
     if bool(args.run) == bool(args.bundle):
@@ -228,7 +231,12 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
 
         result = evaluate_run(config_from_args(EvaluateConfig, args, data=data))
         title = f"edgessl evaluate: run {args.run} on {result['data']}"
-    return Outcome(result, summary_lines(title, result, METRIC_KEYS + ("plots",)))
+    text = summary_lines(title, result, METRIC_KEYS + ("plots",))
+    if "classification" in result:
+        c = result["classification"]
+        text += "\n" + summary_lines("classifier:", c, ("accuracy", "balanced_accuracy", "positive_class",
+                                                         "positive_auroc"))
+    return Outcome(result, text)
 
 
 EVALUATE = Command(

@@ -71,7 +71,8 @@ def _sign(args: argparse.Namespace) -> Outcome:
 
 
 def bundle_summary(bundle) -> dict:
-    """What ``bundle inspect`` shows: files, precisions, thresholds, operating points, engines, signature."""
+    """What ``bundle inspect`` shows: files, precisions, the classifier (classes, positive class, labelled
+    fraction), thresholds, operating points, engines, signature."""
     m = bundle.manifest
     signature = bundle.signature
     return {
@@ -81,6 +82,9 @@ def bundle_summary(bundle) -> dict:
                   for rel, digest in m["files"].items()},
         "precisions": {k: {"model": v.get("model"), "dtype": v.get("dtype"), "float_nodes": v.get("float_nodes")}
                        for k, v in m.get("precisions", {}).items()},
+        "classifier": ({"classes": m["classifier"]["classes"], "positive_class": m["classifier"].get("positive_class"),
+                        "label_fraction": m["classifier"].get("provenance", {}).get("label_fraction")}
+                       if "classifier" in m else None),
         "thresholds": {k: {f: v.get(f) for f in ("raw_threshold", "target_fpr", "offset", "scale", "rule")}
                        for k, v in m.get("thresholds", {}).items()},
         "operating_points": {k: {name: {f: p.get(f) for f in ("raw_threshold", "sensitivity", "specificity")}
@@ -106,6 +110,10 @@ def _table(s: dict) -> str:
     lines += [f"  {k:<14} {p['model']}  ({p['dtype'] or '?'}"
               + (f", {len(p['float_nodes'])} nodes kept in float" if p["float_nodes"] else "") + ")"
               for k, p in s["precisions"].items()]
+    if s["classifier"]:
+        c = s["classifier"]
+        lines.append(f"classifier {len(c['classes'])} classes ({', '.join(c['classes'])}), positive class "
+                     f"{c['positive_class']}, trained on {c['label_fraction']} of the labels")
     lines.append("thresholds (raw; anomalous iff raw score >= it)")
     lines += [f"  {k:<14} {t['raw_threshold']}  (target FPR {t['target_fpr']})" for k, t in s["thresholds"].items()]
     if s["operating_points"]:
