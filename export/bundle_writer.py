@@ -115,8 +115,9 @@ def export_bundle(cfg: ExportConfig) -> dict:
         features = FeatureModel(backbone, with_patches=detector is not None and "patches" in detector.inputs)
         model = features if head is None else ClassifierModel(features, head.layer)
         model_info = export_onnx(model, spec, staging / MODEL_FILE, cfg.opset)
-        model_info["outputs"].update(add_scoring(staging / MODEL_FILE, detector))
-        model_info["scoring"] = SCORING_RECORD
+        if detector is not None:  # a classifier head alone scores nothing
+            model_info["outputs"].update(add_scoring(staging / MODEL_FILE, detector))
+            model_info["scoring"] = SCORING_RECORD
         check = verify_export(model, staging / MODEL_FILE, batch, detector, threshold)
         if not check.passed:
             raise EdgesslError(f"the exported model (ONNX Runtime) does not match PyTorch and the numpy detector on "

@@ -73,7 +73,7 @@ def test_a_run_with_detector_and_head_exports_both(tiny_classifier_run, tmp_path
     shutil.copytree(tiny_classifier_run, run)
     fit_run(FitConfig(run=str(run), data=TINY_DATA, normal_label="0", detector="knn", target_fpr=0.15, device="cpu"))
     m = export_bundle(ExportConfig(run=str(run), out=str(tmp_path / "b"), verify_images=16))
-    assert list(m["model"]["outputs"]) == ["embedding", "logits", "probabilities"]
+    assert sorted(m["model"]["outputs"]) == ["anomaly_score", "embedding", "logits", "probabilities"]
     assert m["detector"]["kind"] == "knn" and "fp32" in m["thresholds"]
     assert m["classifier"]["positive_class"] is None
     check = m["model"]["verification"]

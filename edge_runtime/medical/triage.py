@@ -253,7 +253,9 @@ def run_triage(cfg: TriageConfig) -> dict:
 
 def _drift(pipe, records: list[TriageRecord]) -> dict | None:
     """The run's scores against the bundle's held-out normal ones, tested once as a batch (None for
-    fewer than 10 scored or a bundle without the held-out percentiles)."""
+    fewer than 10 scored, a bundle without the held-out percentiles or without a detector)."""
+    if pipe.detector is None:
+        return None
     report = batch_drift(pipe.threshold_record, [r.raw_score for r in records if r.status == SCORED])
     return report.to_dict() if report else None
 

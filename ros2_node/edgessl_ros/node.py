@@ -58,9 +58,13 @@ def load_pipeline(p: NodeParams) -> Pipeline:
                            f"signatures and pins (this one's Pipeline.load has no {', '.join(sorted(missing))})")
     # No spinning: frames arrive tens of milliseconds apart, and ONNX Runtime's workers spinning after
     # each run would burn the cores the camera drivers and DDS need (benchmarks/bench_ros.py measures it).
-    return Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
+    pipe = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
                          options=OrtOptions(intra_op_threads=p.threads, spinning=False),
                          dla_core=None if p.dla_core < 0 else p.dla_core, **trust)
+    if pipe.detector is None:
+        raise EdgesslError(f"{p.bundle} has a classifier head and no anomaly detector; the node publishes anomaly "
+                           "scores: export a run with a fitted detector (`edgessl fit`)")
+    return pipe
 
 
 def threshold_override(p: NodeParams) -> float | None:
