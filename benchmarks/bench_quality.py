@@ -275,7 +275,9 @@ def main() -> None:
                     "(several runs' files together)")
     args = ap.parse_args()
     if args.table:
-        print_table([r for f in args.table for r in json.loads(Path(f).read_text())])
+        rows = {(r["data"], r["method"], r["steps"], r["seed"]): r for f in args.table
+                for r in json.loads(Path(f).read_text())}  # a row measured twice: the later file's
+        print_table(list(rows.values()))
         return
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_"))
     root.mkdir(parents=True, exist_ok=True)
@@ -300,7 +302,7 @@ def print_table(results: list[dict]) -> None:
     d = PretrainConfig()
     print(f"\nDetection quality with the defaults ({d.method}, {d.backbone}, image size "
           f"{d.image_size or 'the data own'}, batch {d.batch_size}; fit --detector {FitConfig.detector}); "
-          f"{torch.get_num_threads()} threads on {cpu_flags()}; mean +- std over seeds")
+          f"on {cpu_flags()}; mean +- std over seeds")
     print("| data | features | steps | image AUROC (default) | regret | pixel AUROC | FPR on test normals (target) "
           "| raw pixels | " + " | ".join(DETECTOR_KINDS) + " | train s | images/s |")
     print("|" + "---|" * (10 + len(DETECTOR_KINDS)))
