@@ -135,3 +135,11 @@ def test_bundle_inspect_shows_the_classifier(tiny_classifier_bundle, capsys):
     assert main(["bundle", "inspect", "--bundle", str(tiny_classifier_bundle), "--json"]) == 0
     c = json.loads(capsys.readouterr().out)["classifier"]
     assert c["positive_class"] == TINY_POSITIVE and c["label_fraction"] == 0.1 and len(c["classes"]) == 10
+
+
+def test_a_head_only_export_reports_only_what_it_verified(tiny_classifier_run, tmp_path, capsys):
+    assert main(["export", "--run", str(tiny_classifier_run), "--out", str(tmp_path / "b"),
+                 "--verify-images", "16"]) == 0
+    line = capsys.readouterr().out
+    assert "verified on 16 images (largest relative error" in line
+    assert "scores" not in line and "decision flips" not in line  # no detector: nothing scored to check

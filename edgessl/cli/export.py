@@ -34,10 +34,12 @@ def _export(args: argparse.Namespace) -> Outcome:
                           "maps_rel": (check.get("maps") or {}).get("rel"),
                           "decision_flips": check["decision_flips"]}}
     v = s["verification"]
-    maps = f", maps {v['maps_rel']:.2g}" if v["maps_rel"] is not None else ""
+    scored = "" if v["scores_rel"] is None else (  # a classifier head alone has no scores to check
+        f", the graph's scores {v['scores_rel']:.2g}"
+        + (f", maps {v['maps_rel']:.2g}" if v["maps_rel"] is not None else "")
+        + f", {v['decision_flips'] or 0} decision flips")
     text = (f"edgessl export: {cfg.run} -> {cfg.out}, verified on {v['images']} images "
-            f"(largest relative error {max(v['rel'].values()):.2g}, the graph's scores {v['scores_rel'] or 0:.2g}"
-            f"{maps}, {v['decision_flips'] or 0} decision flips)")
+            f"(largest relative error {max(v['rel'].values()):.2g}{scored})")
     return Outcome(s, text)
 
 
