@@ -6,11 +6,14 @@
 copy). Both take about 20 s together on two cores; tests must not modify them (copy first).
 ``tiny_classifier_run``: a linear probe on ``tiny_run``'s backbone with 10% of the digits' labels
 (a head, no detector); ``tiny_classifier_bundle``: it exported with ``--positive-class 3``.
+``tiny_detector_classifier_bundle``: that run with a knn detector fitted too, exported (a head and a
+detector, no positive class).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,17 @@ def tiny_classifier_bundle(tiny_classifier_run, tmp_path_factory) -> Path:
     export_bundle(ExportConfig(run=str(tiny_classifier_run), out=str(out), verify_images=32,
                                positive_class=TINY_POSITIVE))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_classifier_bundle(tiny_classifier_run, tmp_path_factory) -> Path:
+    from edgessl.export.bundle_writer import ExportConfig, export_bundle
+    from edgessl.train.fit import FitConfig, fit_run
+
+    root = tmp_path_factory.mktemp("tiny_detector_classifier")
+    run = root / "run"
+    shutil.copytree(tiny_classifier_run, run)
+    fit_run(FitConfig(run=str(run), data=TINY_DATA, normal_label=TINY_NORMAL, detector="knn", target_fpr=0.15,
+                      device="cpu"))
+    export_bundle(ExportConfig(run=str(run), out=str(root / "bundle"), verify_images=16))
+    return root / "bundle"

@@ -23,7 +23,7 @@ from edgessl.edge_runtime.data.datasets import open_dataset  # noqa: E402
 from edgessl.edge_runtime.pipeline import Pipeline  # noqa: E402
 from edgessl.edge_runtime.errors import EdgesslError  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402
-from edgessl.export.bundle_writer import ExportConfig, export_bundle, verification_images  # noqa: E402
+from edgessl.export.bundle_writer import verification_images  # noqa: E402
 from edgessl.train.checkpoint import load_model  # noqa: E402
 from edgessl.train.finetune import check_labels, load_head  # noqa: E402
 
@@ -66,19 +66,14 @@ def test_classifier_section_is_sealed(tiny_classifier_bundle, tmp_path):
         Bundle.load(b)
 
 
-def test_a_run_with_detector_and_head_exports_both(tiny_classifier_run, tmp_path):
-    from edgessl.train.fit import FitConfig, fit_run
-
-    run = tmp_path / "run"
-    shutil.copytree(tiny_classifier_run, run)
-    fit_run(FitConfig(run=str(run), data=TINY_DATA, normal_label="0", detector="knn", target_fpr=0.15, device="cpu"))
-    m = export_bundle(ExportConfig(run=str(run), out=str(tmp_path / "b"), verify_images=16))
+def test_a_run_with_detector_and_head_exports_both(tiny_detector_classifier_bundle):
+    m = Bundle.load(tiny_detector_classifier_bundle).manifest
     assert sorted(m["model"]["outputs"]) == ["anomaly_score", "embedding", "logits", "probabilities"]
     assert m["detector"]["kind"] == "knn" and "fp32" in m["thresholds"]
     assert m["classifier"]["positive_class"] is None
     check = m["model"]["verification"]
     assert check["passed"] and check["decision_flips"] == 0
-    r = Pipeline.load(tmp_path / "b", backend="ort-cpu").score(open_dataset(TINY_DATA, "test").image(0))
+    r = Pipeline.load(tiny_detector_classifier_bundle, backend="ort-cpu").score(open_dataset(TINY_DATA, "test").image(0))
     assert r.score is not None and isinstance(r.is_anomaly, bool) and r.class_name in m["classifier"]["classes"]
 
 
