@@ -135,9 +135,9 @@ class Probe:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage, Image
-        from std_msgs.msg import Bool, Float32, Float32MultiArray
 
         from edgessl_ros import names
+        from edgessl_ros.node import OUTPUT_TYPES
 
         ctx, executor, nodes = ros
         self.executor = executor
@@ -148,9 +148,7 @@ class Probe:
         self.pubs = {c: self.node.create_publisher(CompressedImage if compressed else Image, c, qos) for c in cameras}
         self.pub = self.pubs[cameras[0]]
         self.got: dict[str, list] = {}
-        types = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
-                 names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image}
-        topics = {f"{prefix}{t}": msg_type for prefix in prefixes for t, msg_type in types.items()}
+        topics = {f"{prefix}{t}": msg_type for prefix in prefixes for t, msg_type in OUTPUT_TYPES.items()}
         topics[names.DIAGNOSTICS] = DiagnosticArray
         for topic, msg_type in topics.items():
             self.node.create_subscription(msg_type, topic, lambda m, t=topic: self.got.setdefault(t, []).append(m), 10)

@@ -139,11 +139,3 @@ def test_operating_point_on_the_positive_class_probability(tiny_classifier_bundl
         abnormal = float(r["raw_score"]) >= point["raw_threshold"]
         assert r["decision"] == ("abnormal" if abnormal else "normal")
 
-
-def test_the_ros_node_refuses_a_head_only_bundle_in_one_line(tiny_classifier_bundle):
-    require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
-    from edgessl_ros.names import NodeParams
-    from edgessl_ros.node import load_pipeline
-
-    with pytest.raises(EdgesslError, match="classifier head and no anomaly detector"):
-        load_pipeline(NodeParams(bundle=str(tiny_classifier_bundle)))

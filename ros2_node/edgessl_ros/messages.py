@@ -52,6 +52,21 @@ def score_stamped_msg(result: Result, header: Header, label: str) -> DiagnosticA
     return DiagnosticArray(header=header, status=[status])
 
 
+def prediction_msg(result: Result, header: Header, label: str, positive_class: str | None) -> DiagnosticArray:
+    """The classifier head's prediction with the input header: one status named ``"{label}: class"``,
+    message the predicted class, level WARN when it is ``positive_class`` (the bundle's abnormal class;
+    None: always OK), values ``class``, its ``probability``, ``p(<class>)`` of every class in the
+    head's order, and ``processing_ms``."""
+    probs = result.probabilities
+    values = {"class": result.class_name, "probability": f"{probs[result.class_name]:.6g}",
+              **{f"p({c})": f"{p:.6g}" for c, p in probs.items()},
+              "processing_ms": f"{result.latency_ms['total']:.2f}"}
+    level = DiagnosticStatus.WARN if result.class_name == positive_class else DiagnosticStatus.OK
+    status = DiagnosticStatus(level=level, name=f"{label}: class", message=result.class_name,
+                              hardware_id=result.bundle_hash[:12], values=_key_values(values))
+    return DiagnosticArray(header=header, status=[status])
+
+
 def features_msg(features: np.ndarray) -> Float32MultiArray:
     vec = np.asarray(features, np.float32).reshape(-1)
     msg = Float32MultiArray()

@@ -16,8 +16,20 @@ namespace of its input topic (``/cam0/image_raw`` -> ``/cam0/anomaly/score``):
     anomaly/features          std_msgs/Float32MultiArray  the embedding (D floats)
     anomaly/features_stamped  sensor_msgs/Image           the embedding as a 1 x D 32FC1 image, input header
     anomaly/heatmap           sensor_msgs/Image           anomaly map, 32FC1 at the input size, input header
+    classifier/prediction     diagnostic_msgs/DiagnosticArray
+                              header = input header; one status, message = the predicted class,
+                              level WARN (the bundle's positive class) / OK, values class,
+                              probability, p(<class>) for every class, processing_ms
     /diagnostics              diagnostic_msgs/DiagnosticArray  node health, about once per second,
                               one status per camera
+
+A bundle gives the outputs it has the parts for: score, decision and heatmap need an anomaly
+detector, class a classifier head; features every bundle gives. The node advertises only those
+(a head-only bundle has no anomaly/score topic at all, rather than one that never publishes).
+The prediction is a ``DiagnosticArray``, like ``anomaly/score_stamped``: a standard message with
+a header (``message_filters`` pairs it with its image), readable by ``ros2 topic echo`` and rqt,
+whose level flags the positive class; vision_msgs is not a core package, and a message of our own
+would need a compiled interface package on every machine.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ DECISION = "anomaly/decision"
 FEATURES = "anomaly/features"
 FEATURES_STAMPED = "anomaly/features_stamped"
 HEATMAP = "anomaly/heatmap"
+PREDICTION = "classifier/prediction"
 DIAGNOSTICS = "/diagnostics"
 
 # The `outputs` parameter's choices and the topics each one publishes.
@@ -47,7 +60,11 @@ OUTPUT_TOPICS = {
     "decision": (DECISION,),
     "features": (FEATURES, FEATURES_STAMPED),
     "heatmap": (HEATMAP,),
+    "class": (PREDICTION,),
 }
+# The outputs only a bundle with an anomaly detector gives, and those only a bundle with a classifier head gives.
+DETECTOR_OUTPUTS = ("score", "decision", "heatmap")
+CLASSIFIER_OUTPUTS = ("class",)
 RELIABILITIES = ("best_effort", "reliable")
 # Parameters a running node accepts changes of (through its parameter services); the others are read-only.
 DYNAMIC = ("threshold", "max_rate_hz")
@@ -90,8 +107,9 @@ class NodeParams:
     input_topic); frames waiting together are scored in one batch.  compressed: subscribe to
     sensor_msgs/CompressedImage instead of sensor_msgs/Image.  qos_reliability / qos_depth: the input
     subscriptions' QoS (default: sensor-data QoS, best effort, keep last 5).  outputs: which of
-    OUTPUT_TOPICS to publish.  max_rate_hz: start at most this many batches per second (0: as fast
-    as inference allows); changeable at runtime.  diagnostics_period_s: /diagnostics period.
+    OUTPUT_TOPICS to publish, of those the bundle gives.  max_rate_hz: start at most this many
+    batches per second (0: as fast as inference allows); changeable at runtime.
+    diagnostics_period_s: /diagnostics period.
     stale_after_s: a camera silent for longer than this is reported as stalled.  max_pixels: refuse,
     before decoding, an image of more pixels (0: the runtime's default for the bundle's input size,
     ``images.pixel_limit``; a 335-byte JPEG can declare 30000 x 30000 pixels).  drift_window: each

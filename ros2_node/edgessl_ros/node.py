@@ -1,4 +1,4 @@
-"""The edgessl ROS 2 node: camera images in, anomaly score, decision, features, heatmap and health out.
+"""The edgessl ROS 2 node: camera images in; anomaly score, decision, heatmap, class, features and health out.
 
 A thin adapter over ``edgessl.edge_runtime``: each subscription callback only stores the newest
 message in its camera's one-frame slot; the runtime's ``LiveScorer`` (a worker thread) converts,
@@ -44,7 +44,8 @@ from .names import NodeParams
 
 OUTPUT_QOS = 10  # reliable, keep last 10: reaches both reliable and best-effort subscribers
 OUTPUT_TYPES = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, names.DECISION: Bool,
-                names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image}
+                names.FEATURES: Float32MultiArray, names.FEATURES_STAMPED: Image, names.HEATMAP: Image,
+                names.PREDICTION: DiagnosticArray}
 
 
 def load_pipeline(p: NodeParams) -> Pipeline:
@@ -58,13 +59,21 @@ def load_pipeline(p: NodeParams) -> Pipeline:
                            f"signatures and pins (this one's Pipeline.load has no {', '.join(sorted(missing))})")
     # No spinning: frames arrive tens of milliseconds apart, and ONNX Runtime's workers spinning after
     # each run would burn the cores the camera drivers and DDS need (benchmarks/bench_ros.py measures it).
-    pipe = Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
+    return Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
                          options=OrtOptions(intra_op_threads=p.threads, spinning=False),
                          dla_core=None if p.dla_core < 0 else p.dla_core, **trust)
-    if pipe.detector is None:
-        raise EdgesslError(f"{p.bundle} has a classifier head and no anomaly detector; the node publishes anomaly "
-                           "scores: export a run with a fitted detector (`edgessl fit`)")
-    return pipe
+
+
+def served_outputs(p: NodeParams, pipe: Pipeline) -> tuple[str, ...]:
+    """The outputs of ``p.outputs`` that the bundle gives (score, decision and heatmap need an anomaly
+    detector, class a classifier head); ``EdgesslError`` when it gives none of them."""
+    lacks = (names.DETECTOR_OUTPUTS if pipe.detector is None else ()) + \
+        (names.CLASSIFIER_OUTPUTS if pipe.classes is None else ())
+    served = tuple(out for out in p.outputs if out not in lacks)
+    if not served:
+        gives = [out for out in names.OUTPUT_TOPICS if out not in lacks]
+        raise EdgesslError(f"parameter 'outputs': {p.bundle} gives none of {list(p.outputs)}; it gives {gives}")
+    return served
 
 
 def threshold_override(p: NodeParams) -> float | None:
@@ -130,13 +139,15 @@ def _resolve(node: Node, key: str, topic: str) -> str:
 class Scoring:
     """A loaded bundle serving the node's cameras: publishers per camera, subscriptions, the runtime's
     worker, /diagnostics. ``managed``: outputs on lifecycle publishers (they publish only while the
-    node is active). ``EdgesslError`` when the bundle or the topics are refused."""
+    node is active). ``EdgesslError`` when the bundle, the outputs or the topics are refused."""
 
     def __init__(self, node: Node, params: NodeParams, managed: bool = False) -> None:
         self.node, self.params, self.managed = node, params, managed
         self.cameras = resolved_topics(node, params)
         self.multi = params.input_topics is not None
         self.pipeline = load_pipeline(params)
+        self.served = served_outputs(params, self.pipeline)
+        self.positive_class = self.pipeline.bundle.manifest.get("classifier", {}).get("positive_class")
         qualified = node.get_fully_qualified_name()
         self.labels = {c: f"{qualified} ({c})" if self.multi else qualified for c in self.cameras}
         self.outputs = {c: self._make_publishers(c) for c in self.cameras}
@@ -155,9 +166,11 @@ class Scoring:
         self.subscriptions: list = []
 
     def _drift_watch(self, params: NodeParams):
-        """What makes each camera's drift watch (``drift_window``; none for a bundle without the
-        held-out percentiles, with a warning)."""
+        """What makes each camera's drift watch (``drift_window``; none for a bundle without a
+        detector, and for one without the held-out percentiles, with a warning)."""
         config, record = drift_config(params.drift_window), self.pipeline.threshold_record
+        if record is None:  # no detector: no anomaly scores to watch
+            return lambda: None
         if config is not None and not record.holdout_quantiles:
             self.node.get_logger().warning(NO_PERCENTILES)
             config = None
@@ -167,7 +180,7 @@ class Scoring:
         create = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
         topic = (lambda key: names.camera_output_topic(camera, key)) if self.multi else (lambda key: key)
         return {key: create(OUTPUT_TYPES[key], topic(key), OUTPUT_QOS)
-                for out in self.params.outputs for key in names.OUTPUT_TOPICS[out]}
+                for out in self.served for key in names.OUTPUT_TOPICS[out]}
 
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -212,6 +225,9 @@ class Scoring:
             pub[names.FEATURES_STAMPED].publish(messages.features_stamped_msg(result.features, header))
         if names.HEATMAP in pub and result.anomaly_map is not None:
             pub[names.HEATMAP].publish(messages.heatmap_msg(result.anomaly_map, header))
+        if names.PREDICTION in pub:
+            pub[names.PREDICTION].publish(
+                messages.prediction_msg(result, header, self.labels[camera], self.positive_class))
 
     def publish_diagnostics(self) -> None:
         reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports(self.params.max_rate_hz).items()}
@@ -282,7 +298,7 @@ class EdgesslNode(ParamsMixin, Node):
         self.scoring.start()
         p, pipe = self.params, self.scoring.pipeline
         self.get_logger().info(f"scoring {', '.join(self.scoring.cameras)} with {p.bundle} ({pipe.precision_key} on "
-                               f"{pipe.backend}); publishing {', '.join(p.outputs)}")
+                               f"{pipe.backend}); publishing {', '.join(self.scoring.served)}")
 
     @property
     def pipeline(self) -> Pipeline:
