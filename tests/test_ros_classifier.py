@@ -64,7 +64,8 @@ def test_a_head_only_bundle_publishes_the_class_with_the_input_header(ros, tiny_
         assert probs == pytest.approx(want.probabilities, abs=1e-5)
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
         assert float(values["probability"]) == pytest.approx(max(want.probabilities.values()), abs=1e-5)
-    assert probe.got[names.FEATURES_STAMPED][-1].header.frame_id == "cam_test"  # features still publish
+    assert spin_until(ros[1], lambda: names.FEATURES_STAMPED in probe.got)  # features still publish
+    assert probe.got[names.FEATURES_STAMPED][-1].header.frame_id == "cam_test"
     advertised = {t for t, _ in probe.node.get_publisher_names_and_types_by_node(names.NODE, "/")}
     assert f"/{names.PREDICTION}" in advertised and f"/{names.FEATURES}" in advertised
     assert not advertised & {f"/{t}" for t in (names.SCORE, names.SCORE_STAMPED, names.DECISION, names.HEATMAP)}
