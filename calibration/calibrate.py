@@ -37,6 +37,7 @@ from edgessl.edge_runtime.bundle import Bundle
 from edgessl.edge_runtime.files import read_regular, write_atomic
 from edgessl.edge_runtime.bundle_update import update_bundle, work_folder
 from edgessl.edge_runtime.data.holdout import HeldOut, held_out
+from edgessl.edge_runtime.data.classifier_figures import test_classes, test_images_only
 from edgessl.edge_runtime.engines import engine_profile
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.graph_scores import features_of, scores_of
@@ -48,7 +49,6 @@ from edgessl.export.config import EngineConfig, engine_batches
 from edgessl.export.tensorrt_preflight import TENSORRT_LINES, preflight
 
 from .calib_data import batch_digest, calibration_images, check_batch
-from .classifier_figures import test_classes, test_images_only
 from .collect_ranges import collect_stats, tensor_ranges
 from .compare import compare
 from .config import CalibrateConfig

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgessl.edge_runtime.data.metrics import auroc, average_ranks, row_cosine
 
-from .classifier_figures import classifier_figures
+from edgessl.edge_runtime.data.classifier_figures import classifier_figures
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

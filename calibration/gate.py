@@ -22,10 +22,8 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
+from edgessl.edge_runtime.data.classifier_figures import TASK_JUDGED
 from edgessl.edge_runtime.errors import EdgesslError
-
-
-TASK_JUDGED = ("logits", "probabilities")  # a classifier head's outputs: judged by accuracy and AUROC
 
 
 class GateFailed(EdgesslError):

@@ -16,7 +16,7 @@ require("torch")
 
 from conftest import TINY_DATA  # noqa: E402
 from edgessl.calibration.calibrate import calibrate_bundle  # noqa: E402
-from edgessl.calibration.classifier_figures import classifier_figures  # noqa: E402
+from edgessl.edge_runtime.data.classifier_figures import classifier_figures  # noqa: E402
 from edgessl.calibration.config import CalibrateConfig  # noqa: E402
 from edgessl.calibration.gate import GateFailed  # noqa: E402
 from edgessl.edge_runtime.bundle import Bundle  # noqa: E402
