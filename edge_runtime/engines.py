@@ -12,7 +12,7 @@ one in the bundle. ``edgessl build-engine`` adds a record per engine to the bund
      "max_batch": 16, "workspace_mb": 1024, "threshold": {...}, "comparison": {...}, "created": "..."}
 
 ``threshold`` is the engine's own (re-derived at build time from its scores of the held-out
-normals); ``comparison`` its outputs against ONNX Runtime on its source model. The runtime's
+normals; null for a bundle with a classifier head and no detector); ``comparison`` its outputs against ONNX Runtime on its source model. The runtime's
 TensorRT backend calls ``select_engine``: an engine of another TensorRT version, another GPU, or an
 older source model is refused with a message saying how to rebuild it.
 """

@@ -32,8 +32,10 @@ class EngineConfig:
     for that DLA core (Jetson), GPU fallback on; the profile's batches (``engine_batches``); the
     builder's workspace limit in MiB; an optional timing cache file to read and update. The engine
     is compared with ONNX Runtime on held-out images of ``data`` (None: the data the detector was
-    fitted on; at most ``holdout_images`` test images beside the held-out normals) and refused below
-    a mean embedding cosine of ``min_cosine``; its threshold is re-derived from its own scores."""
+    fitted on, or the classifier trained on; at most ``holdout_images`` test images beside the
+    held-out normals) and refused below a mean embedding cosine of ``min_cosine`` or, with a
+    classifier head, an accuracy drop beyond ``max_accuracy_drop``; with a detector, its threshold
+    is re-derived from its own scores."""
 
     bundle: str = ""
     precision: str = "int8"
@@ -45,6 +47,7 @@ class EngineConfig:
     data: str | None = None
     holdout_images: int = 256
     min_cosine: float = 0.99
+    max_accuracy_drop: float = 0.01
 
 
 def engine_batches(cfg: EngineConfig) -> tuple[int, int, int]:

@@ -16,7 +16,8 @@ TensorRT line (``tensorrt_preflight``) with the profile below. Then, by precisio
 One optimization profile over the batch (``config.engine_batches``: 1 to ``--max-batch`` on a GPU;
 on a DLA core, which takes no dynamic dimension, ``--opt-batch`` fixed), a workspace pool limit,
 an optional timing cache (read, then written back). The engine is then checked against ONNX
-Runtime and given its own threshold (``engine_check``), written to ``engines/<key>.engine`` and
+Runtime and (with a detector) given its own threshold (``engine_check``; a classifier head is
+checked by its accuracy), written to ``engines/<key>.engine`` and
 recorded in the bundle's engines delta through ``bundle_update.add_engine``: the sealed (and
 signed) base bundle is not changed.
 """
@@ -154,7 +155,7 @@ def build_engine(cfg: EngineConfig) -> dict:
     build_seconds = time.perf_counter() - started
     engine = bytes(serialized)
     comparison, threshold = check_engine_outputs(bundle, engine, src, cfg.dla_core, cfg.data, cfg.holdout_images,
-                                                 cfg.min_cosine)
+                                                 cfg.min_cosine, cfg.max_accuracy_drop)
     if cache is not None:
         write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
 
@@ -169,8 +170,8 @@ def build_engine(cfg: EngineConfig) -> dict:
         "strongly_typed": strongly_typed, "builder_flags": list(flags), "dla_core": cfg.dla_core,
         "min_batch": batches[0], "opt_batch": batches[1], "max_batch": batches[2], "workspace_mb": cfg.workspace_mb,
         "preflight": {"passed": True, "tensorrt": rules.label},
-        "comparison": comparison, "threshold": threshold.to_dict(),
-        "threshold_from": f"{threshold.n_holdout} held-out normal scores of this engine",
+        "comparison": comparison, "threshold": None if threshold is None else threshold.to_dict(),
+        "threshold_from": None if threshold is None else f"{threshold.n_holdout} held-out normal scores of this engine",
         "build_seconds": round(build_seconds, 1), "engine_sha256": hashlib.sha256(engine).hexdigest(),
         "created": utc_now(),
     }

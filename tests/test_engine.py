@@ -1,6 +1,7 @@
 """TensorRT parts: engine records and the refusal of stale/foreign engines.
 
-Building an engine needs TensorRT and a GPU; that test skips with the reason when they are absent.
+Building an engine needs TensorRT and a GPU; those tests (an anomaly bundle, a classifier head alone) skip
+with the reason when they are absent.
 """
 
 import pytest
@@ -85,3 +86,25 @@ def test_build_engine_with_tensorrt(tiny_bundle, tmp_path):
     assert (tmp_path / "t.cache").is_file() and entry["comparison"]["embedding_cosine_mean"] >= 0.99
     pipe = Pipeline.load(b, backend="auto")
     assert pipe.backend == "tensorrt" and pipe.threshold_record.to_dict() == entry["threshold"]
+
+
+def test_build_engine_with_tensorrt_for_a_head_only_bundle(tiny_classifier_bundle, tmp_path):
+    """The real thing for a classifier head alone: the engine checked by its accuracy on labelled test
+    images (no threshold), and its class probabilities those of ONNX Runtime."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs NVIDIA's wheel or JetPack and a GPU)")
+    import shutil
+
+    import numpy as np
+
+    from edgessl.edge_runtime.data.datasets import open_dataset
+    from edgessl.edge_runtime.pipeline import Pipeline
+    from edgessl.export.engine_builder import EngineConfig, build_engine
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_classifier_bundle, b)
+    entry = build_engine(EngineConfig(bundle=str(b), precision="fp16", max_batch=4))
+    assert entry["threshold"] is None and entry["comparison"]["argmax_agreement"] >= 0.95
+    image = open_dataset("digits", "test").image(0)
+    got = Pipeline.load(b, backend="tensorrt").score(image)
+    want = Pipeline.load(b, backend="ort-cpu").score(image)
+    np.testing.assert_allclose(list(got.probabilities.values()), list(want.probabilities.values()), atol=1e-2)

@@ -1,10 +1,11 @@
 """The TensorRT path end to end on the strict stand-in of TensorRT 10.x and 11.x (tests/fake_tensorrt.py):
 ``build-engine``, engine selection, profile limits, batch splitting, DLA, each engine's own threshold,
-``auto``'s fallback, the signed bundle kept signed, and ONNX Runtime's TensorRT provider options.
+``auto``'s fallback, the signed bundle kept signed, ONNX Runtime's TensorRT provider options, and a
+classifier bundle's engine (a head alone, a head beside a detector) checked by its accuracy.
 
 Every test runs on both lines (10.3 as on JetPack 6, 11.4.1 as on JetPack 7 with an AGX Orin, which
-has DLA cores again). Real bundles (tests/runtime_bundle.py: a conv model fitted on digits), real
-ONNX Runtime; the stand-in "runs" an engine with ONNX Runtime on the ONNX it was built from.
+has DLA cores again). Real bundles (tests/runtime_bundle.py: a conv model fitted on digits; the
+classifier ones are the shared fixtures of tests/conftest.py), real ONNX Runtime; the stand-in "runs" an engine with ONNX Runtime on the ONNX it was built from.
 """
 
 from __future__ import annotations
@@ -342,3 +343,69 @@ def test_the_gpu_extras_install_on_jetpack_6_and_7():
     assert "13.0.0" in spec("gpu-cuda13", "cuda-python") and "12.6.0" not in spec("gpu-cuda13", "cuda-python")
     for extra in ("gpu", "gpu-cuda13"):
         assert {"onnxruntime-gpu", "onnx"} <= {Requirement(r).name for r in extras[extra]}
+
+
+@pytest.fixture
+def classifier_bundle(tiny_classifier_bundle, tmp_path):
+    return shutil.copytree(tiny_classifier_bundle, tmp_path / "classifier")
+
+
+def test_a_head_only_engine_is_checked_by_its_accuracy_and_classifies(trt, classifier_bundle, capsys):
+    """A bundle with a classifier head and no detector: the engine gives logits and probabilities,
+    is judged on labelled test images (no threshold to re-derive), and the pipeline classifies with it."""
+    from edgessl.cli import main
+
+    assert main(["build-engine", "--bundle", str(classifier_bundle), "--precision", "fp16",
+                 "--holdout-images", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold: none (no detector)" in out and "argmax agreement: " in out
+    entry = Bundle.load(classifier_bundle).engines[-1]
+    assert entry["threshold"] is None and entry["threshold_from"] is None
+    c = entry["comparison"]
+    assert c["images"] == 60 and c["class_images"] == 60 and c["normals_from"] == "none (no detector)"
+    assert c["argmax_agreement"] >= 0.95 and abs(c["accuracy_change"]) <= 0.01
+    assert c["accuracy_engine"] == pytest.approx(c["accuracy_onnx"] + c["accuracy_change"])
+    assert "positive_auroc_change" in c and "probabilities_cosine_mean" in c and "decision_agreement" not in c
+    s = engine_settings((classifier_bundle / entry["file"]).read_bytes())
+    import onnx
+
+    outputs = [o.name for o in onnx.load_from_string(engine_model((classifier_bundle / entry["file"]).read_bytes()))
+               .graph.output]
+    assert {"logits", "probabilities"} <= set(outputs) and s["profiles"][0]["input"][2][0] == 16
+    pipe = Pipeline.load(classifier_bundle, backend="tensorrt")
+    cpu = Pipeline.load(classifier_bundle, backend="ort-cpu")
+    assert pipe.detector is None and pipe.precision_key == "engine-fp16" and pipe.threshold_record is None
+    images = _images(6)
+    got, want = pipe.score_batch(images), cpu.score_batch(images)
+    for g, w in zip(got, want):
+        assert g.score is None and g.is_anomaly is None and g.anomaly_map is None
+        assert list(g.probabilities) == pipe.classes and sum(g.probabilities.values()) == pytest.approx(1, abs=1e-3)
+        np.testing.assert_allclose(list(g.probabilities.values()), list(w.probabilities.values()), atol=5e-3)
+    assert sum(g.class_name == w.class_name for g, w in zip(got, want)) >= 5
+
+
+def test_a_head_only_engine_that_loses_accuracy_is_refused(trt, classifier_bundle, monkeypatch):
+    from edgessl.edge_runtime.backends.tensorrt_native import TensorRTBackend
+
+    run = TensorRTBackend.run
+
+    def shifted(self, x):  # every image given the next class: the embedding intact, the answers wrong
+        out = run(self, x)
+        return {**out, "probabilities": np.roll(out["probabilities"], 1, axis=1)}
+
+    monkeypatch.setattr(TensorRTBackend, "run", shifted)
+    with pytest.raises(EdgesslError, match=r"accuracy change -0\.\d+ below -0\.01 .*nothing was written"):
+        build_engine(EngineConfig(bundle=str(classifier_bundle), precision="fp16", holdout_images=40))
+    assert not (classifier_bundle / "engines").exists()
+
+
+def test_an_engine_of_a_bundle_with_a_detector_and_a_head_has_both_checks(monkeypatch, tiny_detector_classifier_bundle,
+                                                                          tmp_path):
+    install(monkeypatch, VERSIONS["trt10"])
+    b = shutil.copytree(tiny_detector_classifier_bundle, tmp_path / "both")
+    entry = build_engine(EngineConfig(bundle=str(b), precision="fp16", holdout_images=40))
+    c = entry["comparison"]
+    assert entry["threshold"] is not None and c["decision_agreement"] > 0.9 and c["class_images"] == 40
+    assert c["images"] > 40 and "positive_auroc_change" not in c  # no positive class; the normals' classes unread
+    r = Pipeline.load(b, backend="tensorrt").score(_images(1)[0])
+    assert r.score is not None and r.class_name in r.probabilities

@@ -63,16 +63,21 @@ def _build_engine(args: argparse.Namespace) -> Outcome:
     build, the engine's outputs are compared with ONNX Runtime's on held-out images and its own
     threshold is derived from its scores. The engine is keyed by TensorRT version, GPU compute
     capability, precision, source model and DLA core (the runtime refuses it anywhere else) and
-    kept in the bundle's sealed engines delta (engines/): a signed bundle stays signed.
+    kept in the bundle's sealed engines delta (engines/): a signed bundle stays signed. A bundle
+    with a classifier head: the engine's class probabilities are also compared on labelled test
+    images (accuracy change, argmax agreement); a head alone has no threshold.
     """
     from edgessl.export.engine_builder import build_engine
 
     entry = build_engine(config_from_args(EngineConfig, args))
-    shown = {**entry, "embedding cosine vs ONNX Runtime": entry["comparison"]["embedding_cosine_mean"],
-             "threshold": entry["threshold"]["raw_threshold"]}
+    c = entry["comparison"]
+    shown = {**entry, "embedding cosine vs ONNX Runtime": c["embedding_cosine_mean"],
+             "threshold": (entry["threshold"] or {}).get("raw_threshold", "none (no detector)"),
+             "accuracy change vs ONNX Runtime": c.get("accuracy_change"), "argmax agreement": c.get("argmax_agreement")}
     return Outcome(entry, summary_lines("edgessl build-engine: engine added to the bundle's engines delta", shown,
                                         ("file", "precision", "tensorrt_version", "compute_capability", "dla_core",
-                                         "embedding cosine vs ONNX Runtime", "threshold")))
+                                         "embedding cosine vs ONNX Runtime", "threshold",
+                                         "accuracy change vs ONNX Runtime", "argmax agreement")))
 
 
 BUILD_ENGINE = Command(
@@ -86,9 +91,10 @@ BUILD_ENGINE = Command(
         Opt("--workspace-mb", "builder workspace limit in MiB", metavar="N"),
         Opt("--timing-cache", "read and update this TensorRT timing cache", metavar="FILE"),
         Opt("--data", "dataset the engine is checked and thresholded on (default: the data the detector was "
-                      "fitted on)"),
+                      "fitted on, or the classifier trained on)"),
         Opt("--holdout-images", "most test images the engine is checked on", metavar="N"),
-        Opt("--min-cosine", "least mean cosine of each output against ONNX Runtime")),
+        Opt("--min-cosine", "least mean cosine of each output against ONNX Runtime"),
+        Opt("--max-accuracy-drop", "a classifier bundle: most accuracy the engine may lose against ONNX Runtime")),
     help="a bundle's ONNX to a TensorRT engine recorded in the manifest (needs TensorRT + GPU)")
 
 
