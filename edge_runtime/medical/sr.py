@@ -11,14 +11,21 @@ Per source instance with at least one scored frame:
         TEXT  Algorithm Version (DCM 111003)         the edgessl version
         TEXT  Model bundle SHA-256, Model bundle manifest version, Inference backend, Inference precision
         TEXT  Intended use                           the bundle's intended-use statement
-        TEXT  Operating point                        "sensitivity=0.95" or "normal-only threshold"
+        TEXT  Operating point                        "sensitivity=0.95", "normal-only threshold" or
+                                                     "positive-class probability threshold"
+        TEXT  Positive class                         a classifier head's, where the bundle names one
         NUM   Decision threshold, Raw decision threshold (no units)
-        NUM   Target false-positive rate (%)         of the bundle's normal-only threshold
+        NUM   Target false-positive rate (%)         of the bundle's normal-only threshold (a detector)
         NUM   Target / validation sensitivity, validation specificity (%)   with an operating point
         CONTAINER  Image result                      one per scored frame
           IMAGE  Source of Measurement (DCM 121112)  the source instance (and frame)
           CODE   Triage decision                     Abnormal (SCT 263654008) / Normal (SCT 17621005)
-          NUM    Anomaly score, Raw anomaly score (no units)
+          NUM    Anomaly score, Raw anomaly score (no units)        a detector
+          TEXT   Predicted class                     a classifier head: its most probable class
+          NUM    Predicted class probability, Positive class probability (no units, 0-1)
+
+  A bundle with a classifier head and no detector decides on its positive class's probability
+  (``triage``): no anomaly score, no false-positive rate, no maps (so no overlay).
 
   Concepts DICOM has no code for use the private coding scheme ``99EDGESSL``.
 * where the bundle makes anomaly maps, a **secondary capture** per scored frame (``overlay_sc``):
@@ -65,12 +72,13 @@ class ResultContext:
     manifest_version: str
     backend: str
     precision: str
-    threshold_kind: str  # "operating_point" or "normal_only"
+    threshold_kind: str  # "operating_point", "normal_only" or "positive_class" (``triage.Decision``)
     threshold: float  # normalised
     raw_threshold: float
-    target_fpr: float  # of the normal-only threshold
+    target_fpr: float | None  # of the normal-only threshold; None: no detector (a classifier head decides)
     intended_use: IntendedUse
     operating_point: OperatingPoint | None = None
+    positive_class: str | None = None  # the classifier head's, when the bundle names one
 
     @functools.cached_property
     def model_items(self) -> list:
@@ -129,6 +137,7 @@ def _model_items(ctx: ResultContext) -> list:
     from pydicom.sr.codedict import codes
 
     point = ctx.operating_point
+    rule = "normal-only threshold" if ctx.target_fpr is not None else "positive-class probability threshold"
     items = [
         _text(codes.DCM.AlgorithmName, ALGORITHM),
         _text(codes.DCM.AlgorithmVersion, ctx.tool_version),
@@ -137,11 +146,14 @@ def _model_items(ctx: ResultContext) -> list:
         _text(_code("BACKEND", "Inference backend"), ctx.backend),
         _text(_code("PRECISION", "Inference precision"), ctx.precision),
         _text(_code("INTENDED_USE", "Intended use"), ctx.intended_use.statement),
-        _text(_code("OPERATING_POINT", "Operating point"), point.name if point else "normal-only threshold"),
-        _num(_code("THRESHOLD", "Decision threshold"), ctx.threshold),
-        _num(_code("RAW_THRESHOLD", "Raw decision threshold"), ctx.raw_threshold),
-        _num(_code("TARGET_FPR", "Target false-positive rate"), 100 * ctx.target_fpr, percent=True),
+        _text(_code("OPERATING_POINT", "Operating point"), point.name if point else rule),
     ]
+    if ctx.positive_class is not None:
+        items.append(_text(_code("POSITIVE_CLASS", "Positive class"), ctx.positive_class))
+    items += [_num(_code("THRESHOLD", "Decision threshold"), ctx.threshold),
+              _num(_code("RAW_THRESHOLD", "Raw decision threshold"), ctx.raw_threshold)]
+    if ctx.target_fpr is not None:
+        items.append(_num(_code("TARGET_FPR", "Target false-positive rate"), 100 * ctx.target_fpr, percent=True))
     if point is not None:
         items += [_num(_code("TARGET_SENSITIVITY", "Target sensitivity"), 100 * point.target_sensitivity, True),
                   _num(_code("VALIDATION_SENSITIVITY", "Validation sensitivity"), 100 * point.sensitivity, True),
@@ -149,7 +161,7 @@ def _model_items(ctx: ResultContext) -> list:
     return items
 
 
-def _frame_item(source: Any, rec: TriageRecord):
+def _frame_item(source: Any, rec: TriageRecord, ctx: ResultContext):
     from highdicom.sr import (CodeContentItem, ContainerContentItem, ImageContentItem,
                               RelationshipTypeValues)
     from pydicom.sr.codedict import codes
@@ -158,14 +170,22 @@ def _frame_item(source: Any, rec: TriageRecord):
     group = ContainerContentItem(name=_code("IMAGE_RESULT", "Image result"), relationship_type=contains)
     frames = None if rec.frame is None else rec.frame + 1  # DICOM frame numbers start at 1
     decision = codes.SCT.Abnormal if rec.decision == ABNORMAL else codes.SCT.Normal
-    group.ContentSequence = [
+    items = [
         ImageContentItem(name=codes.DCM.SourceOfMeasurement, referenced_sop_class_uid=source.SOPClassUID,
                          referenced_sop_instance_uid=source.SOPInstanceUID, referenced_frame_numbers=frames,
                          relationship_type=contains),
         CodeContentItem(name=_code("DECISION", "Triage decision"), value=decision, relationship_type=contains),
-        _num(_code("SCORE", "Anomaly score"), rec.score),
-        _num(_code("RAW_SCORE", "Raw anomaly score"), rec.raw_score),
     ]
+    if ctx.target_fpr is not None:
+        items += [_num(_code("SCORE", "Anomaly score"), rec.score),
+                  _num(_code("RAW_SCORE", "Raw anomaly score"), rec.raw_score)]
+    if rec.class_name is not None:
+        items += [_text(_code("PREDICTED_CLASS", "Predicted class"), rec.class_name),
+                  _num(_code("PREDICTED_PROBABILITY", "Predicted class probability"), rec.probabilities[rec.class_name])]
+        if ctx.positive_class is not None:
+            items.append(_num(_code("POSITIVE_PROBABILITY", "Positive class probability"),
+                              rec.probabilities[ctx.positive_class]))
+    group.ContentSequence = items
     return group
 
 
@@ -176,7 +196,7 @@ def triage_sr(source: Any, records: Sequence[TriageRecord], ctx: ResultContext) 
 
     source = _with_type2(source)
     root = ContainerContentItem(name=_code("TRIAGE_RESULT", "Anomaly triage result"))
-    root.ContentSequence = [*ctx.model_items, *(_frame_item(source, r) for r in records)]
+    root.ContentSequence = [*ctx.model_items, *(_frame_item(source, r, ctx) for r in records)]
     sr = ComprehensiveSR(
         evidence=[source], content=root,
         series_instance_uid=result_uid(source.SeriesInstanceUID, ctx.bundle_hash, "sr-series"),

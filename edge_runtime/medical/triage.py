@@ -14,8 +14,8 @@ A bundle with a classifier head and no detector (``edgessl export`` of a fine-tu
 by its positive class's probability ``p`` (``--positive-class`` at export; refused without one):
 ``score`` and ``raw_score`` are ``p``, abnormal iff ``p >=`` the operating point's threshold (set
 on ``p`` of labelled validation images, like a detector's) or, without one, ``POSITIVE_THRESHOLD``
-(0.5). DICOM results (which state a detector's threshold and false-positive rate) are refused for
-such a bundle.
+(0.5). Its DICOM results state that rule, the predicted class and the probabilities (``sr``); a
+bundle with a detector and a head states the class beside the anomaly score.
 """
 
 from __future__ import annotations
@@ -86,13 +86,6 @@ def classifier_rule(pipe, point: opmod.OperatingPoint | None = None) -> Decision
     return Decision("operating_point", point.raw_threshold, point.raw_threshold, point, positive_class=positive)
 
 
-def require_detector(pipe, what: str) -> None:
-    """Refuse ``what`` (which needs a detector's score and threshold) for a classifier-only bundle."""
-    if pipe.detector is None:
-        raise EdgesslError(f"{what} need an anomaly detector's threshold; the bundle has a classifier only "
-                           "(fit a detector on the fine-tuned run with `edgessl fit` and export both)")
-
-
 def _anomalous(label: str | None, normal_label: str | None) -> bool | None:
     return None if label is None or normal_label is None else label != str(normal_label)
 
@@ -137,6 +130,7 @@ def decide(study: Study, result, reason: str, rule: Decision, normal_label: str 
     if rule.positive_class is not None:
         raw = score = result.probabilities[rule.positive_class]
     rec.status, rec.score, rec.raw_score, rec.threshold = SCORED, score, raw, rule.threshold
+    rec.class_name, rec.probabilities = result.class_name, result.probabilities
     rec.decision = ABNORMAL if raw >= rule.raw_threshold else NORMAL
     rec.thumbnail = thumbnail(study.image)
     if result.anomaly_map is not None:
@@ -157,13 +151,15 @@ def run_info(pipe, rule: Decision, bundle: str) -> dict:
 
 
 def result_context(pipe, rule: Decision, use: IntendedUse, run: dict) -> ResultContext:
-    """What the DICOM result objects state about the model and the rule (``sr``)."""
-    require_detector(pipe, "DICOM results (--dicom-out, the DICOM node)")
+    """What the DICOM result objects state about the model and the rule (``sr``): no target
+    false-positive rate without a detector; the classifier's positive class where the bundle names one."""
     return ResultContext(tool_version=run["tool_version"], bundle_hash=run["bundle_hash"],
                          manifest_version=str(run["manifest_version"]), backend=run["backend"],
                          precision=run["precision"], threshold_kind=rule.kind, threshold=rule.threshold,
-                         raw_threshold=rule.raw_threshold, target_fpr=float(pipe.threshold_record.target_fpr),
-                         intended_use=use, operating_point=rule.point)
+                         raw_threshold=rule.raw_threshold,
+                         target_fpr=None if pipe.detector is None else float(pipe.threshold_record.target_fpr),
+                         intended_use=use, operating_point=rule.point,
+                         positive_class=pipe.bundle.manifest.get("classifier", {}).get("positive_class"))
 
 
 def audit_entry(rec: TriageRecord, run: dict) -> dict:

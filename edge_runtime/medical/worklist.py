@@ -48,6 +48,8 @@ class TriageRecord:
     label: str | None = None
     anomalous: bool | None = None  # the label's meaning, when a label is known
     image_sha256: str = ""
+    class_name: str | None = None  # a bundle with a classifier head: its predicted class
+    probabilities: dict[str, float] | None = field(default=None, repr=False)  # and every class's probability
     rank: int | None = None
     audit_seq: int | None = None  # the audit entry of this record (``audit_evidence`` checks it)
     audit_sha256: str = ""
