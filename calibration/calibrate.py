@@ -168,7 +168,7 @@ def calibrate_bundle(cfg: CalibrateConfig) -> dict:
         raise EdgesslError(f"{bundle.model_name('fp32')} has ONNX opset {opset}; INT8 Q/DQ needs opset "
                            f"{MIN_QDQ_OPSET} or newer (re-export with `edgessl export --opset 17`)")
     spec = PreprocessSpec.from_dict(m["preprocess"])
-    detector = None if "classifier" in m and "detector" not in m else bundle.detector()
+    detector = None if bundle.head_only else bundle.detector()
     classifier = m.get("classifier")
     data = bundle.recorded_data(cfg.data)
     normal_label = None if detector is None else bundle.recorded_normal_label(cfg.normal_label)

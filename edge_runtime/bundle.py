@@ -371,6 +371,11 @@ class Bundle:
         """The detector's folder in the bundle (a relative path)."""
         return self.manifest.get("detector", {}).get("directory", "detector")
 
+    @property
+    def head_only(self) -> bool:
+        """The bundle has a classifier head and no anomaly detector (a ``classifier`` section, no ``detector``)."""
+        return "classifier" in self.manifest and "detector" not in self.manifest
+
     def detector(self):
         """The bundle's detector, built from the verified bytes of its files."""
         from .detectors import detector_from_bytes

@@ -215,7 +215,7 @@ class Pipeline:
         key = precision_key(precision, name)
         bundle.model_name(key)  # refuses a precision the bundle lacks, before any loading
         detector = None
-        if "classifier" not in bundle.manifest or "detector" in bundle.manifest:
+        if not bundle.head_only:
             bundle.threshold(key)
             bundle.section("detector")  # refuses a manifest with neither
             detector = bundle.detector()

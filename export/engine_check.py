@@ -70,7 +70,7 @@ def check_engine_outputs(bundle: Bundle, engine: bytes, source: str, dla_core: i
     detector); ``EdgesslError`` when the engine strays from ONNX Runtime on its source model
     (``source``: a bundle precision key)."""
     classifier = bundle.manifest.get("classifier")
-    detector = None if classifier is not None and "detector" not in bundle.manifest else bundle.detector()
+    detector = None if bundle.head_only else bundle.detector()
     data = bundle.recorded_data(data)
     hold = _images(bundle, data, detector is not None, holdout_images)
     images = np.concatenate([hold.normals, hold.test])
