@@ -353,6 +353,8 @@ def classifier_bundle(tiny_classifier_bundle, tmp_path):
 def test_a_head_only_engine_is_checked_by_its_accuracy_and_classifies(trt, classifier_bundle, capsys):
     """A bundle with a classifier head and no detector: the engine gives logits and probabilities,
     is judged on labelled test images (no threshold to re-derive), and the pipeline classifies with it."""
+    import onnx
+
     from edgessl.cli import main
 
     assert main(["build-engine", "--bundle", str(classifier_bundle), "--precision", "fp16",
@@ -366,12 +368,9 @@ def test_a_head_only_engine_is_checked_by_its_accuracy_and_classifies(trt, class
     assert c["argmax_agreement"] >= 0.95 and abs(c["accuracy_change"]) <= 0.01
     assert c["accuracy_engine"] == pytest.approx(c["accuracy_onnx"] + c["accuracy_change"])
     assert "positive_auroc_change" in c and "probabilities_cosine_mean" in c and "decision_agreement" not in c
-    s = engine_settings((classifier_bundle / entry["file"]).read_bytes())
-    import onnx
-
-    outputs = [o.name for o in onnx.load_from_string(engine_model((classifier_bundle / entry["file"]).read_bytes()))
-               .graph.output]
-    assert {"logits", "probabilities"} <= set(outputs) and s["profiles"][0]["input"][2][0] == 16
+    engine = (classifier_bundle / entry["file"]).read_bytes()
+    outputs = {o.name for o in onnx.load_from_string(engine_model(engine)).graph.output}
+    assert {"logits", "probabilities"} <= outputs and engine_settings(engine)["profiles"][0]["input"][2][0] == 16
     pipe = Pipeline.load(classifier_bundle, backend="tensorrt")
     cpu = Pipeline.load(classifier_bundle, backend="ort-cpu")
     assert pipe.detector is None and pipe.precision_key == "engine-fp16" and pipe.threshold_record is None
