@@ -5,7 +5,8 @@ classifier bundle's engine (a head alone, a head beside a detector) checked by i
 
 Every test runs on both lines (10.3 as on JetPack 6, 11.4.1 as on JetPack 7 with an AGX Orin, which
 has DLA cores again). Real bundles (tests/runtime_bundle.py: a conv model fitted on digits; the
-classifier ones are the shared fixtures of tests/conftest.py), real ONNX Runtime; the stand-in "runs" an engine with ONNX Runtime on the ONNX it was built from.
+classifier ones are the shared fixtures of tests/conftest.py), real ONNX Runtime; the stand-in
+"runs" an engine with ONNX Runtime on the ONNX it was built from.
 """
 
 from __future__ import annotations
@@ -398,9 +399,8 @@ def test_a_head_only_engine_that_loses_accuracy_is_refused(trt, classifier_bundl
     assert not (classifier_bundle / "engines").exists()
 
 
-def test_an_engine_of_a_bundle_with_a_detector_and_a_head_has_both_checks(monkeypatch, tiny_detector_classifier_bundle,
+def test_an_engine_of_a_bundle_with_a_detector_and_a_head_has_both_checks(trt, tiny_detector_classifier_bundle,
                                                                           tmp_path):
-    install(monkeypatch, VERSIONS["trt10"])
     b = shutil.copytree(tiny_detector_classifier_bundle, tmp_path / "both")
     entry = build_engine(EngineConfig(bundle=str(b), precision="fp16", holdout_images=40))
     c = entry["comparison"]

@@ -47,7 +47,8 @@ def classifier_figures(ref: np.ndarray, got: np.ndarray, y: np.ndarray, positive
     a, b = names
     c_ref, c_got = int((ref.argmax(1) == y).sum()), int((got.argmax(1) == y).sum())  # counts: an exact change
     out = {"class_images": int(len(y)), f"accuracy_{a}": c_ref / len(y), f"accuracy_{b}": c_got / len(y),
-           "accuracy_change": (c_got - c_ref) / len(y), "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+           "accuracy_change": (c_got - c_ref) / len(y),
+           "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
     if positive is not None and 0 < (y == positive).sum() < len(y):
         p_ref, p_got = auroc(y == positive, ref[:, positive]), auroc(y == positive, got[:, positive])
         out.update({f"positive_auroc_{a}": p_ref, f"positive_auroc_{b}": p_got, "positive_auroc_change": p_got - p_ref})

@@ -181,7 +181,8 @@ def _frame_item(source: Any, rec: TriageRecord, ctx: ResultContext):
                   _num(_code("RAW_SCORE", "Raw anomaly score"), rec.raw_score)]
     if rec.class_name is not None:
         items += [_text(_code("PREDICTED_CLASS", "Predicted class"), rec.class_name),
-                  _num(_code("PREDICTED_PROBABILITY", "Predicted class probability"), rec.probabilities[rec.class_name])]
+                  _num(_code("PREDICTED_PROBABILITY", "Predicted class probability"),
+                       rec.probabilities[rec.class_name])]
         if ctx.positive_class is not None:
             items.append(_num(_code("POSITIVE_PROBABILITY", "Positive class probability"),
                               rec.probabilities[ctx.positive_class]))
