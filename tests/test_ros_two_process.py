@@ -107,3 +107,50 @@ def test_camera_process_to_node_process(bundle, tmp_path, monkeypatch):
     c = counts(got["diag"][-1])
     assert 1 <= c["received"] <= FRAMES and c["failed"] == 0 and settled(got["diag"][-1])
     assert codes[-1] == 0, "the node did not shut down cleanly on SIGINT"
+
+
+def test_a_classifier_node_process_runs_without_torch(tiny_classifier_bundle, tmp_path, monkeypatch):
+    """The node process, with torch unimportable, serves a head-only bundle: each frame's class
+    arrives on ``classifier/prediction``, the same as the runtime gives here."""
+    rclpy = require("rclpy", reason="rclpy (ros-rclpy wheels, the `ros` extra) is not importable")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from conftest import TINY_DATA
+    from edgessl.edge_runtime.data.datasets import open_dataset
+    from edgessl.edge_runtime.pipeline import Pipeline
+    from edgessl_ros import names
+    from ros_support import image_msg
+    from torch_blocker import blocked_site
+
+    domain = fresh_domain_id()
+    env = ros_env(domain)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    env["PYTHONPATH"] = ":".join(p for p in (str(blocked_site(tmp_path)), env.get("PYTHONPATH")) if p)
+    image = open_dataset(TINY_DATA, "test").image(0)
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    executor = SingleThreadedExecutor(context=ctx)
+    listener = rclpy.create_node("listener", context=ctx)
+    executor.add_node(listener)
+    got: list = []
+    listener.create_subscription(DiagnosticArray, "/" + names.PREDICTION, got.append, 10)
+    pub = listener.create_publisher(Image, "/cam/image", 10)
+    node = subprocess.Popen([python(), "-m", "edgessl_ros.node", "--ros-args", "-p",
+                             f"bundle:={tiny_classifier_bundle}", "-p", "input_topic:=/cam/image"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        arrived = spin_until(executor, lambda: got or node.poll() is not None, 60,
+                             lambda: pub.publish(image_msg(image, "mono8", "cam_nt", 7)))
+    finally:
+        code = stop(node)
+        output = node.stdout.read()
+        listener.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown(context=ctx)
+    assert arrived and got, output
+    assert "blocked in this test" not in output and code == 0, output
+    assert got[-1].status[0].message == Pipeline.load(tiny_classifier_bundle).score(image).class_name

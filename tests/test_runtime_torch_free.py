@@ -13,17 +13,9 @@ import numpy as np
 import pytest
 
 from runtime_bundle import make_bundle
+from torch_blocker import blocked_site
 
 FORBIDDEN = ("torch", "torchvision", "edgessl.train", "edgessl.export", "edgessl.calibration")
-
-BLOCKER = """
-import importlib.abc, sys
-class _NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, _NoTorch())
-"""
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +24,7 @@ def bundle(tmp_path_factory):
 
 
 def _run_blocked(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(BLOCKER)
-    env = {"PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(blocked_site(tmp_path)), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
                           text=True, timeout=120)
 
