@@ -54,7 +54,7 @@ class AdaptConfig(TrustOptions):
 
     bundle: str = ""
     data: str = ""
-    max_bank: int = 8192
+    max_bank: int = 4096
     bank_mib: float = 256.0
     folds: int = 5
     seed: int = 0
