@@ -396,7 +396,10 @@ class Bundle:
         if found is None:
             return
         record = found.record
-        if not isinstance(record.get("thresholds"), dict) or not isinstance(record.get("added"), dict):
+        added = record.get("added")
+        if not isinstance(record.get("thresholds"), dict) or not isinstance(added, dict) or \
+                not all(isinstance(added.get(k), list) for k in ("names", "flagged", "raw_scores", "data")) or \
+                not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in added["raw_scores"]):
             raise EdgesslError(f"{self.root / ADAPT.record}: not an adaptation record; refusing to load "
                                f"(remove {ADAPT.folder}/ and {ADAPT.remake})")
         spath = self.root / ADAPT.signature

@@ -43,6 +43,6 @@ def grow_bank(bank: np.ndarray, rows: np.ndarray, max_rows: int, name: str) -> n
     ``max_rows`` not above the bank's size is refused (nothing could be added; ``name``: the bank's)."""
     if max_rows <= len(bank):
         raise EdgesslError(f"--max-bank {max_rows} is not above the {len(bank)} rows the {name} memory bank holds "
-                           "already, so nothing could be added; raise --max-bank")
+                           "already, so nothing could be added; raise --max-bank (or adapt from the base, --no-delta)")
     picked = farthest_rows(bank, rows, max_rows - len(bank))
     return np.concatenate([np.asarray(bank, np.float32), np.asarray(rows, np.float32)[picked]])
