@@ -190,6 +190,21 @@ def _inside(rel) -> bool:
     return isinstance(rel, str) and rel not in ("", ".") and not Path(rel).is_absolute() and ".." not in Path(rel).parts
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _adapt_record(record: dict) -> bool:
+    """The adaptation record has the shape its readers index: thresholds and banks as objects, the
+    added images' lists, their scores numbers."""
+    added, thresholds, banks = record.get("added"), record.get("thresholds"), record.get("banks")
+    return isinstance(thresholds, dict) and all(isinstance(t, dict) for t in thresholds.values()) and \
+        isinstance(banks, dict) and all(_number(n) for n in banks.values()) and _number(record.get("max_bank")) and \
+        isinstance(added, dict) and _number(added.get("images")) and \
+        all(isinstance(added.get(k), list) for k in ("names", "flagged", "raw_scores", "data")) and \
+        all(_number(v) for v in added["raw_scores"])
+
+
 def check_pin(text: str) -> str:
     """A ``--expect-sha256`` value: 64 hex digits, lower-cased."""
     pin = text.strip().lower()
@@ -396,10 +411,7 @@ class Bundle:
         if found is None:
             return
         record = found.record
-        added = record.get("added")
-        if not isinstance(record.get("thresholds"), dict) or not isinstance(added, dict) or \
-                not all(isinstance(added.get(k), list) for k in ("names", "flagged", "raw_scores", "data")) or \
-                not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in added["raw_scores"]):
+        if not _adapt_record(record):
             raise EdgesslError(f"{self.root / ADAPT.record}: not an adaptation record; refusing to load "
                                f"(remove {ADAPT.folder}/ and {ADAPT.remake})")
         spath = self.root / ADAPT.signature
