@@ -216,3 +216,17 @@ def test_a_bank_grows_by_its_most_novel_rows_up_to_its_bound():
     assert not any((grown[10:] == b).all(axis=1).any() for b in bank[:3])  # rows already in the bank: never added
     everything = grow_bank(bank, rows, 1000, "test")
     assert len(everything) == 10 + 20  # room for all: every new row but the three already there
+
+
+def test_a_second_adapt_adds_to_the_first_and_no_delta_starts_again(bundle, frames, keys):
+    first, second = str(frames["adapt"] / "00*.png"), str(frames["adapt"] / "01*.png")
+    assert main(_adapt(bundle, Path(first), "--accept-flagged")) == 0
+    assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"]), "--delta"]) == 0
+    assert main(_adapt(bundle, Path(second), "--accept-flagged")) == 0
+    record = json.loads((bundle / "adapt" / "adapt.json").read_text())
+    assert record["added"]["images"] == 20 and len(record["added"]["raw_scores"]) == 20
+    assert record["added"]["data"] == [first, second] and record["banks"]["knn"] == 80
+    assert not (bundle / "adapt" / "signature.json").exists()  # it signed the record before
+    assert main(_adapt(bundle, Path(second), "--accept-flagged", "--no-delta")) == 0
+    record = json.loads((bundle / "adapt" / "adapt.json").read_text())
+    assert record["added"]["images"] == 10 and record["banks"]["knn"] == 70

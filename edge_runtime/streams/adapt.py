@@ -28,6 +28,7 @@ size, as float32 rows, exceed ``bank_mib`` MiB (what the device grants the detec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -158,18 +159,18 @@ def adapt_bundle(cfg: AdaptConfig) -> dict:
     threshold = fit_threshold(np.concatenate([held, added]), base.requested_target_fpr or base.target_fpr,
                               base.confidence, strict=False)
     grown = current.grown(outputs, cfg.max_bank)
-    before = {} if bundle.adapt is None else bundle.adapt.record["added"]
+    before = bundle.adapt.record["added"] if bundle.adapt is not None else \
+        {"images": 0, "names": [], "flagged": [], "raw_scores": [], "data": []}
     body = {
         "created": utc_now(), "detector": grown.kind, "max_bank": cfg.max_bank,
         "banks": {name: len(bank) for name, bank in grown.banks().items()},
         "thresholds": {PRECISION: threshold.to_dict()},
-        "added": {"images": len(before.get("names", [])) + len(names), "names": before.get("names", []) + names,
-                  "flagged": before.get("flagged", []) + flagged,
-                  "raw_scores": before.get("raw_scores", []) + [float(s) for s in added],
-                  "data": before.get("data", []) + [cfg.data], "folds": cfg.folds, "seed": cfg.seed},
+        "added": {"images": before["images"] + len(names), "names": before["names"] + names,
+                  "flagged": before["flagged"] + flagged, "raw_scores": before["raw_scores"] + added.tolist(),
+                  "data": before["data"] + [cfg.data], "folds": cfg.folds, "seed": cfg.seed},
     }
 
-    def fill(folder, _old: Bundle) -> dict:
+    def fill(folder: Path, _old: Bundle) -> dict:
         grown.save(folder)
         return body
 
