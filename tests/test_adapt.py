@@ -230,3 +230,20 @@ def test_a_second_adapt_adds_to_the_first_and_no_delta_starts_again(bundle, fram
     assert main(_adapt(bundle, Path(second), "--accept-flagged", "--no-delta")) == 0
     record = json.loads((bundle / "adapt" / "adapt.json").read_text())
     assert record["added"]["images"] == 10 and record["banks"]["knn"] == 70
+
+
+def test_a_combined_detector_grows_its_banks_and_keeps_its_gaussian_and_standardisation():
+    from edgessl.edge_runtime.detectors import CombinedDetector, GaussianDetector, KnnDetector, PatchDetector
+
+    rng = np.random.default_rng(0)
+    gaussian = GaussianDetector(np.zeros(6), np.eye(6))
+    det = CombinedDetector([gaussian, KnnDetector(rng.normal(size=(30, 6)), k=2),
+                            PatchDetector(rng.normal(size=(50, 4)).astype(np.float32))], [1.0, 0.2, 0.5], [0.5, 0.1, 0.3])
+    new = {"embedding": rng.normal(3.0, 1.0, size=(8, 6)).astype(np.float32),
+           "patches": rng.normal(3.0, 1.0, size=(8, 4, 2, 2)).astype(np.float32)}
+    grown = det.grown(new, 60)
+    assert {k: len(v) for k, v in grown.banks().items()} == {"knn": 38, "patch": 60}
+    assert grown.parts[0] is gaussian and grown.medians == det.medians and grown.scales == det.scales
+    assert (grown.score(new).raw_scores < det.score(new).raw_scores).all()
+    with pytest.raises(EdgesslError, match="no memory bank"):
+        gaussian.grown(new, 60)
