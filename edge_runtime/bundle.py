@@ -57,7 +57,9 @@ same form (``Delta``): ``adapt/adapt.json`` ``{"format": "edgessl-adapt", "base_
 signature, ``adapt/signature.json`` (the record of ``signing``, over ``adapt.json``'s bytes), made
 off-device with ``edgessl sign --delta``: ``require_signed_delta`` (with ``public_key``) refuses a
 delta without a valid one, and a signature present is checked whenever a public key is given.
-``delta=False`` (``--no-delta``) ignores the folder; removing it rolls the device back.
+``delta=False`` (``--no-delta``) ignores the folder; removing it rolls the device back. The record
+holds a threshold for each ONNX precision adapt could re-derive (``thresholds``) and names those it
+could not (``left_out``: precision -> why); ``adapt_threshold`` refuses the others and engines.
 """
 
 from __future__ import annotations
@@ -195,14 +197,17 @@ def _number(value) -> bool:
 
 
 def _adapt_record(record: dict) -> bool:
-    """The adaptation record has the shape its readers index: thresholds and banks as objects, the
-    added images' lists, their scores numbers."""
+    """The adaptation record has the shape its readers index: thresholds, banks and the precisions
+    left out as objects, the added images' lists, their scores (per precision) numbers."""
     added, thresholds, banks = record.get("added"), record.get("thresholds"), record.get("banks")
+    left_out = record.get("left_out", {})
+    scores = added.get("raw_scores") if isinstance(added, dict) else None
     return isinstance(thresholds, dict) and all(isinstance(t, dict) for t in thresholds.values()) and \
+        isinstance(left_out, dict) and all(isinstance(v, str) for v in left_out.values()) and \
         isinstance(banks, dict) and all(_number(n) for n in banks.values()) and _number(record.get("max_bank")) and \
         isinstance(added, dict) and _number(added.get("images")) and \
-        all(isinstance(added.get(k), list) for k in ("names", "flagged", "raw_scores", "data")) and \
-        all(_number(v) for v in added["raw_scores"])
+        all(isinstance(added.get(k), list) for k in ("names", "flagged", "data")) and isinstance(scores, dict) and \
+        all(isinstance(v, list) and all(_number(x) for x in v) for v in scores.values())
 
 
 def check_pin(text: str) -> str:
@@ -494,12 +499,16 @@ class Bundle:
 
     def adapt_threshold(self, key: str) -> dict:
         """The adaptation delta's threshold record for the precision ``key`` (``adapt`` loaded)."""
-        thresholds = self.adapt.record["thresholds"]
-        if key not in thresholds:
-            raise EdgesslError(f"{self.root}: the adaptation delta ({ADAPT.folder}/) holds a threshold for "
-                               f"{', '.join(thresholds) or 'no precision'}, not {key}; run that precision (--precision "
-                               "fp32 on ort-cpu), or ignore the delta with --no-delta")
-        return thresholds[key]
+        thresholds, left_out = self.adapt.record["thresholds"], self.adapt.record.get("left_out", {})
+        if key in thresholds:
+            return thresholds[key]
+        where = f"{self.root}: the adaptation delta ({ADAPT.folder}/) holds no {key} threshold"
+        if key.startswith("engine-"):
+            raise EdgesslError(f"{where}: a TensorRT engine's threshold is re-derived from the engine's own scores "
+                               "by `edgessl build-engine`, which adapt cannot do; run the ONNX model (--backend "
+                               "ort-tensorrt or ort-cpu) with the delta, or the engine with --no-delta")
+        why = left_out.get(key, "it was made without one")
+        raise EdgesslError(f"{where} ({why}); re-run `edgessl calibrate`, then `edgessl adapt`, or run with --no-delta")
 
     def threshold(self, key: str) -> dict:
         thresholds = self.manifest.get("thresholds", {})

@@ -14,7 +14,8 @@ session call gives the raw score: the model computes the detector's ``anomaly_sc
 detector from the model's features. So is a bundle with an adaptation delta (``adapt/``, ``edgessl
 adapt``): its detector, with the grown memory bank, scores the network's ``embedding``/``patches``
 outputs in numpy (the reference implementation the graph was verified against), with the delta's
-threshold (fp32 only), so no model or TensorRT engine is rebuilt on the device; ``delta=False``
+threshold for the precision run (ONNX models; a native TensorRT engine with a delta is refused), so
+no model or TensorRT engine is rebuilt on the device; ``delta=False``
 ignores it. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
 when the caller overrides the threshold, in normalised units). Anomaly maps are normalised the
 same way and resized to the input image's size, undoing the resize/crop policy.

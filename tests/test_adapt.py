@@ -14,6 +14,7 @@ import pytest
 
 from edgessl.cli import main
 from edgessl.edge_runtime.bundle import Bundle
+from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.detectors.bank_growth import grow_bank
 from edgessl.edge_runtime.errors import EdgesslError
@@ -21,9 +22,19 @@ from edgessl.edge_runtime.pipeline import Pipeline
 from runtime_bundle import make_bundle
 
 
+def shifted(img: np.ndarray, levels: int) -> np.ndarray:
+    return np.clip(img.astype(np.int32) + levels, 0, 255).astype(np.uint8)
+
+
 def brighter(img: np.ndarray) -> np.ndarray:
-    """The shifted normal condition: a camera 80 grey levels brighter (the base detector flags it)."""
-    return np.clip(img.astype(np.int32) + 80, 0, 255).astype(np.uint8)
+    """The shifted normal condition: a camera 80 grey levels brighter (the base detector flags it;
+    beyond the int8-cpu model's calibrated activation ranges)."""
+    return shifted(img, 80)
+
+
+def darker(img: np.ndarray) -> np.ndarray:
+    """Another: 80 grey levels darker (flagged too; within every INT8 model's ranges)."""
+    return shifted(img, -80)
 
 
 def _write(folder: Path, images: list[np.ndarray]) -> Path:
@@ -45,15 +56,36 @@ def frames(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("frames")
     train, test = open_dataset("digits", "train"), open_dataset("digits", "test")
     zeros = np.flatnonzero(train.labels == 0)
+    test_zeros = np.flatnonzero(test.labels == 0)
     return {"adapt": _write(d / "adapt", [brighter(train.image(int(i))) for i in zeros[-40:]]),
-            "judge": _write(d / "judge", [brighter(test.image(int(i))) for i in np.flatnonzero(test.labels == 0)]),
+            "judge": _write(d / "judge", [brighter(test.image(int(i))) for i in test_zeros]),
+            "adapt_dark": _write(d / "adapt_dark", [darker(train.image(int(i))) for i in zeros[-40:]]),
+            "judge_dark": _write(d / "judge_dark", [darker(test.image(int(i))) for i in test_zeros]),
             "anomalies": _write(d / "anomalies", [test.image(int(i)) for i in np.flatnonzero(test.labels == 1)[:10]])}
+
+
+@pytest.fixture(scope="module")
+def calibrated_made(made, tmp_path_factory) -> Path:
+    """``made`` calibrated for both INT8 targets (each keeps its held-out normal scores in the report)."""
+    from edgessl.calibration.calibrate import CalibrateConfig, calibrate_bundle
+
+    b = shutil.copytree(made, tmp_path_factory.mktemp("calibrated") / "bundle")
+    calibrate_bundle(CalibrateConfig(bundle=str(b), data="digits", target="both", method="minmax", num_images=64,
+                                     holdout_images=128))
+    return b
 
 
 @pytest.fixture
 def bundle(made, tmp_path) -> Path:
     b = tmp_path / "bundle"
     shutil.copytree(made, b)
+    return b
+
+
+@pytest.fixture
+def calibrated(calibrated_made, tmp_path) -> Path:
+    b = tmp_path / "calibrated"
+    shutil.copytree(calibrated_made, b)
     return b
 
 
@@ -99,6 +131,72 @@ def test_adapting_to_a_brighter_camera_brings_its_false_positives_back_to_the_ta
     assert _flagged(after, frames["judge"]) <= 0.2  # unseen brighter zeros: back near the 10% target
     assert _flagged(after, frames["anomalies"]) >= 0.8  # other digits are still anomalies
     assert after.detector.banks()["knn"].shape[0] == before.detector.banks()["knn"].shape[0] + 40
+
+
+def test_a_calibrated_bundle_adapts_at_each_int8_model_with_its_own_threshold(calibrated, bundle, frames, capsys):
+    int8 = {"backend": "ort-cpu", "precision": "int8"}
+    before = Pipeline.load(calibrated, **int8)
+    assert before.precision_key == "int8-cpu" and _flagged(before, frames["judge_dark"]) > 0.9
+    assert main(_adapt(calibrated, frames["adapt_dark"], "--accept-flagged")) == 0
+    assert "int8-cpu 0.003208 -> " in capsys.readouterr().out
+    record = json.loads((calibrated / "adapt" / "adapt.json").read_text())
+    assert set(record["thresholds"]) == {"fp32", "int8-cpu", "int8-tensorrt"} and record["left_out"] == {}
+    assert {k: len(v) for k, v in record["added"]["raw_scores"].items()} == {k: 40 for k in record["thresholds"]}
+    after = Pipeline.load(calibrated, **int8)
+    assert after.threshold_record.raw_threshold == record["thresholds"]["int8-cpu"]["raw_threshold"]
+    assert record["thresholds"]["int8-cpu"] != record["thresholds"]["fp32"]
+    assert _flagged(after, frames["judge_dark"]) <= 0.2  # the darker camera's false positives fall at int8 too
+    assert _flagged(after, frames["anomalies"]) >= 0.8
+    assert main(_adapt(bundle, frames["adapt_dark"], "--accept-flagged")) == 0  # fp32 as without INT8 models
+    assert json.loads((bundle / "adapt" / "adapt.json").read_text())["thresholds"]["fp32"] == record["thresholds"]["fp32"]
+    capsys.readouterr()
+    assert main(["bundle", "inspect", "--bundle", str(calibrated), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["adapt"]
+    assert shown["thresholds"] == {k: t["raw_threshold"] for k, t in record["thresholds"].items()}
+
+
+def test_an_int8_model_whose_ranges_miss_the_new_condition_is_left_out(calibrated, frames, capsys):
+    """80 grey levels brighter saturates the int8-cpu model's activations: its scores of the new images
+    drift from fp32's (a threshold from them would blind it to anomalies), so it gets none."""
+    assert main(_adapt(calibrated, frames["adapt"], "--accept-flagged")) == 0
+    assert "int8-cpu left out, running it with the delta is refused: it separates" in capsys.readouterr().out
+    record = json.loads((calibrated / "adapt" / "adapt.json").read_text())
+    assert set(record["thresholds"]) == {"fp32", "int8-tensorrt"}
+    assert "its INT8 ranges do not cover the new condition" in record["left_out"]["int8-cpu"]
+    run = ["run", "--bundle", str(calibrated), "--source", str(frames["judge"]), "--backend", "ort-cpu"]
+    _refused(capsys, [*run, "--precision", "int8"], "holds no int8-cpu threshold", "do not cover the new condition",
+             "re-run `edgessl calibrate`, then `edgessl adapt`, or run with --no-delta")
+    assert main([*run, "--precision", "fp32"]) == 0
+    assert main(_adapt(calibrated, frames["adapt_dark"], "--accept-flagged")) == 0  # its bank holds the brighter rows
+    assert json.loads((calibrated / "adapt" / "adapt.json").read_text())["left_out"] == record["left_out"]
+
+
+def _drop_kept_scores(root: Path, m: dict) -> dict:
+    """The calibration report without the int8-cpu model's held-out normal scores (a change by update_bundle)."""
+    path = root / m["calibration"]["report"]
+    report = json.loads(path.read_text())
+    report["targets"]["int8-cpu"]["holdout_normal_scores"] = None
+    path.write_text(json.dumps(report))
+    return m
+
+
+def test_an_int8_model_without_kept_scores_is_left_out_and_refused_with_the_delta(calibrated, frames, capsys):
+    update_bundle(calibrated, _drop_kept_scores)
+    assert main(_adapt(calibrated, frames["adapt_dark"], "--accept-flagged")) == 0
+    assert "int8-cpu left out, running it with the delta is refused: no held-out normal int8-cpu scores kept" in \
+        capsys.readouterr().out
+    record = json.loads((calibrated / "adapt" / "adapt.json").read_text())
+    assert set(record["thresholds"]) == {"fp32", "int8-tensorrt"} and set(record["left_out"]) == {"int8-cpu"}
+    run = ["run", "--bundle", str(calibrated), "--source", str(frames["judge_dark"]), "--backend", "ort-cpu"]
+    _refused(capsys, [*run, "--precision", "int8"], "holds no int8-cpu threshold", "re-run `edgessl calibrate`, then "
+             "`edgessl adapt`", "--no-delta")
+    assert main([*run, "--precision", "int8", "--no-delta"]) == 0
+    assert main([*run, "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    assert main(["bundle", "inspect", "--bundle", str(calibrated)]) == 0
+    assert "int8-cpu       none (no held-out normal int8-cpu scores kept" in capsys.readouterr().out
+    with pytest.raises(EdgesslError, match="re-derived from the engine's own scores by `edgessl build-engine`"):
+        Bundle.load(calibrated).adapt_threshold("engine-int8")
 
 
 def test_the_base_and_its_signature_stay_as_they_were(bundle, frames, keys):
@@ -224,7 +322,7 @@ def test_a_second_adapt_adds_to_the_first_and_no_delta_starts_again(bundle, fram
     assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"]), "--delta"]) == 0
     assert main(_adapt(bundle, Path(second), "--accept-flagged")) == 0
     record = json.loads((bundle / "adapt" / "adapt.json").read_text())
-    assert record["added"]["images"] == 20 and len(record["added"]["raw_scores"]) == 20
+    assert record["added"]["images"] == 20 and len(record["added"]["raw_scores"]["fp32"]) == 20
     assert record["added"]["data"] == [first, second] and record["banks"]["knn"] == 80
     assert not (bundle / "adapt" / "signature.json").exists()  # it signed the record before
     assert main(_adapt(bundle, Path(second), "--accept-flagged", "--no-delta")) == 0

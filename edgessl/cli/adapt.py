@@ -13,9 +13,11 @@ from .shared import BUNDLE_HELP, TRUST
 
 def _adapt(args: argparse.Namespace) -> Outcome:
     """Add confirmed-normal images (--data: an image, a folder, a glob, a video) to the bundle's
-    memory banks, at most --max-bank rows each, and re-derive the threshold from the held-out normal
-    scores the bundle keeps plus the new images' cross-fitted scores, at the bundle's target
-    false-positive rate. Written as a sealed delta, BUNDLE/adapt/, naming the base bundle's hash:
+    memory banks, at most --max-bank rows each, and re-derive the threshold of each ONNX precision
+    (fp32 and each calibrated INT8 model) from the held-out normal scores the bundle keeps at it plus
+    the new images' cross-fitted scores at it, at the bundle's target false-positive rate; a precision
+    without kept scores is left out (running it with the delta is refused). Flagged images are
+    judged at fp32. Written as a sealed delta, BUNDLE/adapt/, naming the base bundle's hash:
     the base and its signature stay as they were; run, replay, bench, evaluate and triage use the
     delta unless --no-delta; removing adapt/ rolls back. A second adapt adds to the first (--no-delta:
     start again from the base).
@@ -30,9 +32,12 @@ def _adapt(args: argparse.Namespace) -> Outcome:
     s = adapt_bundle(config_from_args(AdaptConfig, args))
     flagged = f", {len(s['flagged'])} of them flagged by the detector before (accepted)" if s["flagged"] else ""
     banks = ", ".join(f"{name} {s['banks_before'][name]} -> {rows} rows" for name, rows in s["banks"].items())
-    return Outcome(s, f"adapted {s['bundle']}: {s['images']} images added{flagged}; banks {banks}; threshold "
-                      f"{s['threshold_before']:.4g} -> {s['threshold']:.4g} (target FPR {s['target_fpr']:.4g}, "
-                      f"{s['held_out']} held-out normal scores); delta {s['delta']} (remove it to roll back)")
+    thresholds = ", ".join(f"{key} {t['before']:.4g} -> {t['after']:.4g}" for key, t in s["thresholds"].items())
+    left_out = "".join(f"; {key} left out, running it with the delta is refused: {why}"
+                       for key, why in s["left_out"].items())
+    return Outcome(s, f"adapted {s['bundle']}: {s['images']} images added{flagged}; banks {banks}; thresholds "
+                      f"{thresholds} (target FPR {s['target_fpr']:.4g}, {s['held_out']} held-out normal scores)"
+                      f"{left_out}; delta {s['delta']} (remove it to roll back)")
 
 
 ADAPT = Command("adapt", _adapt, (AdaptConfig,), (

@@ -120,6 +120,7 @@ def _adapt_summary(delta) -> dict:
     return {"base_sha256": r.get("base_sha256"), "created": r.get("created"), "images": r["added"].get("images"),
             "flagged": len(r["added"].get("flagged", [])), "banks": r.get("banks"), "max_bank": r.get("max_bank"),
             "thresholds": {k: t.get("raw_threshold") for k, t in r["thresholds"].items()},
+            "left_out": r.get("left_out", {}),
             "signature": _signature(delta.signature)}
 
 
@@ -153,7 +154,9 @@ def _table(s: dict) -> str:
                      "removing it rolls back)")
         lines.append(f"  {a['images']} images added ({a['flagged']} flagged before, accepted), banks "
                      + ", ".join(f"{k} {v}" for k, v in a["banks"].items()) + f" rows (at most {a['max_bank']})")
-        lines += [f"  threshold {k:<8} {t}" for k, t in a["thresholds"].items()]
+        lines += [f"  threshold {k:<14} {t}" for k, t in a["thresholds"].items()]
+        lines += [f"  threshold {k:<14} none ({why}; refused with the delta: re-run `edgessl calibrate`, then adapt)"
+                  for k, why in a["left_out"].items()]
         lines.append("  signature " + (f"ed25519, key id {sig['key_id']}" if sig["signed"] else
                                        "none (`edgessl sign --delta`, off the device)"))
     if s["engines"]:
