@@ -49,6 +49,17 @@ broken, that names another base bundle, whose files are missing, altered or unli
 ``engines/`` folder without its ``engines.json``. The delta is sealed, not signed: the device
 made it. ``bundle_update.add_engine`` writes it; any change to the base drops it (its engines
 were built for the old base).
+
+**The adaptation delta.** ``edgessl adapt`` (``streams.adapt``) writes ``adapt/``, a delta of the
+same form (``Delta``): ``adapt/adapt.json`` ``{"format": "edgessl-adapt", "base_sha256", "files",
+"seal", "thresholds", "added", "banks", ...}`` beside the adapted detector
+(``adapt/detector.json|npz``), checked at load like the engines delta. It may carry a detached
+signature, ``adapt/signature.json`` (the record of ``signing``, over ``adapt.json``'s bytes), made
+off-device with ``edgessl sign --delta``: ``require_signed_delta`` (with ``public_key``) refuses a
+delta without a valid one, and a signature present is checked whenever a public key is given.
+``delta=False`` (``--no-delta``) ignores the folder; removing it rolls the device back. The record
+holds a threshold for each ONNX precision adapt could re-derive (``thresholds``) and names those it
+could not (``left_out``: precision -> why); ``adapt_threshold`` refuses the others and engines.
 """
 
 from __future__ import annotations
@@ -67,14 +78,45 @@ from .signing import SIGNATURE, parse_signature, verify_signature
 FORMAT = "edgessl-bundle"
 MANIFEST_VERSION = 1
 MANIFEST = "manifest.json"
-ENGINES_FORMAT = "edgessl-engines"
 ENGINES_DIR = "engines"
-ENGINES_MANIFEST = f"{ENGINES_DIR}/engines.json"
+ADAPT_DIR = "adapt"
 UNLISTED = (MANIFEST, SIGNATURE)  # the signature signs manifest.json's bytes, so it cannot be listed in it
 PRECISIONS = ("fp32", "int8-cpu", "int8-tensorrt")
 SECTIONS = {"model": dict, "preprocess": dict, "detector": dict, "precisions": dict, "thresholds": dict,
             "operating_points": dict, "calibration": dict, "provenance": dict,
             "intended_use": dict, "classifier": dict}  # the JSON type of each top-level section, when present
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A sealed folder beside the base bundle, made after it (the base manifest does not list it):
+    its record ``FOLDER/FOLDER.json`` names the base bundle's hash and its files' sha256."""
+
+    folder: str
+    format: str
+    remake: str  # how to make it again, for the messages that refuse it
+
+    @property
+    def record(self) -> str:
+        return f"{self.folder}/{self.folder}.json"
+
+    @property
+    def signature(self) -> str:
+        return f"{self.folder}/{SIGNATURE}"
+
+
+@dataclass(frozen=True)
+class DeltaRecord:
+    """A delta's record as loaded: parsed, its bytes (what a signature signs) and its signature record."""
+
+    record: dict
+    raw: bytes
+    signature: dict | None = None
+
+
+ENGINES = Delta(ENGINES_DIR, "edgessl-engines", "rebuild the engines with `edgessl build-engine`")
+ADAPT = Delta(ADAPT_DIR, "edgessl-adapt", "run `edgessl adapt` again")
+DELTAS = (ENGINES, ADAPT)
 
 
 def precision_key(precision: str, backend: str) -> str:
@@ -115,20 +157,20 @@ def _files_under(root: Path, folder: Path) -> list[str]:
 
 def bundle_files(bundle_dir: Path) -> list[str]:
     """Every file of the base bundle (relative POSIX paths, sorted): all but the manifest, the
-    signature and the engines delta (``engines/``)."""
+    signature and the deltas (``engines/``, ``adapt/``)."""
     return [rel for rel in _files_under(Path(bundle_dir), Path(bundle_dir))
-            if rel not in UNLISTED and rel.split("/")[0] != ENGINES_DIR]
+            if rel not in UNLISTED and rel.split("/")[0] not in (d.folder for d in DELTAS)]
 
 
-def seal_engines(bundle_dir: Path, base_sha256: str, engines: list[dict]) -> dict:
-    """Hash every file of ``bundle_dir/engines`` and write the sealed ``engines.json`` naming the base
-    bundle (a primitive of ``bundle_update.add_engine``); returns the record."""
+def seal_delta(bundle_dir: Path, delta: Delta, base_sha256: str, body: dict) -> dict:
+    """Hash every file of ``bundle_dir/FOLDER`` and write the delta's sealed record, ``body`` plus
+    the base bundle's hash (a primitive of ``bundle_update``); returns the record."""
     bundle_dir = Path(bundle_dir)
-    files = {rel: file_sha256(bundle_dir / rel) for rel in _files_under(bundle_dir, bundle_dir / ENGINES_DIR)
-             if rel != ENGINES_MANIFEST}
-    record = {"format": ENGINES_FORMAT, "base_sha256": base_sha256, "engines": engines, "files": files}
+    files = {rel: file_sha256(bundle_dir / rel) for rel in _files_under(bundle_dir, bundle_dir / delta.folder)
+             if rel not in (delta.record, delta.signature)}
+    record = {**body, "format": delta.format, "base_sha256": base_sha256, "files": files}
     record["seal"] = {"sha256": seal_digest(record), "over": "canonical JSON (sorted keys) without 'seal'"}
-    write_atomic(bundle_dir / ENGINES_MANIFEST, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(bundle_dir / delta.record, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return record
 
 
@@ -150,6 +192,24 @@ def _inside(rel) -> bool:
     return isinstance(rel, str) and rel not in ("", ".") and not Path(rel).is_absolute() and ".." not in Path(rel).parts
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _adapt_record(record: dict) -> bool:
+    """The adaptation record has the shape its readers index: thresholds, banks and the precisions
+    left out as objects, the added images' lists, their scores (per precision) numbers."""
+    added, thresholds, banks = record.get("added"), record.get("thresholds"), record.get("banks")
+    left_out = record.get("left_out", {})
+    scores = added.get("raw_scores") if isinstance(added, dict) else None
+    return isinstance(thresholds, dict) and all(isinstance(t, dict) for t in thresholds.values()) and \
+        isinstance(left_out, dict) and all(isinstance(v, str) for v in left_out.values()) and \
+        isinstance(banks, dict) and all(_number(n) for n in banks.values()) and _number(record.get("max_bank")) and \
+        isinstance(added, dict) and _number(added.get("images")) and \
+        all(isinstance(added.get(k), list) for k in ("names", "flagged", "data")) and isinstance(scores, dict) and \
+        all(isinstance(v, list) and all(_number(x) for x in v) for v in scores.values())
+
+
 def check_pin(text: str) -> str:
     """A ``--expect-sha256`` value: 64 hex digits, lower-cased."""
     pin = text.strip().lower()
@@ -169,13 +229,19 @@ class Bundle:
     raw: bytes  # manifest.json's bytes, which ``manifest`` was parsed from and ``hash`` hashes
     signature: dict | None = None  # the detached signature record, read once (None: unsigned)
     engines: list[dict] = field(default_factory=list)  # the engines delta's records (verified loads only)
+    adapt: DeltaRecord | None = None  # the adaptation delta (verified loads, unless ignored)
     verified: dict[str, bytes] = field(default_factory=dict, repr=False)  # each checked file's bytes, by path
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True, public_key: str | Path | None = None,
-             expect_sha256: str | None = None) -> "Bundle":
+             expect_sha256: str | None = None, delta: bool = True, require_signed_delta: bool = False) -> "Bundle":
         """Read ``manifest.json``; with ``verify``, the checks of the module docstring. ``public_key``
-        (a ``.pub`` file) requires a valid signature; ``expect_sha256`` pins the bundle hash."""
+        (a ``.pub`` file) requires a valid signature; ``expect_sha256`` pins the bundle hash;
+        ``delta`` False ignores the adaptation delta; ``require_signed_delta`` refuses one that is
+        not signed with ``public_key``."""
+        if require_signed_delta and public_key is None:
+            raise EdgesslError("--require-signed-delta checks the adaptation delta's signature with --public-key; "
+                               "give --public-key KEY.pub")
         root = Path(path)
         mpath = root / MANIFEST
         if not mpath.exists():
@@ -203,6 +269,8 @@ class Bundle:
             bundle.check_signed_hash()
             bundle.verify()
             bundle.engines = bundle.read_engines()
+            if delta:
+                bundle.read_adapt(public_key, require_signed_delta)
         return bundle
 
     def check_signed_hash(self) -> None:
@@ -296,40 +364,67 @@ class Bundle:
         """Drop the verified bytes once what uses them is built (a pipeline's model and detector)."""
         self.verified = {}
 
-    def read_engines(self) -> list[dict]:
-        """The engines delta's records, verified (module docstring); [] when the bundle has none."""
-        folder, path = self.root / ENGINES_DIR, self.root / ENGINES_MANIFEST
+    def read_delta(self, delta: Delta) -> DeltaRecord | None:
+        """The record of ``delta`` with its bytes, verified (module docstring: the engines delta), its
+        files' bytes kept in ``verified``; None when the bundle has no such folder."""
+        folder, path, fix = self.root / delta.folder, self.root / delta.record, f"remove {delta.folder}/ and {delta.remake}"
         if not folder.exists():
-            return []
+            return None
         if not path.is_file():
-            raise EdgesslError(f"{self.root}: {ENGINES_DIR}/ has no engines.json (not made by `edgessl build-engine`); "
-                               f"refusing to load (remove {ENGINES_DIR}/)")
+            raise EdgesslError(f"{self.root}: {delta.folder}/ has no {Path(delta.record).name}; refusing to load "
+                               f"(remove {delta.folder}/)")
+        raw = read_regular(path, f"{delta.folder} record")
         try:
-            record = parse_json(read_regular(path, "engines record"), str(path))
+            record = parse_json(raw, str(path))
         except EdgesslError:
             record = None
-        if not isinstance(record, dict) or record.get("format") != ENGINES_FORMAT or \
-                not isinstance(record.get("files"), dict) or not isinstance(record.get("engines"), list):
-            raise EdgesslError(f"{path}: not an engines record; refusing to load (remove {ENGINES_DIR}/ and rebuild)")
+        if not isinstance(record, dict) or record.get("format") != delta.format or not isinstance(record.get("files"), dict):
+            raise EdgesslError(f"{path}: not an {delta.format} record; refusing to load ({fix})")
         if (record.get("seal") or {}).get("sha256") != seal_digest(record):
-            raise EdgesslError(f"{path}: edited after it was sealed; refusing to load (remove {ENGINES_DIR}/ and rebuild)")
+            raise EdgesslError(f"{path}: edited after it was sealed; refusing to load ({fix})")
         if record.get("base_sha256") != self.hash:
-            raise EdgesslError(f"{path}: its engines were built for bundle {str(record.get('base_sha256'))[:12]}, not "
-                               f"this one ({self.hash[:12]}); remove {ENGINES_DIR}/ and rebuild them")
+            raise EdgesslError(f"{path}: made for bundle {str(record.get('base_sha256'))[:12]}, not this one "
+                               f"({self.hash[:12]}); refusing to load ({fix})")
         for rel, digest in record["files"].items():
-            if not _inside(rel) or rel.split("/")[0] != ENGINES_DIR:
-                raise EdgesslError(f"{path}: lists {rel!r}, outside {ENGINES_DIR}/; refusing to load")
+            if not _inside(rel) or rel.split("/")[0] != delta.folder or rel in (delta.record, delta.signature):
+                raise EdgesslError(f"{path}: lists {rel!r}, outside {delta.folder}/; refusing to load")
             try:
                 self.verified[rel] = self._read_listed(rel, digest, "altered")
             except EdgesslError:
-                raise EdgesslError(f"{self.root}: engine file {rel} is missing or altered; refusing to load "
-                                   f"(remove {ENGINES_DIR}/ and rebuild)") from None
+                raise EdgesslError(f"{self.root}: {delta.folder} file {rel} is missing or altered; refusing to load "
+                                   f"({fix})") from None
         for rel in _files_under(self.root, folder):
-            if rel != ENGINES_MANIFEST and rel not in record["files"]:
-                raise EdgesslError(f"{self.root}: {rel} is not listed in {ENGINES_MANIFEST}; refusing to load (remove it)")
-        if not all(isinstance(e, dict) and e.get("file") in record["files"] for e in record["engines"]):
-            raise EdgesslError(f"{path}: an engine record names no listed file; refusing to load")
+            if rel not in (delta.record, delta.signature) and rel not in record["files"]:
+                raise EdgesslError(f"{self.root}: {rel} is not listed in {delta.record}; refusing to load (remove it)")
+        return DeltaRecord(record, raw)
+
+    def read_engines(self) -> list[dict]:
+        """The engines delta's records, verified; [] when the bundle has none."""
+        found = self.read_delta(ENGINES)
+        if found is None:
+            return []
+        record = found.record
+        if not isinstance(record.get("engines"), list) or \
+                not all(isinstance(e, dict) and e.get("file") in record["files"] for e in record["engines"]):
+            raise EdgesslError(f"{self.root / ENGINES.record}: an engine record names no listed file; refusing to load")
         return record["engines"]
+
+    def read_adapt(self, public_key: str | Path | None, required: bool) -> None:
+        """Read the adaptation delta into ``adapt``, verified; with ``public_key`` its signature is
+        checked when present, and when ``required`` it must be present."""
+        found = self.read_delta(ADAPT)
+        if found is None:
+            return
+        record = found.record
+        if not _adapt_record(record):
+            raise EdgesslError(f"{self.root / ADAPT.record}: not an adaptation record; refusing to load "
+                               f"(remove {ADAPT.folder}/ and {ADAPT.remake})")
+        spath = self.root / ADAPT.signature
+        signature = parse_signature(read_regular(spath, "signature"), spath) if os.path.lexists(spath) else None
+        if public_key is not None and (required or signature is not None):
+            verify_signature(found.raw, signature, self.root / ADAPT.folder, public_key,
+                             "sign it off-device with `edgessl sign --bundle B --key KEY --delta`")
+        self.adapt = DeltaRecord(record, found.raw, signature)
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -384,6 +479,13 @@ class Bundle:
         return detector_from_bytes(self._detector_file("detector.json"), self._detector_file("detector.npz"),
                                    f"{self.root}/{folder}")
 
+    def adapted_detector(self):
+        """The adaptation delta's detector (``adapt`` must be loaded), from the verified bytes of its files."""
+        from .detectors import detector_from_bytes
+
+        return detector_from_bytes(self.read(f"{ADAPT.folder}/detector.json"), self.read(f"{ADAPT.folder}/detector.npz"),
+                                   f"{self.root}/{ADAPT.folder}")
+
     def _detector_file(self, name: str) -> bytes:
         rel = f"{self.detector_dir}/{name}"
         if rel not in self.manifest.get("files", {}):
@@ -399,6 +501,19 @@ class Bundle:
         if not isinstance(record, dict):
             raise EdgesslError(f"{self.root}/{rel}: not a fit record (a JSON object)")
         return record
+
+    def adapt_threshold(self, key: str) -> dict:
+        """The adaptation delta's threshold record for the precision ``key`` (``adapt`` loaded)."""
+        thresholds, left_out = self.adapt.record["thresholds"], self.adapt.record.get("left_out", {})
+        if key in thresholds:
+            return thresholds[key]
+        where = f"{self.root}: the adaptation delta ({ADAPT.folder}/) holds no {key} threshold"
+        if key.startswith("engine-"):
+            raise EdgesslError(f"{where}: a TensorRT engine's threshold is re-derived from the engine's own scores "
+                               "by `edgessl build-engine`, which adapt cannot do; run the ONNX model (--backend "
+                               "ort-tensorrt or ort-cpu) with the delta, or the engine with --no-delta")
+        why = left_out.get(key, "it was made without one")
+        raise EdgesslError(f"{where} ({why}); re-run `edgessl calibrate`, then `edgessl adapt`, or run with --no-delta")
 
     def threshold(self, key: str) -> dict:
         thresholds = self.manifest.get("thresholds", {})

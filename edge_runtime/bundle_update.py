@@ -21,7 +21,8 @@ Nor is the engines delta (``engines/``, built for the old base): a note says to 
 ``add_engine`` (``build-engine``) changes only the engines delta, the same way: verify the bundle
 and its delta, copy the delta into a hidden sibling folder, add the engine, re-seal the delta
 naming the base bundle's hash, and swap the folder in. The base manifest, its hash and its
-signature stay as they were.
+signature stay as they were. ``edgessl adapt`` writes the adaptation delta the same way
+(``replace_delta``), replacing the one before (and its signature, which signed the old record).
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .bundle import ENGINES_DIR, MANIFEST, Bundle, seal, seal_engines
+from .bundle import ADAPT, ENGINES, MANIFEST, Bundle, Delta, seal, seal_delta
 from .engines import upsert_engine
 from .files import write_atomic
 from .signing import SIGNATURE
 from .errors import EdgesslError
 
 Change = Callable[[Path, dict], dict]
+Fill = Callable[[Path, Bundle], dict]
 RENAME_EXCHANGE = 2  # linux/fs.h
 AT_FDCWD = -100
 STAGING = re.compile(r"\.(?P<name>.+)\.(?P<what>[a-z]+)\.(?P<pid>\d+)\.tmp")
@@ -150,13 +152,16 @@ def update_bundle(path: str | Path, change: Change, *, create: bool = False, rep
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _locked(out):
-        signed, engines = _update(out, change, create, replace, based_on)
+        signed, engines, adapted = _update(out, change, create, replace, based_on)
     if signed:
         print(f"edgessl: note: {out} changed, so its signature was removed; sign it again with "
               f"`edgessl sign --bundle {out} --key KEY`", file=sys.stderr)
     if engines:
-        print(f"edgessl: note: {out} changed, so its {engines} TensorRT engine(s) ({ENGINES_DIR}/, built for the old "
+        print(f"edgessl: note: {out} changed, so its {engines} TensorRT engine(s) ({ENGINES.folder}/, built for the old "
               f"bundle) were dropped; rebuild them on the device with `edgessl build-engine`", file=sys.stderr)
+    if adapted:
+        print(f"edgessl: note: {out} changed, so its adaptation delta ({ADAPT.folder}/, made for the old bundle) was "
+              "dropped; run `edgessl adapt` again on the device", file=sys.stderr)
     return Bundle.load(out)
 
 
@@ -174,19 +179,20 @@ class _locked:
         os.close(self.fd)
 
 
-def _current(out: Path, based_on: str | None) -> Bundle:
-    """The bundle at ``out``, verified, refused when it is not the one the caller read (``based_on``)."""
-    old = Bundle.load(out)
+def _current(out: Path, based_on: str | None, delta: bool = True) -> Bundle:
+    """The bundle at ``out``, verified (``delta``: with its adaptation delta), refused when it is not
+    the one the caller read (``based_on``)."""
+    old = Bundle.load(out, delta=delta)
     if based_on is not None and old.hash != based_on:
         raise EdgesslError(f"{out}: the bundle changed while this command ran (hash {based_on[:12]} -> "
                            f"{old.hash[:12]}); run it again")
     return old
 
 
-def _update(out: Path, change: Change, create: bool, replace: bool, based_on: str | None) -> tuple[bool, int]:
-    """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed
-    and how many engines its delta held."""
-    signed, engines = False, 0
+def _update(out: Path, change: Change, create: bool, replace: bool, based_on: str | None) -> tuple[bool, int, bool]:
+    """Steps 1-5 of the module docstring, under the lock; returns whether the old bundle was signed,
+    how many engines its delta held and whether it had an adaptation delta."""
+    signed, engines, adapted = False, 0, False
     remove_stale_staging(out)
     if create:
         check_new(out, replace)
@@ -194,6 +200,7 @@ def _update(out: Path, change: Change, create: bool, replace: bool, based_on: st
     else:
         old = _current(out, based_on)
         manifest, signed, engines = copy.deepcopy(old.manifest), old.signature is not None, len(old.engines)
+        adapted = old.adapt is not None
     staging = staging_folder(out, "update")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -207,26 +214,38 @@ def _update(out: Path, change: Change, create: bool, replace: bool, based_on: st
         install(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return signed, engines
+    return signed, engines, adapted
+
+
+def replace_delta(path: str | Path, delta: Delta, fill: Fill, based_on: str) -> Bundle:
+    """Write ``delta`` of the bundle at ``path`` anew (module docstring): ``fill(folder, old)`` writes
+    its files into a fresh ``folder`` (the bundle as loaded, ``old``, at hand) and returns the body
+    of its record; the record is sealed naming the base's hash and the folder swapped in. The
+    adaptation delta is not read here (a new one replaces it whole; an engine leaves it as it is).
+    Returns the bundle."""
+    out = Path(path)
+    with _locked(out):
+        old = _current(out, based_on, delta=False)
+        remove_stale_staging(out)
+        staging = staging_folder(out, delta.folder)
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / delta.folder).mkdir(parents=True)
+        try:
+            seal_delta(staging, delta, old.hash, fill(staging / delta.folder, old))
+            install(staging / delta.folder, out / delta.folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Bundle.load(out)
 
 
 def add_engine(path: str | Path, entry: dict, engine: bytes, based_on: str) -> Bundle:
     """Add (or replace, by key) the engine ``entry`` with its bytes to the engines delta of the bundle
     at ``path`` (module docstring); ``entry["file"]`` is its path, under ``engines/``. Returns the bundle."""
-    out = Path(path)
-    with _locked(out):
-        old = _current(out, based_on)
-        remove_stale_staging(out)
-        staging = staging_folder(out, ENGINES_DIR)
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / ENGINES_DIR).mkdir(parents=True)
-        try:
-            keep = [e for e in old.engines if e["key"] != entry["key"]]
-            for e in keep:
-                write_atomic(staging / e["file"], old.read(e["file"]))
-            write_atomic(staging / entry["file"], engine)
-            seal_engines(staging, old.hash, upsert_engine(keep, entry))
-            install(staging / ENGINES_DIR, out / ENGINES_DIR)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return Bundle.load(out)
+    def fill(folder: Path, old: Bundle) -> dict:
+        keep = [e for e in old.engines if e["key"] != entry["key"]]
+        for e in keep:
+            write_atomic(folder.parent / e["file"], old.read(e["file"]))
+        write_atomic(folder.parent / entry["file"], engine)
+        return {"engines": upsert_engine(keep, entry)}
+
+    return replace_delta(path, ENGINES, fill, based_on)

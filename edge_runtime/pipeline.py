@@ -11,7 +11,12 @@ Per image: ``preprocess`` (the manifest's spec) -> backend -> raw score -> ``sco
 scale`` with the threshold record of the chosen precision, so the decision threshold is 1.0. One
 session call gives the raw score: the model computes the detector's ``anomaly_score`` and
 ``anomaly_map`` itself (``graph_scores``); a bundle made before that is scored by the numpy
-detector from the model's features. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
+detector from the model's features. So is a bundle with an adaptation delta (``adapt/``, ``edgessl
+adapt``): its detector, with the grown memory bank, scores the network's ``embedding``/``patches``
+outputs in numpy (the reference implementation the graph was verified against), with the delta's
+threshold for the precision run (ONNX models; a native TensorRT engine with a delta is refused), so
+no model or TensorRT engine is rebuilt on the device; ``delta=False``
+ignores it. ``is_anomaly`` is ``raw >= raw_threshold`` (or ``score >= threshold``
 when the caller overrides the threshold, in normalised units). Anomaly maps are normalised the
 same way and resized to the input image's size, undoing the resize/crop policy.
 
@@ -40,7 +45,7 @@ from .backends import select_backend
 from .backends.ort import OrtBackend, OrtOptions
 from .backends.tensorrt_native import engine_ready
 from .bundle import Bundle, precision_key
-from .detectors import Detector
+from .detectors import Detector, DetectorOutput
 from .engines import engine_profile
 from .errors import EdgesslError
 from .graph_scores import scores_in_graph, scores_of
@@ -145,10 +150,16 @@ NO_ANOMALY = {"score": None, "raw_score": None, "is_anomaly": None, "threshold":
 ORT_TENSORRT_BATCHES = (1, 1, 16)  # the TensorRT provider's profile: min, opt, max batch
 
 
+def graph_scored(bundle: Bundle) -> bool:
+    """The model's own ``anomaly_score`` decides: its graph computes it and no adaptation delta replaces
+    the detector it holds."""
+    return scores_in_graph(bundle.manifest) and bundle.adapt is None
+
+
 def numpy_blas_scoring(bundle: Bundle, detector: Detector | None) -> bool:
     """The detector scores in numpy with a BLAS-sized search (``Detector.blas_bound``): a bundle
-    with a detector whose models do not compute the score themselves."""
-    return detector is not None and detector.blas_bound and not scores_in_graph(bundle.manifest)
+    with a detector that its models do not compute themselves."""
+    return detector is not None and detector.blas_bound and not graph_scored(bundle)
 
 
 def _make_backend(bundle: Bundle, name: str, key: str, options: OrtOptions | None, detector: Detector | None,
@@ -199,15 +210,18 @@ class Pipeline:
     def load(cls, bundle_path: str | Path, backend: str = "auto", precision: str = "fp32",
              threshold: float | None = None, options: OrtOptions | None = None,
              public_key: str | Path | None = None, expect_sha256: str | None = None,
-             dla_core: int | None = None) -> "Pipeline":
+             dla_core: int | None = None, delta: bool = True, require_signed_delta: bool = False) -> "Pipeline":
         """Verify the bundle (``Bundle.load``: seal, every file's sha256, no unlisted file, the engines
         delta; with ``public_key`` its signature, with ``expect_sha256`` its pinned hash), pick the
         backend (``auto``: native TensorRT only when the bundle has a valid engine for this device),
         check the precision has a model and (with a detector) a threshold, and load the model and the
         detector (when the bundle has one; a classifier-only bundle has none) from the
         bytes the verification read (then drop them: ``Bundle.release_files``). ``dla_core``: run the
-        engine built for that DLA core (native TensorRT only)."""
-        bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256)
+        engine built for that DLA core (native TensorRT only). ``delta``: use the adaptation delta when
+        there is one (its detector and threshold); ``require_signed_delta``: only one signed with
+        ``public_key``."""
+        bundle = Bundle.load(bundle_path, verify=True, public_key=public_key, expect_sha256=expect_sha256,
+                             delta=delta, require_signed_delta=require_signed_delta)
         if dla_core is not None and backend not in ("auto", "tensorrt"):
             raise EdgesslError(f"--dla-core runs a DLA engine on the native tensorrt backend, not on {backend}")
         name = select_backend("tensorrt") if dla_core is not None else select_backend(
@@ -218,8 +232,10 @@ class Pipeline:
         if not bundle.head_only:
             bundle.threshold(key)
             bundle.section("detector")  # refuses a manifest with neither
-            detector = bundle.detector()
+            detector = bundle.detector() if bundle.adapt is None else bundle.adapted_detector()
         runner, runs, record = _make_backend(bundle, name, key, options, detector, dla_core)
+        if detector is not None and bundle.adapt is not None:
+            record = Threshold.from_dict(bundle.adapt_threshold(runs))
         bundle.release_files()
         return cls(bundle, runner, detector, runs, record, threshold)
 
@@ -258,10 +274,7 @@ class Pipeline:
         t0 = time.perf_counter()
         outputs = self.infer(items[0].tensor[None] if len(items) == 1 else np.stack([p.tensor for p in items]))
         t1 = time.perf_counter()
-        out = None
-        if self.detector is not None:
-            with self._blas():
-                out = scores_of(outputs, self.detector)
+        out = None if self.detector is None else self.detector_output(outputs)
         t2 = time.perf_counter()
         features = outputs.get("embedding") if with_features else None
         probabilities = outputs["probabilities"] if self.classes else None
@@ -279,6 +292,12 @@ class Pipeline:
                 bundle_hash=self.bundle.hash, precision=self.precision_key, backend=self.backend,
                 class_name=None if probs is None else max(probs, key=probs.get), probabilities=probs))
         return results
+
+    def detector_output(self, outputs: dict[str, np.ndarray]) -> DetectorOutput:
+        """The raw scores and maps of one batch's model ``outputs``: the graph's own, else (an older
+        bundle, an adaptation delta) the detector's in numpy from the features."""
+        with self._blas():
+            return scores_of(outputs, self.detector) if graph_scored(self.bundle) else self.detector.score(outputs)
 
     def _anomaly(self, out, i: int, shape: tuple[int, ...], map_space: str) -> dict:
         """Image ``i``'s anomaly fields of ``Result`` from the detector's output ``out``."""

@@ -11,10 +11,14 @@ PRECISIONS = ("fp32", "int8")  # int8: the CPU model on ort-cpu, the Q/DQ Tensor
 @dataclass
 class TrustOptions:
     """``public_key``: refuse the bundle unless signed with this Ed25519 key; ``expect_sha256``:
-    refuse it unless its sha256 (of manifest.json) is this."""
+    refuse it unless its sha256 (of manifest.json) is this; ``delta``: use the adaptation delta
+    (``adapt/``) when there is one (False: ignore it); ``require_signed_delta``: refuse an adaptation delta not signed with
+    ``public_key``."""
 
     public_key: str | None = None
     expect_sha256: str | None = None
+    delta: bool = True
+    require_signed_delta: bool = False
 
 
 @dataclass
@@ -36,4 +40,5 @@ class BundleOptions(TrustOptions):
 
         return Pipeline.load(self.bundle, backend=self.backend, precision=self.precision, threshold=threshold,
                              options=OrtOptions(intra_op_threads=self.threads), public_key=self.public_key,
-                             expect_sha256=self.expect_sha256, dla_core=self.dla_core)
+                             expect_sha256=self.expect_sha256, dla_core=self.dla_core, delta=self.delta,
+                             require_signed_delta=self.require_signed_delta)

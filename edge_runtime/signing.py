@@ -99,16 +99,16 @@ def parse_signature(data: bytes, where: str | Path) -> dict:
     return record
 
 
-def verify_signature(manifest: bytes, record: dict | None, root: Path, public_key_path: str | Path) -> str:
-    """Refuse the bundle at ``root`` when unsigned (``record`` None) or when ``record`` (its parsed
-    ``signature.json``) does not verify over ``manifest`` (the manifest's bytes) with
+def verify_signature(manifest: bytes, record: dict | None, root: Path, public_key_path: str | Path,
+                     how_to_sign: str = "sign it with `edgessl sign --bundle B --key KEY`") -> str:
+    """Refuse the bundle (or delta) at ``root`` when unsigned (``record`` None) or when ``record``
+    (its parsed ``signature.json``) does not verify over ``manifest`` (the signed record's bytes) with
     ``public_key_path`` or names another key or algorithm; returns the key id."""
     from cryptography.exceptions import InvalidSignature
 
     key = _load_key(public_key_path, private=False)
     if record is None:
-        raise EdgesslError(f"{root}: the bundle is not signed ({SIGNATURE} missing) and --public-key "
-                           "requires a signature; sign it with `edgessl sign --bundle B --key KEY`")
+        raise EdgesslError(f"{root}: not signed ({SIGNATURE} missing) and a signature is required; {how_to_sign}")
     try:
         signature = base64.b64decode(record["signature"], validate=True)
     except (binascii.Error, ValueError):

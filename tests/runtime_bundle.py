@@ -9,6 +9,7 @@ numpy, onnx and onnxruntime.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,20 +58,27 @@ def _outputs(model: Path, images: list[np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(names, {"input": preprocess_batch(images, SPEC)})))
 
 
-def make_bundle(out: Path, detector: str = "knn", graph_scores: bool = False) -> Path:
+def make_bundle(out: Path, detector: str = "knn", graph_scores: bool = False, fit_record: bool = False) -> Path:
     """Write a sealed fp32 bundle to ``out`` and return it. ``graph_scores``: the model computes the
     detector's ``anomaly_score``/``anomaly_map`` itself (``export.scoring_graph``), as an exported
-    bundle's does; without it, the bundle of an edgessl before in-graph scoring."""
+    bundle's does; without it, the bundle of an edgessl before in-graph scoring. ``fit_record``:
+    keep the held-out normals' indices and scores in ``detector/fit.json``, as ``edgessl fit`` does."""
     def write(root: Path, _: dict) -> dict:
         write_model(root / "model.onnx")
         train = open_dataset("digits", "train")
-        normal = [train.image(i) for i in np.flatnonzero(train.labels == 0)]
+        indices = np.flatnonzero(train.labels == 0)
+        normal = [train.image(i) for i in indices]
         fit_imgs, held = normal[:60], normal[60:]
         bank = _outputs(root / "model.onnx", fit_imgs)
         det = KnnDetector(bank["embedding"], k=3) if detector == "knn" else PatchDetector(
             bank["patches"].transpose(0, 2, 3, 1).reshape(-1, CHANNELS), k=1)
         det.save(root / "detector")
-        threshold = fit_threshold(det.score(_outputs(root / "model.onnx", held)).raw_scores, 0.1, 0.9, strict=True)
+        held_scores = det.score(_outputs(root / "model.onnx", held)).raw_scores
+        threshold = fit_threshold(held_scores, 0.1, 0.9, strict=True)
+        if fit_record:
+            (root / "detector" / "fit.json").write_text(json.dumps({"data": "digits", "normal_label": "0", "holdout": {
+                "method": "held-out", "parts": [{"split": "train", "indices": indices[60:].tolist(),
+                                                 "raw_scores": held_scores.tolist()}]}}))
         outputs = ["embedding", "patches"]
         if graph_scores:
             from edgessl.export.scoring_graph import add_scoring

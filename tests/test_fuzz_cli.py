@@ -116,6 +116,7 @@ def _fails_fast(command: str, d: Path, tmp: Path) -> list[str]:
         "triage": ["--bundle", missing, "--source", missing, "--out", str(tmp / "t")],
         "operating-point": ["--bundle", missing, "--sensitivity", "0.9", "--normal-label", "0"],
         "run": ["--bundle", missing, "--source", missing],
+        "adapt": ["--bundle", missing, "--data", missing],
         "replay": ["--bundle", missing, "--source", missing],
         "dicom-node": ["--bundle", missing, "--out", str(tmp / "node"), "--port", "0"],
     }.get(command, ["--bundle", missing])
@@ -155,6 +156,7 @@ BUNDLE_COMMANDS = {
     "bundle verify": lambda b, d, t: ["bundle", "verify", "--bundle", b, "--public-key", str(d / "signer.pub")],
     "bundle check": lambda b, d, t: ["bundle", "check", "--bundle", b],
     "replay": lambda b, d, t: ["replay", "--bundle", b, "--source", str(t / "missing-bag")],
+    "adapt": lambda b, d, t: ["adapt", "--bundle", b, "--data", str(t / "missing")],
 }
 
 DETECTOR_JSON = st.one_of(
@@ -212,6 +214,55 @@ def test_bundle_commands_refuse_malformed_bundle_files_in_one_line(command, root
         if reseal:
             seal(b, Bundle.load(b, verify=False).manifest)
     holds(BUNDLE_COMMANDS[command](str(b), root, tmp_path), RECORDS if command in ("run", "triage") else (0,))
+
+
+@pytest.fixture(scope="module")
+def adapted(root) -> Path:
+    """A bundle with an adaptation delta (two images added)."""
+    b = make_bundle(root / "adapted", "knn", graph_scores=True, fit_record=True)
+    assert main(["adapt", "--bundle", str(b), "--data", str(root / "images"), "--folds", "2", "--accept-flagged"]) == 0
+    return b
+
+
+@st.composite
+def spoiled_delta_file(draw) -> tuple[str, bytes | dict, bool]:
+    """(delta path, its new bytes (or, for the record, edits of its sections), re-sealed?)."""
+    which = draw(st.sampled_from(["adapt/adapt.json", "record sections", "adapt/detector.json", "adapt/detector.npz",
+                                  "adapt/signature.json"]))
+    if which == "record sections":
+        section = draw(st.sampled_from(["thresholds", "added", "banks", "files", "base_sha256", "format"]))
+        return which, {section: draw(JSON)}, draw(st.booleans())
+    content = {"adapt/detector.json": DETECTOR_JSON, "adapt/detector.npz": DETECTOR_NPZ}.get(which, BYTES)
+    return which, draw(content), which.startswith("adapt/detector") and draw(st.booleans())
+
+
+@pytest.mark.parametrize("command", ["run", "bundle inspect", "adapt"])
+@FEW
+@given(spoiled=spoiled_delta_file())
+def test_bundle_commands_refuse_a_malformed_adaptation_delta_in_one_line(command, root, adapted, tmp_path, spoiled):
+    """Someone who can write the bundle can re-seal the delta: it is still refused in one line, never a traceback."""
+    import hashlib
+
+    from edgessl.edge_runtime.bundle import seal_digest
+
+    which, content, reseal = spoiled
+    b = _copy(adapted, tmp_path, "bundle")
+    path = b / "adapt" / "adapt.json"
+    record = json.loads(path.read_text())
+    if which == "record sections":
+        record.update(content)
+    else:
+        (b / which).write_bytes(content)
+        if reseal:
+            record["files"][which] = hashlib.sha256(content).hexdigest()
+    if reseal:
+        record["seal"] = {"sha256": seal_digest(record)}
+    if which != "adapt/adapt.json":
+        path.write_text(json.dumps(record))
+    argv = {"run": ["run", "--bundle", str(b), "--source", str(root / "images"), "--no-progress"],
+            "bundle inspect": ["bundle", "inspect", "--bundle", str(b)],
+            "adapt": ["adapt", "--bundle", str(b), "--data", str(tmp_path / "missing")]}[command]
+    holds(argv, RECORDS if command == "run" else (0,))
 
 
 @FEW

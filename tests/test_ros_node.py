@@ -343,3 +343,26 @@ def test_bundle_sha256_pins_the_bundle(ros, patch_bundle):
         start_node(ros, patch_bundle, bundle_sha256="0" * 64)
     pinned = Bundle.load(patch_bundle).hash
     assert start_node(ros, patch_bundle, bundle_sha256=pinned).pipeline.bundle.hash == pinned
+
+
+def test_the_node_uses_the_adaptation_delta_unless_told_not_to(ros, tmp_path):
+    import cv2
+
+    from edgessl.cli import main
+    from edgessl.edge_runtime.data.datasets import open_dataset
+    from edgessl.edge_runtime.errors import EdgesslError
+    from runtime_bundle import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", "knn", graph_scores=True, fit_record=True)
+    train = open_dataset("digits", "train")
+    (tmp_path / "frames").mkdir()
+    for i in np.flatnonzero(train.labels == 0)[-20:]:
+        cv2.imwrite(str(tmp_path / "frames" / f"{i}.png"), train.image(int(i)))
+    base = start_node(ros, bundle).pipeline.threshold_record
+    assert main(["adapt", "--bundle", str(bundle), "--data", str(tmp_path / "frames")]) == 0
+    assert start_node(ros, bundle).pipeline.threshold_record != base
+    assert start_node(ros, bundle, delta=False).pipeline.threshold_record == base
+    assert main(["keygen", "--out", str(tmp_path / "key")]) == 0
+    assert main(["sign", "--bundle", str(bundle), "--key", str(tmp_path / "key")]) == 0
+    with pytest.raises(EdgesslError, match="adapt: not signed"):
+        start_node(ros, bundle, public_key=str(tmp_path / "key.pub"), require_signed_delta=True)

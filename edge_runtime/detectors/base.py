@@ -76,6 +76,16 @@ class Detector:
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "Detector":
         raise NotImplementedError
 
+    def banks(self) -> dict[str, np.ndarray]:
+        """Its memory banks by name (none: a detector without one)."""
+        return {}
+
+    def grown(self, outputs: Mapping[str, np.ndarray], max_rows: int) -> "Detector":
+        """This detector with rows of ``outputs`` (features of new normal images) added to each of its
+        memory banks, each to at most ``max_rows`` rows (``bank_growth.grow_bank``)."""
+        raise EdgesslError(f"the {self.kind} detector has no memory bank to add images to; adapt needs a knn, "
+                           "patch or combined detector (`edgessl fit --detector`)")
+
     def output(self, outputs: Mapping[str, np.ndarray], name: str, ndim: int, dim: int) -> np.ndarray:
         """The model output ``name`` as float32, checked to have ``ndim`` axes and ``dim`` channels (axis 1)."""
         if name not in outputs:

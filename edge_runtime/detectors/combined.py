@@ -59,6 +59,14 @@ class CombinedDetector(Detector):
         maps = raw[:, None, None] + (z_map - z_map_image[:, None, None]) / len(self.parts)
         return DetectorOutput(raw, maps.astype(np.float32))
 
+    def banks(self) -> dict[str, np.ndarray]:
+        return {name: bank for part in self.parts for name, bank in part.banks().items()}
+
+    def grown(self, outputs: Mapping[str, np.ndarray], max_rows: int) -> "CombinedDetector":
+        """The parts with a memory bank grown, the others (gaussian) and the standardisation as they were."""
+        parts = [part.grown(outputs, max_rows) if part.banks() else part for part in self.parts]
+        return CombinedDetector(parts, self.medians, self.scales)
+
     def params(self) -> dict:
         return {"parts": [{"kind": p.kind, "params": p.params(), "median": m, "scale": s}
                           for p, m, s in zip(self.parts, self.medians, self.scales)]}

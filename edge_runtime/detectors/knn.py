@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .bank_growth import grow_bank
 from .base import Detector, DetectorOutput, array_param, int_param
 from .neighbours import l2_normalise, nearest, squared_norms
 
@@ -37,6 +38,13 @@ class KnnDetector(Detector):
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"bank": self.bank}
+
+    def banks(self) -> dict[str, np.ndarray]:
+        return {self.kind: self.bank}
+
+    def grown(self, outputs: Mapping[str, np.ndarray], max_rows: int) -> "KnnDetector":
+        rows = l2_normalise(self.output(outputs, "embedding", 2, self.bank.shape[1]))
+        return KnnDetector(grow_bank(self.bank, rows, max_rows, self.kind), self.k, normalised=True)
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "KnnDetector":

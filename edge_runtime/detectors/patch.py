@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .bank_growth import grow_bank
 from .base import Detector, DetectorOutput, array_param, int_param
 from .neighbours import nearest, squared_norms
 
@@ -54,6 +55,14 @@ class PatchDetector(Detector):
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"bank": self.bank}
+
+    def banks(self) -> dict[str, np.ndarray]:
+        return {self.kind: self.bank}
+
+    def grown(self, outputs: Mapping[str, np.ndarray], max_rows: int) -> "PatchDetector":
+        x = self.output(outputs, "patches", 4, self.bank.shape[1])
+        rows = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+        return PatchDetector(grow_bank(self.bank, rows, max_rows, self.kind), self.k, self.top)
 
     @classmethod
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PatchDetector":

@@ -1,2 +1,2 @@
-"""Image sources, prefetch, the one scoring loop (``ScoredStream``), sinks, stream health and the
-latency bench: everything that moves frames through a ``Pipeline``."""
+"""Image sources, prefetch, the one scoring loop (``ScoredStream``), sinks, stream health, the
+latency bench and adaptation (``adapt``): everything that moves frames through a ``Pipeline``."""

@@ -14,6 +14,7 @@ import sys
 from edgessl import __version__
 from edgessl.edge_runtime.errors import EdgesslError
 
+from .adapt import COMMANDS as ADAPT
 from .bench import COMMANDS as BENCH
 from .dicom_node import COMMANDS as DICOM_NODE
 from .export import COMMANDS as EXPORT
@@ -24,7 +25,7 @@ from .train import COMMANDS as TRAIN
 from .trust import COMMANDS as TRUST
 from .trust import GROUPS
 
-COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *BENCH, *MEDICAL, *DICOM_NODE, *TRUST)
+COMMANDS: tuple[Command, ...] = (*TRAIN, *EXPORT, *RUN, *ADAPT, *BENCH, *MEDICAL, *DICOM_NODE, *TRUST)
 
 DESCRIPTION = """\
 edgessl: unlabeled images to an INT8 anomaly detector on the edge.

@@ -20,6 +20,9 @@ TRUST = (
         metavar="KEY.pub"),
     Opt("--expect-sha256", "refuse the bundle unless its sha256 (of manifest.json, `edgessl bundle inspect` "
                            "prints it) is HASH", metavar="HASH"),
+    Opt("--no-delta", "ignore the bundle's adaptation delta (adapt/, `edgessl adapt`): the base detector and threshold"),
+    Opt("--require-signed-delta", "refuse an adaptation delta unless it is signed with --public-key "
+                                  "(`edgessl sign --delta`, off the device)"),
 )
 
 # The model a bundle command runs, and what the bundle must prove.

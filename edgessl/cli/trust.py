@@ -22,8 +22,11 @@ class KeygenConfig:
 
 @dataclass
 class SignConfig:
+    """``sign_delta`` (``--delta``): sign the adaptation delta (``adapt/adapt.json``) instead of the manifest."""
+
     bundle: str = ""
     key: str = ""
+    sign_delta: bool = False
 
 
 @dataclass
@@ -60,14 +63,22 @@ def _sign(args: argparse.Namespace) -> Outcome:
     """Verify the bundle, then write BUNDLE/signature.json: an Ed25519 signature over manifest.json,
     which lists every file's sha256. Any later change to the bundle (calibrate, operating-point)
     removes it: sign again after. Engines built on the device (build-engine) go into the sealed
-    engines delta and leave the signature in place."""
-    from edgessl.edge_runtime.bundle import Bundle
+    engines delta and leave the signature in place. With --delta, sign the adaptation delta instead
+    (BUNDLE/adapt/signature.json over adapt/adapt.json, which names the base's hash and lists its
+    files), off the device, for `--require-signed-delta`; a new `edgessl adapt` removes it."""
+    from edgessl.edge_runtime.bundle import ADAPT, Bundle
     from edgessl.edge_runtime.signing import sign_bundle
 
     cfg = config_from_args(SignConfig, args)
     bundle = Bundle.load(cfg.bundle)
-    record = sign_bundle(bundle.root, bundle.raw, cfg.key)
-    return Outcome(record, f"signed {cfg.bundle}: bundle sha256 {record['manifest_sha256']}, key id {record['key_id']}")
+    if not cfg.sign_delta:
+        record = sign_bundle(bundle.root, bundle.raw, cfg.key)
+        return Outcome(record, f"signed {cfg.bundle}: bundle sha256 {record['manifest_sha256']}, key id {record['key_id']}")
+    if bundle.adapt is None:
+        raise EdgesslError(f"{cfg.bundle}: no adaptation delta to sign ({ADAPT.folder}/ is absent; `edgessl adapt` makes one)")
+    record = sign_bundle(bundle.root / ADAPT.folder, bundle.adapt.raw, cfg.key)
+    return Outcome(record, f"signed the adaptation delta of {cfg.bundle}: {ADAPT.record} sha256 "
+                           f"{record['manifest_sha256']}, key id {record['key_id']}")
 
 
 def bundle_summary(bundle) -> dict:
@@ -93,9 +104,24 @@ def bundle_summary(bundle) -> dict:
         "engines": [{**{f: e.get(f) for f in ("file", "precision", "tensorrt_version", "compute_capability",
                                               "dla_core")}, "raw_threshold": e["threshold"]["raw_threshold"]}
                     for e in bundle.engines],
-        "signature": ({"signed": True, "algorithm": signature.get("algorithm"), "key_id": signature.get("key_id")}
-                      if signature else {"signed": False}),
+        "signature": _signature(signature),
+        "adapt": None if bundle.adapt is None else _adapt_summary(bundle.adapt),
     }
+
+
+def _signature(record: dict | None) -> dict:
+    return {"signed": True, "algorithm": record.get("algorithm"), "key_id": record.get("key_id")} if record else \
+        {"signed": False}
+
+
+def _adapt_summary(delta) -> dict:
+    """The adaptation delta as ``bundle inspect`` shows it."""
+    r = delta.record
+    return {"base_sha256": r.get("base_sha256"), "created": r.get("created"), "images": r["added"].get("images"),
+            "flagged": len(r["added"].get("flagged", [])), "banks": r.get("banks"), "max_bank": r.get("max_bank"),
+            "thresholds": {k: t.get("raw_threshold") for k, t in r["thresholds"].items()},
+            "left_out": r.get("left_out", {}),
+            "signature": _signature(delta.signature)}
 
 
 def _table(s: dict) -> str:
@@ -121,6 +147,18 @@ def _table(s: dict) -> str:
         lines += [f"  {k:<14} {name}: raw {p['raw_threshold']}, sensitivity {p['sensitivity']}, "
                   f"specificity {p['specificity']}" for k, points in s["operating_points"].items()
                   for name, p in points.items()]
+    if s["adapt"]:
+        a = s["adapt"]
+        sig = a["signature"]
+        lines.append(f"adaptation (the sealed delta adapt/, for base {a['base_sha256'][:12]}; --no-delta ignores it, "
+                     "removing it rolls back)")
+        lines.append(f"  {a['images']} images added ({a['flagged']} flagged before, accepted), banks "
+                     + ", ".join(f"{k} {v}" for k, v in a["banks"].items()) + f" rows (at most {a['max_bank']})")
+        lines += [f"  threshold {k:<14} {t}" for k, t in a["thresholds"].items()]
+        lines += [f"  threshold {k:<14} none ({why}; refused with the delta: re-run `edgessl calibrate`, then adapt)"
+                  for k, why in a["left_out"].items()]
+        lines.append("  signature " + (f"ed25519, key id {sig['key_id']}" if sig["signed"] else
+                                       "none (`edgessl sign --delta`, off the device)"))
     if s["engines"]:
         lines.append("engines (the sealed engines delta, engines/engines.json; not covered by the signature)")
         lines += [f"  {e['file']}  {e['precision']}, TensorRT {e['tensorrt_version']}, sm {e['compute_capability']}"
@@ -145,9 +183,11 @@ def _verify(args: argparse.Namespace) -> Outcome:
     from edgessl.edge_runtime.bundle import Bundle
 
     cfg = config_from_args(VerifyConfig, args)
-    b = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256)
+    b = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256, delta=cfg.delta,
+                    require_signed_delta=cfg.require_signed_delta)
     checks = ["seal", f"{len(b.manifest['files'])} files", "no unlisted file"]
     checks += [f"engines delta ({len(b.engines)} engines)"] if b.engines else []
+    checks += ["adaptation delta" + (" (signed)" if cfg.public_key and b.adapt.signature else "")] if b.adapt else []
     checks += ["signature"] if cfg.public_key else []
     checks += ["pinned sha256"] if cfg.expect_sha256 else []
     return Outcome({"bundle": str(b.root), "sha256": b.hash, "checks": checks},
@@ -213,7 +253,8 @@ KEYGEN = Command("keygen", _keygen, (KeygenConfig,), (
     Opt("--out", "private key file (PEM, mode 0600); the public key goes to OUT.pub", metavar="KEY", required=True),),
     help="make an Ed25519 key pair to sign bundles with")
 SIGN = Command("sign", _sign, (SignConfig,), (
-    BUNDLE_DIR, Opt("--key", "private key from `edgessl keygen`", metavar="KEY", required=True)),
+    BUNDLE_DIR, Opt("--key", "private key from `edgessl keygen`", metavar="KEY", required=True),
+    Opt("--delta", "sign the adaptation delta (adapt/adapt.json) instead of the bundle", dest="sign_delta")),
     help="sign a bundle (a detached Ed25519 signature over its sealed manifest)")
 BUNDLE_INSPECT = Command("bundle inspect", _inspect, (InspectConfig,), (BUNDLE_DIR,),
                          help="files, precisions, thresholds, operating points, engines, signature")

@@ -98,6 +98,8 @@ class NodeParams:
 
     bundle: path of an edgessl bundle (required).  public_key: an Ed25519 public key file; the bundle
     must then carry a valid signature.  bundle_sha256: pin one bundle (its manifest's sha256).
+    delta: use the bundle's adaptation delta (``edgessl adapt``) when it has one (False: ignore it).
+    require_signed_delta: refuse an adaptation delta not signed with ``public_key``.
     backend: auto | ort-cpu | ort-cuda | ort-tensorrt | tensorrt.  precision: fp32 | int8.  dla_core:
     run the engine built for that DLA core (Jetson; -1: the GPU's engine).  threads:
     ONNX Runtime intra-op threads (0: one per core; fewer leave cores to camera drivers).  threshold:
@@ -120,6 +122,8 @@ class NodeParams:
     bundle: str = ""
     public_key: str = ""
     bundle_sha256: str = ""
+    delta: bool = BundleOptions.delta
+    require_signed_delta: bool = BundleOptions.require_signed_delta
     backend: str = BundleOptions.backend
     precision: str = BundleOptions.precision
     dla_core: int = -1  # ROS parameters have no None: -1 is BundleOptions.dla_core's None, the GPU

@@ -50,13 +50,17 @@ OUTPUT_TYPES = {names.SCORE: Float32, names.SCORE_STAMPED: DiagnosticArray, name
 
 def load_pipeline(p: NodeParams) -> Pipeline:
     """The one place the node loads its bundle: every check of ``Pipeline.load``, and the signature
-    (``public_key``) and the pin (``bundle_sha256``) when they are given. A runtime whose loader
-    cannot check them refuses them rather than ignoring them."""
-    trust = {key: value for key, value in (("public_key", p.public_key), ("expect_sha256", p.bundle_sha256)) if value}
+    (``public_key``), the pin (``bundle_sha256``) and the adaptation delta's policy (``delta``,
+    ``require_signed_delta``) when they are given. A runtime whose loader cannot check them refuses
+    them rather than ignoring them."""
+    given = (("public_key", p.public_key, bool(p.public_key)), ("expect_sha256", p.bundle_sha256, bool(p.bundle_sha256)),
+             ("delta", p.delta, not p.delta), ("require_signed_delta", True, p.require_signed_delta))
+    trust = {key: value for key, value, set_ in given if set_}
     missing = set(trust) - set(inspect.signature(Pipeline.load).parameters)
     if missing:
-        raise EdgesslError("parameters 'public_key' and 'bundle_sha256' need a runtime that checks bundle "
-                           f"signatures and pins (this one's Pipeline.load has no {', '.join(sorted(missing))})")
+        raise EdgesslError("parameters 'public_key', 'bundle_sha256', 'delta' and 'require_signed_delta' need a "
+                           "runtime that checks bundle signatures, pins and deltas (this one's Pipeline.load has no "
+                           f"{', '.join(sorted(missing))})")
     # No spinning: frames arrive tens of milliseconds apart, and ONNX Runtime's workers spinning after
     # each run would burn the cores the camera drivers and DDS need (benchmarks/bench_ros.py measures it).
     return Pipeline.load(p.bundle, backend=p.backend, precision=p.precision, threshold=threshold_override(p),
