@@ -41,7 +41,7 @@ from ..pipeline import Pipeline
 from ..pipeline_options import TrustOptions
 from ..thresholds import Threshold, fit_threshold
 from ..timestamps import utc_now
-from .sources import open_source
+from .sources import Source, open_source
 
 PRECISION = "fp32"  # the precision the delta's threshold is for: the held-out scores the bundle keeps are fp32's
 NAMES_SHOWN = 5
@@ -85,10 +85,11 @@ def kept_scores(bundle: Bundle) -> np.ndarray:
     return np.concatenate(scores)
 
 
-def read_outputs(pipe: Pipeline, data: str, batch_size: int) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-    """The names of ``data``'s images, the network's feature outputs for them and the current
-    detector's raw scores; an image that cannot be read is refused."""
-    source = open_source(data, max_pixels=pipe.pixel_limit())
+def read_outputs(pipe: Pipeline, data: str | Source, batch_size: int) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+    """The names of ``data``'s images (a source ``open_source`` reads, or a ``Source`` at hand), the
+    network's feature outputs for them and the current detector's raw scores; an image that cannot
+    be read is refused."""
+    source = open_source(data, max_pixels=pipe.pixel_limit()) if isinstance(data, str) else data
     if source.live:
         source.close()
         raise EdgesslError(f"--data {data}: a live source; adapt reads a set of saved frames (a folder, a glob, a video)")
@@ -138,8 +139,10 @@ def crossfit_scores(detector: Detector, outputs: dict[str, np.ndarray], folds: i
     return scores
 
 
-def adapt_bundle(cfg: AdaptConfig) -> dict:
-    """Steps 1-5 of the module docstring; returns a JSON-able summary."""
+def adapt_bundle(cfg: AdaptConfig, frames: Source | None = None) -> dict:
+    """Steps 1-5 of the module docstring; returns a JSON-able summary. ``frames``: the images at hand
+    (a running node's recent camera frames) instead of reading ``cfg.data``, which then only names
+    where they came from in the delta's record."""
     if cfg.max_bank < 1 or cfg.bank_mib <= 0 or cfg.folds < 2 or cfg.batch_size < 1:
         raise EdgesslError("--max-bank and --batch-size must be at least 1, --folds at least 2 and --bank-mib positive")
     trust = {"public_key": cfg.public_key, "expect_sha256": cfg.expect_sha256, "delta": cfg.delta,
@@ -150,7 +153,7 @@ def adapt_bundle(cfg: AdaptConfig) -> dict:
     if current is None:
         raise EdgesslError(f"{cfg.bundle}: the bundle has no anomaly detector (a classifier only); nothing to adapt")
     check_bank_size(current, cfg.max_bank, cfg.bank_mib)
-    names, outputs, scores = read_outputs(pipe, cfg.data, cfg.batch_size)
+    names, outputs, scores = read_outputs(pipe, cfg.data if frames is None else frames, cfg.batch_size)
     if len(names) < cfg.folds:
         raise EdgesslError(f"--data has {len(names)} images, fewer than --folds {cfg.folds}; add images or lower --folds")
     flagged = check_flagged(names, pipe.threshold_record.is_anomaly(scores), cfg.accept_flagged)
