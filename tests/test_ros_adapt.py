@@ -122,3 +122,21 @@ def test_adapt_buffer_0_offers_no_service(ros, bundle):
     node = start_node(ros, bundle, adapt_buffer=0)
     services = dict(node.get_service_names_and_types_by_node(names.NODE, "/"))
     assert f"/{names.NODE}/set_parameters" in services and f"/{names.NODE}/adapt" not in services
+
+
+def test_the_managed_node_offers_adapt_while_configured(ros, bundle):
+    from edgessl_ros import names
+    from edgessl_ros.managed import EdgesslManagedNode
+
+    node = start_node(ros, bundle, node_class=EdgesslManagedNode)
+
+    def offered() -> bool:
+        return f"/{names.NODE}/adapt" in dict(node.get_service_names_and_types_by_node(names.NODE, "/"))
+
+    assert not offered()
+    node.trigger_configure()
+    assert spin_until(ros[1], offered)
+    answer = Camera(ros).adapt()  # inactive: nothing scored, so nothing to adapt to
+    assert not answer.success and answer.message.startswith("0 frames kept since the last adaptation")
+    node.trigger_cleanup()
+    assert spin_until(ros[1], lambda: not offered())

@@ -91,8 +91,9 @@ class KeptFrames(Source):
 
 class AdaptService:
     """``~/adapt`` on ``node`` for the cameras a scorer serves: it hands each scored frame to ``keep``;
-    ``decode`` converts a kept message as the scorer did, ``reload`` makes the scorer load the bundle
-    again (``EdgesslError`` when refused, the old pipeline still scoring)."""
+    ``params`` are the node's (only read-only ones are read), ``decode`` converts a kept message as
+    the scorer did, ``reload`` makes the scorer load the bundle again (``EdgesslError`` when refused,
+    the old pipeline still scoring)."""
 
     def __init__(self, node: Node, params: NodeParams, cameras: Sequence[str], decode: Callable[[Any], np.ndarray],
                  reload: Callable[[], None]) -> None:
