@@ -182,6 +182,7 @@ BAD_START = {
     "input_topics:=[/cam0/image, /a//b]": "parameter 'input_topics': '/a//b' is not a valid topic name",
     "qos_depth:=0": "parameter 'qos_depth' must be from 1 to 1000, got 0",
     "drift_window:=5": "parameter 'drift_window' must be from 10 to 1.07374e+09 (or 0: no drift watch), got 5",
+    "adapt_buffer:=-1": "parameter 'adapt_buffer' must be from 1 to 10000 (or 0: no ~/adapt service), got -1",
     "backend:=gpu-please": "parameter 'backend' must be one of",
     "bundle_sha256:=abc": "parameter 'bundle_sha256' must be the bundle's sha256, 64 hex digits",
 }

@@ -10,7 +10,9 @@ beside the bundle (``bundle.ADAPT``), never by editing it (the device holds no s
    flags at fp32 (``CHECKED``), with its current threshold, are refused, named, unless
    ``accept_flagged`` (the user confirms they are normal, typically the new condition itself);
    accepted ones are named in the delta's record.
-3. Cross-fit the new images: split into ``folds`` seeded folds; each fold's features at each
+3. Cross-fit the new images: split, in the order they were read, into ``folds`` contiguous blocks
+   (a camera's consecutive frames are near copies: in one block they never score each other, which
+   would pull the threshold down); each fold's features at each
    precision are scored by the current detector grown (``Detector.grown``) with the other folds'
    fp32 features, as the runtime scores that precision's features against the delta's bank, so
    every new image has a score per precision from a bank that never held it.
@@ -53,7 +55,7 @@ from ..pipeline import Pipeline
 from ..pipeline_options import TrustOptions
 from ..thresholds import Threshold, fit_threshold
 from ..timestamps import utc_now
-from .sources import open_source
+from .sources import Source, open_source
 
 CHECKED = "fp32"  # the precision whose current threshold decides which new images are flagged
 NAMES_SHOWN = 5
@@ -62,7 +64,7 @@ NAMES_SHOWN = 5
 @dataclass
 class AdaptConfig(TrustOptions):
     """The bundle, the confirmed-normal images (``data``: a source ``edgessl run`` reads), the most rows
-    a memory bank may hold, the MiB the device grants the banks, the cross-fitting folds and seed,
+    a memory bank may hold, the MiB the device grants the banks, the cross-fitting folds,
     whether images the current detector flags are added (confirmed normal), images per inference call."""
 
     bundle: str = ""
@@ -70,7 +72,6 @@ class AdaptConfig(TrustOptions):
     max_bank: int = 4096
     bank_mib: float = 256.0
     folds: int = 5
-    seed: int = 0
     accept_flagged: bool = False
     batch_size: int = 32
 
@@ -140,12 +141,12 @@ def coverage_gap(criteria: dict, kept: np.ndarray, added: np.ndarray, kept32: np
     return None
 
 
-def read_outputs(pipe: Pipeline, runners: dict[str, OrtBackend], data: str,
+def read_outputs(pipe: Pipeline, runners: dict[str, OrtBackend], data: str | Source,
                  batch_size: int) -> tuple[list[str], dict[str, dict[str, np.ndarray]], np.ndarray]:
-    """The names of ``data``'s images, the network's feature outputs for them at each precision of
-    ``runners`` (``pipe`` runs fp32) and the current detector's raw scores (``pipe``'s); an image
-    that cannot be read is refused."""
-    source = open_source(data, max_pixels=pipe.pixel_limit())
+    """The names of ``data``'s images (a source ``open_source`` reads, or a ``Source`` at hand), the
+    network's feature outputs for them at each precision of ``runners`` (``pipe`` runs fp32) and the
+    current detector's raw scores (``pipe``'s); an image that cannot be read is refused."""
+    source = open_source(data, max_pixels=pipe.pixel_limit()) if isinstance(data, str) else data
     if source.live:
         source.close()
         raise EdgesslError(f"--data {data}: a live source; adapt reads a set of saved frames (a folder, a glob, a video)")
@@ -187,11 +188,11 @@ def check_flagged(names: list[str], flagged: np.ndarray, accept: bool) -> list[s
 
 
 def crossfit_scores(detector: Detector, rows: dict[str, np.ndarray], queries: dict[str, dict[str, np.ndarray]],
-                    folds: int, seed: int, max_bank: int) -> dict[str, np.ndarray]:
+                    folds: int, max_bank: int) -> dict[str, np.ndarray]:
     """Each new image's raw score at each precision of ``queries`` (its features there) under
     ``detector`` grown with the other folds' ``rows`` (the fp32 features the delta's banks take)."""
     n = len(next(iter(rows.values())))
-    fold = np.random.default_rng(seed).permutation(np.arange(n) % folds)
+    fold = np.arange(n) * folds // n  # contiguous blocks in reading order (step 3)
     scores = {key: np.empty(n, np.float64) for key in queries}
     for f in range(folds):
         held = fold == f
@@ -206,8 +207,10 @@ def _current_threshold(bundle: Bundle, key: str) -> Threshold:
     return Threshold.from_dict(bundle.threshold(key) if bundle.adapt is None else bundle.adapt_threshold(key))
 
 
-def adapt_bundle(cfg: AdaptConfig) -> dict:
-    """Steps 1-5 of the module docstring; returns a JSON-able summary."""
+def adapt_bundle(cfg: AdaptConfig, frames: Source | None = None) -> dict:
+    """Steps 1-5 of the module docstring; returns a JSON-able summary. ``frames``: the images at hand
+    (a running node's recent camera frames) instead of reading ``cfg.data``, which then only names
+    where they came from in the delta's record."""
     if cfg.max_bank < 1 or cfg.bank_mib <= 0 or cfg.folds < 2 or cfg.batch_size < 1:
         raise EdgesslError("--max-bank and --batch-size must be at least 1, --folds at least 2 and --bank-mib positive")
     bundle = Bundle.load(cfg.bundle, public_key=cfg.public_key, expect_sha256=cfg.expect_sha256, delta=cfg.delta,
@@ -229,11 +232,11 @@ def adapt_bundle(cfg: AdaptConfig) -> dict:
     before = {key: _current_threshold(bundle, key) for key in kept}
     bundle.release_files()
     pipe = Pipeline(bundle, runners[CHECKED], current, CHECKED, before[CHECKED])
-    names, features, scores = read_outputs(pipe, runners, cfg.data, cfg.batch_size)
+    names, features, scores = read_outputs(pipe, runners, cfg.data if frames is None else frames, cfg.batch_size)
     if len(names) < cfg.folds:
         raise EdgesslError(f"--data has {len(names)} images, fewer than --folds {cfg.folds}; add images or lower --folds")
     flagged = check_flagged(names, before[CHECKED].is_anomaly(scores), cfg.accept_flagged)
-    added = crossfit_scores(current, features[CHECKED], features, cfg.folds, cfg.seed, cfg.max_bank)
+    added = crossfit_scores(current, features[CHECKED], features, cfg.folds, cfg.max_bank)
     gaps = {key: coverage_gap(report.get("gate_criteria", {}), held, added[key], kept[CHECKED], added[CHECKED])
             for key, held in kept.items() if key != CHECKED}
     left_out.update({key: gap for key, gap in gaps.items() if gap is not None})
@@ -253,7 +256,7 @@ def adapt_bundle(cfg: AdaptConfig) -> dict:
         "added": {"images": earlier["images"] + len(names), "names": earlier["names"] + names,
                   "flagged": earlier["flagged"] + flagged,
                   "raw_scores": {key: earlier["raw_scores"][key] + added[key].tolist() for key in kept},
-                  "data": earlier["data"] + [cfg.data], "folds": cfg.folds, "seed": cfg.seed},
+                  "data": earlier["data"] + [cfg.data], "folds": cfg.folds},
     }
 
     def fill(folder: Path, _old: Bundle) -> dict:
@@ -270,3 +273,15 @@ def adapt_bundle(cfg: AdaptConfig) -> dict:
             "held_out": len(kept[CHECKED]) + len(names),
             "flagged_fraction_before": float(np.mean(before[CHECKED].is_anomaly(scores))),
             "flagged_fraction_after": float(np.mean(thresholds[CHECKED].is_anomaly(added[CHECKED])))}
+
+
+def adapt_line(s: dict) -> str:
+    """``adapt_bundle``'s summary ``s`` in one line: images added and flagged, banks and thresholds
+    before and after, the precisions left out."""
+    flagged = f", {len(s['flagged'])} of them flagged by the detector before (accepted)" if s["flagged"] else ""
+    banks = ", ".join(f"{name} {s['banks_before'][name]} -> {rows} rows" for name, rows in s["banks"].items())
+    thresholds = ", ".join(f"{key} {t['before']:.4g} -> {t['after']:.4g}" for key, t in s["thresholds"].items())
+    left_out = "".join(f"; {key} left out, running it with the delta is refused: {why}"
+                       for key, why in s["left_out"].items())
+    return (f"{s['images']} images added{flagged}; banks {banks}; thresholds {thresholds} (target FPR "
+            f"{s['target_fpr']:.4g}, {s['held_out']} held-out normal scores){left_out}")

@@ -27,17 +27,10 @@ def _adapt(args: argparse.Namespace) -> Outcome:
     of --max-bank rows over --bank-mib MiB, a bundle without a memory-bank detector (knn, patch,
     combined) or without held-out normal scores.
     """
-    from edgessl.edge_runtime.streams.adapt import adapt_bundle
+    from edgessl.edge_runtime.streams.adapt import adapt_bundle, adapt_line
 
     s = adapt_bundle(config_from_args(AdaptConfig, args))
-    flagged = f", {len(s['flagged'])} of them flagged by the detector before (accepted)" if s["flagged"] else ""
-    banks = ", ".join(f"{name} {s['banks_before'][name]} -> {rows} rows" for name, rows in s["banks"].items())
-    thresholds = ", ".join(f"{key} {t['before']:.4g} -> {t['after']:.4g}" for key, t in s["thresholds"].items())
-    left_out = "".join(f"; {key} left out, running it with the delta is refused: {why}"
-                       for key, why in s["left_out"].items())
-    return Outcome(s, f"adapted {s['bundle']}: {s['images']} images added{flagged}; banks {banks}; thresholds "
-                      f"{thresholds} (target FPR {s['target_fpr']:.4g}, {s['held_out']} held-out normal scores)"
-                      f"{left_out}; delta {s['delta']} (remove it to roll back)")
+    return Outcome(s, f"adapted {s['bundle']}: {adapt_line(s)}; delta {s['delta']} (remove it to roll back)")
 
 
 ADAPT = Command("adapt", _adapt, (AdaptConfig,), (
@@ -47,8 +40,7 @@ ADAPT = Command("adapt", _adapt, (AdaptConfig,), (
     Opt("--max-bank", "the most rows each memory bank may hold", metavar="N"),
     Opt("--bank-mib", "the memory the device grants the banks (float32 rows at --max-bank); more is refused",
         metavar="MIB"),
-    Opt("--folds", "cross-fitting folds of the new images"),
-    Opt("--seed", "the folds' seed"),
+    Opt("--folds", "cross-fitting folds of the new images (contiguous blocks in reading order)"),
     Opt("--accept-flagged", "add images the current detector flags as anomalous (they are confirmed normal); "
                             "they are named in the delta"),
     Opt("--batch-size", "images per inference call"),

@@ -30,6 +30,13 @@ The prediction is a ``DiagnosticArray``, like ``anomaly/score_stamped``: a stand
 a header (``message_filters`` pairs it with its image), readable by ``ros2 topic echo`` and rqt,
 whose level flags the positive class; vision_msgs is not a core package, and a message of our own
 would need a compiled interface package on every machine.
+
+Service (in the node's namespace; ``adapt_buffer`` 0: none):
+    ~/adapt                   std_srvs/Trigger            the caller confirms that the frames the node
+                              scored last (each camera's last ``adapt_buffer``) are normal: they are
+                              added to the detector's memory banks as a sealed delta beside the bundle
+                              (``edgessl adapt --accept-flagged``), the node scores with it from the
+                              next frame, and answers with one line (``edgessl_ros/adapt.py``)
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ FEATURES_STAMPED = "anomaly/features_stamped"
 HEATMAP = "anomaly/heatmap"
 PREDICTION = "classifier/prediction"
 DIAGNOSTICS = "/diagnostics"
+ADAPT = "~/adapt"
 
 # The `outputs` parameter's choices and the topics each one publishes.
 OUTPUT_TOPICS = {
@@ -78,8 +86,10 @@ RANGES = {
     "stale_after_s": (0.1, 86400.0),
     "max_pixels": (0, 1 << 40),  # 0: the runtime's default
     "drift_window": (MIN_WINDOW, 1 << 30),  # or 0: no drift watch
+    "adapt_buffer": (1, 10000),  # or 0: no ~/adapt service
 }
-OFF_AT_ZERO = {"max_rate_hz": "no limit", "drift_window": "no drift watch"}  # parameters that 0 turns off
+OFF_AT_ZERO = {"max_rate_hz": "no limit", "drift_window": "no drift watch",
+               "adapt_buffer": "no ~/adapt service"}  # parameters that 0 turns off
 
 # Fast DDS reads an XML profile named by FASTRTPS_DEFAULT_PROFILES_FILE in 2.x (ROS 2 Jazzy) and by
 # FASTDDS_DEFAULT_PROFILES_FILE in 3.x (Kilted): set both. Without the profile's shared-memory
@@ -116,7 +126,8 @@ class NodeParams:
     before decoding, an image of more pixels (0: the runtime's default for the bundle's input size,
     ``images.pixel_limit``; a 335-byte JPEG can declare 30000 x 30000 pixels).  drift_window: each
     camera's last N raw scores are tested against the bundle's held-out normal scores (WARN on
-    /diagnostics on an alarm; ``edge_runtime/drift.py``; 0: no drift watch).
+    /diagnostics on an alarm; ``edge_runtime/drift.py``; 0: no drift watch).  adapt_buffer: each
+    camera's last N scored frames are kept for the ``~/adapt`` service (0: no service).
     """
 
     bundle: str = ""
@@ -140,6 +151,7 @@ class NodeParams:
     stale_after_s: float = 5.0
     max_pixels: int = 0
     drift_window: int = DriftConfig.window
+    adapt_buffer: int = 50
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -7,6 +7,8 @@ so a slow model never builds a backlog (drops are counted). A frame that fails i
 (convert, score, publish) is counted, reported on /diagnostics, and the worker goes on. Latencies
 are on the node's clock, so ``use_sim_time`` works under bag playback. ``threshold`` and
 ``max_rate_hz`` can be changed on the running node (validated; a bad value is refused with the reason).
+The ``~/adapt`` service (``edgessl_ros.adapt``) adapts the bundle to the frames scored last, which
+the caller confirms are normal, and reloads it.
 
     python -m edgessl_ros.node --ros-args -p bundle:=BUNDLE -p input_topic:=/camera/image_raw
     python -m edgessl_ros.node --ros-args -p bundle:=BUNDLE -p "input_topics:=[/cam0/image_raw, /cam1/image_raw]"
@@ -20,6 +22,7 @@ from __future__ import annotations
 import inspect
 import sys
 from dataclasses import fields, replace
+from functools import partial
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -40,6 +43,7 @@ from edgessl.edge_runtime.pipeline import Pipeline, Result
 from edgessl.edge_runtime.streams.live import CameraSlots, LiveScorer, LiveSteps
 
 from . import messages, names
+from .adapt import AdaptService
 from .names import NodeParams
 
 OUTPUT_QOS = 10  # reliable, keep last 10: reaches both reliable and best-effort subscribers
@@ -142,8 +146,9 @@ def _resolve(node: Node, key: str, topic: str) -> str:
 
 class Scoring:
     """A loaded bundle serving the node's cameras: publishers per camera, subscriptions, the runtime's
-    worker, /diagnostics. ``managed``: outputs on lifecycle publishers (they publish only while the
-    node is active). ``EdgesslError`` when the bundle, the outputs or the topics are refused."""
+    worker, /diagnostics, the ``~/adapt`` service (unless ``adapt_buffer`` is 0). ``managed``: outputs
+    on lifecycle publishers (they publish only while the node is active). ``EdgesslError`` when the
+    bundle, the outputs or the topics are refused."""
 
     def __init__(self, node: Node, params: NodeParams, managed: bool = False) -> None:
         self.node, self.params, self.managed = node, params, managed
@@ -160,13 +165,14 @@ class Scoring:
                 "bundle hash": self.pipeline.bundle.hash, "bundle": str(self.pipeline.bundle.root)}
         self.slots = CameraSlots(self.cameras, info, params.stale_after_s, self._drift_watch(params))
         limit = self.pipeline.pixel_limit(params.max_pixels)
-        steps = LiveSteps(decode=lambda msg: messages.image_from_msg(msg, limit), publish=self._publish,
-                          now=self._now, stamp=messages.stamp_seconds)
+        decode = partial(messages.image_from_msg, max_pixels=limit)
+        steps = LiveSteps(decode=decode, publish=self._publish, now=self._now, stamp=messages.stamp_seconds)
         self.scorer = LiveScorer(self.pipeline, self.slots, steps, params.max_rate_hz,
                                  with_features="features" in params.outputs)
         # health is reported on the steady clock: it goes on while a bag's simulated time is paused
         self.timer = node.create_timer(params.diagnostics_period_s, self.publish_diagnostics,
                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.adapt = AdaptService(node, params, self.cameras, decode, self.reload) if params.adapt_buffer else None
         self.subscriptions: list = []
 
     def _drift_watch(self, params: NodeParams):
@@ -217,6 +223,15 @@ class Scoring:
         self.pipeline.threshold_override = threshold_override(params)
         self.scorer.limiter.set_rate(params.max_rate_hz)
 
+    def reload(self) -> None:
+        """Load the bundle again (its new adaptation delta) and score the next frames with it; each
+        camera's drift watch starts again, against the new threshold. ``EdgesslError`` when refused:
+        the pipeline loaded before goes on."""
+        self.pipeline = self.scorer.pipeline = load_pipeline(self.params)
+        watch = self._drift_watch(self.params)
+        for stats in self.slots.stats.values():
+            stats.drift = watch()
+
     def _publish(self, camera: str, result: Result, msg) -> None:
         pub, header = self.outputs[camera], msg.header
         if names.SCORE in pub:
@@ -232,6 +247,8 @@ class Scoring:
         if names.PREDICTION in pub:
             pub[names.PREDICTION].publish(
                 messages.prediction_msg(result, header, self.labels[camera], self.positive_class))
+        if self.adapt is not None:
+            self.adapt.keep(camera, msg)
 
     def publish_diagnostics(self) -> None:
         reports = {f"{self.labels[c]}: status": r for c, r in self.slots.reports(self.params.max_rate_hz).items()}
@@ -248,6 +265,8 @@ class Scoring:
                 destroy(pub)
         self.node.destroy_publisher(self.diagnostics)
         self.node.destroy_timer(self.timer)
+        if self.adapt is not None:
+            self.adapt.destroy()
         self.outputs, self.pipeline = {}, None
 
 
