@@ -345,3 +345,17 @@ def test_a_combined_detector_grows_its_banks_and_keeps_its_gaussian_and_standard
     assert (grown.score(new).raw_scores < det.score(new).raw_scores).all()
     with pytest.raises(EdgesslError, match="no memory bank"):
         gaussian.grown(new, 60)
+
+
+def test_a_still_camera_s_repeated_frames_are_cross_fitted_against_other_frames(made, frames, tmp_path):
+    """Folds are contiguous blocks in reading order: of 12 frames each seen 10 times in a row (a camera
+    that barely moves), a copy is scored against its own copies only where a block boundary splits a
+    frame's run (here 1 in 60); random folds put copies on both sides of every fold (1 in 3 scored 0)."""
+    from edgessl.edge_runtime.streams.adapt import AdaptConfig, adapt_bundle
+
+    distinct = sorted(frames["adapt"].iterdir())[:12]
+    still = _write(tmp_path / "still", [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in distinct for _ in range(10)])
+    b = shutil.copytree(made, tmp_path / "still_bundle")
+    adapt_bundle(AdaptConfig(bundle=str(b), data=str(still), accept_flagged=True))
+    added = np.asarray(Bundle.load(b).adapt.record["added"]["raw_scores"]["fp32"])
+    assert len(added) == 120 and np.mean(added < 1e-9) <= 0.05
