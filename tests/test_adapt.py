@@ -20,6 +20,7 @@ from edgessl.edge_runtime.detectors.bank_growth import grow_bank
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline
 from runtime_bundle import make_bundle
+from cli_refusal import refused as _refused
 
 
 def shifted(img: np.ndarray, levels: int) -> np.ndarray:
@@ -98,16 +99,6 @@ def keys(tmp_path_factory) -> dict[str, Path]:
 
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _refused(capsys, argv: list[str], *fragments: str) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for f in fragments:
-        assert f in err[0], err[0]
-    return err[0]
 
 
 def _adapt(bundle: Path, data: Path, *extra: str) -> list[str]:

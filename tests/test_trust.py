@@ -21,6 +21,7 @@ from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from runtime_bundle import make_bundle
+from cli_refusal import refused as _refused
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +58,6 @@ def _manifest(b):
 
 def _write_manifest(b, m):
     (b / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True))
-
-
-def _refused(capsys, argv, *fragments):
-    """``argv`` exits 2 with one line on stderr containing every fragment."""
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for f in fragments:
-        assert f in err[0], err[0]
-    return err[0]
 
 
 def _run(b, image, *extra):
