@@ -41,13 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
 from edgessl.calibration.calibrate import calibrate_bundle
 from edgessl.calibration.config import CalibrateConfig
 from edgessl.calibration.gate import GateFailed
+from edgessl.edge_runtime.data.classification_report import classification_report
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.export.bundle_writer import export_bundle
 from edgessl.export.config import ExportConfig
@@ -110,17 +111,13 @@ def task(name: str, root: Path) -> Task:
 
 
 def figures(y: np.ndarray, prob: np.ndarray, positive: int | None) -> dict:
-    """Accuracy, balanced accuracy and AUROC of class probabilities ``prob`` (N, K) against ``y``."""
-    pred = prob.argmax(1)
-    score = roc_auc_score(y == positive, prob[:, positive]) if positive is not None else \
-        roc_auc_score(y, prob, multi_class="ovr")
-    return {"accuracy": float((pred == y).mean()), "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-            "auroc": float(score)}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    """Accuracy, balanced accuracy (``classification_report``, as ``evaluate --bundle`` reports them) and
+    AUROC of class probabilities ``prob`` (N, K) against ``y``: the positive class's, or the mean
+    one-vs-rest where there is none."""
+    classes = [str(k) for k in range(prob.shape[1])]
+    report = classification_report(y, prob, classes, None if positive is None else classes[positive])
+    score = report["positive_auroc"] if positive is not None else roc_auc_score(y, prob, multi_class="ovr")
+    return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "auroc": float(score)}
 
 
 def run_figures(run: Path, t: Task) -> dict:
@@ -130,7 +127,7 @@ def run_figures(run: Path, t: Task) -> dict:
     test = open_dataset(t.source, "test")
     emb = torch.from_numpy(embed_tensor(backbone, load_uint8(test, spec), spec))
     with torch.no_grad():
-        prob = softmax(head(emb).numpy())
+        prob = torch.softmax(head(emb), 1).numpy()
     return figures(test.labels, prob, t.positive)
 
 
@@ -244,13 +241,10 @@ def print_table(rows: list[dict]) -> None:
                 print(f"INT8 (cpu), ssl full {float(max(mine[0]['arms'])):.0%}, seed {r['seed']}: accuracy fp32 "
                       f"{q['accuracy_fp32']:.3f}, int8 {q['accuracy_int8']:.3f} (change {q['accuracy_change']:+.3f}); "
                       f"gate {'passed' if q['passed'] else 'failed'}, {len(q['float_nodes'])} float layers")
-        ssl1 = np.mean([r["arms"][str(min(FRACTIONS))]["ssl full"]["accuracy"] for r in mine]) \
-            if str(min(FRACTIONS)) in mine[0]["arms"] else None
-        scratch10 = np.mean([r["arms"][str(max(FRACTIONS))]["scratch full"]["accuracy"] for r in mine]) \
-            if str(max(FRACTIONS)) in mine[0]["arms"] else None
-        if ssl1 is not None and scratch10 is not None:
-            best1 = max(np.mean([r["arms"][str(min(FRACTIONS))][a]["accuracy"] for r in mine])
-                        for a in ("ssl linear", "ssl full"))
+        low, high = str(min(FRACTIONS)), str(max(FRACTIONS))
+        if low in mine[0]["arms"] and high in mine[0]["arms"]:
+            best1 = max(np.mean([r["arms"][low][a]["accuracy"] for r in mine]) for a in ("ssl linear", "ssl full"))
+            scratch10 = np.mean([r["arms"][high]["scratch full"]["accuracy"] for r in mine])
             print(f"self-supervised + {min(FRACTIONS):.0%} (best of linear/full) {best1:.3f} vs scratch + "
                   f"{max(FRACTIONS):.0%} {scratch10:.3f}: ratio {best1 / scratch10:.3f}")
 
