@@ -3,9 +3,10 @@ on raw pixels at two scales, measured on runs ``bench_quality.py --out DIR`` kep
 
 The pixel part, for an image normalised as the network's input ``x`` (``C x s x s``):
 
-    p_j(x) = avgpool(x, s / 2^j) flattened and L2-normalised, j = 1, 2;   p(x) = [p_1, p_2] / sqrt(2)
+    p_j(x) = x average-pooled to s/2^j x s/2^j, flattened, L2-normalised (j = 1, 2);   p(x) = [p_1, p_2] / sqrt(2)
 
-so its kNN cosine distance (k = 5, the knn detector's) is the mean of the two scales' distances.
+so its cosine distance to each bank image is the mean of the two scales' cosine distances; the
+score is the mean distance to the k = 5 nearest (the knn detector's k) under that joint distance.
 Per run: every part's cross-fitted normal scores (``fit``'s folds and seed), each part fitted on
 all normal images scores the test split, and the combined score is the mean of the parts' scores
 standardised by the median and IQR of their cross-fitted scores (``fit``'s rule), with the three
@@ -22,6 +23,7 @@ Every run of a data set in ``--runs`` is a row (random init and each step budget
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,23 +42,15 @@ from edgessl.train.data import load_images, normalise
 from edgessl.train.detectors import fit_knn
 from edgessl.train.detectors.combined import PARTS, standardisation
 from edgessl.train.features import bank_features, collect_outputs, feature_model_for
-from edgessl.train.fit import crossfit_scores, fit_detector, fold_ids, normal_images
+from edgessl.train.fit import crossfit_scores, fit_detector, normal_images
 
 
 def pixel_features(ds: ImageDataset, spec: PreprocessSpec) -> np.ndarray:
-    """``p(x)`` of every image of ``ds`` (see the docstring)."""
+    """``p(x)`` of every image of ``ds`` (the module docstring)."""
     images = load_images(ds, spec)
     x = normalise(torch.as_tensor(np.asarray(images[0 : len(images)])), spec)
     scales = [F.normalize(F.adaptive_avg_pool2d(x, spec.image_size // 2**j).flatten(1), dim=1) for j in (1, 2)]
     return (torch.cat(scales, 1) / 2**0.5).numpy()
-
-
-def crossfit_knn(features: np.ndarray, cfg: FitConfig) -> np.ndarray:
-    """Each normal image's kNN score from a bank of the other folds (``fit``'s folds)."""
-    folds, scores = fold_ids(len(features), cfg.folds, cfg.seed), np.empty(len(features))
-    for f in range(cfg.folds):
-        scores[folds == f] = fit_knn(features[folds != f]).score({"embedding": features[folds == f]}).raw_scores
-    return scores
 
 
 def standardised(held_out: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -73,12 +67,13 @@ def one_run(run: Path, source: str, test_source: str, ignore: list[str], normal:
     test = drop_labels(open_dataset(test_source, "test"), ignore)
     y = test.labels != resolve_label(test, normal)
     model = feature_model_for(backbone, ("embedding", "patches"))
-    outputs, test_outputs = collect_outputs(model, normals, spec, "cpu", 256), collect_outputs(model, [test], spec, "cpu", 256)
+    outputs = collect_outputs(model, normals, spec, "cpu", 256)
+    test_outputs = collect_outputs(model, [test], spec, "cpu", 256)
     held = crossfit_scores(cfg, outputs)
     bank = bank_features(outputs, seed=cfg.seed)
     scores = {kind: fit_detector(kind, bank, cfg.seed).score(test_outputs).raw_scores for kind in PARTS}
     pixels = np.concatenate([pixel_features(ds, spec) for ds in normals])
-    held["pixels"] = crossfit_knn(pixels, cfg)
+    held["pixels"] = crossfit_scores(replace(cfg, detector="knn"), {"embedding": pixels})["knn"]  # fit's folds
     scores["pixels"] = fit_knn(pixels).score({"embedding": pixel_features(test, spec)}).raw_scores
     row = {kind: auroc(y, s) for kind, s in scores.items()}
     for name, kinds in (("combined", PARTS), ("combined+pixels", (*PARTS, "pixels"))):
@@ -99,8 +94,8 @@ def main() -> None:
     print("|" + "---|" * (len(cols) + 4))
     for name in args.datasets:
         t = task(name, root, args.classes)
-        first = f"{t.name}-{t.normals[0]}-".replace(" ", "_")
-        for run_name in sorted(p.name[len(first):] for p in root.glob(first + "*") if p.is_dir()):
+        prefix = f"{t.name}-{t.normals[0]}-".replace(" ", "_")
+        for run_name in sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir()):
             rows = []
             for normal in t.normals:
                 source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source

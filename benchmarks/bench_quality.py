@@ -46,6 +46,7 @@ from edgessl.edge_runtime.data.metrics import auroc
 from edgessl.edge_runtime.detectors import load_detector
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 from edgessl.edge_runtime.thresholds import Threshold
+from edgessl.train import precision
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, save_model
 from edgessl.train.config import BACKBONES, DETECTOR_KINDS, FitConfig, PretrainConfig
@@ -182,6 +183,7 @@ def detectors(run: Path, t: Task, normal: str) -> dict:
     backbone, spec, _ = load_model(run)
     test = drop_labels(open_dataset(t.source, "test"), t.ignore)
     y = test.labels != resolve_label(test, normal)
+    precision.select(FitConfig.torch_precision, shipped=True)  # the test split's features as fit's (fp32)
     out = collect_outputs(feature_model_for(backbone, ("embedding", "patches")), [test], spec, "cpu", 256)
     row, by_detector = {}, {}
     for kind in (FitConfig.detector, "combined"):
