@@ -47,8 +47,7 @@ from edgessl.train.fit import crossfit_scores, fit_detector, normal_images
 
 def pixel_features(ds: ImageDataset, spec: PreprocessSpec) -> np.ndarray:
     """``p(x)`` of every image of ``ds`` (the module docstring)."""
-    images = load_images(ds, spec)
-    x = normalise(torch.as_tensor(np.asarray(images[0 : len(images)])), spec)
+    x = normalise(load_images(ds, spec)[:], spec)  # a tensor, in memory or from the cache
     scales = [F.normalize(F.adaptive_avg_pool2d(x, spec.image_size // 2**j).flatten(1), dim=1) for j in (1, 2)]
     return (torch.cat(scales, 1) / 2**0.5).numpy()
 

@@ -20,7 +20,7 @@ from edgessl.edge_runtime.detectors.bank_growth import grow_bank
 from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.pipeline import Pipeline
 from runtime_bundle import make_bundle
-from cli_refusal import refused as _refused
+from cli_refusal import refused
 
 
 def shifted(img: np.ndarray, levels: int) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_an_int8_model_whose_ranges_miss_the_new_condition_is_left_out(calibrate
     assert set(record["thresholds"]) == {"fp32", "int8-tensorrt"}
     assert "its INT8 ranges do not cover the new condition" in record["left_out"]["int8-cpu"]
     run = ["run", "--bundle", str(calibrated), "--source", str(frames["judge"]), "--backend", "ort-cpu"]
-    _refused(capsys, [*run, "--precision", "int8"], "holds no int8-cpu threshold", "do not cover the new condition",
+    refused(capsys, [*run, "--precision", "int8"], "holds no int8-cpu threshold", "do not cover the new condition",
              "re-run `edgessl calibrate`, then `edgessl adapt`, or run with --no-delta")
     assert main([*run, "--precision", "fp32"]) == 0
     assert main(_adapt(calibrated, frames["adapt_dark"], "--accept-flagged")) == 0  # its bank holds the brighter rows
@@ -179,7 +179,7 @@ def test_an_int8_model_without_kept_scores_is_left_out_and_refused_with_the_delt
     record = json.loads((calibrated / "adapt" / "adapt.json").read_text())
     assert set(record["thresholds"]) == {"fp32", "int8-tensorrt"} and set(record["left_out"]) == {"int8-cpu"}
     run = ["run", "--bundle", str(calibrated), "--source", str(frames["judge_dark"]), "--backend", "ort-cpu"]
-    _refused(capsys, [*run, "--precision", "int8"], "holds no int8-cpu threshold", "re-run `edgessl calibrate`, then "
+    refused(capsys, [*run, "--precision", "int8"], "holds no int8-cpu threshold", "re-run `edgessl calibrate`, then "
              "`edgessl adapt`", "--no-delta")
     assert main([*run, "--precision", "int8", "--no-delta"]) == 0
     assert main([*run, "--precision", "fp32"]) == 0
@@ -235,7 +235,7 @@ def test_a_tampered_delta_is_refused(bundle, frames, capsys):
     record = json.loads(path.read_text())
     record["thresholds"]["fp32"]["raw_threshold"] *= 10
     path.write_text(json.dumps(record))
-    _refused(capsys, ["run", "--bundle", str(bundle), "--source", str(frames["judge"])], "edited after it was sealed")
+    refused(capsys, ["run", "--bundle", str(bundle), "--source", str(frames["judge"])], "edited after it was sealed")
     assert main(["run", "--bundle", str(bundle), "--source", str(frames["judge"]), "--no-delta"]) == 0
     assert main(_adapt(bundle, frames["adapt"], "--accept-flagged")) == 2  # remove it first: nothing replaced it
     shutil.rmtree(bundle / "adapt")
@@ -252,7 +252,7 @@ def test_a_delta_for_another_base_is_refused(bundle, frames, tmp_path, capsys):
     assert main(_adapt(bundle, frames["adapt"], "--accept-flagged")) == 0
     other = make_bundle(tmp_path / "other", "patch", graph_scores=True, fit_record=True)
     shutil.copytree(bundle / "adapt", other / "adapt")
-    _refused(capsys, ["run", "--bundle", str(other), "--source", str(frames["judge"])],
+    refused(capsys, ["run", "--bundle", str(other), "--source", str(frames["judge"])],
              "made for bundle", "remove adapt/ and run `edgessl adapt` again")
 
 
@@ -261,8 +261,8 @@ def test_a_required_signed_delta_is_refused_unsigned_and_accepted_signed(bundle,
     assert main(_adapt(bundle, frames["adapt"], "--accept-flagged")) == 0
     trust = ["--public-key", str(keys["public"]), "--require-signed-delta"]
     run = ["run", "--bundle", str(bundle), "--source", str(frames["judge"])]
-    _refused(capsys, [*run, *trust], "adapt: not signed", "edgessl sign --bundle B --key KEY --delta")
-    _refused(capsys, [*run, "--require-signed-delta"], "give --public-key")
+    refused(capsys, [*run, *trust], "adapt: not signed", "edgessl sign --bundle B --key KEY --delta")
+    refused(capsys, [*run, "--require-signed-delta"], "give --public-key")
     assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"]), "--delta"]) == 0
     assert main([*run, *trust]) == 0
     capsys.readouterr()
@@ -272,16 +272,16 @@ def test_a_required_signed_delta_is_refused_unsigned_and_accepted_signed(bundle,
     record = json.loads(signature.read_text())
     record["signature"] = record["signature"][:-4] + ("AAA=" if not record["signature"].endswith("AAA=") else "BBB=")
     signature.write_text(json.dumps(record))
-    _refused(capsys, [*run, *trust], "bad signature")
-    _refused(capsys, [*run, "--public-key", str(keys["public"])], "bad signature")  # present: always checked
+    refused(capsys, [*run, *trust], "bad signature")
+    refused(capsys, [*run, "--public-key", str(keys["public"])], "bad signature")  # present: always checked
 
 
 def test_flagged_images_are_refused_and_nothing_changes(bundle, frames, capsys):
     before = _snapshot(bundle)
-    line = _refused(capsys, _adapt(bundle, frames["anomalies"]), "of the 10 images score as anomalies",
+    line = refused(capsys, _adapt(bundle, frames["anomalies"]), "of the 10 images score as anomalies",
                     "--accept-flagged")
     assert "000.png" in line
-    _refused(capsys, _adapt(bundle, frames["adapt"]), "40 of the 40 images")
+    refused(capsys, _adapt(bundle, frames["adapt"]), "40 of the 40 images")
     assert _snapshot(bundle) == before and not (bundle / "adapt").exists()
 
 
@@ -292,7 +292,7 @@ def test_flagged_images_are_refused_and_nothing_changes(bundle, frames, capsys):
 ])
 def test_a_bank_the_device_cannot_hold_and_other_bad_input_are_refused(bundle, frames, capsys, extra, fragment):
     before = _snapshot(bundle)
-    _refused(capsys, _adapt(bundle, frames["adapt"], "--accept-flagged", *extra), fragment)
+    refused(capsys, _adapt(bundle, frames["adapt"], "--accept-flagged", *extra), fragment)
     assert _snapshot(bundle) == before
 
 

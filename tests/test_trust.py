@@ -21,7 +21,7 @@ from edgessl.edge_runtime.bundle_update import update_bundle
 from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.edge_runtime.errors import EdgesslError
 from runtime_bundle import make_bundle
-from cli_refusal import refused as _refused
+from cli_refusal import refused
 
 
 @pytest.fixture(scope="module")
@@ -74,30 +74,30 @@ def test_hand_edited_manifest_is_refused(bundle, image, capsys):
     m = _manifest(bundle)
     m["thresholds"]["fp32"]["raw_threshold"] *= 100  # what an attacker on the device would try first
     _write_manifest(bundle, m)
-    _refused(capsys, _run(bundle, image), "edited after it was sealed")
-    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], "edited after it was sealed")
+    refused(capsys, _run(bundle, image), "edited after it was sealed")
+    refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], "edited after it was sealed")
 
 
 def test_manifest_without_files_is_refused(bundle, image, capsys):
     m = _manifest(bundle)
     del m["files"]
     _write_manifest(bundle, m)
-    _refused(capsys, _run(bundle, image), "no 'files' list")
+    refused(capsys, _run(bundle, image), "no 'files' list")
 
 
 def test_removed_seal_is_refused(bundle, image, capsys):
     m = _manifest(bundle)
     del m["seal"]
     _write_manifest(bundle, m)
-    _refused(capsys, _run(bundle, image), "has no seal")
+    refused(capsys, _run(bundle, image), "has no seal")
 
 
 def test_unlisted_file_is_refused(bundle, image, capsys):
     (bundle / "detector" / "extra.npz").write_bytes(b"planted")
-    _refused(capsys, _run(bundle, image), "detector/extra.npz is not listed in the manifest")
+    refused(capsys, _run(bundle, image), "detector/extra.npz is not listed in the manifest")
     (bundle / "detector" / "extra.npz").unlink()
     (bundle / ".hidden").write_bytes(b"")
-    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], ".hidden is not listed")
+    refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], ".hidden is not listed")
 
 
 def _reseal_with_higher_threshold(b):
@@ -113,37 +113,37 @@ def test_resealed_bundle_is_refused_under_a_key_or_a_pin(bundle, keys, image, ca
     pin = Bundle.load(bundle).hash
     assert main(_run(bundle, image, "--public-key", str(keys["public"]), "--expect-sha256", pin)) == 0
     _reseal_with_higher_threshold(bundle)
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "bad signature")
-    _refused(capsys, _run(bundle, image, "--expect-sha256", pin), "is not the pinned", pin)
-    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])], "bad signature")
-    _refused(capsys, _run(bundle, image), "changed after the bundle was signed")  # even without the key
+    refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "bad signature")
+    refused(capsys, _run(bundle, image, "--expect-sha256", pin), "is not the pinned", pin)
+    refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])], "bad signature")
+    refused(capsys, _run(bundle, image), "changed after the bundle was signed")  # even without the key
     (bundle / SIGNATURE).unlink()  # ... so the attacker drops the signature: only a key or a pin tells
     assert main(["bundle", "verify", "--bundle", str(bundle)]) == 0
 
 
 def test_bad_signatures_are_refused(bundle, keys, image, capsys):
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "not signed")
+    refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "not signed")
     assert main(["sign", "--bundle", str(bundle), "--key", str(keys["other_private"])]) == 0
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "bad signature")
+    refused(capsys, _run(bundle, image, "--public-key", str(keys["public"])), "bad signature")
     record = json.loads((bundle / SIGNATURE).read_text())
     record["signature"] = "not base64!"
     (bundle / SIGNATURE).write_text(json.dumps(record))
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "bad signature")
+    refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "bad signature")
     (bundle / SIGNATURE).write_text("garbage")
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "signature.json: not valid JSON")
+    refused(capsys, _run(bundle, image, "--public-key", str(keys["other_public"])), "signature.json: not valid JSON")
     (bundle / SIGNATURE).unlink()
-    _refused(capsys, _run(bundle, image, "--public-key", str(keys["private"])), "not a PEM public key")
+    refused(capsys, _run(bundle, image, "--public-key", str(keys["private"])), "not a PEM public key")
 
 
 def test_every_bundle_command_takes_the_trust_options(bundle, keys, capsys, tmp_path):
     pub = ["--public-key", str(keys["public"])]
-    _refused(capsys, ["bench", "--bundle", str(bundle), "--iterations", "1", "--no-eager", *pub], "not signed")
-    _refused(capsys, ["triage", "--bundle", str(bundle), "--source", str(tmp_path), "--out", str(tmp_path / "t"),
+    refused(capsys, ["bench", "--bundle", str(bundle), "--iterations", "1", "--no-eager", *pub], "not signed")
+    refused(capsys, ["triage", "--bundle", str(bundle), "--source", str(tmp_path), "--out", str(tmp_path / "t"),
                       *pub], "not signed")
-    _refused(capsys, ["operating-point", "--bundle", str(bundle), "--data", "digits", "--normal-label", "0",
+    refused(capsys, ["operating-point", "--bundle", str(bundle), "--data", "digits", "--normal-label", "0",
                       "--sensitivity", "0.9", "--expect-sha256", "0" * 64], "is not the pinned")
-    _refused(capsys, ["evaluate", "--bundle", str(bundle), *pub], "not signed")
-    _refused(capsys, ["replay", "--source", str(tmp_path / "bag"), "--bundle", str(bundle), *pub], "not signed")
+    refused(capsys, ["evaluate", "--bundle", str(bundle), *pub], "not signed")
+    refused(capsys, ["replay", "--source", str(tmp_path / "bag"), "--bundle", str(bundle), *pub], "not signed")
 
 
 def test_update_drops_the_signature_and_says_so(bundle, keys, capsys):
@@ -206,7 +206,7 @@ def test_inspect_shows_what_is_in_the_bundle(bundle, keys, capsys):
 
 
 def test_keygen_never_overwrites(keys, capsys):
-    _refused(capsys, ["keygen", "--out", str(keys["private"])], "already exists")
+    refused(capsys, ["keygen", "--out", str(keys["private"])], "already exists")
     assert oct(keys["private"].stat().st_mode & 0o777) == "0o600"
 
 
@@ -232,10 +232,10 @@ def test_resealed_garbage_is_refused_naming_the_field(bundle, image, capsys):
     m = Bundle.load(bundle).manifest
     m["thresholds"]["fp32"]["raw_threshold"] = "0.5"
     seal(bundle, m)
-    _refused(capsys, _run(bundle, image), "threshold: field 'raw_threshold' must be float")
+    refused(capsys, _run(bundle, image), "threshold: field 'raw_threshold' must be float")
     m["precisions"]["fp32"]["model"] = "../model.onnx"
     seal(bundle, m)
-    _refused(capsys, _run(bundle, image), "precisions.fp32.model must name a file in the bundle")
+    refused(capsys, _run(bundle, image), "precisions.fp32.model must name a file in the bundle")
 
 
 # -- the bytes verified are the bytes used ---------------------------------------------------------
@@ -320,7 +320,7 @@ def test_sign_signs_the_bytes_it_verified(bundle, keys, monkeypatch, tmp_path, c
         hook = SwapAtOpen(m, bundle, swaps, at=1)  # after sign read the manifest, before it read the files
         code = main(["sign", "--bundle", str(bundle), "--key", str(keys["private"])])
     assert hook.opened[0] == "manifest.json" and code in (0, 2)
-    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])],
+    refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])],
              "bad signature" if code == 0 else "not signed")  # the swapped-in manifest was never signed
 
 
@@ -329,10 +329,10 @@ def test_symbolic_links_and_a_forged_key_id_are_refused(bundle, keys, tmp_path, 
     outside.mkdir()
     (outside / "planted.npz").write_bytes(b"x")
     (bundle / "detector" / "more").symlink_to(outside)  # a walk that does not follow links would miss it
-    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], "detector/more is a symbolic link")
+    refused(capsys, ["bundle", "verify", "--bundle", str(bundle)], "detector/more is a symbolic link")
     (bundle / "detector" / "more").unlink()
     assert main(["sign", "--bundle", str(bundle), "--key", str(keys["private"])]) == 0
     record = json.loads((bundle / SIGNATURE).read_text())
     (bundle / SIGNATURE).write_text(json.dumps({**record, "key_id": "0" * 16}))
-    _refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])],
+    refused(capsys, ["bundle", "verify", "--bundle", str(bundle), "--public-key", str(keys["public"])],
              "names key '0000000000000000'")
