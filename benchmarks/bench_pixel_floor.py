@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_quality import cpu_flags, one_class, task
+from bench_quality import cpu_flags, one_class, run_dir, task
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.data.metrics import auroc
@@ -93,12 +93,12 @@ def main() -> None:
     print("|" + "---|" * (len(cols) + 4))
     for name in args.datasets:
         t = task(name, root, args.classes)
-        prefix = f"{t.name}-{t.normals[0]}-".replace(" ", "_")
+        prefix = run_dir(root, t, t.normals[0], "").name
         for run_name in sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir()):
             rows = []
             for normal in t.normals:
                 source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
-                run = root / f"{t.name}-{normal}-{run_name}".replace(" ", "_")
+                run = run_dir(root, t, normal, run_name)
                 rows.append(one_run(run, source, t.source, t.ignore, normal))
             mean = {k: float(np.mean([r[k] for r in rows])) for k in cols}
             best = max(mean[k] for k in (*PARTS, "pixels"))
