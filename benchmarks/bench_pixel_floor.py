@@ -1,5 +1,5 @@
-"""Would a raw-pixel part hold the floor? The combined detector with and without a fourth part, kNN
-on raw pixels at two scales, measured on runs ``bench_quality.py --out DIR`` kept.
+"""Would a raw-pixel part hold the floor, and does any label-free rule combine the parts better than
+``fit``'s mean? Measured on runs ``bench_quality.py --out DIR`` kept.
 
 The pixel part, for an image normalised as the network's input ``x`` (``C x s x s``):
 
@@ -7,19 +7,29 @@ The pixel part, for an image normalised as the network's input ``x`` (``C x s x 
 
 so its cosine distance to each bank image is the mean of the two scales' cosine distances; the
 score is the mean distance to the k = 5 nearest (the knn detector's k) under that joint distance.
-Per run: every part's cross-fitted normal scores (``fit``'s folds and seed), each part fitted on
-all normal images scores the test split, and the combined score is the mean of the parts' scores
-standardised by the median and IQR of their cross-fitted scores (``fit``'s rule), with the three
-parts ``fit`` uses and with the pixel part as a fourth. **Regret** is the best single part's test
-AUROC (the pixel part among them) minus the combination's. Labels only pick the normal class and
-score the test split.
+Per run: every part's cross-fitted normal scores (``fit``'s folds and seed) and, each part fitted
+on all normal images, its test scores; each score standardised, ``z_i = (raw_i - median_i) / IQR_i``
+of part i's cross-fitted scores (``fit``'s rule). The rules, over ``fit``'s three parts and over
+those with the pixel part as a fourth, each from the normal images alone:
+
+* ``mean``: the mean of the z_i (``fit``'s combined detector, over the three parts);
+* ``max``: the largest z_i;
+* ``agreement``: weights w_i proportional to the mean Spearman correlation of part i's cross-fitted
+  scores with the other parts' (clipped at 0): a part that ranks the normal images as no other
+  part does counts less;
+* ``min-variance``: ``w ~ S^-1 1`` for the covariance S of the cross-fitted z_i, negative weights
+  set to 0: the combination under which the normal images' scores vary least.
+
+**Regret** is the best single part's test AUROC (the pixel part among them) minus the rule's; the
+last table is each rule's mean and worst regret over every row printed. Labels only pick the normal
+class and score the test split. Each run's part scores are kept beside it (``part_scores.npz``)
+and reused.
 
     python benchmarks/bench_quality.py --datasets mnist cifar10 --steps 1000 --seeds 0 --out runs
     python benchmarks/bench_pixel_floor.py --runs runs --datasets mnist cifar10
 
 Every run of a data set in ``--runs`` is a row (random init and each step budget and seed).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -57,14 +67,58 @@ def standardised(held_out: np.ndarray, test: np.ndarray) -> np.ndarray:
     return (test - median) / iqr
 
 
-def one_run(run: Path, source: str, test_source: str, ignore: list[str], normal: str) -> dict[str, float]:
-    """Test AUROC of each part, of the three-part combination and of the four-part one."""
+ALL = (*PARTS, "pixels")
+
+
+def stacked(z: dict[str, np.ndarray], kinds: tuple[str, ...]) -> np.ndarray:
+    return np.stack([z[k] for k in kinds])
+
+
+def mean_rule(kinds: tuple[str, ...]):
+    """The mean of the standardised scores of ``kinds`` (``fit``'s rule for the combined detector)."""
+    return lambda z_held, z: stacked(z, kinds).mean(0)
+
+
+def max_rule(kinds: tuple[str, ...]):
+    """The largest standardised score of ``kinds``."""
+    return lambda z_held, z: stacked(z, kinds).max(0)
+
+
+def weighted(w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    w = np.clip(w, 0, None)
+    return np.tensordot(w / w.sum(), z, 1)
+
+
+def agreement_rule(kinds: tuple[str, ...]):
+    """Weights from the held-out normal scores alone: part i weighs the mean Spearman correlation of
+    its held-out scores with the other parts' (clipped at 0), so a part that ranks the normal images
+    as no other part does counts less."""
+    def rule(z_held, z):
+        c = np.corrcoef(np.argsort(np.argsort(stacked(z_held, kinds), 1), 1))
+        return weighted((c.sum(1) - 1) / (len(kinds) - 1), stacked(z, kinds))
+    return rule
+
+
+def min_variance_rule(kinds: tuple[str, ...]):
+    """The non-negative weights under which the combined held-out normal scores vary least,
+    ``w ~ S^-1 1`` of their covariance ``S`` (negative weights set to 0)."""
+    return lambda z_held, z: weighted(np.linalg.solve(np.cov(stacked(z_held, kinds)), np.ones(len(kinds))),
+                                      stacked(z, kinds))
+
+
+RULES = {f"{name}{suffix}": make(kinds) for suffix, kinds in (("", PARTS), ("+pixels", ALL))
+         for name, make in (("mean", mean_rule), ("max", max_rule), ("agreement", agreement_rule),
+                            ("min-variance", min_variance_rule))}
+
+
+def part_scores(run: Path, source: str, test_source: str, ignore: list[str], normal: str) -> dict[str, np.ndarray]:
+    """Every part's cross-fitted normal scores (``held_KIND``) and test scores (``test_KIND``), and
+    the test split's anomaly labels (``y``)."""
     cfg = FitConfig(run=str(run), detector="combined")
     precision.select(cfg.torch_precision, shipped=True)  # the features fit computes (fp32)
     backbone, spec, _ = load_model(run)
     normals = [normal_images(open_dataset(source, split), normal)[0] for split in ("train", "val")]
     test = drop_labels(open_dataset(test_source, "test"), ignore)
-    y = test.labels != resolve_label(test, normal)
     model = feature_model_for(backbone, ("embedding", "patches"))
     outputs = collect_outputs(model, normals, spec, "cpu", 256)
     test_outputs = collect_outputs(model, [test], spec, "cpu", 256)
@@ -74,9 +128,17 @@ def one_run(run: Path, source: str, test_source: str, ignore: list[str], normal:
     pixels = np.concatenate([pixel_features(ds, spec) for ds in normals])
     held["pixels"] = crossfit_scores(replace(cfg, detector="knn"), {"embedding": pixels})["knn"]  # fit's folds
     scores["pixels"] = fit_knn(pixels).score({"embedding": pixel_features(test, spec)}).raw_scores
-    row = {kind: auroc(y, s) for kind, s in scores.items()}
-    for name, kinds in (("combined", PARTS), ("combined+pixels", (*PARTS, "pixels"))):
-        row[name] = auroc(y, np.mean([standardised(held[k], scores[k]) for k in kinds], axis=0))
+    return {**{f"held_{k}": v for k, v in held.items()}, **{f"test_{k}": v for k, v in scores.items()},
+            "y": test.labels != resolve_label(test, normal)}
+
+
+def one_row(saved: dict[str, np.ndarray]) -> dict[str, float]:
+    """Test AUROC of each part and of each combination rule (``RULES``)."""
+    held = {k: saved[f"held_{k}"] for k in ALL}
+    z = {k: standardised(held[k], saved[f"test_{k}"]) for k in ALL}
+    z_held = {k: standardised(held[k], held[k]) for k in ALL}
+    row = {k: auroc(saved["y"], saved[f"test_{k}"]) for k in ALL}
+    row.update({name: auroc(saved["y"], rule(z_held, z)) for name, rule in RULES.items()})
     return row
 
 
@@ -87,10 +149,10 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets, as bench_quality")
     args = ap.parse_args()
     root = Path(args.runs)
-    print(f"kNN on raw pixels as a fourth part of the combined detector; on {cpu_flags()}")
-    cols = [*PARTS, "pixels", "combined", "combined+pixels"]
-    print("| data | run | " + " | ".join(cols) + " | regret combined | regret combined+pixels |")
-    print("|" + "---|" * (len(cols) + 4))
+    print(f"Raw pixels as a fourth part, and rules to combine the parts; on {cpu_flags()}")
+    print("| data | run | " + " | ".join([*ALL, *RULES]) + " |")
+    print("|" + "---|" * (2 + len(ALL) + len(RULES)))
+    regrets = []
     for name in args.datasets:
         t = task(name, root, args.classes)
         prefix = run_dir(root, t, t.normals[0], "").name
@@ -99,11 +161,20 @@ def main() -> None:
             for normal in t.normals:
                 source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
                 run = run_dir(root, t, normal, run_name)
-                rows.append(one_run(run, source, t.source, t.ignore, normal))
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in cols}
-            best = max(mean[k] for k in (*PARTS, "pixels"))
-            print(f"| {t.name} | {run_name} | " + " | ".join(f"{mean[k]:.3f}" for k in cols)
-                  + f" | {best - mean['combined']:.3f} | {best - mean['combined+pixels']:.3f} |", flush=True)
+                saved = run / "part_scores.npz"  # reused: the scores depend only on the run and the data
+                if not saved.exists():
+                    np.savez(saved, **part_scores(run, source, t.source, t.ignore, normal))
+                rows.append(one_row(dict(np.load(saved))))
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            best = max(mean[k] for k in ALL)
+            regrets.append({r: best - mean[r] for r in RULES})
+            print(f"| {t.name} | {run_name} | " + " | ".join(f"{mean[k]:.3f}" for k in [*ALL, *RULES]) + " |",
+                  flush=True)
+    print("\nRegret (the best single part's AUROC, the pixel part among them, minus the rule's) over those rows")
+    print("| rule | mean regret | worst regret |\n|---|---|---|")
+    for r in RULES:
+        v = [g[r] for g in regrets]
+        print(f"| {r} | {np.mean(v):.3f} | {max(v):.3f} |")
 
 
 if __name__ == "__main__":

