@@ -17,13 +17,14 @@ those with the pixel part as a fourth, each from the normal images alone:
 * ``agreement``: weights w_i proportional to the mean Spearman correlation of part i's cross-fitted
   scores with the other parts' (clipped at 0): a part that ranks the normal images as no other
   part does counts less;
-* ``min-variance``: ``w ~ S^-1 1`` for the covariance S of the cross-fitted z_i, negative weights
-  set to 0: the combination under which the normal images' scores vary least.
+* ``min-variance``: ``w ~ S^-1 1`` for the covariance S of the cross-fitted z_i (the weights under
+  which the normal images' combined scores vary least), negative ones set to 0 and the rest
+  rescaled to sum 1.
 
 **Regret** is the best single part's test AUROC (the pixel part among them) minus the rule's; the
 last table is each rule's mean and worst regret over every row printed. Labels only pick the normal
-class and score the test split. Each run's part scores are kept beside it (``part_scores.npz``)
-and reused.
+class and score the test split. Each run's part scores are kept beside it
+(``part_scores-NORMAL.npz``) and reused until the run is trained again.
 
     python benchmarks/bench_quality.py --datasets mnist cifar10 --steps 1000 --seeds 0 --out runs
     python benchmarks/bench_pixel_floor.py --runs runs --datasets mnist cifar10
@@ -33,6 +34,8 @@ Every run of a data set in ``--runs`` is a row (random init and each step budget
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_quality import cpu_flags, one_class, run_dir, task
+from bench_quality import Task, cpu_flags, run_dir, task
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.data.metrics import auroc
@@ -53,6 +56,9 @@ from edgessl.train.detectors import fit_knn
 from edgessl.train.detectors.combined import PARTS, standardisation
 from edgessl.train.features import bank_features, collect_outputs, feature_model_for
 from edgessl.train.fit import crossfit_scores, fit_detector, normal_images
+
+ALL = (*PARTS, "pixels")
+Rule = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]  # (held-out z, test z) -> scores
 
 
 def pixel_features(ds: ImageDataset, spec: PreprocessSpec) -> np.ndarray:
@@ -67,29 +73,28 @@ def standardised(held_out: np.ndarray, test: np.ndarray) -> np.ndarray:
     return (test - median) / iqr
 
 
-ALL = (*PARTS, "pixels")
-
-
 def stacked(z: dict[str, np.ndarray], kinds: tuple[str, ...]) -> np.ndarray:
+    """The scores of ``kinds``, one row each."""
     return np.stack([z[k] for k in kinds])
 
 
-def mean_rule(kinds: tuple[str, ...]):
+def mean_rule(kinds: tuple[str, ...]) -> Rule:
     """The mean of the standardised scores of ``kinds`` (``fit``'s rule for the combined detector)."""
     return lambda z_held, z: stacked(z, kinds).mean(0)
 
 
-def max_rule(kinds: tuple[str, ...]):
+def max_rule(kinds: tuple[str, ...]) -> Rule:
     """The largest standardised score of ``kinds``."""
     return lambda z_held, z: stacked(z, kinds).max(0)
 
 
 def weighted(w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``sum_i w_i z_i`` with the weights' negative entries set to 0 and the rest rescaled to sum 1."""
     w = np.clip(w, 0, None)
     return np.tensordot(w / w.sum(), z, 1)
 
 
-def agreement_rule(kinds: tuple[str, ...]):
+def agreement_rule(kinds: tuple[str, ...]) -> Rule:
     """Weights from the held-out normal scores alone: part i weighs the mean Spearman correlation of
     its held-out scores with the other parts' (clipped at 0), so a part that ranks the normal images
     as no other part does counts less."""
@@ -99,11 +104,13 @@ def agreement_rule(kinds: tuple[str, ...]):
     return rule
 
 
-def min_variance_rule(kinds: tuple[str, ...]):
-    """The non-negative weights under which the combined held-out normal scores vary least,
-    ``w ~ S^-1 1`` of their covariance ``S`` (negative weights set to 0)."""
-    return lambda z_held, z: weighted(np.linalg.solve(np.cov(stacked(z_held, kinds)), np.ones(len(kinds))),
-                                      stacked(z, kinds))
+def min_variance_rule(kinds: tuple[str, ...]) -> Rule:
+    """The minimum-variance weights of the held-out normal scores, ``w ~ S^-1 1`` for their
+    covariance ``S``, negative ones set to 0 and the rest rescaled to sum 1 (not the constrained
+    optimum: a cheap stand-in for it)."""
+    def rule(z_held, z):
+        return weighted(np.linalg.solve(np.cov(stacked(z_held, kinds)), np.ones(len(kinds))), stacked(z, kinds))
+    return rule
 
 
 RULES = {f"{name}{suffix}": make(kinds) for suffix, kinds in (("", PARTS), ("+pixels", ALL))
@@ -111,14 +118,15 @@ RULES = {f"{name}{suffix}": make(kinds) for suffix, kinds in (("", PARTS), ("+pi
                             ("min-variance", min_variance_rule))}
 
 
-def part_scores(run: Path, source: str, test_source: str, ignore: list[str], normal: str) -> dict[str, np.ndarray]:
+def part_scores(run: Path, t: Task, normal: str) -> dict[str, np.ndarray]:
     """Every part's cross-fitted normal scores (``held_KIND``) and test scores (``test_KIND``), and
-    the test split's anomaly labels (``y``)."""
+    the test split's anomaly labels (``y``): the normal images, folds and seed ``bench_quality.py``'s
+    ``fit`` used (the whole set's train and val splits, even where pretraining saw one class)."""
     cfg = FitConfig(run=str(run), detector="combined")
     precision.select(cfg.torch_precision, shipped=True)  # the features fit computes (fp32)
     backbone, spec, _ = load_model(run)
-    normals = [normal_images(open_dataset(source, split), normal)[0] for split in ("train", "val")]
-    test = drop_labels(open_dataset(test_source, "test"), ignore)
+    normals = [normal_images(open_dataset(t.source, split), normal)[0] for split in ("train", "val")]
+    test = drop_labels(open_dataset(t.source, "test"), t.ignore)
     model = feature_model_for(backbone, ("embedding", "patches"))
     outputs = collect_outputs(model, normals, spec, "cpu", 256)
     test_outputs = collect_outputs(model, [test], spec, "cpu", 256)
@@ -142,6 +150,18 @@ def one_row(saved: dict[str, np.ndarray]) -> dict[str, float]:
     return row
 
 
+def cached_part_scores(run: Path, t: Task, normal: str) -> dict[str, np.ndarray]:
+    """``part_scores``, kept beside the run as ``part_scores-NORMAL.npz`` and reused while it is
+    newer than the run's weights (written whole or not at all)."""
+    saved = run / f"part_scores-{normal}.npz"
+    if not saved.exists() or saved.stat().st_mtime < (run / "model.safetensors").stat().st_mtime:
+        partial = saved.with_suffix(".partial.npz")
+        np.savez(partial, **part_scores(run, t, normal))
+        os.replace(partial, saved)
+    with np.load(saved) as f:
+        return dict(f)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", required=True, help="the folder bench_quality.py --out kept its runs in")
@@ -156,15 +176,11 @@ def main() -> None:
     for name in args.datasets:
         t = task(name, root, args.classes)
         prefix = run_dir(root, t, t.normals[0], "").name
-        for run_name in sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir()):
-            rows = []
-            for normal in t.normals:
-                source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
-                run = run_dir(root, t, normal, run_name)
-                saved = run / "part_scores.npz"  # reused: the scores depend only on the run and the data
-                if not saved.exists():
-                    np.savez(saved, **part_scores(run, source, t.source, t.ignore, normal))
-                rows.append(one_row(dict(np.load(saved))))
+        runs = sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir())
+        if not runs:
+            raise SystemExit(f"no runs of {t.name} in {root} ({prefix}*): make them with bench_quality.py --out {root}")
+        for run_name in runs:
+            rows = [one_row(cached_part_scores(run_dir(root, t, normal, run_name), t, normal)) for normal in t.normals]
             mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             best = max(mean[k] for k in ALL)
             regrets.append({r: best - mean[r] for r in RULES})

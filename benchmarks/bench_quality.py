@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def task(name: str, root: Path, classes: int) -> Task:
         return Task("CIFAR-10 one-vs-rest", cifar_subset(root / "cifar10.npz"), [str(c) for c in range(classes)],
                     one_class=True)
     if name == "cifar10-all":
-        return Task("CIFAR-10 one-vs-rest, all-class pretraining", cifar_subset(root / "cifar10.npz"),
+        return Task("CIFAR-10 one-vs-rest all-class", cifar_subset(root / "cifar10.npz"),
                     [str(c) for c in range(classes)])
     if name == "mnist":
         return Task("MNIST one-vs-rest", mnist_npz(root / "mnist.npz"), [str(c) for c in range(classes)],
@@ -109,12 +110,14 @@ def task(name: str, root: Path, classes: int) -> Task:
     raise SystemExit(f"unknown data set {name}")
 
 
-def bench_extra(module: str):
-    """Import a package of the ``bench`` extra, or say in one line how to install it."""
+def bench_extra(module: str) -> ModuleType:
+    """Import a module of the ``bench`` extra's packages, or say in one line how to install them."""
     try:
         return importlib.import_module(module)
-    except ImportError:
-        raise SystemExit(f"this data set needs {module.split('.')[0]}: pip install -e '.[bench]'") from None
+    except ModuleNotFoundError as e:
+        if e.name != module.split(".")[0]:
+            raise
+        raise SystemExit(f"this data set needs the {e.name} package: pip install -e '.[bench]'") from None
 
 
 def cifar_subset(out: Path, per_class: int = 500, seed: int = 0) -> str:
@@ -229,7 +232,8 @@ def raw_pixels(t: Task, normal: str, size: int) -> float:
 
 
 def run_dir(root: Path, t: Task, normal: str, name: str) -> Path:
-    """Where run ``name`` of ``t`` is kept: one per normal class for a one-class task, one for all otherwise."""
+    """Where run ``name`` of ``t`` is kept: one per normal class for a one-class task, one for all
+    otherwise (each class's ``fit`` replaces the last one's detector there)."""
     return root / f"{t.name}-{normal if t.one_class else 'all'}-{name}".replace(" ", "_")
 
 
