@@ -25,6 +25,7 @@ ELPV at full resolution resized to 128 px.
     python benchmarks/bench_quality.py                                  # every set, 250 and 1000 steps, 3 seeds
     python benchmarks/bench_quality.py --datasets elpv --steps 4000 --seeds 0 1 2
     python benchmarks/bench_quality.py --datasets elpv --methods simclr cutpaste perlin --steps 1000
+    python benchmarks/bench_quality.py --datasets elpv --steps 4000 --device cuda      # the same steps on a GPU
     python benchmarks/bench_quality.py --table a.json b.json            # one table from rows saved by --json
 """
 
@@ -65,6 +66,7 @@ from edgessl.train.run_records import detector_dir
 DATA = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SINGLE = tuple(k for k in DETECTOR_KINDS if k != "combined")
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+OVERRIDES = ("backbone", "image_size", "stem_stride")  # pretrain defaults a row may replace
 
 
 @dataclass
@@ -85,6 +87,13 @@ def cpu_flags() -> str:
     model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
     flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
     return f"{model}; {', '.join(f for f in FLAGS if f in flags) or 'none of ' + '/'.join(FLAGS)}"
+
+
+def machine(device: str) -> str:
+    """What trained a row: the CPU and its flags, and the GPU where ``device`` is one."""
+    if device == "cpu":
+        return cpu_flags()
+    return f"{torch.cuda.get_device_name(torch.device(device))} with {cpu_flags()}"
 
 
 def task(name: str, root: Path, classes: int) -> Task:
@@ -177,9 +186,9 @@ def one_class(source: str, normal: str, out: Path) -> str:
     return str(out)
 
 
-def random_init(source: str, out: Path, seed: int, **backbone) -> Path:
+def random_init(source: str, out: Path, seed: int, **overrides) -> Path:
     """The backbone ``pretrain`` would start from, untrained, with the data's normalisation."""
-    d = PretrainConfig(**backbone)
+    d = PretrainConfig(**overrides)
     ds = open_dataset(source, "train")
     channels, size = infer_channels(ds), d.image_size or infer_image_size(ds)
     mean, std = channel_stats(load_uint8(ds, PreprocessSpec(size, channels, (0.5,) * channels, (0.25,) * channels)))
@@ -189,7 +198,7 @@ def random_init(source: str, out: Path, seed: int, **backbone) -> Path:
     return out
 
 
-def detectors(run: Path, t: Task, normal: str) -> dict:
+def detectors(run: Path, t: Task, normal: str, device: str) -> dict:
     """``fit`` with the defaults (the figures at its threshold), then every detector's image AUROC
     on the test split: the combined detector's parts are the single detectors fitted as ``fit``
     fits them, so one fit of it gives them all."""
@@ -197,10 +206,10 @@ def detectors(run: Path, t: Task, normal: str) -> dict:
     test = drop_labels(open_dataset(t.source, "test"), t.ignore)
     y = test.labels != resolve_label(test, normal)
     precision.select(FitConfig.torch_precision, shipped=True)  # the test split's features as fit's (fp32)
-    out = collect_outputs(feature_model_for(backbone, ("embedding", "patches")), [test], spec, "cpu", 256)
+    out = collect_outputs(feature_model_for(backbone, ("embedding", "patches")), [test], spec, device, 256)
     row, by_detector = {}, {}
     for kind in (FitConfig.detector, "combined"):
-        fit_run(FitConfig(run=str(run), data=t.source, normal_label=normal, detector=kind, device="cpu"))
+        fit_run(FitConfig(run=str(run), data=t.source, normal_label=normal, detector=kind, device=device))
         detector = load_detector(detector_dir(run))
         scored = detector.score(out)
         by_detector[detector.kind] = auroc(y, scored.raw_scores)
@@ -237,31 +246,31 @@ def run_dir(root: Path, t: Task, normal: str, name: str) -> Path:
     return root / f"{t.name}-{normal if t.one_class else 'all'}-{name}".replace(" ", "_")
 
 
-def train_run(source: str, run: Path, method: str, steps: int, seed: int, **backbone) -> dict:
+def train_run(source: str, run: Path, method: str, steps: int, seed: int, device: str, **overrides) -> dict:
     """Pretrain (or build the random init) into ``run``; its seconds, CPU seconds, images/s and loss."""
     start, wall = time.process_time(), time.perf_counter()
     if method == "random init":
-        random_init(source, run, seed, **backbone)
+        random_init(source, run, seed, **overrides)
         summary = {"images_per_s": None, "final_loss": None}
     else:
-        summary = pretrain(PretrainConfig(data=source, method=method, max_steps=steps, seed=seed, device="cpu",
-                                          out=str(run), **backbone))
+        summary = pretrain(PretrainConfig(data=source, method=method, max_steps=steps, seed=seed, device=device,
+                                          out=str(run), **overrides))
     return {"train_seconds": time.perf_counter() - wall, "train_cpu_seconds": time.process_time() - start,
             "images_per_s": summary["images_per_s"], "final_loss": summary["final_loss"]}
 
 
-def one_run(t: Task, method: str, steps: int, seed: int, root: Path, **backbone) -> dict:
+def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str, **overrides) -> dict:
     """The rows of one method, step budget and seed, averaged over the task's normal classes. A
     one-class task pretrains once per normal class; any other, once for all of them (every row
     reports that one pretraining's seconds)."""
     rows, trained = [], None
-    tag = "-".join(f"{k}{v}" for k, v in backbone.items())
+    tag = "-".join(f"{k}{v}" for k, v in overrides.items())
     for normal in t.normals:
         source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
         run = run_dir(root, t, normal, f"{method}-{steps}-{seed}-{tag}")
         if t.one_class or trained is None:
-            trained = train_run(source, run, method, steps, seed, **backbone)
-        row = {**detectors(run, t, normal), **trained, "image_size": load_model(run)[1].image_size}
+            trained = train_run(source, run, method, steps, seed, device, **overrides)
+        row = {**detectors(run, t, normal, device), **trained, "image_size": load_model(run)[1].image_size}
         row["raw_pixels"] = raw_pixels(t, normal, row["image_size"])
         rows.append(row)
     return average(rows)
@@ -296,28 +305,32 @@ def main() -> None:
     ap.add_argument("--backbone", choices=BACKBONES, help="instead of pretrain's default")
     ap.add_argument("--image-size", type=int, help="instead of pretrain's default (0: the data's own)")
     ap.add_argument("--stem-stride", type=int, choices=(0, 1, 2), help="instead of the one for the image size")
+    ap.add_argument("--no-random-init", action="store_true", help="leave out the untrained rows (measured by "
+                    "another command with the same backbone)")
+    ap.add_argument("--device", default="cpu", help="pretrain and fit here (cpu, cuda, cuda:N); the steps, "
+                    "not the seconds, are what a CPU host reproduces")
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="also write every row here")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json "
                     "(several runs' files together)")
     args = ap.parse_args()
     if args.table:
-        rows = {(r["data"], r["method"], r["steps"], r["seed"]): r for f in args.table
+        rows = {(features(r), r["data"], r["steps"], r["seed"]): r for f in args.table
                 for r in json.loads(Path(f).read_text())}  # a row measured twice: the later file's
         print_table(list(rows.values()))
         return
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_"))
     root.mkdir(parents=True, exist_ok=True)
-    backbone = {k: v for k, v in (("backbone", args.backbone), ("image_size", args.image_size),
-                                  ("stem_stride", args.stem_stride)) if v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
     results = []
     for name in args.datasets:
         t = task(name, root, args.classes)
-        for method in ["random init", *args.methods]:
+        for method in [*(() if args.no_random_init else ("random init",)), *args.methods]:
             for steps in [0] if method == "random init" else args.steps:
                 for seed in args.seeds:
-                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **backbone,
-                         **one_run(t, method, steps, seed, root, **backbone)}
+                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **overrides,
+                         "device": machine(args.device),
+                         **one_run(t, method, steps, seed, root, args.device, **overrides)}
                     results.append(r)
                     print(json.dumps(r), flush=True)
                     if args.json:
@@ -325,17 +338,25 @@ def main() -> None:
     print_table(results)
 
 
+def features(row: dict) -> str:
+    """The method and the defaults the row replaced, e.g. ``simclr, 64 px`` (the image size the
+    run had, where it is not ``pretrain``'s default)."""
+    size = row.get("image_size", PretrainConfig.image_size)
+    size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
+    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride") if k in row), *size])
+
+
 def print_table(results: list[dict]) -> None:
     d = PretrainConfig()
     print(f"\nDetection quality with the defaults ({d.method}, {d.backbone}, image size "
           f"{d.image_size or 'the data own'}, batch {d.batch_size}; fit --detector {FitConfig.detector}); "
-          f"on {cpu_flags()}; mean +- std over seeds")
+          f"on {'; '.join(sorted({r.get('device', cpu_flags()) for r in results}))}; mean +- std over seeds")
     print("| data | features | steps | image AUROC (default) | regret | pixel AUROC | FPR on test normals (target) "
           "| raw pixels | " + " | ".join(DETECTOR_KINDS) + " | train s | images/s |")
     print("|" + "---|" * (10 + len(DETECTOR_KINDS)))
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["data"], r["method"], r["steps"]), []).append(r)
+        groups.setdefault((r["data"], features(r), r["steps"]), []).append(r)
     for (data, method, steps), rs in groups.items():
         col = lambda k: spread([r.get(k) for r in rs])  # noqa: E731
         fpr = f"{col('test_normal_fpr')} ({np.mean([r['achieved_target'] for r in rs]):.3f})"
