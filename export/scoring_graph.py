@@ -13,7 +13,7 @@
   recomputed exactly as ``sum((q - b_j)^2)`` over the gathered rows, so small distances keep their
   precision. knn: ``raw = mean_j sq_j / 2`` on L2-normalised embeddings (``1 - cos``); patch:
   ``map = mean_j sqrt(sq_j)`` per location, ``raw`` = the mean of the map's ``top`` largest values.
-* combined: ``z_i = (raw_i - m_i) / s_i``, ``raw = mean_i z_i``, ``map = raw + (z_map - z_patch) / n``.
+* combined: ``z_i = (raw_i - m_i) / s_i``, ``raw = mean_i z_i``, ``map = raw + (z_map - max z_map) / n``.
 
 The bank (and the Gaussian's mean and factor) are initializers: the model file carries them and
 the manifest's sha256 of it seals them. Every node added is named ``score/...``
@@ -110,24 +110,25 @@ def _patch(g: _Builder, outputs: dict[str, str], det: PatchDetector, shape: tupl
     dist = g.reduce("ReduceMean", g.op("Sqrt", [_nearest_sq(g, rows, det.bank, det.k)]), 1)
     amap = g.op("Reshape", [dist, g.const(np.array([-1, h, w], np.int64), "shape")])
     flat = g.op("Reshape", [dist, g.const(np.array([-1, h * w], np.int64), "shape")])
-    top, _ = g.op("TopK", [flat, g.const(np.array([min(det.top, h * w)], np.int64), "k")], outputs=2, axis=1,
+    top, _ = g.op("TopK", [flat, g.const(np.array([det.locations_scored(h * w)], np.int64), "k")], outputs=2, axis=1,
                   largest=1, sorted=1)
     return g.reduce("ReduceMean", top, 1), amap
 
 
 def _combined(g: _Builder, outputs: dict[str, str], det: CombinedDetector,
               shape: tuple[int, int] | None) -> tuple[str, str]:
-    z, z_map, z_image = [], None, None
+    z, z_map = [], None
     for i, (part, median, scale) in enumerate(zip(det.parts, det.medians, det.scales)):
         part_g = _Builder(g.opset, f"{g.scope}{i}.{part.kind}/", g.nodes, g.initializers)
         raw, amap = _score(part_g, outputs, part, shape)
         standardise = [g.scalar(median), g.scalar(1.0 / scale)]
         z.append(g.op("Mul", [g.op("Sub", [raw, standardise[0]]), standardise[1]]))
         if amap is not None:
-            z_map, z_image = g.op("Mul", [g.op("Sub", [amap, standardise[0]]), standardise[1]]), z[-1]
+            z_map = g.op("Mul", [g.op("Sub", [amap, standardise[0]]), standardise[1]])
     share = g.scalar(1.0 / len(z))
     raw = g.op("Mul", [g.op("Sum", z), share])
-    offset = g.op("Sub", [raw, g.op("Mul", [z_image, share])])  # raw - z_patch / n, per image
+    peak = g.reduce("ReduceMax", g.reduce("ReduceMax", z_map, 2), 1)
+    offset = g.op("Sub", [raw, g.op("Mul", [peak, share])])  # raw - max z_map / n, per image
     per_image = g.op("Unsqueeze", [offset, g.const(np.array([1, 2], np.int64), "axes")])
     amap = g.op("Add", [g.op("Mul", [z_map, share]), per_image])
     return raw, amap

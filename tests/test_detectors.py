@@ -72,19 +72,22 @@ def test_knn_is_mean_cosine_distance_to_k_nearest():
     assert out.maps is None
 
 
-def test_patch_map_is_nearest_patch_distance_and_score_its_max():
+@pytest.mark.parametrize("top, reduce", [(1, lambda m: m.max(1)), (0, lambda m: m.mean(1)),
+                                        (3, lambda m: -np.sort(-m, 1)[:, :3].mean(1))])
+def test_patch_map_is_nearest_patch_distance_and_score_its_top_values_mean(top, reduce):
     bank = RNG.normal(size=(40, 6)).astype(np.float32)
     p = RNG.normal(size=(3, 6, 4, 5)).astype(np.float32)
-    out = PatchDetector(bank).score({"patches": p, "embedding": np.zeros((3, 2))})
+    out = PatchDetector(bank, top=top).score({"patches": p, "embedding": np.zeros((3, 2))})
     rows = p.transpose(0, 2, 3, 1).reshape(-1, 6)
     ref = np.sqrt(_brute_sq(rows, bank).min(1)).reshape(3, 4, 5)
     np.testing.assert_allclose(out.maps, ref, rtol=1e-6)
-    np.testing.assert_allclose(out.raw_scores, ref.reshape(3, -1).max(1), rtol=1e-6)
+    np.testing.assert_allclose(out.raw_scores, reduce(ref.reshape(3, -1)), rtol=1e-6)
 
 
-def test_combined_is_the_mean_of_standardised_parts_and_its_map_peaks_at_its_score():
+@pytest.mark.parametrize("top", [1, 0])
+def test_combined_is_the_mean_of_standardised_parts_and_its_map_peaks_at_its_score(top):
     parts = [GaussianDetector(RNG.normal(size=5), np.eye(5)), KnnDetector(RNG.normal(size=(9, 5)), 2),
-             PatchDetector(RNG.normal(size=(30, 6)), 1)]
+             PatchDetector(RNG.normal(size=(30, 6)), 1, top)]
     medians, scales = [1.0, 0.2, 3.0], [0.5, 0.1, 2.0]
     feats = {"embedding": RNG.normal(size=(4, 5)), "patches": RNG.normal(size=(4, 6, 3, 3)).astype(np.float32)}
     out = CombinedDetector(parts, medians, scales).score(feats)

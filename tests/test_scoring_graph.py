@@ -44,8 +44,11 @@ def detectors(rng: np.random.RandomState) -> dict:
     gaussian = GaussianDetector(rng.randn(D) * 2, np.linalg.inv(np.cov(a.T) + 0.1 * np.eye(D)))
     knn = KnnDetector(rng.randn(40, D) + 1.0, k=3)
     patch = PatchDetector(rng.randn(90, C).astype(np.float32) * 3 + 5, k=2, top=3)
+    mean = PatchDetector(patch.bank, k=1, top=0)  # the image score: the whole map's mean
     return {"gaussian": gaussian, "knn": knn, "patch": patch, "patch_max": PatchDetector(patch.bank, k=1, top=1),
-            "combined": CombinedDetector([gaussian, knn, patch], [1.0, 0.2, 3.0], [0.5, 0.05, 1.5])}
+            "patch_mean": mean,
+            "combined": CombinedDetector([gaussian, knn, patch], [1.0, 0.2, 3.0], [0.5, 0.05, 1.5]),
+            "combined_mean": CombinedDetector([gaussian, knn, mean], [1.0, 0.2, 3.0], [0.5, 0.05, 1.5])}
 
 
 def features(rng: np.random.RandomState, det) -> dict[str, np.ndarray]:
@@ -66,7 +69,7 @@ def rel(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("opset", [17, 18])
-@pytest.mark.parametrize("kind", ["gaussian", "knn", "patch", "patch_max", "combined"])
+@pytest.mark.parametrize("kind", ["gaussian", "knn", "patch", "patch_max", "patch_mean", "combined", "combined_mean"])
 def test_graph_scores_match_the_numpy_detector(kind, opset):
     rng = np.random.RandomState(0)
     det = detectors(rng)[kind]

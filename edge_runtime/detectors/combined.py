@@ -8,14 +8,14 @@ normal scores (``train/fit.py``: scores from detectors that never saw the image)
 
 Standardising puts image-level and patch-level evidence on one scale, so neither dominates by its
 units; the median and IQR are robust to the odd outlier among the normal images. The map of the
-part with maps (the patch detector) becomes the combined score per location, the other parts
-held at their image-level value:
+part with maps (the patch detector) shows where the score comes from, shifted so that its peak
+is the combined score:
 
-    map(i, j) = 1/n * (z_patch(i, j) + sum_{i != patch} z_i(x)),
+    map(i, j) = raw + (z_patch(i, j) - max_ij z_patch(i, j)) / n,
 
-i.e. ``map = raw + (z_patch(i, j) - z_patch(x)) / n``: with the patch part's image score being
-its map's max, ``max map = raw``, and a location is anomalous under the threshold exactly where
-it pushes the image over it.
+so ``max map = raw`` whatever the patch part's image score (with the max, ``top`` 1, this is
+``1/n * (z_patch(i, j) + sum_{i != patch} z_i(x))``), and the map crosses the threshold exactly
+where, and only when, the image does.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class CombinedDetector(Detector):
             out = part.score(outputs)
             z.append((out.raw_scores - median) / scale)
             if part.has_maps:
-                z_map, z_map_image = (out.maps.astype(np.float64) - median) / scale, z[-1]
+                z_map = (out.maps.astype(np.float64) - median) / scale
         raw = np.mean(z, axis=0)
-        maps = raw[:, None, None] + (z_map - z_map_image[:, None, None]) / len(self.parts)
+        maps = raw[:, None, None] + (z_map - z_map.max(axis=(1, 2), keepdims=True)) / len(self.parts)
         return DetectorOutput(raw, maps.astype(np.float32))
 
     def banks(self) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 For every location (i, j) of the ``patches`` output ``(B, C, h, w)``:
 
     map(i, j) = 1/k * sum_{n in kNN(f_ij)} ||f_ij - m_n||_2      (Euclidean, k = 1 by default)
-    raw       = mean of the ``top`` largest map(i, j)        (top = 1: the max)
+    raw       = mean of the ``top`` largest map(i, j)        (top = 1: the max; 0: every location)
 
 over a memory bank ``m`` of normal training patch features (a greedy k-center coreset:
 ``train/detectors/patch.py``). The map is at feature resolution; ``edge_runtime.heatmaps``
@@ -45,13 +45,18 @@ class PatchDetector(Detector):
             sq, _ = nearest(rows, self.bank, self.k, self.bank_sq)
             maps[s : s + BLOCK_IMAGES] = np.sqrt(sq).mean(axis=1).reshape(-1, h, w)
         flat = maps.reshape(b, h * w)
-        top = min(self.top, h * w)
+        top = self.locations_scored(h * w)
         raw = -np.partition(-flat, top - 1, axis=1)[:, :top].mean(axis=1)
         return DetectorOutput(raw.astype(np.float64), maps)
 
+    def locations_scored(self, locations: int) -> int:
+        """How many of a map's ``locations`` the image score averages (the largest ones)."""
+        return locations if self.top == 0 else min(self.top, locations)
+
     def params(self) -> dict:
-        return {"k": self.k, "bank_size": len(self.bank), "distance": "euclidean",
-                "image_score": "max" if self.top == 1 else f"mean of top {self.top}", "top": self.top}
+        score = {0: "mean", 1: "max"}.get(self.top, f"mean of top {self.top}")
+        return {"k": self.k, "bank_size": len(self.bank), "distance": "euclidean", "image_score": score,
+                "top": self.top}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"bank": self.bank}
@@ -68,4 +73,4 @@ class PatchDetector(Detector):
     def from_parts(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PatchDetector":
         bank = array_param(arrays, "bank", 2, cls.kind)
         return cls(bank, int_param(params, "k", 1, len(bank), cls.kind),
-                   int_param(params, "top", 1, MAX_TOP, cls.kind, default=1))
+                   int_param(params, "top", 0, MAX_TOP, cls.kind, default=1))

@@ -189,8 +189,8 @@ FIT = Command(
         Opt("--coreset", "memory-bank size: knn embeddings, patch features (default: the detector's own)",
             metavar="N"),
         Opt("--k", "neighbours averaged (default: the detector's own)"),
-        Opt("--top", "patch: image score = mean of the N largest map values (default: the detector's own)",
-            metavar="N"),
+        Opt("--top", "patch: image score = mean of the N largest map values, 0 the whole map's mean "
+            "(default: the detector's own)", metavar="N"),
         Opt("--max-images", "fit on the first N normal training images only (0: all)"),
         Opt("--seed", "seeds the coreset and the held-out split"),
         *COMPUTE,
