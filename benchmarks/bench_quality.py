@@ -246,8 +246,15 @@ def run_dir(root: Path, t: Task, normal: str, name: str) -> Path:
     return root / f"{t.name}-{normal if t.one_class else 'all'}-{name}".replace(" ", "_")
 
 
-def train_run(source: str, run: Path, method: str, steps: int, seed: int, device: str, **overrides) -> dict:
-    """Pretrain (or build the random init) into ``run``; its seconds, CPU seconds, images/s and loss."""
+def train_run(source: str, run: Path, method: str, steps: int, seed: int, device: str, reuse: bool = False,
+              **overrides) -> dict:
+    """Pretrain (or build the random init) into ``run``; its seconds, CPU seconds, images/s and loss.
+    ``reuse``: a run pretrained there before for the same steps is kept, with the seconds it took then."""
+    done = run / "pretrain_summary.json"
+    if reuse and method != "random init" and done.exists() and json.loads(done.read_text())["steps"] == steps:
+        summary = json.loads(done.read_text())
+        return {"train_seconds": summary["seconds"], "train_cpu_seconds": None,
+                "images_per_s": summary["images_per_s"], "final_loss": summary["final_loss"]}
     start, wall = time.process_time(), time.perf_counter()
     if method == "random init":
         random_init(source, run, seed, **overrides)
@@ -259,7 +266,8 @@ def train_run(source: str, run: Path, method: str, steps: int, seed: int, device
             "images_per_s": summary["images_per_s"], "final_loss": summary["final_loss"]}
 
 
-def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str, **overrides) -> dict:
+def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str, reuse: bool = False,
+            **overrides) -> dict:
     """The rows of one method, step budget and seed, averaged over the task's normal classes. A
     one-class task pretrains once per normal class; any other, once for all of them (every row
     reports that one pretraining's seconds)."""
@@ -269,7 +277,7 @@ def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str
         source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
         run = run_dir(root, t, normal, f"{method}-{steps}-{seed}-{tag}")
         if t.one_class or trained is None:
-            trained = train_run(source, run, method, steps, seed, device, **overrides)
+            trained = train_run(source, run, method, steps, seed, device, reuse, **overrides)
         row = {**detectors(run, t, normal, device), **trained, "image_size": load_model(run)[1].image_size}
         row["raw_pixels"] = raw_pixels(t, normal, row["image_size"])
         rows.append(row)
@@ -310,6 +318,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="pretrain and fit here (cpu, cuda, cuda:N); the steps, "
                     "not the seconds, are what a CPU host reproduces")
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="fit again, without pretraining again, the runs "
+                    "--out already holds for the same steps (to measure a change to fit)")
     ap.add_argument("--json", default=None, help="also write every row here")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json "
                     "(several runs' files together)")
@@ -330,7 +340,7 @@ def main() -> None:
                 for seed in args.seeds:
                     r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **overrides,
                          "device": machine(args.device),
-                         **one_run(t, method, steps, seed, root, args.device, **overrides)}
+                         **one_run(t, method, steps, seed, root, args.device, args.reuse, **overrides)}
                     results.append(r)
                     print(json.dumps(r), flush=True)
                     if args.json:
