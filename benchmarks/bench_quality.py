@@ -198,7 +198,7 @@ def random_init(source: str, out: Path, seed: int, **overrides) -> Path:
     return out
 
 
-def detectors(run: Path, t: Task, normal: str, device: str) -> dict:
+def detectors(run: Path, t: Task, normal: str, device: str, top: int | None = None) -> dict:
     """``fit`` with the defaults (the figures at its threshold), then every detector's image AUROC
     on the test split: the combined detector's parts are the single detectors fitted as ``fit``
     fits them, so one fit of it gives them all."""
@@ -209,7 +209,7 @@ def detectors(run: Path, t: Task, normal: str, device: str) -> dict:
     out = collect_outputs(feature_model_for(backbone, ("embedding", "patches")), [test], spec, device, 256)
     row, by_detector = {}, {}
     for kind in (FitConfig.detector, "combined"):
-        fit_run(FitConfig(run=str(run), data=t.source, normal_label=normal, detector=kind, device=device))
+        fit_run(FitConfig(run=str(run), data=t.source, normal_label=normal, detector=kind, device=device, top=top))
         detector = load_detector(detector_dir(run))
         scored = detector.score(out)
         by_detector[detector.kind] = auroc(y, scored.raw_scores)
@@ -267,7 +267,7 @@ def train_run(source: str, run: Path, method: str, steps: int, seed: int, device
 
 
 def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str, reuse: bool = False,
-            **overrides) -> dict:
+            top: int | None = None, **overrides) -> dict:
     """The rows of one method, step budget and seed, averaged over the task's normal classes. A
     one-class task pretrains once per normal class; any other, once for all of them (every row
     reports that one pretraining's seconds)."""
@@ -278,7 +278,7 @@ def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str
         run = run_dir(root, t, normal, f"{method}-{steps}-{seed}-{tag}")
         if t.one_class or trained is None:
             trained = train_run(source, run, method, steps, seed, device, reuse, **overrides)
-        row = {**detectors(run, t, normal, device), **trained, "image_size": load_model(run)[1].image_size}
+        row = {**detectors(run, t, normal, device, top), **trained, "image_size": load_model(run)[1].image_size}
         row["raw_pixels"] = raw_pixels(t, normal, row["image_size"])
         rows.append(row)
     return average(rows)
@@ -318,6 +318,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="pretrain and fit here (cpu, cuda, cuda:N); the steps, "
                     "not the seconds, are what a CPU host reproduces")
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--top", type=int, help="fit's patch image score: the mean of the N largest map values "
+                    "(0: all), instead of fit's default (the max)")
     ap.add_argument("--reuse", action="store_true", help="fit again, without pretraining again, the runs "
                     "--out already holds for the same steps (to measure a change to fit)")
     ap.add_argument("--json", default=None, help="also write every row here")
@@ -339,8 +341,8 @@ def main() -> None:
             for steps in [0] if method == "random init" else args.steps:
                 for seed in args.seeds:
                     r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **overrides,
-                         "device": machine(args.device),
-                         **one_run(t, method, steps, seed, root, args.device, args.reuse, **overrides)}
+                         **({} if args.top is None else {"top": args.top}), "device": machine(args.device),
+                         **one_run(t, method, steps, seed, root, args.device, args.reuse, args.top, **overrides)}
                     results.append(r)
                     print(json.dumps(r), flush=True)
                     if args.json:
@@ -353,7 +355,7 @@ def features(row: dict) -> str:
     run had, where it is not ``pretrain``'s default)."""
     size = row.get("image_size", PretrainConfig.image_size)
     size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
-    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride") if k in row), *size])
+    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "top") if k in row), *size])
 
 
 def print_table(results: list[dict]) -> None:
