@@ -246,13 +246,22 @@ def run_dir(root: Path, t: Task, normal: str, name: str) -> Path:
     return root / f"{t.name}-{normal if t.one_class else 'all'}-{name}".replace(" ", "_")
 
 
+def finished(run: Path, steps: int) -> dict | None:
+    """The pretraining summary of ``run`` if it finished ``steps`` steps and its last checkpoint is
+    that run's (not one of a later, unfinished training in the same folder), else None."""
+    summary, state = run / "pretrain_summary.json", run / "state.json"
+    if not (summary.exists() and state.exists()):
+        return None
+    done = json.loads(summary.read_text())
+    return done if done["steps"] == steps == json.loads(state.read_text())["step"] else None
+
+
 def train_run(source: str, run: Path, method: str, steps: int, seed: int, device: str, reuse: bool = False,
               **overrides) -> dict:
     """Pretrain (or build the random init) into ``run``; its seconds, CPU seconds, images/s and loss.
     ``reuse``: a run pretrained there before for the same steps is kept, with the seconds it took then."""
-    done = run / "pretrain_summary.json"
-    if reuse and method != "random init" and done.exists() and json.loads(done.read_text())["steps"] == steps:
-        summary = json.loads(done.read_text())
+    summary = finished(run, steps) if reuse and method != "random init" else None
+    if summary:
         return {"train_seconds": summary["seconds"], "train_cpu_seconds": None,
                 "images_per_s": summary["images_per_s"], "final_loss": summary["final_loss"]}
     start, wall = time.process_time(), time.perf_counter()
@@ -321,7 +330,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, help="fit's patch image score: the mean of the N largest map values "
                     "(0: all), instead of fit's default (the max)")
     ap.add_argument("--reuse", action="store_true", help="fit again, without pretraining again, the runs "
-                    "--out already holds for the same steps (to measure a change to fit)")
+                    "--out already holds for the same steps (to measure a change to fit); their train s and "
+                    "images/s are the first training's, its loop alone")
     ap.add_argument("--json", default=None, help="also write every row here")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="only print the table of rows saved by --json "
                     "(several runs' files together)")
@@ -362,7 +372,8 @@ def print_table(results: list[dict]) -> None:
     d = PretrainConfig()
     print(f"\nDetection quality with the defaults ({d.method}, {d.backbone}, image size "
           f"{d.image_size or 'the data own'}, batch {d.batch_size}; fit --detector {FitConfig.detector}); "
-          f"on {'; '.join(sorted({r.get('device', cpu_flags()) for r in results}))}; mean +- std over seeds")
+          f"on {'; '.join(sorted({r.get('device', 'a machine not recorded') for r in results}))}; "
+          "mean +- std over seeds")
     print("| data | features | steps | image AUROC (default) | regret | pixel AUROC | FPR on test normals (target) "
           "| raw pixels | " + " | ".join(DETECTOR_KINDS) + " | train s | images/s |")
     print("|" + "---|" * (10 + len(DETECTOR_KINDS)))

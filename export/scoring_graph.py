@@ -66,7 +66,7 @@ class _Builder:
         return names[0] if outputs == 1 else names
 
     def reduce(self, op_type: str, x: str, axis: int, keepdims: bool = False) -> str:
-        """``ReduceMean``/``ReduceSumSquare`` over one axis: ``axes`` an input from opset 18, else an attribute."""
+        """A ``Reduce*`` op over one axis: ``axes`` an input from opset 18, else an attribute."""
         if self.opset >= 18:
             return self.op(op_type, [x, self.const(np.array([axis], np.int64), "axes")], keepdims=int(keepdims))
         return self.op(op_type, [x], axes=[axis], keepdims=int(keepdims))
@@ -110,9 +110,10 @@ def _patch(g: _Builder, outputs: dict[str, str], det: PatchDetector, shape: tupl
     dist = g.reduce("ReduceMean", g.op("Sqrt", [_nearest_sq(g, rows, det.bank, det.k)]), 1)
     amap = g.op("Reshape", [dist, g.const(np.array([-1, h, w], np.int64), "shape")])
     flat = g.op("Reshape", [dist, g.const(np.array([-1, h * w], np.int64), "shape")])
-    top, _ = g.op("TopK", [flat, g.const(np.array([det.locations_scored(h * w)], np.int64), "k")], outputs=2, axis=1,
-                  largest=1, sorted=1)
-    return g.reduce("ReduceMean", top, 1), amap
+    top = det.locations_scored(h * w)
+    if top < h * w:  # the whole map needs no TopK (TensorRT refuses K >= tensorrt_preflight.TOPK_MAX)
+        flat, _ = g.op("TopK", [flat, g.const(np.array([top], np.int64), "k")], outputs=2, axis=1, largest=1, sorted=1)
+    return g.reduce("ReduceMean", flat, 1), amap
 
 
 def _combined(g: _Builder, outputs: dict[str, str], det: CombinedDetector,

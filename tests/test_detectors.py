@@ -107,6 +107,7 @@ def test_combined_is_the_mean_of_standardised_parts_and_its_map_peaks_at_its_sco
     GaussianDetector(RNG.normal(size=5), np.eye(5)),
     KnnDetector(RNG.normal(size=(9, 5)), 2),
     PatchDetector(RNG.normal(size=(9, 5)), 1),
+    PatchDetector(RNG.normal(size=(9, 5)), 1, top=0),
     CombinedDetector([KnnDetector(RNG.normal(size=(9, 5)), 2), PatchDetector(RNG.normal(size=(9, 5)), 1)],
                      [0.1, 2.0], [0.05, 0.7]),
 ])
@@ -121,6 +122,21 @@ def test_files_round_trip_and_dispatch_on_kind(det, tmp_path):
     assert type(loaded) is DETECTORS[det.kind] and loaded.params() == det.params()
     feats = {"embedding": RNG.normal(size=(4, 5)), "patches": RNG.normal(size=(4, 5, 3, 3))}
     np.testing.assert_array_equal(loaded.score(feats).raw_scores, det.score(feats).raw_scores)
+
+
+def test_a_patch_detector_saved_without_top_scores_by_the_max_and_a_negative_top_is_refused(tmp_path):
+    PatchDetector(RNG.normal(size=(9, 5)), 1, top=0).save(tmp_path)
+    meta = json.loads((tmp_path / "detector.json").read_text())
+    del meta["params"]["top"]  # a detector saved before top existed
+    (tmp_path / "detector.json").write_text(json.dumps(meta))
+    assert load_detector(tmp_path).top == 1
+    (tmp_path / "detector.json").write_text(json.dumps({**meta, "params": {**meta["params"], "top": -1}}))
+    with pytest.raises(EdgesslError, match="'top' must be an integer from 0"):
+        load_detector(tmp_path)
+    from edgessl.train.detectors.patch import fit_patch
+
+    with pytest.raises(EdgesslError, match=r"--top must be 0 \(the whole map\) or more \(got -1\)"):
+        fit_patch(RNG.normal(size=(9, 5)), top=-1)
 
 
 def test_bad_detector_files_and_inputs(tmp_path):

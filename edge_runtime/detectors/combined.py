@@ -49,7 +49,7 @@ class CombinedDetector(Detector):
         self.parts, self.medians, self.scales = parts, [float(m) for m in medians], [float(s) for s in scales]
 
     def score(self, outputs: Mapping[str, np.ndarray]) -> DetectorOutput:
-        z, z_map, z_map_image = [], None, None
+        z, z_map = [], None
         for part, median, scale in zip(self.parts, self.medians, self.scales):
             out = part.score(outputs)
             z.append((out.raw_scores - median) / scale)
