@@ -344,6 +344,7 @@ def main() -> None:
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_quality_"))
     root.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
+    host = machine(args.device)
     results = []
     for name in args.datasets:
         t = task(name, root, args.classes)
@@ -351,7 +352,7 @@ def main() -> None:
             for steps in [0] if method == "random init" else args.steps:
                 for seed in args.seeds:
                     r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **overrides,
-                         **({} if args.top is None else {"top": args.top}), "device": machine(args.device),
+                         **({} if args.top is None else {"top": args.top}), "device": host,
                          **one_run(t, method, steps, seed, root, args.device, args.reuse, args.top, **overrides)}
                     results.append(r)
                     print(json.dumps(r), flush=True)
