@@ -1,5 +1,7 @@
 """Training-loop pieces: schedule, sharding across processes, checkpoints that refuse other backbones."""
 
+import math
+
 import pytest
 
 from requires import require
@@ -148,7 +150,15 @@ class _Overflowing(_Tiny):
         return (_InfiniteGradient.apply(loss) if self.calls in self.bad_steps else loss), metrics
 
 
-def test_a_bf16_step_with_non_finite_gradients_is_skipped_but_not_forever():
+class _OverflowingInBf16(_Tiny):
+    """Non-finite gradients whenever autocast is on: an overflow only bf16 has."""
+
+    def forward(self, batch):
+        loss, metrics = super().forward(batch)
+        return (_InfiniteGradient.apply(loss) if torch.is_autocast_enabled("cpu") else loss), metrics
+
+
+def test_a_bf16_step_with_non_finite_gradients_is_skipped_then_redone_in_fp32():
     from edgessl.train.loop import MAX_SKIPPED, train_step
     from edgessl.train.precision import Compute
 
@@ -161,7 +171,17 @@ def test_a_bf16_step_with_non_finite_gradients_is_skipped_but_not_forever():
     assert metrics["skipped"] and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     loss, metrics = train_step(model, opt, batch, cfg, 1.0, bf16, step=1)  # the next step trains
     assert "skipped" not in metrics and not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    for compute, skipped in ((bf16, MAX_SKIPPED), (fp32, 0)):  # too many in a row; fp32 never skips
-        fresh = _Overflowing({1})
+
+    model = _OverflowingInBf16()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    for skipped in range(MAX_SKIPPED):
+        assert train_step(model, opt, batch, cfg, 1.0, bf16, skipped, skipped)[1]["skipped"]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    loss, metrics = train_step(model, opt, batch, cfg, 1.0, bf16, MAX_SKIPPED, MAX_SKIPPED)  # redone in fp32
+    assert "skipped" not in metrics and math.isfinite(loss)
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    for compute, skipped in ((bf16, MAX_SKIPPED), (fp32, 0)):  # fp32's own non-finite gradients are a divergence
+        fresh = _Overflowing({1, 2})
         with pytest.raises(EdgesslError, match="diverged at step 5"):
             train_step(fresh, torch.optim.AdamW(fresh.parameters()), batch, cfg, 1.0, compute, 5, skipped)
