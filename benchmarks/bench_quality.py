@@ -66,7 +66,7 @@ from edgessl.train.run_records import detector_dir
 DATA = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SINGLE = tuple(k for k in DETECTOR_KINDS if k != "combined")
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-OVERRIDES = ("backbone", "image_size", "stem_stride")  # pretrain defaults a row may replace
+OVERRIDES = ("backbone", "image_size", "stem_stride", "crop_min")  # pretrain defaults a row may replace
 
 
 @dataclass
@@ -322,6 +322,7 @@ def main() -> None:
     ap.add_argument("--backbone", choices=BACKBONES, help="instead of pretrain's default")
     ap.add_argument("--image-size", type=int, help="instead of pretrain's default (0: the data's own)")
     ap.add_argument("--stem-stride", type=int, choices=(0, 1, 2), help="instead of the one for the image size")
+    ap.add_argument("--crop-min", type=float, help="instead of pretrain's default (the views' smallest crop)")
     ap.add_argument("--no-random-init", action="store_true", help="leave out the untrained rows (measured by "
                     "another command with the same backbone)")
     ap.add_argument("--device", default="cpu", help="pretrain and fit here (cpu, cuda, cuda:N); the steps, "
@@ -366,13 +367,15 @@ def features(row: dict) -> str:
     run had, where it is not ``pretrain``'s default)."""
     size = row.get("image_size", PretrainConfig.image_size)
     size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
-    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "top") if k in row), *size])
+    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "crop_min", "top")
+                                   if k in row), *size])
 
 
 def print_table(results: list[dict]) -> None:
     d = PretrainConfig()
     print(f"\nDetection quality with the defaults ({d.method}, {d.backbone}, image size "
-          f"{d.image_size or 'the data own'}, batch {d.batch_size}; fit --detector {FitConfig.detector}); "
+          f"{d.image_size or 'the data own'}, batch {d.batch_size}, views cropped to {d.crop_min:g}-1 of the area; "
+          f"fit --detector {FitConfig.detector}); "
           f"on {'; '.join(sorted({r.get('device', 'a machine not recorded') for r in results}))}; "
           "mean +- std over seeds")
     print("| data | features | steps | image AUROC (default) | regret | pixel AUROC | FPR on test normals (target) "

@@ -6,9 +6,9 @@
 The same method (SimCLR: projection head 512-512-128, NT-Xent at temperature 0.2; MoCo v2: the same
 head, a 4096-key queue, InfoNCE at 0.2, key-encoder momentum cosine from 0.99), the same resnet18
 (edgessl's backbone at 32 px: its init, seeded alike), the same batch size, image size and
-augmentations (random resized crop scale 0.25-1 and ratio 3/4-4/3, horizontal flip 1/2, brightness
-and contrast jitter 0.4 with probability 0.8, grey 0.2, no blur), AdamW 1e-3, fp32, the same
-threads. edgessl: its pretext module on its uint8 tensor with its batched augmentations. lightly:
+augmentations (random resized crop of scale edgessl's default ``--crop-min`` to 1 and ratio
+3/4-4/3, horizontal flip 1/2, brightness and contrast jitter 0.4 with probability 0.8, grey 0.2,
+no blur), AdamW 1e-3, fp32, the same threads. edgessl: its pretext module on its uint8 tensor with its batched augmentations. lightly:
 its own ``SimCLRTransform``/``MoCoV2Transform``, projection heads, ``NTXentLoss`` (with its memory
 bank for MoCo) and ``update_momentum`` in a plain PyTorch loop over a ``DataLoader`` (0 workers: the
 same 2 cores). Steps run in interleaved blocks of 5 after one warm-up step each; images/s is the
@@ -95,13 +95,14 @@ def lightly_step(method_name: str, pixels, spec, batch_size: int, seed: int):
     from lightly.transforms import MoCoV2Transform, SimCLRTransform
     from lightly.utils.scheduler import cosine_schedule
 
+    from edgessl.train.augment import AugmentConfig
     from edgessl.train.backbones import BackboneConfig, build_backbone
 
     torch.manual_seed(seed)
     backbone = build_backbone(BackboneConfig("resnet18", 1, spec.image_size))
     common = dict(input_size=spec.image_size, cj_prob=0.8, cj_strength=1.0, cj_bright=0.4, cj_contrast=0.4,
-                  cj_sat=0.0, cj_hue=0.0, min_scale=0.25, random_gray_scale=0.2, gaussian_blur=0.0,
-                  hf_prob=0.5, normalize={"mean": list(spec.mean), "std": list(spec.std)})
+                  cj_sat=0.0, cj_hue=0.0, min_scale=AugmentConfig().crop_scale[0], random_gray_scale=0.2,
+                  gaussian_blur=0.0, hf_prob=0.5, normalize={"mean": list(spec.mean), "std": list(spec.std)})
     transform = (SimCLRTransform if method_name == "simclr" else MoCoV2Transform)(**common)
 
     class Images(torch.utils.data.Dataset):

@@ -321,3 +321,45 @@ def test_a_time_budget_below_one_step_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()  # the progress bar's lines, then the error's one
     assert "shorter than one training step" in err.splitlines()[-1] and "Traceback" not in err
     assert not (out / "model.safetensors").exists()
+
+
+def _view_area(view: torch.Tensor) -> torch.Tensor:
+    """The area fraction a view of the coordinate-ramp image spans (channel 0 ramps along x, 1 along y)."""
+    span = view.flatten(2).amax(2) - view.flatten(2).amin(2)
+    return span[:, 0] * span[:, 1]
+
+
+@pytest.mark.parametrize("crop_min", [0.1, 0.7])
+def test_views_keep_at_least_crop_min_of_the_image(crop_min):
+    from edgessl.train.augment import AugmentConfig, augment
+
+    size = 64
+    ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    image = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size), torch.zeros(size, size)])
+    torch.manual_seed(0)
+    views = augment(image.expand(512, 3, size, size), AugmentConfig(crop_scale=(crop_min, 1.0), flip=False,
+                                                                    jitter_p=0.0, grey_p=0.0))
+    area = _view_area(views)
+    # an aspect ratio past the image's edge clamps one side, so a view keeps at least sqrt(3/4) of its draw
+    assert area.min() >= 0.85 * crop_min and area.max() <= 1.0
+    assert area.min() < 0.85 * crop_min + 0.1  # the draw reaches down to crop_min
+
+
+def test_pretrain_gives_its_views_the_crop_min_and_records_it(tmp_path, monkeypatch):
+    import edgessl.train.methods.base as base
+
+    seen = []
+    monkeypatch.setattr(base, "augment", lambda x, cfg: seen.append(cfg.crop_scale) or x)
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--method", "simclr", "--crop-min", "0.5", "--max-steps", "1",
+                 "--out", str(out)]) == 0
+    assert seen and set(seen) == {(0.5, 1.0)}
+    assert yaml.safe_load((out / "config.yaml").read_text())["crop-min"] == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "1.5"])
+def test_a_crop_min_outside_zero_to_one_is_one_clear_line(value, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--crop-min", value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--crop-min" in err and "(0, 1]" in err and not out.exists()

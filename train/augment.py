@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import PretrainConfig
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    crop_scale: tuple[float, float] = (0.25, 1.0)
+    crop_scale: tuple[float, float] = (PretrainConfig.crop_min, 1.0)
     flip: bool = True
     jitter_p: float = 0.8
     strength: float = 0.4

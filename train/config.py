@@ -54,7 +54,8 @@ class TrainingSchedule(ComputeOptions):
 class PretrainConfig(TrainingSchedule):
     """Self-supervised pretraining of ``backbone`` with ``method`` on the train split of ``data``
     (labels unused). ``image_size`` 0 and ``channels`` 0 follow the data (``data.infer_image_size``,
-    ``data.infer_channels``); ``epochs`` 0 trains until the time budget or the step limit ends it,
+    ``data.infer_channels``); ``crop_min``: the smallest random crop of the augmented views (simclr,
+    byol, moco), as a fraction of the image's area; ``epochs`` 0 trains until the time budget or the step limit ends it,
     or one epoch without either; ``max_images`` 0 uses all;
     ``init_weights``: a torchvision-layout state dict of the same architecture to start from."""
 
@@ -64,6 +65,7 @@ class PretrainConfig(TrainingSchedule):
     image_size: int = 32  # measured best per CPU second on every named set, docs/detection.md
     stem_stride: int | None = None  # None: by image size (backbones.stem_for_size); 0: the ImageNet stem
     channels: int = 0
+    crop_min: float = 0.7  # the views' smallest crop (area fraction); measured on every named set, docs/detection.md
     epochs: int = 0
     batch_size: int = 32
     lr: float = 1e-3

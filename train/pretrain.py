@@ -11,6 +11,7 @@ from edgessl.edge_runtime.errors import EdgesslError
 from edgessl.edge_runtime.preprocess import PreprocessSpec
 
 from . import precision
+from .augment import AugmentConfig
 from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
 from .config import PretrainConfig
@@ -31,6 +32,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     dist = init_distributed(device)
     seed_everything(cfg.seed + dist.rank)
     out = Path(cfg.out)
+    if not 0 < cfg.crop_min <= 1:
+        raise EdgesslError(f"--crop-min {cfg.crop_min:g} is not an area fraction; give one in (0, 1]")
     if cfg.resume and not (out / "state.json").is_file():
         raise EdgesslError(f"{out}: nothing to resume from (no state.json)")
 
@@ -48,7 +51,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     backbone = build_backbone(backbone_cfg)
     if cfg.init_weights:
         load_init_weights(backbone, cfg.init_weights)
-    method = METHODS[cfg.method].for_data(backbone, spec, len(images))
+    method = METHODS[cfg.method].for_data(backbone, spec, len(images), AugmentConfig(crop_scale=(cfg.crop_min, 1.0)))
     epochs = cfg.epochs or (0 if cfg.time_budget or cfg.max_steps else 1)
     loop_cfg = LoopConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                           warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=cfg.time_budget,

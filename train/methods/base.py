@@ -54,9 +54,11 @@ class PretextMethod(nn.Module):
         return [normalise(augment(x, self.augment_config) * 255.0, self.spec) for _ in range(n)]
 
     @classmethod
-    def for_data(cls, backbone: Backbone, spec: PreprocessSpec, num_images: int) -> "PretextMethod":
-        """The method with its defaults, for a training set of ``num_images`` (MoCo sizes its queue by it)."""
-        return cls(backbone, spec)
+    def for_data(cls, backbone: Backbone, spec: PreprocessSpec, num_images: int,
+                 augment_config: AugmentConfig | None = None) -> "PretextMethod":
+        """The method with its defaults and these views, for a training set of ``num_images`` (MoCo
+        sizes its queue by it)."""
+        return cls(backbone, spec, augment_config)
 
     def param_groups(self) -> list[dict]:
         """Optimizer parameter groups; a group's ``lr_scale`` multiplies the scheduled learning rate."""

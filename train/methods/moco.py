@@ -39,8 +39,8 @@ class MoCo(PretextMethod):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     @classmethod
-    def for_data(cls, backbone, spec, num_images: int) -> "MoCo":
-        return cls(backbone, spec, queue_size=max(1, min(4096, num_images)))
+    def for_data(cls, backbone, spec, num_images: int, augment_config=None) -> "MoCo":
+        return cls(backbone, spec, augment_config, queue_size=max(1, min(4096, num_images)))
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         v1, v2 = self.views(batch)
