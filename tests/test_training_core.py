@@ -1,5 +1,6 @@
 """Training-loop pieces: schedule, sharding across processes, checkpoints that refuse other backbones."""
 
+import json
 import math
 
 import pytest
@@ -71,11 +72,11 @@ class _Tiny(torch.nn.Module):
         return loss, {}
 
 
-def _cfg(epochs: int, time_budget_s: float = 0.0):
+def _cfg(epochs: int, time_budget_s: float = 0.0, checkpoint_every_s: float = 0.0):
     from edgessl.train.loop import LoopConfig
 
     return LoopConfig(epochs=epochs, batch_size=8, lr=1e-3, weight_decay=0.0, warmup_epochs=0.5, seed=0,
-                      time_budget_s=time_budget_s, max_steps=0)
+                      time_budget_s=time_budget_s, max_steps=0, checkpoint_every_s=checkpoint_every_s)
 
 
 def _loop(tmp_path, cfg, method):
@@ -94,6 +95,15 @@ def test_a_time_budget_alone_trains_until_it_is_spent(tmp_path):
     assert summary["epochs_done"] >= 3 and summary["steps"] > 3 * 4 and epochs[:3] == [1, 2, 3]
     bounded, _ = _loop(tmp_path, _cfg(2, 60), _Tiny())
     assert (bounded["epochs_done"], bounded["steps"], bounded["stopped_by_budget"]) == (2, 8, False)
+
+
+def test_checkpoints_are_spaced_in_time_and_the_last_epoch_always_has_one(tmp_path):
+    _, every = _loop(tmp_path, _cfg(4, checkpoint_every_s=0.0), _Tiny())
+    assert every == [1, 2, 3, 4]
+    _, spaced = _loop(tmp_path, _cfg(4, checkpoint_every_s=0.7), _Tiny(step_seconds=0.1))  # 0.4 s an epoch
+    assert spaced == [2, 4]
+    _, last = _loop(tmp_path, _cfg(4, checkpoint_every_s=3600.0), _Tiny())
+    assert last == [4] and json.loads((tmp_path / "state.json").read_text())["epoch"] == 4
 
 
 def test_a_time_budget_below_one_step_is_refused(tmp_path):

@@ -46,6 +46,10 @@ class LoopConfig:
     time_budget_s: float
     max_steps: int
     grad_clip: float = 5.0  # max global gradient norm
+    # At an epoch's end a checkpoint is written when this many seconds have passed since the last one,
+    # and always at the end of training: on small data sets (BreastMNIST: 17 steps an epoch) one each
+    # epoch cost 15-40% of a CPU's training time (precise BN over every image, 138 MB of optimiser state).
+    checkpoint_every_s: float = 60.0
 
 
 def seed_everything(seed: int) -> None:
@@ -94,6 +98,7 @@ class _Progress:
     last: dict = field(default_factory=dict)
     stopped_by_budget: bool = False
     skipped: int = 0  # steps skipped in a row (``train_step``)
+    checkpointed: float = 0.0  # ``elapsed`` at the last checkpoint
 
     @property
     def elapsed(self) -> float:
@@ -230,10 +235,12 @@ def train(
             train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, compute, dist,
                             log if dist.is_main else None)
             epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
-            if dist.is_main:
+            done = state.stopped_by_budget or (total and state.step >= total) or epochs_done == cfg.epochs
+            if dist.is_main and (done or state.elapsed - state.checkpointed >= cfg.checkpoint_every_s):
                 _save_state(method, optimizer, run_dir, epochs_done, state.step)
                 on_checkpoint(epochs_done)
-            if state.stopped_by_budget or (total and state.step >= total) or epochs_done == cfg.epochs:
+                state.checkpointed = state.elapsed
+            if done:
                 break
             state.epoch += 1
     finally:
