@@ -281,7 +281,8 @@ def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str
     one-class task pretrains once per normal class; any other, once for all of them (every row
     reports that one pretraining's seconds)."""
     rows, trained = [], None
-    tag = "-".join(f"{k}{v}" for k, v in overrides.items())
+    named = {"crop_min": PretrainConfig.crop_min, **overrides}  # a run of another crop is never reused as this one
+    tag = "-".join(f"{k}{v}" for k, v in named.items())
     for normal in t.normals:
         source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
         run = run_dir(root, t, normal, f"{method}-{steps}-{seed}-{tag}")
@@ -352,7 +353,8 @@ def main() -> None:
         for method in [*(() if args.no_random_init else ("random init",)), *args.methods]:
             for steps in [0] if method == "random init" else args.steps:
                 for seed in args.seeds:
-                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed, **overrides,
+                    r = {"data": t.name, "method": method, "steps": steps, "seed": seed,
+                         "crop_min": PretrainConfig.crop_min, **overrides,
                          **({} if args.top is None else {"top": args.top}), "device": host,
                          **one_run(t, method, steps, seed, root, args.device, args.reuse, args.top, **overrides)}
                     results.append(r)
@@ -362,13 +364,19 @@ def main() -> None:
     print_table(results)
 
 
+LEGACY_CROP = 0.25  # the views' crop of every row saved before the rows recorded it (2026-12-04)
+
+
 def features(row: dict) -> str:
     """The method and the defaults the row replaced, e.g. ``simclr, 64 px`` (the image size the
-    run had, where it is not ``pretrain``'s default)."""
+    run had, where it is not ``pretrain``'s default; the views' crop of a trained row, where it is
+    not the default)."""
     size = row.get("image_size", PretrainConfig.image_size)
     size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
-    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "crop_min", "top")
-                                   if k in row), *size])
+    crop = row.get("crop_min", LEGACY_CROP)
+    crop = [f"crop {crop:g}"] if row["method"] != "random init" and crop != PretrainConfig.crop_min else []
+    return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "top") if k in row),
+                      *crop, *size])
 
 
 def print_table(results: list[dict]) -> None:

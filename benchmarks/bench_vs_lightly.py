@@ -6,15 +6,16 @@
 The same method (SimCLR: projection head 512-512-128, NT-Xent at temperature 0.2; MoCo v2: the same
 head, a 4096-key queue, InfoNCE at 0.2, key-encoder momentum cosine from 0.99), the same resnet18
 (edgessl's backbone at 32 px: its init, seeded alike), the same batch size, image size and
-augmentations (random resized crop of scale edgessl's default ``--crop-min`` to 1 and ratio
-3/4-4/3, horizontal flip 1/2, brightness and contrast jitter 0.4 with probability 0.8, grey 0.2,
-no blur), AdamW 1e-3, fp32, the same threads. edgessl: its pretext module on its uint8 tensor with its batched augmentations. lightly:
-its own ``SimCLRTransform``/``MoCoV2Transform``, projection heads, ``NTXentLoss`` (with its memory
-bank for MoCo) and ``update_momentum`` in a plain PyTorch loop over a ``DataLoader`` (0 workers: the
-same 2 cores). Steps run in interleaved blocks of 5 after one warm-up step each; images/s is the
-median over blocks. Then both backbones are embedded by the same fp32 code (``train.features``) and
-scored by the same kNN (k=200 accuracy and the one-class 5-NN AUROC with ``--normal-label``). The row
-``edgessl auto`` is edgessl's default precision on this CPU (bf16 where native).
+augmentations (random resized crop of scale edgessl's default ``--crop-min`` to 1 and ratio 3/4-4/3,
+horizontal flip 1/2, brightness and contrast jitter 0.4 with probability 0.8, grey 0.2, no blur),
+AdamW 1e-3, fp32, the same threads. edgessl: its pretext module on its uint8 tensor with its batched
+augmentations. lightly: its own ``SimCLRTransform``/``MoCoV2Transform``, projection heads,
+``NTXentLoss`` (with its memory bank for MoCo) and ``update_momentum`` in a plain PyTorch loop over
+a ``DataLoader`` (0 workers: the same 2 cores). Steps run in interleaved blocks of 5 after one
+warm-up step each; images/s is the median over blocks. Then both backbones are embedded by the same
+fp32 code (``train.features``) and scored by the same kNN (k=200 accuracy and the one-class 5-NN
+AUROC with ``--normal-label``). The row ``edgessl auto`` is edgessl's default precision on this CPU
+(bf16 where native).
 
 lightly comes from the package registry into its own environment (``runs/peers/lightly``, a venv
 that sees the project's packages through a ``.pth`` and adds lightly and what it needs, so the

@@ -100,7 +100,7 @@ def test_a_time_budget_alone_trains_until_it_is_spent(tmp_path):
 def test_checkpoints_are_spaced_in_time_and_the_last_epoch_always_has_one(tmp_path):
     _, every = _loop(tmp_path, _cfg(4, checkpoint_every_s=0.0), _Tiny())
     assert every == [1, 2, 3, 4]
-    _, spaced = _loop(tmp_path, _cfg(4, checkpoint_every_s=0.7), _Tiny(step_seconds=0.1))  # 0.4 s an epoch
+    _, spaced = _loop(tmp_path, _cfg(4, checkpoint_every_s=1.75), _Tiny(step_seconds=0.25))  # 1 s an epoch
     assert spaced == [2, 4]
     _, last = _loop(tmp_path, _cfg(4, checkpoint_every_s=3600.0), _Tiny())
     assert last == [4] and json.loads((tmp_path / "state.json").read_text())["epoch"] == 4
@@ -189,9 +189,22 @@ def test_a_bf16_step_with_non_finite_gradients_is_skipped_then_redone_in_fp32():
         assert train_step(model, opt, batch, cfg, 1.0, bf16, skipped, skipped)[1]["skipped"]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     loss, metrics = train_step(model, opt, batch, cfg, 1.0, bf16, MAX_SKIPPED, MAX_SKIPPED)  # redone in fp32
-    assert "skipped" not in metrics and math.isfinite(loss)
+    assert "skipped" not in metrics and metrics["redone"] and math.isfinite(loss)
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     for compute, skipped in ((bf16, MAX_SKIPPED), (fp32, 0)):  # fp32's own non-finite gradients are a divergence
         fresh = _Overflowing({1, 2})
         with pytest.raises(EdgesslError, match="diverged at step 5"):
             train_step(fresh, torch.optim.AdamW(fresh.parameters()), batch, cfg, 1.0, compute, 5, skipped)
+
+
+def test_a_run_that_overflows_in_bf16_at_every_step_trains_every_step_after_the_skips(tmp_path, monkeypatch):
+    from edgessl.train import precision
+    from edgessl.train.loop import MAX_SKIPPED
+
+    monkeypatch.setattr(precision, "_selected", "bf16")
+    model = _OverflowingInBf16()
+    before = [p.detach().clone() for p in model.parameters()]
+    summary, _ = _loop(tmp_path, _cfg(2), model)  # 2 epochs of 4 steps
+    assert summary["steps"] == 8 and summary["precision"] == "bf16"
+    assert summary["fp32_redone_steps"] == 8 - MAX_SKIPPED  # skipped three, then every overflow redone at once
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -4,7 +4,8 @@ Each image of a batch draws its own parameters; everything is one tensor op per 
 runs on whatever device the batch is on:
 
 * random resized crop: area fraction ``U(scale)``, aspect ratio log-uniform in ``[3/4, 4/3]``,
-  resampled with a per-image affine grid (bilinear);
+  resampled with a per-image affine grid (bilinear); a side longer than the image is cut to it, so
+  above an area of 3/4 a view can keep less than drawn (down to ``sqrt(3/4 * area)``);
 * horizontal flip with probability 1/2;
 * colour jitter with probability ``jitter_p``: brightness and contrast factors ``U(1 +- s)``,
   saturation for RGB;

@@ -55,9 +55,9 @@ class PretrainConfig(TrainingSchedule):
     """Self-supervised pretraining of ``backbone`` with ``method`` on the train split of ``data``
     (labels unused). ``image_size`` 0 and ``channels`` 0 follow the data (``data.infer_image_size``,
     ``data.infer_channels``); ``crop_min``: the smallest random crop of the augmented views (simclr,
-    byol, moco), as a fraction of the image's area; ``epochs`` 0 trains until the time budget or the step limit ends it,
-    or one epoch without either; ``max_images`` 0 uses all;
-    ``init_weights``: a torchvision-layout state dict of the same architecture to start from."""
+    byol, moco), as a fraction of the image's area; ``epochs`` 0 trains until the time budget or the
+    step limit ends it, or one epoch without either; ``max_images`` 0 uses all; ``init_weights``: a
+    torchvision-layout state dict of the same architecture to start from."""
 
     data: str = "digits"
     method: str = "simclr"

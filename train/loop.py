@@ -1,13 +1,14 @@
 """The one training loop every pretext task shares, readable top to bottom.
 
-``train`` runs ``train_one_epoch`` per epoch (then writes a checkpoint); each of its steps is
-``train_step``. Per step: take a shuffled mini-batch (each ``torchrun`` process its own share), ``loss = method(batch)``
-under autocast (bf16 where the hardware has it natively: ``precision``), back-propagate, clip, step, update the learning rate
-(linear warm-up, then cosine decay to 0 at the last step or, with ``--time-budget``, at the end of
-the budget, whichever is first), ``method.on_step_end``. Logs go to a progress bar,
-``metrics.csv`` and TensorBoard; checkpoints (safetensors + JSON) are written every epoch and
-at the end, and a run resumes from its last one. With ``epochs`` 0 the time budget (or the step
-limit) alone ends training.
+``train`` runs ``train_one_epoch`` per epoch, then a checkpoint (at most one a minute); each of its
+steps is ``train_step``. Per step: take a shuffled mini-batch (each ``torchrun`` process its own
+share), ``loss = method(batch)`` under autocast (bf16 where the hardware has it natively:
+``precision``), back-propagate, clip, step, update the learning rate (linear warm-up, then cosine
+decay to 0 at the last step or, with ``--time-budget``, at the end of the budget, whichever is
+first), ``method.on_step_end``. Logs go to a progress bar, ``metrics.csv`` and TensorBoard;
+checkpoints (safetensors + JSON) are written at an epoch's end when ``checkpoint_every_s`` has
+passed since the last one, and at the end, and a run resumes from its last one. With ``epochs`` 0
+the time budget (or the step limit) alone ends training.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from .precision import Compute, active
 @dataclass
 class LoopConfig:
     """What the loop runs: built by each command from its config (``config.TrainingSchedule``),
-    so its defaults live there. ``epochs`` 0: until the time budget or the step limit ends it;
+    so its defaults live there, but for the two the loop alone uses (gradient clipping and the
+    checkpoints' spacing). ``epochs`` 0: until the time budget or the step limit ends it;
     ``time_budget_s`` and ``max_steps`` 0: no limit."""
 
     epochs: int
@@ -98,6 +100,7 @@ class _Progress:
     last: dict = field(default_factory=dict)
     stopped_by_budget: bool = False
     skipped: int = 0  # steps skipped in a row (``train_step``)
+    redone: int = 0  # steps computed again in fp32 after bf16 overflows
     checkpointed: float = 0.0  # ``elapsed`` at the last checkpoint
 
     @property
@@ -128,7 +131,8 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor
     """One optimizer step at ``cfg.lr * lr_scale``; returns the loss and the method's metrics
     (``skipped``: the step was not taken, its gradients were not finite in bf16; ``skipped`` in the
     arguments counts the steps skipped in a row before this one: past ``MAX_SKIPPED`` the step is
-    computed again in fp32, and only fp32's non-finite gradients are a divergence)."""
+    computed again in fp32 and ``redone`` is set, and only fp32's non-finite gradients are a
+    divergence)."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_scale
     with compute.autocast():
@@ -139,11 +143,13 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                           cfg.grad_clip or float("inf"))
-    if not torch.isfinite(norm):  # an overflow in bf16's backward (seen with jigsaw on mobilenet): skipped,
-        if compute.dtype is None:  # as AMP's GradScaler skips them; fp32 never overflows so
+    if not torch.isfinite(norm):
+        if compute.dtype is None:  # in fp32, non-finite gradients are a divergence
             raise EdgesslError(f"training diverged at step {step} (gradient norm {float(norm)}); lower --lr")
-        if skipped >= MAX_SKIPPED:  # a run of them (seen once in CI, jigsaw): this step in fp32
-            return train_step(model, optimizer, batch, cfg, lr_scale, replace(compute, dtype=None), step)
+        if skipped >= MAX_SKIPPED:  # a run of bf16 overflows (four ended a CI run once, jigsaw): fp32
+            loss, metrics = train_step(model, optimizer, batch, cfg, lr_scale, replace(compute, dtype=None), step)
+            return loss, {**metrics, "redone": True}
+        # an overflow in bf16's backward (seen with jigsaw on mobilenet): skipped, as AMP's GradScaler does
         return float(loss.detach()), {**metrics, "skipped": True}
     optimizer.step()
     return float(loss.detach()), metrics
@@ -165,7 +171,9 @@ def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tu
         budget_used = state.elapsed / cfg.time_budget_s if cfg.time_budget_s else 0.0
         loss, metrics = train_step(model, optimizer, batch, cfg, lr_factor(state.step, total, warmup,
                                    budget_used), compute, state.step, state.skipped)
-        state.skipped = state.skipped + 1 if metrics.pop("skipped", False) else 0
+        redone = metrics.pop("redone", False)  # after a redo, the next overflow is redone at once
+        state.skipped = state.skipped + 1 if metrics.pop("skipped", False) else MAX_SKIPPED if redone else 0
+        state.redone += redone
         if hasattr(method, "on_step_end"):
             method.on_step_end(min(1.0, max(state.step / max(1, total - 1) if total else 0.0, budget_used)))
         state.step += 1
@@ -250,7 +258,7 @@ def train(
     return {"steps": state.step, "epochs_done": epochs_done,
             "images_seen": state.seen, "seconds": round(elapsed, 2),
             "images_per_s": round(state.seen / max(elapsed, 1e-9), 2), "final_loss": state.last.get("loss"),
-            "stopped_by_budget": state.stopped_by_budget, "precision": compute.name}
+            "stopped_by_budget": state.stopped_by_budget, "precision": compute.name, "fp32_redone_steps": state.redone}
 
 
 class _CsvLog:

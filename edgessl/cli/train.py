@@ -89,9 +89,10 @@ PRETRAIN = Command(
         Opt("--stem-stride", "the backbone stem's stride: 1, 2, or 0 for the ImageNet stem (default: by image "
                              "size, docs/train.md)", choices=(0, 1, 2)),
         Opt("--channels", "input channels; 0 infers from the data (1 grey, 3 colour)", choices=(0, 1, 3)),
-        Opt("--crop-min", "the smallest random crop of the augmented views (simclr, byol, moco), as a fraction "
-                          "of the image's area: lower teaches more invariance to scale and position, higher keeps "
-                          "more of the local texture anomalies show in (docs/detection.md)", metavar="FRACTION"),
+        Opt("--crop-min", "the smallest random crop of the augmented views, as a fraction of the image's area "
+                          "(simclr, byol, moco; the other methods ignore it): lower teaches more invariance to "
+                          "scale and position, higher keeps more of the local texture anomalies show in "
+                          "(docs/detection.md)", metavar="FRACTION"),
         Opt("--epochs", "passes over the training images (0: until --time-budget or --max-steps ends training "
                         "when given, else 1)"),
         Opt("--batch-size", "images per optimizer step"),

@@ -7,8 +7,9 @@ last K keys,
 
     L = -1/N * sum_i log( exp(q_i . k_i / tau) / (exp(q_i . k_i / tau) + sum_j exp(q_i . n_j / tau)) ),
 
-the InfoNCE loss with temperature tau = 0.2. After each step the batch's keys (gathered from
-every process under DDP) replace the oldest keys of the queue. The queue is capped at the
+the InfoNCE loss with temperature tau = 0.2. After each step (``on_step_end``) the keys of its
+last forward pass (gathered from every process under DDP) replace the oldest keys of the queue,
+so a step the loop computes again (``loop.train_step``) adds its keys once. The queue is capped at the
 number of training images, so on a small set it holds at most about one epoch of keys.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..augment import AugmentConfig
 from ..distributed import all_gather_cat
 from .base import PretextMethod, mlp
 from .ema import cosine_momentum, ema_update, frozen_copy
@@ -37,9 +39,10 @@ class MoCo(PretextMethod):
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._pending: torch.Tensor | None = None  # the last forward's keys, queued at the step's end
 
     @classmethod
-    def for_data(cls, backbone, spec, num_images: int, augment_config=None) -> "MoCo":
+    def for_data(cls, backbone, spec, num_images: int, augment_config: AugmentConfig | None = None) -> "MoCo":
         return cls(backbone, spec, augment_config, queue_size=max(1, min(4096, num_images)))
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -53,7 +56,7 @@ class MoCo(PretextMethod):
         target = torch.zeros(len(q), dtype=torch.long, device=q.device)
         loss = F.cross_entropy(logits, target)
         acc = (logits.argmax(1) == 0).float().mean()
-        self._enqueue(all_gather_cat(k.float()))
+        self._pending = all_gather_cat(k.float())
         return loss, {"acc": float(acc)}
 
     @torch.no_grad()
@@ -66,5 +69,8 @@ class MoCo(PretextMethod):
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
+        if self._pending is not None:
+            self._enqueue(self._pending)
+            self._pending = None
         self.momentum = cosine_momentum(self.base_momentum, progress)
         ema_update([self.backbone, self.projector], [self.key_backbone, self.key_projector], self.momentum)
