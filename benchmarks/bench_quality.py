@@ -66,7 +66,7 @@ from edgessl.train.run_records import detector_dir
 DATA = Path(os.environ.get("EDGESSL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SINGLE = tuple(k for k in DETECTOR_KINDS if k != "combined")
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-OVERRIDES = ("backbone", "image_size", "stem_stride", "crop_min")  # pretrain defaults a row may replace
+OVERRIDES = ("backbone", "image_size", "stem_stride", "crop_min", "batch_size")  # pretrain defaults a row may replace
 
 
 @dataclass
@@ -324,6 +324,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, help="instead of pretrain's default (0: the data's own)")
     ap.add_argument("--stem-stride", type=int, choices=(0, 1, 2), help="instead of the one for the image size")
     ap.add_argument("--crop-min", type=float, help="instead of pretrain's default (the views' smallest crop)")
+    ap.add_argument("--batch-size", type=int, help="instead of pretrain's default (a step's images)")
     ap.add_argument("--no-random-init", action="store_true", help="leave out the untrained rows (measured by "
                     "another command with the same backbone)")
     ap.add_argument("--device", default="cpu", help="pretrain and fit here (cpu, cuda, cuda:N); the steps, "
@@ -370,13 +371,15 @@ LEGACY_CROP = 0.25  # the views' crop of every row saved before the rows recorde
 def features(row: dict) -> str:
     """The method and the defaults the row replaced, e.g. ``simclr, 64 px`` (the image size the
     run had, where it is not ``pretrain``'s default; the views' crop of a trained row, where it is
-    not the default)."""
+    not the default; its batch, where it is not the default)."""
     size = row.get("image_size", PretrainConfig.image_size)
     size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
     crop = row.get("crop_min", LEGACY_CROP)
     crop = [f"crop {crop:g}"] if row["method"] != "random init" and crop != PretrainConfig.crop_min else []
+    batch = row.get("batch_size", PretrainConfig.batch_size)
+    batch = [f"batch {batch}"] if row["method"] != "random init" and batch != PretrainConfig.batch_size else []
     return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "top") if k in row),
-                      *crop, *size])
+                      *crop, *batch, *size])
 
 
 def print_table(results: list[dict]) -> None:
