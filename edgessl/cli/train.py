@@ -92,7 +92,8 @@ PRETRAIN = Command(
         Opt("--crop-min", "the smallest random crop of the augmented views, as a fraction of the image's area "
                           "(simclr, byol, moco; the other methods ignore it): lower teaches more invariance to "
                           "scale and position, higher keeps more of the local texture anomalies show in "
-                          "(docs/detection.md)", metavar="FRACTION"),
+                          "(0.85 or 1 helped a surface texture, 0.7 held across objects and scans: "
+                          "docs/detection.md)", metavar="FRACTION"),
         Opt("--epochs", "passes over the training images (0: until --time-budget or --max-steps ends training "
                         "when given, else 1)"),
         Opt("--batch-size", "images per optimizer step"),
