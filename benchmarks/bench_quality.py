@@ -374,12 +374,12 @@ def features(row: dict) -> str:
     not the default; its batch, where it is not the default)."""
     size = row.get("image_size", PretrainConfig.image_size)
     size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
-    crop = row.get("crop_min", LEGACY_CROP)
-    crop = [f"crop {crop:g}"] if row["method"] != "random init" and crop != PretrainConfig.crop_min else []
-    batch = row.get("batch_size", PretrainConfig.batch_size)
-    batch = [f"batch {batch}"] if row["method"] != "random init" and batch != PretrainConfig.batch_size else []
+    views = [] if row["method"] == "random init" else [  # an untrained row has no views and no batch
+        f"{name} {value:g}" for name, key, missing in (("crop", "crop_min", LEGACY_CROP),
+                                                       ("batch", "batch_size", PretrainConfig.batch_size))
+        if (value := row.get(key, missing)) != getattr(PretrainConfig, key)]
     return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "top") if k in row),
-                      *crop, *batch, *size])
+                      *views, *size])
 
 
 def print_table(results: list[dict]) -> None:
