@@ -199,6 +199,13 @@ def test_bad_start_parameters_exit_2_in_one_line(override, module, patch_bundle)
     assert proc.stderr.startswith("edgessl_node: error: ") and BAD_START[override] in proc.stderr
 
 
+def decisions_caught_up(probe):
+    """A condition: every scored frame's decision has arrived too (the two topics are delivered apart)."""
+    from edgessl_ros import names
+
+    return lambda: len(probe.got.get(names.DECISION, [])) == len(probe.got.get(names.SCORE_STAMPED, []))
+
+
 def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_bundle):
     from edgessl_ros import names
 
@@ -210,11 +217,13 @@ def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_b
     for msg in frames:  # a burst much faster than 1 Hz
         probe.pub.publish(msg)
 
+    decided_every_scored_frame = decisions_caught_up(probe)
+
     def settled() -> bool:  # DDS may lose frames published while matching completes: count what arrived
         d = probe.latest_diagnostics() if "/diagnostics" in probe.got else {}
         received = int(d.get("frames received", 0))
         newest_scored = any(m.header.stamp.nanosec == 10 for m in probe.got.get(names.SCORE_STAMPED, []))
-        return received >= 3 and newest_scored and \
+        return received >= 3 and newest_scored and decided_every_scored_frame() and \
             int(d["frames processed"]) + int(d["frames dropped"]) == received
 
     assert spin_until(ros[1], settled, 30)
@@ -315,14 +324,20 @@ def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros,
     assert not set_param("bundle", "/elsewhere").successful  # read-only on a running node
 
     assert set_param("threshold", -1e6).successful and set_param("max_rate_hz", 1.0).successful
-    probe.got.clear()
+    decided_every_scored_frame = decisions_caught_up(probe)
+
+    def every_frame_handled() -> bool:  # by the newest /diagnostics (none yet: not known, False)
+        d = probe.latest_diagnostics()
+        return "frames received" in d and int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
+
+    assert spin_until(ros[1], lambda: decided_every_scored_frame() and every_frame_handled(), 15)
+    probe.got.clear()  # nothing of the frames above is in flight: what follows is under the new values
     for stamp in range(10, 20):  # a burst much faster than the new 1 Hz
         probe.pub.publish(image_msg(sample_image(1), "mono8", "cam", stamp))
 
     def settled() -> bool:
-        d = probe.latest_diagnostics()
         newest = any(m.header.stamp.nanosec == 19 for m in probe.got.get(names.SCORE_STAMPED, []))
-        return newest and int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
+        return newest and decided_every_scored_frame() and every_frame_handled()
 
     assert spin_until(ros[1], settled, 30)
     assert int(probe.latest_diagnostics()["frames dropped"]) >= 1  # the new rate applies: newest wins
