@@ -138,7 +138,7 @@ def test_compressed_input(ros, patch_bundle):
     probe = Probe(ros, compressed=True, reliable=True)
     img = sample_image(3)
     msg = CompressedImage(format="rgb8; png compressed rgb8", data=cv2.imencode(".png", img[:, :, ::-1].copy())[1].tobytes())
-    assert spin_until(ros[1], lambda: names.SCORE_STAMPED in probe.got, 15, lambda: probe.pub.publish(msg))
+    assert spin_until(ros[1], lambda: names.SCORE in probe.got, 15, lambda: probe.pub.publish(msg))
     assert probe.got[names.SCORE][-1].data == pytest.approx(Pipeline.load(patch_bundle).score(img).score, rel=1e-6)
 
 
@@ -257,7 +257,8 @@ def test_a_publish_that_fails_is_counted_reported_and_the_worker_goes_on(ros, pa
     node = start_node(ros, patch_bundle, diagnostics_period_s=0.2, outputs=("score", "decision"))
     probe = Probe(ros)
     msg = image_msg(sample_image(1), "mono8", "cam", 7)
-    assert spin_until(ros[1], lambda: names.DECISION in probe.got, 15, lambda: probe.pub.publish(msg))
+    assert spin_until(ros[1], lambda: names.DECISION in probe.got and names.SCORE in probe.got, 15,
+                      lambda: probe.pub.publish(msg))
     # a real rclpy failure: the decision publisher is destroyed under the node, so publishing raises
     (camera,) = node.scoring.cameras
     node.destroy_publisher(node.scoring.outputs[camera][names.DECISION])
