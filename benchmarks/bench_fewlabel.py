@@ -195,17 +195,18 @@ def int8_figures(run: Path, t: Task, root: Path) -> dict:
             "accuracy_change": m["accuracy_change"], "passed": target["passed"], "float_nodes": target["float_nodes"]}
 
 
-def one_seed(t: Task, steps: int, seed: int, root: Path, fractions: tuple[float, ...]) -> dict:
-    """Every arm of one data set and seed."""
-    pre, scratch = root / f"{t.name}-pre-{steps}-{seed}", root / f"{t.name}-scratch-{seed}"
+def one_seed(t: Task, steps: int, batch: int, seed: int, root: Path, fractions: tuple[float, ...]) -> dict:
+    """Every arm of one data set and seed, pretrained ``steps`` steps of ``batch`` images."""
+    pre, scratch = root / f"{t.name}-pre-{steps}x{batch}-{seed}", root / f"{t.name}-scratch-{seed}"
     start = time.process_time()
     if not (pre / "model.json").exists():
-        pretrain(PretrainConfig(data=t.source, max_steps=steps, seed=seed, device="cpu", out=str(pre)))
+        pretrain(PretrainConfig(data=t.source, max_steps=steps, batch_size=batch, seed=seed, device="cpu",
+                                out=str(pre)))
     pre_s = time.process_time() - start
     if not (scratch / "model.json").exists():
         random_init(t.source, scratch, seed)
     labels = open_dataset(t.source, "train").labels
-    out = {"dataset": t.name, "seed": seed, "steps": steps, "pretrain_cpu_s": pre_s, "arms": {}}
+    out = {"dataset": t.name, "seed": seed, "steps": steps, "batch_size": batch, "pretrain_cpu_s": pre_s, "arms": {}}
     for fraction in fractions:
         labelled = labelled_subset(labels, fraction, seed)
         arms = embedding_arms(pre, t, labelled)
@@ -226,7 +227,8 @@ def print_table(rows: list[dict]) -> None:
         mine = [r for r in rows if r["dataset"] == name]
         seeds = sorted({r["seed"] for r in mine})
         pre = np.mean([r["pretrain_cpu_s"] for r in mine])
-        print(f"\n{name}: pretraining {mine[0]['steps']} steps ({pre:.0f} CPU s), seeds {seeds}")
+        batch = mine[0].get("batch_size", 32)  # rows saved before the option have batch 32
+        print(f"\n{name}: pretraining {mine[0]['steps']} steps of {batch} ({pre:.0f} CPU s), seeds {seeds}")
         print(f"| labels | arm | accuracy | balanced accuracy | AUROC | CPU s |")
         print("|---|---|---|---|---|---|")
         for fraction in mine[0]["arms"]:
@@ -253,6 +255,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["pneumonia", "breast", "cifar10", "elpv"])
     p.add_argument("--steps", type=int, default=1000, help="pretraining optimiser steps")
+    p.add_argument("--batch-size", type=int, default=PretrainConfig().batch_size,
+                   help="pretraining images per step (docs/benchmarks.md's tables: 32, the default before 2026-12-04)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     p.add_argument("--work", help="folder for runs (kept, so a rerun reuses the pretraining); default a temp dir")
@@ -268,7 +272,7 @@ def main() -> None:
         rows = []
         for seed in args.seeds:
             for name in args.datasets:
-                rows.append(one_seed(task(name, root), args.steps, seed, root, tuple(args.fractions)))
+                rows.append(one_seed(task(name, root), args.steps, args.batch_size, seed, root, tuple(args.fractions)))
                 if args.json:
                     Path(args.json).write_text(json.dumps(rows, indent=1))
         print_table(rows)

@@ -22,7 +22,7 @@ the mean over ``--classes`` normal classes), CIFAR-10 one-vs-rest with one pretr
 class's training images (``cifar10-all``; the detector is still fitted on the normal class alone),
 ELPV at full resolution resized to 128 px.
 
-    python benchmarks/bench_quality.py                                  # every set, 250 and 1000 steps, 3 seeds
+    python benchmarks/bench_quality.py                                  # every set, 160 and 650 steps, 3 seeds
     python benchmarks/bench_quality.py --datasets elpv --steps 4000 --seeds 0 1 2
     python benchmarks/bench_quality.py --datasets elpv --methods simclr cutpaste perlin --steps 1000
     python benchmarks/bench_quality.py --datasets elpv --steps 4000 --device cuda      # the same steps on a GPU
@@ -316,7 +316,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     names = ["elpv", "tiles", "pneumonia", "breast", "cifar10", "cifar10-all", "mnist", "elpv128"]
     ap.add_argument("--datasets", nargs="+", default=names, choices=names)
-    ap.add_argument("--steps", nargs="+", type=int, default=[250, 1000], help="pretraining budgets in optimiser steps")
+    ap.add_argument("--steps", nargs="+", type=int, default=[160, 650],
+                    help="pretraining budgets in optimiser steps of the batch (the defaults: the CPU seconds of "
+                         "250 and 1,000 steps of 32)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=[PretrainConfig.method], choices=list(METHODS))
     ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets (the first N)")

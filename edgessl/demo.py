@@ -77,7 +77,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     size = f"{cfg.image_size} px" if cfg.image_size else "the data's own size"
     t = _step(f"pretrain {cfg.method} {cfg.backbone} at {size} for {cfg.budget:g} s", log)
     figures["pretrain"] = pretrain(PretrainConfig(data=cfg.data, method=cfg.method, backbone=cfg.backbone,
-                                                  image_size=cfg.image_size, epochs=20, batch_size=64,
+                                                  image_size=cfg.image_size, epochs=20,
                                                   time_budget=cfg.budget,
                                                   device=cfg.device, out=str(run)))
     figures["pretrain_s"] = round(time.perf_counter() - t, 1)
