@@ -281,7 +281,7 @@ def one_run(t: Task, method: str, steps: int, seed: int, root: Path, device: str
     one-class task pretrains once per normal class; any other, once for all of them (every row
     reports that one pretraining's seconds)."""
     rows, trained = [], None
-    named = {"crop_min": PretrainConfig.crop_min, **overrides}  # a run of another crop is never reused as this one
+    named = {**recorded_defaults(), **overrides}  # a run of another crop or batch is never reused as this one
     tag = "-".join(f"{k}{v}" for k, v in named.items())
     for normal in t.normals:
         source = one_class(t.source, normal, root / f"{t.name}-{normal}.npz") if t.one_class else t.source
@@ -357,7 +357,7 @@ def main() -> None:
             for steps in [0] if method == "random init" else args.steps:
                 for seed in args.seeds:
                     r = {"data": t.name, "method": method, "steps": steps, "seed": seed,
-                         "crop_min": PretrainConfig.crop_min, **overrides,
+                         **recorded_defaults(), **overrides,
                          **({} if args.top is None else {"top": args.top}), "device": host,
                          **one_run(t, method, steps, seed, root, args.device, args.reuse, args.top, **overrides)}
                     results.append(r)
@@ -368,6 +368,13 @@ def main() -> None:
 
 
 LEGACY_CROP = 0.25  # the views' crop of every row saved before the rows recorded it (2026-12-04)
+LEGACY_BATCH = 32  # the batch of every row saved before the rows recorded it (2026-12-04)
+
+
+def recorded_defaults() -> dict:
+    """The pretraining defaults a row and its run folder always name, so that rows and runs of an
+    older default are never taken for the current one."""
+    return {"crop_min": PretrainConfig.crop_min, "batch_size": PretrainConfig.batch_size}
 
 
 def features(row: dict) -> str:
@@ -378,7 +385,7 @@ def features(row: dict) -> str:
     size = [f"{size:.0f} px"] if size != PretrainConfig.image_size else []
     views = [] if row["method"] == "random init" else [  # an untrained row has no views and no batch
         f"{name} {value:g}" for name, key, missing in (("crop", "crop_min", LEGACY_CROP),
-                                                       ("batch", "batch_size", PretrainConfig.batch_size))
+                                                       ("batch", "batch_size", LEGACY_BATCH))
         if (value := row.get(key, missing)) != getattr(PretrainConfig, key)]
     return ", ".join([row["method"], *(f"{k} {row[k]}" for k in ("backbone", "stem_stride", "top") if k in row),
                       *views, *size])

@@ -199,25 +199,29 @@ def test_bad_start_parameters_exit_2_in_one_line(override, module, patch_bundle)
     assert proc.stderr.startswith("edgessl_node: error: ") and BAD_START[override] in proc.stderr
 
 
-def decisions_caught_up(probe):
-    """A condition: every scored frame's decision has arrived too (the two topics are delivered apart)."""
+def decisions_caught_up(node, probe):
+    """A condition: every scored frame's decision has arrived too (the two topics are delivered apart).
+    Waits first until both of the node's publishers have matched the probe: a frame published before
+    would deliver one of the two and never the other."""
     from edgessl_ros import names
 
+    (camera,) = node.scoring.cameras
+    pubs = [node.scoring.outputs[camera][topic] for topic in (names.SCORE_STAMPED, names.DECISION)]
+    assert spin_until(probe.executor, lambda: all(p.get_subscription_count() > 0 for p in pubs), 15)
     return lambda: len(probe.got.get(names.DECISION, [])) == len(probe.got.get(names.SCORE_STAMPED, []))
 
 
 def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_bundle):
     from edgessl_ros import names
 
-    start_node(ros, patch_bundle, max_rate_hz=1.0, threshold=-1e6, diagnostics_period_s=0.2,
-               qos_reliability="reliable", qos_depth=20, outputs=("score", "decision"))
+    node = start_node(ros, patch_bundle, max_rate_hz=1.0, threshold=-1e6, diagnostics_period_s=0.2,
+                      qos_reliability="reliable", qos_depth=20, outputs=("score", "decision"))
     probe = Probe(ros, reliable=True)
+    decided_every_scored_frame = decisions_caught_up(node, probe)
     frames = [image_msg(sample_image(1), "mono8", "cam", stamp) for stamp in range(1, 11)]
     assert spin_until(ros[1], lambda: probe.pub.get_subscription_count() > 0)
     for msg in frames:  # a burst much faster than 1 Hz
         probe.pub.publish(msg)
-
-    decided_every_scored_frame = decisions_caught_up(probe)
 
     def settled() -> bool:  # DDS may lose frames published while matching completes: count what arrived
         d = probe.latest_diagnostics() if "/diagnostics" in probe.got else {}
@@ -301,9 +305,10 @@ def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros,
 
     from edgessl_ros import names
 
-    start_node(ros, patch_bundle, diagnostics_period_s=0.2, qos_reliability="reliable", qos_depth=20,
-               outputs=("score", "decision"))
+    node = start_node(ros, patch_bundle, diagnostics_period_s=0.2, qos_reliability="reliable", qos_depth=20,
+                      outputs=("score", "decision"))
     probe = Probe(ros, reliable=True)
+    decided_every_scored_frame = decisions_caught_up(node, probe)
     client = probe.node.create_client(SetParameters, f"/{names.NODE}/set_parameters")
 
     def set_param(name: str, value):
@@ -325,14 +330,14 @@ def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros,
     assert not set_param("bundle", "/elsewhere").successful  # read-only on a running node
 
     assert set_param("threshold", -1e6).successful and set_param("max_rate_hz", 1.0).successful
-    decided_every_scored_frame = decisions_caught_up(probe)
 
     def every_frame_handled() -> bool:  # by the newest /diagnostics (none yet: not known, False)
         d = probe.latest_diagnostics()
-        return "frames received" in d and int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
+        return "frames received" in d and \
+            int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
 
     assert spin_until(ros[1], lambda: decided_every_scored_frame() and every_frame_handled(), 15)
-    probe.got.clear()  # nothing of the frames above is in flight: what follows is under the new values
+    probe.got.clear()  # nothing of the frames above in flight: what follows is under the new values
     for stamp in range(10, 20):  # a burst much faster than the new 1 Hz
         probe.pub.publish(image_msg(sample_image(1), "mono8", "cam", stamp))
 
