@@ -59,7 +59,7 @@ from edgessl.train.features import embed_tensor
 from edgessl.train.finetune import finetune, labelled_subset, load_head
 from edgessl.train.pretrain import pretrain
 
-from bench_quality import DATA, cifar_subset, cpu_flags, random_init, spread
+from bench_quality import DATA, LEGACY_BATCH, cifar_subset, cpu_flags, random_init, spread
 
 FRACTIONS = (0.01, 0.1)
 ARMS = ("ssl linear", "ssl full", "scratch full", "raw pixels", "ssl logreg", "ssl logreg + pseudo")
@@ -227,7 +227,7 @@ def print_table(rows: list[dict]) -> None:
         mine = [r for r in rows if r["dataset"] == name]
         seeds = sorted({r["seed"] for r in mine})
         pre = np.mean([r["pretrain_cpu_s"] for r in mine])
-        batch = mine[0].get("batch_size", 32)  # rows saved before the option have batch 32
+        batch = mine[0].get("batch_size", LEGACY_BATCH)
         print(f"\n{name}: pretraining {mine[0]['steps']} steps of {batch} ({pre:.0f} CPU s), seeds {seeds}")
         print(f"| labels | arm | accuracy | balanced accuracy | AUROC | CPU s |")
         print("|---|---|---|---|---|---|")

@@ -211,6 +211,13 @@ def decisions_caught_up(node, probe):
     return lambda: len(probe.got.get(names.DECISION, [])) == len(probe.got.get(names.SCORE_STAMPED, []))
 
 
+def every_frame_handled(probe) -> bool:
+    """By the newest /diagnostics, every frame received was scored or dropped (none yet: False)."""
+    d = probe.latest_diagnostics()
+    return "frames received" in d and \
+        int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
+
+
 def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_bundle):
     from edgessl_ros import names
 
@@ -224,11 +231,9 @@ def test_rate_limit_drops_all_but_the_newest_and_threshold_override(ros, patch_b
         probe.pub.publish(msg)
 
     def settled() -> bool:  # DDS may lose frames published while matching completes: count what arrived
-        d = probe.latest_diagnostics() if "/diagnostics" in probe.got else {}
-        received = int(d.get("frames received", 0))
+        received = int(probe.latest_diagnostics().get("frames received", 0))
         newest_scored = any(m.header.stamp.nanosec == 10 for m in probe.got.get(names.SCORE_STAMPED, []))
-        return received >= 3 and newest_scored and decided_every_scored_frame() and \
-            int(d["frames processed"]) + int(d["frames dropped"]) == received
+        return received >= 3 and newest_scored and decided_every_scored_frame() and every_frame_handled(probe)
 
     assert spin_until(ros[1], settled, 30)
     d = probe.latest_diagnostics()
@@ -330,20 +335,14 @@ def test_threshold_and_rate_change_at_runtime_through_the_parameter_service(ros,
     assert not set_param("bundle", "/elsewhere").successful  # read-only on a running node
 
     assert set_param("threshold", -1e6).successful and set_param("max_rate_hz", 1.0).successful
-
-    def every_frame_handled() -> bool:  # by the newest /diagnostics (none yet: not known, False)
-        d = probe.latest_diagnostics()
-        return "frames received" in d and \
-            int(d["frames processed"]) + int(d["frames dropped"]) == int(d["frames received"])
-
-    assert spin_until(ros[1], lambda: decided_every_scored_frame() and every_frame_handled(), 15)
+    assert spin_until(ros[1], lambda: decided_every_scored_frame() and every_frame_handled(probe), 15)
     probe.got.clear()  # nothing of the frames above in flight: what follows is under the new values
     for stamp in range(10, 20):  # a burst much faster than the new 1 Hz
         probe.pub.publish(image_msg(sample_image(1), "mono8", "cam", stamp))
 
     def settled() -> bool:
         newest = any(m.header.stamp.nanosec == 19 for m in probe.got.get(names.SCORE_STAMPED, []))
-        return newest and decided_every_scored_frame() and every_frame_handled()
+        return newest and decided_every_scored_frame() and every_frame_handled(probe)
 
     assert spin_until(ros[1], settled, 30)
     assert int(probe.latest_diagnostics()["frames dropped"]) >= 1  # the new rate applies: newest wins
