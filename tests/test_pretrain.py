@@ -21,7 +21,8 @@ from edgessl.cli import main  # noqa: E402
 from edgessl.edge_runtime.preprocess import PreprocessSpec  # noqa: E402
 from edgessl.train.backbones import BackboneConfig, build_backbone  # noqa: E402
 from edgessl.train.checkpoint import load_model  # noqa: E402
-from edgessl.train.config import METHOD_SUMMARIES  # noqa: E402
+from edgessl.train import pretrain as pretrain_module  # noqa: E402
+from edgessl.train.config import METHOD_SUMMARIES, PRETRAIN_STEPS, PretrainConfig  # noqa: E402
 from edgessl.train.data import normalise  # noqa: E402
 from edgessl.train.methods import METHODS  # noqa: E402
 from edgessl.train.methods.byol import BYOL  # noqa: E402
@@ -250,6 +251,21 @@ def test_one_epoch_on_breastmnist_then_evaluate(method, breast_runs, capsys):
 DIGITS_RUN = ["--data", "digits", *SMALL, "--max-images", "128", "--batch-size", "32"]
 
 
+@pytest.mark.parametrize("given,expected", [({}, (0, PRETRAIN_STEPS)), ({"epochs": 3}, (3, 0)),
+                                            ({"max_steps": 7}, (0, 7)), ({"time_budget": 60.0}, (0, 0)),
+                                            ({"epochs": 2, "max_steps": 5}, (2, 5))])
+def test_the_default_budget_applies_only_when_no_budget_is_given(given, expected):
+    assert pretrain_module.schedule(PretrainConfig(**given)) == expected
+
+
+def test_pretrain_without_a_budget_trains_the_default_steps_not_one_epoch(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain_module, "PRETRAIN_STEPS", 6)  # the rule, at a test's size
+    out = tmp_path / "run"
+    assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--out", str(out)]) == 0
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert summary["steps"] == 6 and summary["epochs_done"] == 2  # 4 steps an epoch: more than one epoch
+
+
 @pytest.mark.slow
 def test_resume_continues_the_step_count(tmp_path):
     out = tmp_path / "run"
@@ -297,7 +313,8 @@ def test_config_file_options_and_the_saved_config_reproduce_a_run(tmp_path):
 def test_torchrun_two_gloo_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "edgessl", "pretrain", *DIGITS_RUN, "--batch-size", "16", "--method", "moco", "--out", str(out)]
+           "-m", "edgessl", "pretrain", *DIGITS_RUN, "--batch-size", "16", "--method", "moco", "--epochs", "1",
+           "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -27,6 +27,9 @@ BACKBONES = ("resnet18", "mobilenet_v3_small")
 DETECTOR_KINDS = ("gaussian", "knn", "patch", "combined")
 AUTO_SIZE = (32, 128)  # image size 0: the data's own, raised to the first or capped at the second (data.py)
 PRECISIONS = ("auto", "fp32", "bf16")  # PyTorch's compute precision; what auto means: precision.py
+# pretrain's budget when none is given: the optimiser steps of 64 the quality tables state (docs/detection.md),
+# about 9 minutes on 2 AVX2 cores, 5 with AVX-512 bf16, under a minute on a GPU
+PRETRAIN_STEPS = 650
 
 
 @dataclass
@@ -56,8 +59,9 @@ class PretrainConfig(TrainingSchedule):
     (labels unused). ``image_size`` 0 and ``channels`` 0 follow the data (``data.infer_image_size``,
     ``data.infer_channels``); ``crop_min``: the smallest random crop of the augmented views (simclr,
     byol, moco), as a fraction of the image's area; ``epochs`` 0 trains until the time budget or the
-    step limit ends it, or one epoch without either; ``max_images`` 0 uses all; ``init_weights``: a
-    torchvision-layout state dict of the same architecture to start from."""
+    step limit ends it, or ``PRETRAIN_STEPS`` steps when none of the three is given (``pretrain.schedule``);
+    ``max_images`` 0 uses all; ``init_weights``: a torchvision-layout state dict of the same architecture
+    to start from."""
 
     data: str = "digits"
     method: str = "simclr"

@@ -156,15 +156,12 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch: list[torch.Tensor
 
 
 def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tuple[torch.Tensor, ...],
-                    cfg: LoopConfig, state: _Progress, total: int, warmup: int, per_epoch: int,
+                    cfg: LoopConfig, state: _Progress, total: int, warmup: int, bar: tqdm,
                     compute: Compute, dist: DistInfo, log: Callable[[dict], None] | None) -> None:
     """The steps of epoch ``state.epoch``, until the epoch, ``total`` steps or the time budget ends.
     A budget that is the only end of training (no epochs, no step limit) and is spent by the first
     step is refused: nothing would have been learnt."""
-    epochs = str(cfg.epochs) if cfg.epochs else "-"
-    bar = tqdm(_batches(len(tensors[0]), cfg.batch_size, state.epoch, cfg.seed, dist), total=per_epoch,
-               desc=f"epoch {state.epoch + 1}/{epochs}", unit="step", disable=not dist.is_main, leave=False)
-    for idx in bar:
+    for idx in _batches(len(tensors[0]), cfg.batch_size, state.epoch, cfg.seed, dist):
         if total and state.step >= total:
             return
         batch = [compute.batch(t[idx]) for t in tensors]
@@ -180,7 +177,8 @@ def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tu
         state.seen += len(idx) * dist.world_size
         state.last = {"epoch": state.epoch, "step": state.step, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
                       "images_per_s": state.seen / max(state.elapsed, 1e-9), **metrics}
-        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{state.last['images_per_s']:.0f}")
+        bar.update()
+        bar.set_postfix(epoch=state.epoch + 1, loss=f"{loss:.4f}", img_s=f"{state.last['images_per_s']:.0f}")
         if log:
             log(state.last)
         if cfg.time_budget_s and state.elapsed >= cfg.time_budget_s:
@@ -189,6 +187,14 @@ def train_one_epoch(model, method, optimizer: torch.optim.Optimizer, tensors: tu
                                    f"({state.elapsed:.1f} s here); raise --time-budget or lower --batch-size")
             state.stopped_by_budget = True
             return
+
+
+def _progress_bar(cfg: LoopConfig, total: int, done: int, dist: DistInfo) -> tqdm:
+    """One bar for the whole run, in steps: out of ``total`` when the steps are known, else counting
+    (a time budget alone ends training)."""
+    what = f"training, {cfg.time_budget_s:g} s budget" if cfg.time_budget_s and not total else "training"
+    return tqdm(total=total or None, initial=done, desc=what, unit="step", leave=False,
+                disable=not dist.is_main)
 
 
 def train(
@@ -238,9 +244,10 @@ def train(
         writer.add_scalar("lr", row["lr"], row["step"])
 
     method.train()
+    bar = _progress_bar(cfg, total, state.step, dist)
     try:
         while True:
-            train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, per_epoch, compute, dist,
+            train_one_epoch(model, method, optimizer, tensors, cfg, state, total, warmup, bar, compute, dist,
                             log if dist.is_main else None)
             epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
             done = state.stopped_by_budget or (total and state.step >= total) or epochs_done == cfg.epochs
@@ -252,6 +259,7 @@ def train(
                 break
             state.epoch += 1
     finally:
+        bar.close()
         if writer:
             writer.close()
     elapsed = state.elapsed

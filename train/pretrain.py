@@ -14,13 +14,22 @@ from . import precision
 from .augment import AugmentConfig
 from .backbones import BackboneConfig, build_backbone
 from .checkpoint import save_model, write_json
-from .config import PretrainConfig
+from .config import PRETRAIN_STEPS, PretrainConfig
 from .data import channel_stats, infer_channels, infer_image_size, load_images
 from .distributed import init_distributed, pick_device
 from .init_weights import load_init_weights
 from .loop import LoopConfig, seed_everything, train
 from .methods import METHODS
 from .precise_bn import precise_bn
+
+
+def schedule(cfg: PretrainConfig) -> tuple[int, int]:
+    """``(epochs, max_steps)`` of the loop: the ones given, or ``PRETRAIN_STEPS`` steps when neither they
+    nor a time budget are (one epoch of a small set is not a trained backbone; the budget is in steps
+    so that it means the same on every host)."""
+    if cfg.epochs or cfg.time_budget or cfg.max_steps:
+        return cfg.epochs, cfg.max_steps
+    return 0, PRETRAIN_STEPS
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -52,10 +61,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.init_weights:
         load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images), AugmentConfig(crop_scale=(cfg.crop_min, 1.0)))
-    epochs = cfg.epochs or (0 if cfg.time_budget or cfg.max_steps else 1)
+    epochs, max_steps = schedule(cfg)
     loop_cfg = LoopConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                           warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=cfg.time_budget,
-                          max_steps=cfg.max_steps)
+                          max_steps=max_steps)
 
     def checkpoint(epoch: int) -> None:
         precise_bn(backbone, images, spec, device)
