@@ -53,7 +53,7 @@ from edgessl.edge_runtime.data.datasets import open_dataset
 from edgessl.export.bundle_writer import export_bundle
 from edgessl.export.config import ExportConfig
 from edgessl.train.checkpoint import load_model
-from edgessl.train.config import FinetuneConfig, PretrainConfig
+from edgessl.train.config import PRETRAIN_STEPS, FinetuneConfig, PretrainConfig
 from edgessl.train.data import load_uint8, normalise
 from edgessl.train.features import embed_tensor
 from edgessl.train.finetune import finetune, labelled_subset, load_head
@@ -254,8 +254,9 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["pneumonia", "breast", "cifar10", "elpv"])
-    p.add_argument("--steps", type=int, default=650,
-                   help="pretraining optimiser steps (the default: the CPU seconds of 1,000 steps of 32)")
+    p.add_argument("--steps", type=int, default=PRETRAIN_STEPS,
+                   help="pretraining optimiser steps (the default: pretrain's own, the CPU seconds of 1,000 steps "
+                        "of 32)")
     p.add_argument("--batch-size", type=int, default=PretrainConfig().batch_size,
                    help="pretraining images per step (docs/benchmarks.md's tables: 32, the default before 2026-12-04)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

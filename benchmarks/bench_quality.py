@@ -54,7 +54,7 @@ from edgessl.edge_runtime.thresholds import Threshold
 from edgessl.train import precision
 from edgessl.train.backbones import BackboneConfig, build_backbone
 from edgessl.train.checkpoint import load_model, save_model
-from edgessl.train.config import BACKBONES, DETECTOR_KINDS, FitConfig, PretrainConfig
+from edgessl.train.config import BACKBONES, DETECTOR_KINDS, PRETRAIN_STEPS, FitConfig, PretrainConfig
 from edgessl.train.data import channel_stats, infer_channels, infer_image_size, load_uint8, normalise
 from edgessl.train.detectors import fit_knn
 from edgessl.train.features import collect_outputs, feature_model_for
@@ -316,9 +316,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     names = ["elpv", "tiles", "pneumonia", "breast", "cifar10", "cifar10-all", "mnist", "elpv128"]
     ap.add_argument("--datasets", nargs="+", default=names, choices=names)
-    ap.add_argument("--steps", nargs="+", type=int, default=[160, 650],
+    ap.add_argument("--steps", nargs="+", type=int, default=[160, PRETRAIN_STEPS],
                     help="pretraining budgets in optimiser steps of the batch (the defaults: the CPU seconds of "
-                         "250 and 1,000 steps of 32)")
+                         "250 steps of 32, and pretrain's own budget, that of 1,000 steps of 32)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=[PretrainConfig.method], choices=list(METHODS))
     ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets (the first N)")
