@@ -103,6 +103,20 @@ def test_combined_is_the_mean_of_standardised_parts_and_its_map_peaks_at_its_sco
         CombinedDetector(parts, medians, [0.5, 0.0, 2.0])
 
 
+def test_a_parts_scale_is_the_spread_of_its_upper_normal_scores():
+    require("torch")  # the train side
+    from edgessl.train.detectors.combined import standardisation
+
+    assert standardisation(np.arange(101.0)) == (50.0, 40.0)  # the 90th percentile minus the median
+    bulk = RNG.normal(size=400)
+    tame, heavy = bulk.copy(), bulk.copy()
+    heavy[bulk > np.percentile(bulk, 80)] *= 3  # the same lower half, a longer upper tail
+    assert standardisation(heavy)[0] == standardisation(tame)[0]
+    assert standardisation(heavy)[1] > 2 * standardisation(tame)[1]  # it counts less in the mean
+    with pytest.raises(EdgesslError, match="same score to most normal images"):
+        standardisation(np.r_[np.zeros(95), np.arange(1.0, 6.0)])
+
+
 @pytest.mark.parametrize("det", [
     GaussianDetector(RNG.normal(size=5), np.eye(5)),
     KnnDetector(RNG.normal(size=(9, 5)), 2),

@@ -1,13 +1,14 @@
 """Combined detector: the mean of several detectors' scores, each standardised on its held-out normal scores.
 
 For parts ``d_1 .. d_n`` (for example gaussian and knn on the embedding, patch on the patch
-features), each with the median ``m_i`` and inter-quartile range ``q_i`` of its cross-fitted
-normal scores (``train/fit.py``: scores from detectors that never saw the image),
+features), each with the median ``m_i`` and a scale ``s_i`` of its cross-fitted normal scores
+(``train/fit.py``: scores from detectors that never saw the image; ``s_i`` their 90th percentile
+minus ``m_i``, ``train/detectors/combined.py``; the scale is stored, so this file does not decide it),
 
-    z_i(x) = (raw_i(x) - m_i) / q_i,        raw(x) = 1/n * sum_i z_i(x).
+    z_i(x) = (raw_i(x) - m_i) / s_i,        raw(x) = 1/n * sum_i z_i(x).
 
 Standardising puts image-level and patch-level evidence on one scale, so neither dominates by its
-units; the median and IQR are robust to the odd outlier among the normal images. The map of the
+units; quantiles are robust to the odd outlier among the normal images. The map of the
 part with maps (the patch detector) shows where the score comes from, shifted so that its peak
 is the combined score:
 
