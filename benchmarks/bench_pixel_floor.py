@@ -8,11 +8,15 @@ The pixel part, for an image normalised as the network's input ``x`` (``C x s x 
 so its cosine distance to each bank image is the mean of the two scales' cosine distances; the
 score is the mean distance to the k = 5 nearest (the knn detector's k) under that joint distance.
 Per run: every part's cross-fitted normal scores (``fit``'s folds and seed) and, each part fitted
-on all normal images, its test scores; each score standardised, ``z_i = (raw_i - median_i) / IQR_i``
-of part i's cross-fitted scores (``fit``'s rule). The rules, over ``fit``'s three parts and over
-those with the pixel part as a fourth, each from the normal images alone:
+on all normal images, its test scores; each score standardised, ``z_i = (raw_i - m_i) / s_i``
+with the median ``m_i`` and the upper spread ``s_i`` (90th percentile minus median) of part i's
+cross-fitted scores (``fit``'s rule). The rules, over ``fit``'s three parts and over those with the
+pixel part as a fourth, each from the normal images alone:
 
 * ``mean``: the mean of the z_i (``fit``'s combined detector, over the three parts);
+* ``mean-iqr``, ``mean-p95``, ``mean-p99``: the mean over ``fit``'s parts with each part's scale
+  instead the inter-quartile range (``fit``'s rule before 2026-12-05), or the 95th or 99th
+  percentile minus the median;
 * ``max``: the largest z_i;
 * ``agreement``: weights w_i proportional to the mean Spearman correlation of part i's cross-fitted
   scores with the other parts' (clipped at 0): a part that ranks the normal images as no other
@@ -21,15 +25,17 @@ those with the pixel part as a fourth, each from the normal images alone:
   which the normal images' combined scores vary least), negative ones set to 0 and the rest
   rescaled to sum 1.
 
-**Regret** is the best single part's test AUROC (the pixel part among them) minus the rule's; the
-last table is each rule's mean and worst regret over every row printed. Labels only pick the normal
+**Regret** is the best single part's test AUROC minus the rule's; the last table is each rule's mean
+and worst regret over every row printed, against ``fit``'s three parts (``bench_quality.py``'s
+regret) and against the four. Labels only pick the normal
 class and score the test split. Each run's part scores are kept beside it
 (``part_scores-NORMAL.npz``) and reused until the run is trained again.
 
     python benchmarks/bench_quality.py --datasets mnist cifar10 --steps 1000 --seeds 0 --out runs
     python benchmarks/bench_pixel_floor.py --runs runs --datasets mnist cifar10
 
-Every run of a data set in ``--runs`` is a row (random init and each step budget and seed).
+Every run of a data set in the ``--runs`` folders is a row (random init, unless ``--no-random-init``,
+and each step budget and seed).
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_quality import Task, cpu_flags, run_dir, task
+from bench_quality import TITLES, Task, cpu_flags, run_dir, task
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.data.metrics import auroc
@@ -113,9 +119,24 @@ def min_variance_rule(kinds: tuple[str, ...]) -> Rule:
     return rule
 
 
+def rescaled_mean_rule(lo: float, hi: float) -> Rule:
+    """The mean over ``fit``'s parts of each part's score standardised again, by the median and the
+    ``hi``-th minus the ``lo``-th percentile of its held-out scores (a standardisation is affine, so
+    this is the raw score standardised that way)."""
+    def rule(z_held, z):
+        rescaled = []
+        for k in PARTS:
+            median, a, b = np.percentile(z_held[k], [50, lo, hi])
+            rescaled.append((z[k] - median) / (b - a))
+        return np.mean(rescaled, 0)
+    return rule
+
+
 RULES = {f"{name}{suffix}": make(kinds) for suffix, kinds in (("", PARTS), ("+pixels", ALL))
          for name, make in (("mean", mean_rule), ("max", max_rule), ("agreement", agreement_rule),
                             ("min-variance", min_variance_rule))}
+RULES.update({"mean-iqr": rescaled_mean_rule(25, 75), "mean-p95": rescaled_mean_rule(50, 95),
+              "mean-p99": rescaled_mean_rule(50, 99)})
 
 
 def part_scores(run: Path, t: Task, normal: str) -> dict[str, np.ndarray]:
@@ -162,35 +183,47 @@ def cached_part_scores(run: Path, t: Task, normal: str) -> dict[str, np.ndarray]
         return dict(f)
 
 
+def runs_of(root: Path, t: Task, trained_only: bool) -> list[str]:
+    """The run names (after the data set's prefix) of ``t`` kept in ``root``."""
+    prefix = run_dir(root, t, t.normals[0], "").name
+    names = sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir())
+    return [n for n in names if not (trained_only and n.startswith("random_init"))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", required=True, help="the folder bench_quality.py --out kept its runs in")
-    ap.add_argument("--datasets", nargs="+", required=True)
+    ap.add_argument("--runs", nargs="+", required=True, help="folders bench_quality.py --out kept its runs in")
+    ap.add_argument("--datasets", nargs="+", required=True, choices=list(TITLES))
     ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets, as bench_quality")
+    ap.add_argument("--no-random-init", action="store_true", help="leave out the untrained runs")
     args = ap.parse_args()
-    root = Path(args.runs)
     print(f"Raw pixels as a fourth part, and rules to combine the parts; on {cpu_flags()}")
     print("| data | run | " + " | ".join([*ALL, *RULES]) + " |")
     print("|" + "---|" * (2 + len(ALL) + len(RULES)))
-    regrets = []
+    regrets = {"fit's three parts": [], "the four parts": []}
     for name in args.datasets:
-        t = task(name, root, args.classes)
-        prefix = run_dir(root, t, t.normals[0], "").name
-        runs = sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir())
-        if not runs:
-            raise SystemExit(f"no runs of {t.name} in {root} ({prefix}*): make them with bench_quality.py --out {root}")
-        for run_name in runs:
-            rows = [one_row(cached_part_scores(run_dir(root, t, normal, run_name), t, normal)) for normal in t.normals]
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-            best = max(mean[k] for k in ALL)
-            regrets.append({r: best - mean[r] for r in RULES})
-            print(f"| {t.name} | {run_name} | " + " | ".join(f"{mean[k]:.3f}" for k in [*ALL, *RULES]) + " |",
-                  flush=True)
-    print("\nRegret (the best single part's AUROC, the pixel part among them, minus the rule's) over those rows")
-    print("| rule | mean regret | worst regret |\n|---|---|---|")
+        found = False
+        for root in map(Path, args.runs):
+            if not any(root.glob(TITLES[name].replace(" ", "_") + "-*")):
+                continue  # no runs of it here: make none of its derived data here either
+            t = task(name, root, args.classes)
+            for run_name in runs_of(root, t, args.no_random_init):
+                found = True
+                rows = [one_row(cached_part_scores(run_dir(root, t, normal, run_name), t, normal))
+                        for normal in t.normals]
+                mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                for against, kinds in zip(regrets, (PARTS, ALL)):
+                    regrets[against].append({r: max(mean[k] for k in kinds) - mean[r] for r in RULES})
+                print(f"| {t.name} | {run_name} | " + " | ".join(f"{mean[k]:.3f}" for k in [*ALL, *RULES]) + " |",
+                      flush=True)
+        if not found:
+            raise SystemExit(f"no runs of {name} in {', '.join(args.runs)}: make them with bench_quality.py --out DIR")
+    print("\nRegret (the best single part's AUROC minus the rule's) over those rows")
+    print("| rule | " + " | ".join(f"mean, against {a} | worst, against {a}" for a in regrets) + " |")
+    print("|---|" + "---|---|" * len(regrets))
     for r in RULES:
-        v = [g[r] for g in regrets]
-        print(f"| {r} | {np.mean(v):.3f} | {max(v):.3f} |")
+        v = [[g[r] for g in rows] for rows in regrets.values()]
+        print(f"| {r} | " + " | ".join(f"{np.mean(x):.3f} | {max(x):.3f}" for x in v) + " |")
 
 
 if __name__ == "__main__":

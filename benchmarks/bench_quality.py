@@ -96,26 +96,31 @@ def machine(device: str) -> str:
     return f"{torch.cuda.get_device_name(torch.device(device))} with {cpu_flags()}"
 
 
+# the data sets by their option name, with the names their rows and run folders carry
+TITLES = {"elpv": "ELPV", "tiles": "magnetic tiles", "pneumonia": "PneumoniaMNIST", "breast": "BreastMNIST",
+          "cifar10": "CIFAR-10 one-vs-rest", "cifar10-all": "CIFAR-10 one-vs-rest all-class",
+          "mnist": "MNIST one-vs-rest", "elpv128": "ELPV 300 px at 128"}
+
+
 def task(name: str, root: Path, classes: int) -> Task:
+    """Data set ``name`` (a key of ``TITLES``); a derived one (a subset, a resize) is written into ``root``."""
+    title = TITLES.get(name)
     if name == "elpv":
-        return Task("ELPV", str(DATA / "elpv" / "solar_cell"), ["good"], ["uncertain"])
+        return Task(title, str(DATA / "elpv" / "solar_cell"), ["good"], ["uncertain"])
     if name == "tiles":
-        return Task("magnetic tiles", str(DATA / "magnetic_tile" / "tile"), ["good"])
+        return Task(title, str(DATA / "magnetic_tile" / "tile"), ["good"])
     if name == "pneumonia":
-        return Task("PneumoniaMNIST", str(DATA / "pneumoniamnist" / "pneumoniamnist.npz"), ["0"])
+        return Task(title, str(DATA / "pneumoniamnist" / "pneumoniamnist.npz"), ["0"])
     if name == "breast":
-        return Task("BreastMNIST", str(DATA / "breastmnist" / "breastmnist.npz"), ["1"])
+        return Task(title, str(DATA / "breastmnist" / "breastmnist.npz"), ["1"])
     if name == "cifar10":
-        return Task("CIFAR-10 one-vs-rest", cifar_subset(root / "cifar10.npz"), [str(c) for c in range(classes)],
-                    one_class=True)
+        return Task(title, cifar_subset(root / "cifar10.npz"), [str(c) for c in range(classes)], one_class=True)
     if name == "cifar10-all":
-        return Task("CIFAR-10 one-vs-rest all-class", cifar_subset(root / "cifar10.npz"),
-                    [str(c) for c in range(classes)])
+        return Task(title, cifar_subset(root / "cifar10.npz"), [str(c) for c in range(classes)])
     if name == "mnist":
-        return Task("MNIST one-vs-rest", mnist_npz(root / "mnist.npz"), [str(c) for c in range(classes)],
-                    one_class=True)
+        return Task(title, mnist_npz(root / "mnist.npz"), [str(c) for c in range(classes)], one_class=True)
     if name == "elpv128":
-        return Task("ELPV 300 px at 128", elpv_full(root / "elpv128"), ["good"], ["uncertain"])
+        return Task(title, elpv_full(root / "elpv128"), ["good"], ["uncertain"])
     raise SystemExit(f"unknown data set {name}")
 
 
@@ -314,7 +319,7 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = ["elpv", "tiles", "pneumonia", "breast", "cifar10", "cifar10-all", "mnist", "elpv128"]
+    names = list(TITLES)
     ap.add_argument("--datasets", nargs="+", default=names, choices=names)
     ap.add_argument("--steps", nargs="+", type=int, default=[160, PRETRAIN_STEPS],
                     help="pretraining budgets in optimiser steps of the batch (the defaults: the CPU seconds of "
