@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import sysconfig
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -31,9 +33,17 @@ def require(module: str, reason: str = "") -> ModuleType:
         raise  # unreachable: skip and fail raise
 
 
+def _system_path() -> str:
+    """``PATH`` without this Python environment's scripts folder: pip puts same-named Python programs
+    there (pynetdicom's ``storescu``, ``echoscu``), which shadow dcmtk's once the venv is activated."""
+    scripts = Path(sysconfig.get_path("scripts")).resolve()
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != scripts)
+
+
 def require_binary(*names: str, reason: str = "") -> str:
-    """The path of the first of ``names`` on ``PATH``; else skip (fail under ``CI``)."""
-    found = next((p for p in map(shutil.which, names) if p), None)
+    """The path of the first of ``names`` on ``PATH``, outside this Python environment; else skip
+    (fail under ``CI``)."""
+    found = next((p for p in (shutil.which(n, path=_system_path()) for n in names) if p), None)
     if found is None:
         _missing(f"program {' or '.join(names)}", reason or f"{' / '.join(names)} is not installed")
     return found

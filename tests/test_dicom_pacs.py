@@ -83,12 +83,13 @@ def test_orthanc_sends_12_studies_and_gets_12_srs_and_overlays_back_in_the_right
     assert [r["state"] for r in worklist(out)] == ["acknowledged"] * N_STUDIES
 
 
-def _dcmtk(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+def _dcmtk(program: str, *args: str) -> subprocess.CompletedProcess:
+    """dcmtk's ``program`` (not a same-named Python program of the venv) with ``args``."""
+    binary = require_binary(program, reason="dcmtk is not installed (apt-get install dcmtk)")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_dcmtk_echo_and_a_malformed_object_get_their_status_and_the_node_keeps_serving(bundle, tmp_path):
-    require_binary("storescu", "echoscu", reason="dcmtk is not installed (apt-get install dcmtk)")
     out = tmp_path / "node"
     node = DicomNode(config(bundle, out))
     node.start()
@@ -115,7 +116,7 @@ def test_dcmtk_echo_and_a_malformed_object_get_their_status_and_the_node_keeps_s
 def test_every_compressed_transfer_syntax_crosses_the_wire_and_scores(bundle, tmp_path):
     """storescu proposes each file's own compressed transfer syntax (its -x option): the node accepts
     every syntax it can decode, spools the codestream as sent, and scores it."""
-    require_binary("storescu", "dcmcjpeg", reason="dcmtk is not installed (apt-get install dcmtk)")
+    require_binary("dcmcjpeg", reason="dcmtk is not installed (apt-get install dcmtk)")
     native = studies(tmp_path / "native", 1)[0]
     rgb = tmp_path / "native" / "rgb.dcm"
     write_dicom(rgb, np.dstack([np.full((30, 30), v, np.uint8) for v in (30, 120, 220)]), photometric="RGB")
