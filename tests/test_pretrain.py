@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -251,11 +252,12 @@ def test_one_epoch_on_breastmnist_then_evaluate(method, breast_runs, capsys):
 DIGITS_RUN = ["--data", "digits", *SMALL, "--max-images", "128", "--batch-size", "32"]
 
 
-@pytest.mark.parametrize("given,expected", [({}, (0, PRETRAIN_STEPS)), ({"epochs": 3}, (3, 0)),
-                                            ({"max_steps": 7}, (0, 7)), ({"time_budget": 60.0}, (0, 0)),
-                                            ({"epochs": 2, "max_steps": 5}, (2, 5))])
-def test_the_default_budget_applies_only_when_no_budget_is_given(given, expected):
-    assert pretrain_module.schedule(PretrainConfig(**given)) == expected
+@pytest.mark.parametrize("given,expected", [({}, (0, PRETRAIN_STEPS, 0.0)), ({"epochs": 3}, (3, 0, 0.0)),
+                                            ({"max_steps": 7}, (0, 7, 0.0)), ({"time_budget": 60.0}, (0, 0, 60.0)),
+                                            ({"epochs": 2, "max_steps": 5}, (2, 5, 0.0))])
+def test_the_default_budget_applies_only_when_no_budget_is_given(given, expected, tmp_path):
+    budget = pretrain_module.schedule(PretrainConfig(out=str(tmp_path), **given))
+    assert (budget["epochs"], budget["max_steps"], budget["time_budget_s"]) == expected
 
 
 def test_pretrain_without_a_budget_trains_the_default_steps_not_one_epoch(tmp_path, monkeypatch):
@@ -264,6 +266,31 @@ def test_pretrain_without_a_budget_trains_the_default_steps_not_one_epoch(tmp_pa
     assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--out", str(out)]) == 0
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert summary["steps"] == 6 and summary["epochs_done"] == 2  # 4 steps an epoch: more than one epoch
+    assert yaml.safe_load((out / "config.yaml").read_text())["max-steps"] == 6  # saved resolved: replays alike
+
+
+def test_resume_without_a_budget_trains_to_the_runs_own_budget(tmp_path, capsys):
+    out = tmp_path / "run"
+    run = ["pretrain", *DIGITS_RUN, "--method", "rotation", "--out", str(out)]
+    assert main([*run, "--max-steps", "2"]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["budget"] == {"epochs": 0, "max_steps": 2, "time_budget_s": 0.0}
+    capsys.readouterr()
+    assert main([*run, "--resume"]) == 2  # finished: not the default's 650 steps more
+    assert "nothing left to train" in capsys.readouterr().err
+    state["budget"]["max_steps"] = 3  # as if started with --max-steps 3 and stopped after its second step
+    (out / "state.json").write_text(json.dumps(state))
+    assert main([*run, "--resume"]) == 0
+    assert json.loads((out / "pretrain_summary.json").read_text())["steps"] == 3
+
+
+def test_the_warm_up_is_held_to_a_tenth_of_a_step_budget(tmp_path):
+    out = tmp_path / "run"  # 32 steps an epoch: half an epoch of warm-up would outlast the 10 steps
+    assert main(["pretrain", *DIGITS_RUN, "--method", "rotation", "--batch-size", "4", "--max-steps", "10",
+                 "--out", str(out)]) == 0
+    rates = [float(row["lr"]) for row in csv.DictReader((out / "metrics.csv").open())]
+    assert rates[0] == pytest.approx(1e-3)  # at its peak from the first step (half an epoch: 1e-3 / 16)
+    assert all(a >= b for a, b in zip(rates, rates[1:])) and rates[-1] < rates[0] / 10  # then it decays
 
 
 @pytest.mark.slow

@@ -54,6 +54,19 @@ class LoopConfig:
     checkpoint_every_s: float = 60.0
 
 
+BUDGET_KEYS = ("epochs", "max_steps", "time_budget_s")  # what ends training, kept in state.json
+
+
+def saved_budget(run_dir: Path) -> dict | None:
+    """The ``BUDGET_KEYS`` a run's last checkpoint trained to (None: no checkpoint, or one written
+    before they were kept)."""
+    import json
+
+    path = run_dir / "state.json"
+    budget = json.loads(path.read_text()).get("budget") if path.is_file() else None
+    return {k: budget[k] for k in BUDGET_KEYS} if budget else None
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -230,6 +243,8 @@ def train(
     per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, dist)
     total = total_steps(per_epoch, cfg)
     warmup = max(1, int(cfg.warmup_epochs * per_epoch))
+    if total:  # on a large set half an epoch can be most of a step budget: warm up over a tenth at most
+        warmup = min(warmup, max(1, total // 10))
     start = _resume(method, optimizer, run_dir) if resume else (0, 0)
     if (cfg.epochs and start[0] >= cfg.epochs) or (total and start[1] >= total):
         raise EdgesslError(f"{run_dir}: nothing left to train ({start[0]} epochs, {start[1]} steps done); raise "
@@ -252,7 +267,7 @@ def train(
             epochs_done = state.epoch if state.stopped_by_budget else state.epoch + 1
             done = state.stopped_by_budget or (total and state.step >= total) or epochs_done == cfg.epochs
             if dist.is_main and (done or state.elapsed - state.checkpointed >= cfg.checkpoint_every_s):
-                _save_state(method, optimizer, run_dir, epochs_done, state.step)
+                _save_state(method, optimizer, run_dir, epochs_done, state.step, cfg)
                 on_checkpoint(epochs_done)
                 state.checkpointed = state.elapsed
             if done:
@@ -292,11 +307,12 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _save_state(method, optimizer, run_dir: Path, epoch: int, step: int) -> None:
+def _save_state(method, optimizer, run_dir: Path, epoch: int, step: int, cfg: LoopConfig) -> None:
     tensors, groups = optimizer_tensors([optimizer])
     tensors.update({f"method.{k}": v for k, v in method.state_dict().items()})
     save_tensors(run_dir / "state.safetensors", tensors)
-    write_json(run_dir / "state.json", {"epoch": epoch, "step": step, "param_groups": groups})
+    write_json(run_dir / "state.json", {"epoch": epoch, "step": step, "param_groups": groups,
+                                        "budget": {k: getattr(cfg, k) for k in BUDGET_KEYS}})
 
 
 def _resume(method, optimizer, run_dir: Path) -> tuple[int, int]:

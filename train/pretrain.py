@@ -18,18 +18,20 @@ from .config import PRETRAIN_STEPS, PretrainConfig
 from .data import channel_stats, infer_channels, infer_image_size, load_images
 from .distributed import init_distributed, pick_device
 from .init_weights import load_init_weights
-from .loop import LoopConfig, seed_everything, train
+from .loop import LoopConfig, saved_budget, seed_everything, train
 from .methods import METHODS
 from .precise_bn import precise_bn
 
 
-def schedule(cfg: PretrainConfig) -> tuple[int, int]:
-    """``(epochs, max_steps)`` of the loop: the ones given, or ``PRETRAIN_STEPS`` steps when neither they
-    nor a time budget are (one epoch of a small set is not a trained backbone; the budget is in steps
-    so that it means the same on every host)."""
+def schedule(cfg: PretrainConfig) -> dict:
+    """What ends training, as ``LoopConfig``'s ``epochs``, ``max_steps`` and ``time_budget_s``: the
+    budget given; with none, on ``--resume`` the run's own (its checkpoint keeps it, so the schedule
+    continues), else ``PRETRAIN_STEPS`` steps (one epoch of a small set is not a trained backbone;
+    a budget in steps means the same on every host)."""
     if cfg.epochs or cfg.time_budget or cfg.max_steps:
-        return cfg.epochs, cfg.max_steps
-    return 0, PRETRAIN_STEPS
+        return {"epochs": cfg.epochs, "max_steps": cfg.max_steps, "time_budget_s": cfg.time_budget}
+    recorded = saved_budget(Path(cfg.out)) if cfg.resume else None
+    return recorded or {"epochs": 0, "max_steps": PRETRAIN_STEPS, "time_budget_s": 0.0}
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -61,10 +63,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.init_weights:
         load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images), AugmentConfig(crop_scale=(cfg.crop_min, 1.0)))
-    epochs, max_steps = schedule(cfg)
-    loop_cfg = LoopConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                          warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=cfg.time_budget,
-                          max_steps=max_steps)
+    loop_cfg = LoopConfig(batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                          warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, **schedule(cfg))
 
     def checkpoint(epoch: int) -> None:
         precise_bn(backbone, images, spec, device)

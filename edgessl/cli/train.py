@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from edgessl.edge_runtime.errors import EdgesslError
@@ -46,9 +46,9 @@ def _rank0() -> bool:
 SCHEDULE = (
     Opt("--weight-decay", "AdamW weight decay"),
     Opt("--seed", "seeds the data order, augmentations and initialisation"),
-    Opt("--time-budget", "train for this wall time (0: no limit); the learning-rate schedule ends with it",
+    Opt("--time-budget", "train for this wall time (0: none); the learning-rate schedule ends with it",
         metavar="SECONDS"),
-    Opt("--max-steps", "stop after this many optimizer steps (0: no limit)"),
+    Opt("--max-steps", "stop after this many optimizer steps (0: none)"),
     *COMPUTE,
     torch_precision("bf16 autocast + channels-last where the GPU/CPU does bf16 natively (AVX512-BF16, AMX), "
                     "else fp32"),
@@ -63,18 +63,20 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
 
     Budget: --max-steps N optimizer steps, --time-budget SECONDS or --epochs N; with none of them,
     {steps} steps (with the other defaults about 9 minutes on 2 CPU cores without AVX-512, 5 with
-    AVX-512 and bf16, seconds on a GPU).
+    AVX-512 and bf16, under a minute on a GPU), and --resume alone continues to the run's own budget.
     Multi-GPU / multi-process: torchrun --nproc_per_node=N -m edgessl pretrain ...
     Example: edgessl pretrain --data digits --time-budget 300 --out runs/digits
     """
-    from edgessl.train.pretrain import pretrain
+    from edgessl.train.pretrain import pretrain, schedule
 
     cfg = config_from_args(PretrainConfig, args, data=selected_data(args))
     _check_out(cfg.out, cfg.data, cfg.init_weights)
+    budget = schedule(cfg)  # the budget it trains to, saved resolved: a later default cannot change a replay
     s = pretrain(cfg)
     if not _rank0():
         return None
-    _save_config(cfg.out, cfg)
+    _save_config(cfg.out, replace(cfg, epochs=budget["epochs"], max_steps=budget["max_steps"],
+                                  time_budget=budget["time_budget_s"]))
     title = f"edgessl pretrain: {cfg.method} {cfg.backbone} on {cfg.data} -> {cfg.out}"
     return Outcome(s, summary_lines(title, s, ("steps", "epochs_done", "images", "final_loss", "seconds",
                                                "images_per_s", "stopped_by_budget")))
@@ -98,7 +100,8 @@ PRETRAIN = Command(
                           "(0.85 or 1 helped a surface texture, 0.7 held across objects and scans: "
                           "docs/detection.md)", metavar="FRACTION"),
         Opt("--epochs", "passes over the training images (0: until --time-budget or --max-steps ends training; "
-                        f"with none of the three, {PRETRAIN_STEPS} optimizer steps)"),
+                        f"with none of the three, {PRETRAIN_STEPS} optimizer steps, or with --resume the run's own "
+                        "budget)"),
         Opt("--batch-size", "images per optimizer step (a step of 64 costs less than two of 32 on a CPU, so "
                             "the same --time-budget sees more images: docs/detection.md)"),
         Opt("--lr", "peak AdamW learning rate"),
