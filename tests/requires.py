@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import sys
 import sysconfig
 from pathlib import Path
 from types import ModuleType
@@ -34,10 +35,14 @@ def require(module: str, reason: str = "") -> ModuleType:
 
 
 def _system_path() -> str:
-    """``PATH`` without this Python environment's scripts folder: pip puts same-named Python programs
-    there (pynetdicom's ``storescu``, ``echoscu``), which shadow dcmtk's once the venv is activated."""
+    """``PATH`` without a virtual environment's scripts folder: pip puts same-named Python programs
+    there (pynetdicom's ``storescu``, ``echoscu``), which shadow dcmtk's once the venv is activated.
+    Outside a venv that folder is the system's own (``/usr/bin``) and stays."""
+    path = os.environ.get("PATH", "")
+    if sys.prefix == sys.base_prefix:
+        return path
     scripts = Path(sysconfig.get_path("scripts")).resolve()
-    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != scripts)
+    return os.pathsep.join(d for d in path.split(os.pathsep) if d and Path(d).resolve() != scripts)
 
 
 def require_binary(*names: str, reason: str = "") -> str:

@@ -83,27 +83,31 @@ def test_orthanc_sends_12_studies_and_gets_12_srs_and_overlays_back_in_the_right
     assert [r["state"] for r in worklist(out)] == ["acknowledged"] * N_STUDIES
 
 
-def _dcmtk(program: str, *args: str) -> subprocess.CompletedProcess:
-    """dcmtk's ``program`` (not a same-named Python program of the venv) with ``args``."""
-    binary = require_binary(program, reason="dcmtk is not installed (apt-get install dcmtk)")
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120)
+def _dcmtk(*programs: str) -> list[str]:
+    """The paths of dcmtk's ``programs`` (not same-named Python programs of the venv)."""
+    return [require_binary(p, reason="dcmtk is not installed (apt-get install dcmtk)") for p in programs]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=120)
 
 
 def test_dcmtk_echo_and_a_malformed_object_get_their_status_and_the_node_keeps_serving(bundle, tmp_path):
+    echoscu, storescu = _dcmtk("echoscu", "storescu")
     out = tmp_path / "node"
     node = DicomNode(config(bundle, out))
     node.start()
     try:
         port = str(node.port)
-        assert _dcmtk("echoscu", "-aet", "DCMTK", "-aec", "EDGESSL", "127.0.0.1", port).returncode == 0
+        assert _run(echoscu, "-aet", "DCMTK", "-aec", "EDGESSL", "127.0.0.1", port).returncode == 0
         bad = tmp_path / "bad.dcm"
         ds = write_dicom(bad, np.zeros((32, 32)), bits_stored=12)
         ds.Rows = 64  # the pixel data holds 32 x 32: Rows x Columns contradicts its length
         ds.save_as(bad, enforce_file_format=True)
-        run = _dcmtk("storescu", "-v", "-aet", "DCMTK", "-aec", "EDGESSL", "127.0.0.1", port, str(bad))
+        run = _run(storescu, "-v", "-aet", "DCMTK", "-aec", "EDGESSL", "127.0.0.1", port, str(bad))
         assert run.returncode != 0 and "Store Response (Error: CannotUnderstand)" in run.stderr, run.stderr  # 0xC000
         good = studies(tmp_path / "in", 1)
-        assert _dcmtk("storescu", "-aet", "DCMTK", "-aec", "EDGESSL", "127.0.0.1", port, str(good[0])).returncode == 0
+        assert _run(storescu, "-aet", "DCMTK", "-aec", "EDGESSL", "127.0.0.1", port, str(good[0])).returncode == 0
     finally:
         node.stop()
     received = events(out, "instance_received")
@@ -116,7 +120,7 @@ def test_dcmtk_echo_and_a_malformed_object_get_their_status_and_the_node_keeps_s
 def test_every_compressed_transfer_syntax_crosses_the_wire_and_scores(bundle, tmp_path):
     """storescu proposes each file's own compressed transfer syntax (its -x option): the node accepts
     every syntax it can decode, spools the codestream as sent, and scores it."""
-    require_binary("dcmcjpeg", reason="dcmtk is not installed (apt-get install dcmtk)")
+    storescu, _ = _dcmtk("storescu", "dcmcjpeg")
     native = studies(tmp_path / "native", 1)[0]
     rgb = tmp_path / "native" / "rgb.dcm"
     write_dicom(rgb, np.dstack([np.full((30, 30), v, np.uint8) for v in (30, 120, 220)]), photometric="RGB")
@@ -137,7 +141,7 @@ def test_every_compressed_transfer_syntax_crosses_the_wire_and_scores(bundle, tm
     node.start()
     try:
         for path, flag in files.items():
-            run = _dcmtk("storescu", flag, "-aec", "EDGESSL", "127.0.0.1", str(node.port), str(path))
+            run = _run(storescu, flag, "-aec", "EDGESSL", "127.0.0.1", str(node.port), str(path))
             assert run.returncode == 0, f"{path.name}: {run.stderr}"
     finally:
         node.stop()

@@ -44,3 +44,19 @@ def test_missing_dependency_skips_locally_and_fails_in_ci(tmp_path, source):
     assert local.returncode in (0, 5) and "skipped" in local.stdout and "probe" in local.stdout, local.stdout
     ci = _pytest(tmp_path, source, ci=True)
     assert ci.returncode in (1, 2) and "must run in CI" in ci.stdout, ci.stdout
+
+
+def test_a_same_named_program_of_the_venv_does_not_shadow_the_systems(tmp_path, monkeypatch):
+    import requires
+
+    venv_bin, system_bin = tmp_path / "venv-bin", tmp_path / "system-bin"
+    for folder in (venv_bin, system_bin):
+        folder.mkdir()
+        (folder / "edgessl-probe-tool").write_text("#!/bin/sh\n")
+        (folder / "edgessl-probe-tool").chmod(0o755)
+    monkeypatch.setattr(requires.sysconfig, "get_path", lambda name: str(venv_bin))
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{system_bin}")
+    monkeypatch.setattr(sys, "base_prefix", "/not-this-prefix")  # inside a virtual environment
+    assert requires.require_binary("edgessl-probe-tool") == str(system_bin / "edgessl-probe-tool")
+    monkeypatch.setattr(sys, "base_prefix", sys.prefix)  # outside one the scripts folder is the system's own
+    assert requires.require_binary("edgessl-probe-tool") == str(venv_bin / "edgessl-probe-tool")
