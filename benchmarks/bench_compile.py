@@ -1,5 +1,5 @@
 """Does ``torch.compile`` pay for pretraining on a CPU? Seconds per optimiser step of ``pretrain``'s
-defaults (its method, backbone, image size, views and batch; AdamW), eager against the backbone's
+defaults (its method, backbone, image size, views, batch and training step), eager against the backbone's
 forward compiled by TorchInductor, and what each buys in a 600 s budget once the compile is paid.
 
 Rows as in ``bench_train_speed.py``: ``native`` (this host, ``auto`` precision: bf16 where the CPU has
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 from bench_quality import cpu_flags
-from bench_train_speed import AVX2, BUDGET_S
+from bench_train_speed import BUDGET_S, fresh_json
 
 from edgessl.train.config import PretrainConfig
 
@@ -32,16 +30,20 @@ WARM = 5  # steps left out of the median (allocator and oneDNN warm-up)
 
 
 def time_steps(compiled: bool, steps: int, torch_precision: str) -> dict:
-    """This process: ``steps`` steps of pretrain's defaults; the first step's seconds and the median."""
+    """This process: ``steps`` of ``pretrain``'s training steps (``loop.train_step``: the learning
+    rate set, gradients clipped, AdamW) with its defaults; the first step's seconds and the median."""
     import torch
 
     from edgessl.edge_runtime.preprocess import PreprocessSpec
     from edgessl.train import precision
     from edgessl.train.augment import AugmentConfig
     from edgessl.train.backbones import BackboneConfig, build_backbone
+    from edgessl.train.loop import LoopConfig, build_optimizer, train_step
     from edgessl.train.methods import METHODS
 
     cfg = PretrainConfig()
+    loop = LoopConfig(epochs=0, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=0.0, max_steps=steps)
     torch.manual_seed(cfg.seed)
     spec = PreprocessSpec(cfg.image_size, 1, (0.5,), (0.25,))
     backbone = build_backbone(BackboneConfig(cfg.backbone, 1, cfg.image_size, cfg.stem_stride))
@@ -51,31 +53,22 @@ def time_steps(compiled: bool, steps: int, torch_precision: str) -> dict:
     compute.module(method)
     if compiled:
         backbone.forward = torch.compile(backbone.forward)
-    optimizer = torch.optim.AdamW(method.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(method, loop)
     images = torch.randint(0, 256, (2000, 1, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     seconds = []
-    for _ in range(steps):
+    for step in range(steps):
         started = time.perf_counter()
-        batch = compute.batch(images[torch.randint(0, len(images), (cfg.batch_size,))])
-        with compute.autocast():
-            loss, _ = method(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        batch = [compute.batch(images[torch.randint(0, len(images), (cfg.batch_size,))])]
+        train_step(method, optimizer, batch, loop, 1.0, compute, step)
         seconds.append(time.perf_counter() - started)
     return {"first": seconds[0], "step": statistics.median(seconds[WARM:]), "precision": compute.name}
 
 
 def row(compiled: bool, avx2: bool, steps: int, threads: int, cache: str) -> dict:
-    """``time_steps`` in a fresh process (the ISA must be held before torch loads), with Inductor's
-    cache in ``cache``."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCHINDUCTOR_CACHE_DIR": cache, **(AVX2 if avx2 else {})}
+    """``time_steps`` in a fresh process, with Inductor's cache in ``cache``."""
     cmd = [sys.executable, __file__, "--one", "compile" if compiled else "eager", "--steps", str(steps),
            "--torch-precision", "fp32" if avx2 else PretrainConfig.torch_precision]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return fresh_json(cmd, threads, avx2, {"TORCHINDUCTOR_CACHE_DIR": cache})
 
 
 def main() -> None:

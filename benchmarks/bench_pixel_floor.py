@@ -34,8 +34,8 @@ class and score the test split. Each run's part scores are kept beside it
     python benchmarks/bench_quality.py --datasets mnist cifar10 --steps 1000 --seeds 0 --out runs
     python benchmarks/bench_pixel_floor.py --runs runs --datasets mnist cifar10
 
-Every run of a data set in the ``--runs`` folders is a row (random init, unless ``--no-random-init``,
-and each step budget and seed).
+Every run of a data set in the ``--runs`` folders is a row (each step budget and seed, and random
+init; ``--features trained`` or ``untrained`` keeps one kind).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_quality import TITLES, Task, cpu_flags, run_dir, task
+from bench_quality import TITLES, Task, cpu_flags, folder_prefix, run_dir, task
 from edgessl.edge_runtime.data.datasets import drop_labels, open_dataset, resolve_label
 from edgessl.edge_runtime.data.image_datasets import ImageDataset
 from edgessl.edge_runtime.data.metrics import auroc
@@ -75,8 +75,8 @@ def pixel_features(ds: ImageDataset, spec: PreprocessSpec) -> np.ndarray:
 
 
 def standardised(held_out: np.ndarray, test: np.ndarray) -> np.ndarray:
-    median, iqr = standardisation(held_out)
-    return (test - median) / iqr
+    median, scale = standardisation(held_out)
+    return (test - median) / scale
 
 
 def stacked(z: dict[str, np.ndarray], kinds: tuple[str, ...]) -> np.ndarray:
@@ -137,6 +137,9 @@ RULES = {f"{name}{suffix}": make(kinds) for suffix, kinds in (("", PARTS), ("+pi
                             ("min-variance", min_variance_rule))}
 RULES.update({"mean-iqr": rescaled_mean_rule(25, 75), "mean-p95": rescaled_mean_rule(50, 95),
               "mean-p99": rescaled_mean_rule(50, 99)})
+AGAINST = {"fit's three parts": PARTS, "the four parts": ALL}  # regret against the best of these
+FEATURES = {"all": lambda run: True, "trained": lambda run: not run.startswith("random_init"),
+            "untrained": lambda run: run.startswith("random_init")}
 
 
 def part_scores(run: Path, t: Task, normal: str) -> dict[str, np.ndarray]:
@@ -183,11 +186,11 @@ def cached_part_scores(run: Path, t: Task, normal: str) -> dict[str, np.ndarray]
         return dict(f)
 
 
-def runs_of(root: Path, t: Task, trained_only: bool) -> list[str]:
-    """The run names (after the data set's prefix) of ``t`` kept in ``root``."""
+def runs_of(root: Path, t: Task, features: str) -> list[str]:
+    """The run names (after the data set's prefix) of ``t`` kept in ``root`` of the kind ``features``."""
     prefix = run_dir(root, t, t.normals[0], "").name
     names = sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if p.is_dir())
-    return [n for n in names if not (trained_only and n.startswith("random_init"))]
+    return [n for n in names if FEATURES[features](n)]
 
 
 def main() -> None:
@@ -195,29 +198,31 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", required=True, help="folders bench_quality.py --out kept its runs in")
     ap.add_argument("--datasets", nargs="+", required=True, choices=list(TITLES))
     ap.add_argument("--classes", type=int, default=3, help="normal classes of the one-vs-rest sets, as bench_quality")
-    ap.add_argument("--no-random-init", action="store_true", help="leave out the untrained runs")
+    ap.add_argument("--features", choices=list(FEATURES), default="all",
+                    help="the runs to keep: trained, untrained (random init) or all")
     args = ap.parse_args()
     print(f"Raw pixels as a fourth part, and rules to combine the parts; on {cpu_flags()}")
     print("| data | run | " + " | ".join([*ALL, *RULES]) + " |")
     print("|" + "---|" * (2 + len(ALL) + len(RULES)))
-    regrets = {"fit's three parts": [], "the four parts": []}
+    regrets = {against: [] for against in AGAINST}
     for name in args.datasets:
         found = False
         for root in map(Path, args.runs):
-            if not any(root.glob(TITLES[name].replace(" ", "_") + "-*")):
+            if not any(root.glob(folder_prefix(TITLES[name]) + "*")):
                 continue  # no runs of it here: make none of its derived data here either
             t = task(name, root, args.classes)
-            for run_name in runs_of(root, t, args.no_random_init):
+            for run_name in runs_of(root, t, args.features):
                 found = True
-                rows = [one_row(cached_part_scores(run_dir(root, t, normal, run_name), t, normal))
-                        for normal in t.normals]
-                mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                for against, kinds in zip(regrets, (PARTS, ALL)):
+                per_class = [one_row(cached_part_scores(run_dir(root, t, normal, run_name), t, normal))
+                             for normal in t.normals]
+                mean = {k: float(np.mean([r[k] for r in per_class])) for k in per_class[0]}
+                for against, kinds in AGAINST.items():
                     regrets[against].append({r: max(mean[k] for k in kinds) - mean[r] for r in RULES})
                 print(f"| {t.name} | {run_name} | " + " | ".join(f"{mean[k]:.3f}" for k in [*ALL, *RULES]) + " |",
                       flush=True)
         if not found:
-            raise SystemExit(f"no runs of {name} in {', '.join(args.runs)}: make them with bench_quality.py --out DIR")
+            raise SystemExit(f"no {args.features} runs of {name} in {', '.join(args.runs)}: make them with "
+                             "bench_quality.py --out DIR")
     print("\nRegret (the best single part's AUROC minus the rule's) over those rows")
     print("| rule | " + " | ".join(f"mean, against {a} | worst, against {a}" for a in regrets) + " |")
     print("|---|" + "---|---|" * len(regrets))

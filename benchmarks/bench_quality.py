@@ -245,10 +245,15 @@ def raw_pixels(t: Task, normal: str, size: int) -> float:
     return auroc(test.labels != resolve_label(test, normal), scores)
 
 
+def folder_prefix(title: str) -> str:
+    """How the run folders of the data set named ``title`` begin."""
+    return title.replace(" ", "_") + "-"
+
+
 def run_dir(root: Path, t: Task, normal: str, name: str) -> Path:
     """Where run ``name`` of ``t`` is kept: one per normal class for a one-class task, one for all
     otherwise (each class's ``fit`` replaces the last one's detector there)."""
-    return root / f"{t.name}-{normal if t.one_class else 'all'}-{name}".replace(" ", "_")
+    return root / (folder_prefix(t.name) + f"{normal if t.one_class else 'all'}-{name}".replace(" ", "_"))
 
 
 def finished(run: Path, steps: int) -> dict | None:

@@ -35,15 +35,21 @@ BUDGET_S = 600.0
 BATCHES = (32, 64)
 
 
-def seconds_per_step(data: str, steps: int, threads: int, avx2: bool, batch: int, out: Path) -> float:
-    """Seconds per optimiser step of ``edgessl pretrain`` (its own ``seconds`` over its steps)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(AVX2 if avx2 else {})}
-    cmd = [sys.executable, "-m", "edgessl.cli.main", "pretrain", "--data", data, "--max-steps", str(steps),
-           "--batch-size", str(batch), "--out", str(out), "--json", *(["--torch-precision", "fp32"] if avx2 else [])]
+def fresh_json(cmd: list[str], threads: int, avx2: bool, env: dict[str, str] | None = None) -> dict:
+    """The JSON a fresh process of ``cmd`` prints last, with ``threads`` threads and, with ``avx2``,
+    PyTorch and oneDNN held to AVX2 (which must be set before torch loads)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(AVX2 if avx2 else {}), **(env or {})}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    summary = json.loads(done.stdout)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def seconds_per_step(data: str, steps: int, threads: int, avx2: bool, batch: int, out: Path) -> float:
+    """Seconds per optimiser step of ``edgessl pretrain`` (its own ``seconds`` over its steps)."""
+    cmd = [sys.executable, "-m", "edgessl.cli.main", "pretrain", "--data", data, "--max-steps", str(steps),
+           "--batch-size", str(batch), "--out", str(out), "--json", *(["--torch-precision", "fp32"] if avx2 else [])]
+    summary = fresh_json(cmd, threads, avx2)
     return summary["seconds"] / summary["steps"]
 
 
