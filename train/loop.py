@@ -14,6 +14,7 @@ the time budget (or the step limit) alone ends training.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
 import time
@@ -57,14 +58,17 @@ class LoopConfig:
 BUDGET_KEYS = ("epochs", "max_steps", "time_budget_s")  # what ends training, kept in state.json
 
 
+def budget(cfg: LoopConfig) -> dict:
+    """What ends a run of ``cfg``: its ``BUDGET_KEYS``."""
+    return {k: getattr(cfg, k) for k in BUDGET_KEYS}
+
+
 def saved_budget(run_dir: Path) -> dict | None:
     """The ``BUDGET_KEYS`` a run's last checkpoint trained to (None: no checkpoint, or one written
     before they were kept)."""
-    import json
-
     path = run_dir / "state.json"
-    budget = json.loads(path.read_text()).get("budget") if path.is_file() else None
-    return {k: budget[k] for k in BUDGET_KEYS} if budget else None
+    kept = json.loads(path.read_text()).get("budget") if path.is_file() else None
+    return {k: kept[k] for k in BUDGET_KEYS} if kept else None
 
 
 def seed_everything(seed: int) -> None:
@@ -281,7 +285,8 @@ def train(
     return {"steps": state.step, "epochs_done": epochs_done,
             "images_seen": state.seen, "seconds": round(elapsed, 2),
             "images_per_s": round(state.seen / max(elapsed, 1e-9), 2), "final_loss": state.last.get("loss"),
-            "stopped_by_budget": state.stopped_by_budget, "precision": compute.name, "fp32_redone_steps": state.redone}
+            "stopped_by_budget": state.stopped_by_budget, "budget": budget(cfg), "precision": compute.name,
+            "fp32_redone_steps": state.redone}
 
 
 class _CsvLog:
@@ -312,12 +317,10 @@ def _save_state(method, optimizer, run_dir: Path, epoch: int, step: int, cfg: Lo
     tensors.update({f"method.{k}": v for k, v in method.state_dict().items()})
     save_tensors(run_dir / "state.safetensors", tensors)
     write_json(run_dir / "state.json", {"epoch": epoch, "step": step, "param_groups": groups,
-                                        "budget": {k: getattr(cfg, k) for k in BUDGET_KEYS}})
+                                        "budget": budget(cfg)})
 
 
 def _resume(method, optimizer, run_dir: Path) -> tuple[int, int]:
-    import json
-
     from safetensors.torch import load_file
 
     from .checkpoint import load_weights

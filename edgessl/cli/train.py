@@ -67,14 +67,14 @@ def _pretrain(args: argparse.Namespace) -> Outcome | None:
     Multi-GPU / multi-process: torchrun --nproc_per_node=N -m edgessl pretrain ...
     Example: edgessl pretrain --data digits --time-budget 300 --out runs/digits
     """
-    from edgessl.train.pretrain import pretrain, schedule
+    from edgessl.train.pretrain import pretrain
 
     cfg = config_from_args(PretrainConfig, args, data=selected_data(args))
     _check_out(cfg.out, cfg.data, cfg.init_weights)
-    budget = schedule(cfg)  # the budget it trains to, saved resolved: a later default cannot change a replay
     s = pretrain(cfg)
     if not _rank0():
         return None
+    budget = s["budget"]  # the budget it trained to, saved resolved: a later default cannot change a replay
     _save_config(cfg.out, replace(cfg, epochs=budget["epochs"], max_steps=budget["max_steps"],
                                   time_budget=budget["time_budget_s"]))
     title = f"edgessl pretrain: {cfg.method} {cfg.backbone} on {cfg.data} -> {cfg.out}"
