@@ -28,6 +28,11 @@ def _cell(default, required: bool) -> str:
     return f"`{' '.join(map(str, default)) if isinstance(default, list) else default}`"
 
 
+def _escaped(cell: str) -> str:
+    """A table cell with its ``|`` escaped (GitHub's tables split on it, inside code spans too)."""
+    return cell.replace("|", "\\|")
+
+
 def option_table(name: str) -> str:
     """The markdown table of command ``name``'s options: flag and metavar, default, meaning."""
     command = next(c for c in COMMANDS if c.name == name)
@@ -39,7 +44,7 @@ def option_table(name: str) -> str:
         action = actions[opt.field]
         shown = opt.flag if action.nargs == 0 else f"{opt.flag} {formatter._format_args(action, opt.field.upper())}"
         default = field_default(config_field((opt.of,) if opt.of else command.configs, opt.field)[0])
-        rows.append(f"| `{shown}` | {_cell(default, opt.required)} | {opt.help} |")
+        rows.append("| " + " | ".join(_escaped(c) for c in (f"`{shown}`", _cell(default, opt.required), opt.help)) + " |")
     return "\n".join(rows) + "\n"
 
 

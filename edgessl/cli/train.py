@@ -92,7 +92,7 @@ PRETRAIN = Command(
         Opt("--backbone", "network trained", choices=BACKBONES),
         Opt("--image-size", "model input size in pixels (0: the data's own, from {} up to {} px)".format(*AUTO_SIZE)),
         Opt("--stem-stride", "the backbone stem's stride: 1, 2, or 0 for the ImageNet stem (default: by image "
-                             "size, docs/train.md)", choices=(0, 1, 2)),
+                             "size, docs/detection.md)", choices=(0, 1, 2)),
         Opt("--channels", "input channels; 0 infers from the data (1 grey, 3 colour)", choices=(0, 1, 3)),
         Opt("--crop-min", "the smallest random crop of the augmented views, as a fraction of the image's area "
                           "(simclr, byol, moco; the other methods ignore it): lower teaches more invariance to "
