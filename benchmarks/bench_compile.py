@@ -38,12 +38,12 @@ def time_steps(compiled: bool, steps: int, torch_precision: str) -> dict:
     from edgessl.train import precision
     from edgessl.train.augment import AugmentConfig
     from edgessl.train.backbones import BackboneConfig, build_backbone
-    from edgessl.train.loop import LoopConfig, build_optimizer, train_step
+    from edgessl.train.loop import build_optimizer, train_step
     from edgessl.train.methods import METHODS
+    from edgessl.train.pretrain import loop_config
 
-    cfg = PretrainConfig()
-    loop = LoopConfig(epochs=0, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, time_budget_s=0.0, max_steps=steps)
+    cfg = PretrainConfig(max_steps=steps)
+    loop = loop_config(cfg)
     torch.manual_seed(cfg.seed)
     spec = PreprocessSpec(cfg.image_size, 1, (0.5,), (0.25,))
     backbone = build_backbone(BackboneConfig(cfg.backbone, 1, cfg.image_size, cfg.stem_stride))

@@ -34,6 +34,12 @@ def schedule(cfg: PretrainConfig) -> dict:
     return recorded or {"epochs": 0, "max_steps": PRETRAIN_STEPS, "time_budget_s": 0.0}
 
 
+def loop_config(cfg: PretrainConfig) -> LoopConfig:
+    """The training loop's settings for ``cfg``, its budget resolved by ``schedule``."""
+    return LoopConfig(batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, **schedule(cfg))
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Train ``cfg.method`` on the ``train`` split of ``cfg.data``; returns the run summary."""
     if cfg.method not in METHODS:
@@ -63,8 +69,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if cfg.init_weights:
         load_init_weights(backbone, cfg.init_weights)
     method = METHODS[cfg.method].for_data(backbone, spec, len(images), AugmentConfig(crop_scale=(cfg.crop_min, 1.0)))
-    loop_cfg = LoopConfig(batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                          warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, **schedule(cfg))
+    loop_cfg = loop_config(cfg)
 
     def checkpoint(epoch: int) -> None:
         precise_bn(backbone, images, spec, device)
